@@ -1,0 +1,149 @@
+/* abd async filter: the dirty store.
+ *
+ * The store holds every byte the client wrote that is not yet known to be
+ * durable on the lower device, indexed by block number (4 KiB blocks) in a
+ * red-black tree of entries.  It knows nothing of nbdkit: the lower device is
+ * reached through the callbacks in struct store_io (client side) and by the
+ * writer threads (writer.c) that take batches from it.
+ *
+ * An entry is one data block (its 4 KiB live in a slot of the data arena) or
+ * a range of whole blocks that were zeroed or trimmed (no data memory).
+ * Every entry covers whole blocks; a partial write to a block the store does
+ * not hold first reads the block from the lower device (read-modify-write).
+ *
+ * The life of an entry (all transitions are in store.c, under the lock):
+ *
+ *   (absent) --client write--> DIRTY --store_pick--> WRITEBACK
+ *   WRITEBACK --lower write ok--> WRITTEN --lower flush ok--> (removed)
+ *   WRITEBACK --lower write failed--> DIRTY (+FAILED, retried with backoff)
+ *   WRITTEN --lower flush failed--> DIRTY (+FAILED)
+ *
+ * A client write to a WRITEBACK or WRITTEN data block updates the RAM copy
+ * and sets REDIRTY: the entry goes back to DIRTY after the flush instead of
+ * being removed, so the newer data is written after the older one, never
+ * before it.  A client operation that would split a zero/trim range that is
+ * being written back waits until that range is done.
+ *
+ * Flush accounting: every client modification belongs to an epoch; a flush
+ * request opens a new epoch and waits until no entry holds unflushed data of
+ * an older one (store_flush_wait).
+ */
+
+#ifndef ABD_ASYNC_STORE_H
+#define ABD_ASYNC_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define STORE_BLOCK_SIZE 4096
+#define STORE_MIN_SIZE (16 * STORE_BLOCK_SIZE)
+
+struct store;
+
+/* How one client request reaches the lower device: reads of blocks the
+ * store does not hold (and read-modify-write of partial blocks), and, for
+ * writes not admitted into RAM (sync mode), the write itself.  Each returns
+ * 0 or -1 with *err set.
+ */
+struct store_io {
+  int (*read) (void *opaque, void *buf, uint32_t count, uint64_t offset,
+               int *err);
+  int (*write) (void *opaque, const void *buf, uint32_t count,
+                uint64_t offset, int *err);
+  int (*zero) (void *opaque, uint32_t count, uint64_t offset, int *err);
+  int (*trim) (void *opaque, uint32_t count, uint64_t offset, int *err);
+  void *opaque;
+};
+
+enum store_kind { STORE_DATA, STORE_ZERO, STORE_TRIM };
+
+/* One lower-device write taken by a writer thread. */
+struct store_batch {
+  enum store_kind kind;
+  uint64_t blk;                 /* first block */
+  uint32_t nblocks;
+  uint64_t offset;              /* bytes on the lower device */
+  uint32_t len;
+  char *buf;                    /* STORE_DATA: the data, len bytes */
+};
+
+struct store_params {
+  uint64_t size;                /* device size in bytes */
+  uint64_t max_dirty;           /* bytes of data memory */
+  bool lock_memory;             /* mlock the arenas */
+  uint32_t batch_blocks;        /* largest coalesced write, in blocks */
+  uint32_t delay_ms;            /* writeback delay */
+};
+
+struct store_stats {
+  bool sync;
+  uint64_t max_dirty_bytes;
+  uint64_t dirty_bytes, dirty_data_bytes;
+  uint64_t dirty_ranges, dirty_entries;
+  uint64_t oldest_dirty_age_ms;
+  uint64_t writes_in_flight, bytes_in_flight;
+  uint64_t written_back_bytes, written_back_requests;
+  uint64_t lower_flushes, lower_write_errors, lower_flush_errors;
+  uint64_t failed_bytes;
+  uint64_t client_write_requests, client_written_bytes;
+  uint64_t space_waits;
+};
+
+/* Creating: returns NULL with *errmsg (malloc'd) on failure. */
+struct store *store_create (const struct store_params *p, char **errmsg);
+void store_free (struct store *s);
+
+/* Client requests.  ADMIT_CLEAN: blocks the store does not hold go into
+ * RAM (true) or straight to the lower device through IO (false: sync mode,
+ * write-through).  Blocks the store holds are always updated in RAM.
+ */
+int store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
+                const struct store_io *io, int *err);
+int store_write (struct store *s, const void *buf, uint32_t count,
+                 uint64_t offset, bool admit_clean,
+                 const struct store_io *io, int *err);
+int store_zero (struct store *s, uint32_t count, uint64_t offset,
+                bool admit_clean, const struct store_io *io, int *err);
+int store_trim (struct store *s, uint32_t count, uint64_t offset,
+                bool admit_clean, const struct store_io *io, int *err);
+
+/* Wait until every modification made before the call is durable (written
+ * and flushed on the lower device).  TIMEOUT_MS < 0 waits forever.  Returns
+ * 0, or -1 with *err = EIO (some data's last lower write failed) or
+ * ETIMEDOUT.
+ */
+int store_flush_wait (struct store *s, int timeout_ms, int *err);
+
+/* Is some data's last lower write or flush failed (flushes report EIO)? */
+bool store_has_failed (struct store *s);
+
+/* Wait until the store holds nothing at all; used by the sync-mode "hold"
+ * policy.
+ */
+void store_wait_empty (struct store *s);
+
+/* Writer side (writer.c).  store_pick_wait blocks until a batch is ready
+ * (copying data into BUF, which holds batch_blocks blocks) and returns true,
+ * or returns false once store_stop was called.  store_complete reports the
+ * lower write's outcome.
+ */
+bool store_pick_wait (struct store *s, struct store_batch *b, char *buf);
+void store_complete (struct store *s, const struct store_batch *b, bool ok);
+
+/* Flusher side: store_flush_begin blocks until a lower flush is worth doing
+ * and returns a ticket (or false once stopped); after the lower flush,
+ * store_flush_end with its outcome.
+ */
+bool store_flush_begin (struct store *s, uint32_t *ticket);
+void store_flush_end (struct store *s, uint32_t ticket, bool ok);
+
+/* Modes and lifecycle. */
+void store_set_sync (struct store *s, bool sync);
+void store_set_draining (struct store *s, bool draining);
+void store_stop (struct store *s);       /* wakes every waiting thread */
+bool store_is_empty (struct store *s);
+uint64_t store_progress (struct store *s);  /* grows with every success */
+
+void store_get_stats (struct store *s, struct store_stats *st);
+
+#endif /* ABD_ASYNC_STORE_H */

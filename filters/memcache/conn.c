@@ -1,0 +1,316 @@
+/* nbdkit-memcache-filter: connections to the memcached servers.
+ *
+ * Each server has its own libmemcached handle template holding only that
+ * server, so libmemcached never chooses or redistributes servers: the ring
+ * (ring.c) has already chosen.  Behaviours: TCP_NODELAY on (a multi-get
+ * miss costs 44 ms without it), poll and connect timeouts = memcache-timeout,
+ * auto-eject and remove-failed-servers off.
+ *
+ * Handles are cloned from the template on demand and kept in a per-server
+ * stack of idle handles for reuse.  A handle is reused only within the
+ * generation it was opened under (health.h): after a failure, a probe or
+ * an uncertain outcome, connections are made afresh, so a connection that
+ * timed out or broke is never used again.
+ *
+ * Every operation reports its outcome to health.c and its latency and
+ * failures to stats.c, so callers only decide what an outcome means for
+ * the data.  After one failure a session does no more network operations.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <nbdkit-filter.h>
+
+#include "conn.h"
+#include "health.h"
+#include "stats.h"
+
+#define CONN_IDLE_MAX 64
+
+struct idle_handle {
+  memcached_st *mc;
+  uint64_t gen;
+};
+
+struct conn_pool {
+  memcached_st *template;       /* read-only after conn_init */
+  pthread_mutex_t lock;         /* protects idle and nr_idle */
+  struct idle_handle idle[CONN_IDLE_MAX];
+  size_t nr_idle;
+};
+
+static struct conn_pool *pools;
+static size_t nr_pools;
+
+static uint64_t
+conn_now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * UINT64_C (1000000000) + ts.tv_nsec;
+}
+
+static int
+conn_make_template (struct conn_pool *pool, const struct ring_server *server,
+                    unsigned timeout_ms)
+{
+  memcached_st *mc;
+  memcached_return_t rc;
+
+  mc = memcached_create (NULL);
+  if (mc == NULL) {
+    nbdkit_error ("memcached_create: out of memory");
+    return -1;
+  }
+  if (server->port == 0)
+    rc = memcached_server_add_unix_socket (mc, server->host);
+  else
+    rc = memcached_server_add (mc, server->host, server->port);
+  if (rc == MEMCACHED_SUCCESS)
+    rc = memcached_behavior_set (mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+  if (rc == MEMCACHED_SUCCESS)
+    rc = memcached_behavior_set (mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+                                 timeout_ms);
+  if (rc == MEMCACHED_SUCCESS)
+    rc = memcached_behavior_set (mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
+                                 timeout_ms);
+  if (rc == MEMCACHED_SUCCESS)
+    rc = memcached_behavior_set (mc, MEMCACHED_BEHAVIOR_AUTO_EJECT_HOSTS, 0);
+  if (rc == MEMCACHED_SUCCESS)
+    rc = memcached_behavior_set (mc, MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS,
+                                 0);
+  if (rc != MEMCACHED_SUCCESS) {
+    nbdkit_error ("memcache: setting up %s: %s",
+                  server->name, memcached_strerror (mc, rc));
+    memcached_free (mc);
+    return -1;
+  }
+  pool->template = mc;
+  return 0;
+}
+
+int
+conn_init (const struct ring *ring, unsigned timeout_ms)
+{
+  size_t i;
+
+  pools = calloc (ring->n, sizeof *pools);
+  if (pools == NULL) {
+    nbdkit_error ("calloc: %m");
+    return -1;
+  }
+  for (i = 0; i < ring->n; i++) {
+    pthread_mutex_init (&pools[i].lock, NULL);
+    nr_pools++;
+    if (conn_make_template (&pools[i], &ring->servers[i], timeout_ms) == -1) {
+      conn_free ();
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void
+conn_free (void)
+{
+  size_t i, j;
+
+  for (i = 0; i < nr_pools; i++) {
+    for (j = 0; j < pools[i].nr_idle; j++)
+      memcached_free (pools[i].idle[j].mc);
+    if (pools[i].template)
+      memcached_free (pools[i].template);
+    pthread_mutex_destroy (&pools[i].lock);
+  }
+  free (pools);
+  pools = NULL;
+  nr_pools = 0;
+}
+
+bool
+conn_open (struct conn_session *s, size_t i)
+{
+  struct conn_pool *pool = &pools[i];
+  memcached_st *stale[CONN_IDLE_MAX];
+  size_t nr_stale = 0, j;
+
+  s->server = i;
+  s->failed = false;
+  s->mc = NULL;
+  if (!health_acquire (i, &s->gen))
+    return false;
+
+  pthread_mutex_lock (&pool->lock);
+  while (pool->nr_idle > 0 && s->mc == NULL) {
+    struct idle_handle *h = &pool->idle[--pool->nr_idle];
+
+    if (h->gen == s->gen)
+      s->mc = h->mc;
+    else
+      stale[nr_stale++] = h->mc;
+  }
+  pthread_mutex_unlock (&pool->lock);
+  for (j = 0; j < nr_stale; j++)
+    memcached_free (stale[j]);
+
+  if (s->mc == NULL)
+    s->mc = memcached_clone (NULL, pool->template);
+  if (s->mc == NULL) {
+    /* Out of memory: skip the server for this request.  If this request
+     * was the probe, health.c starts another one later.
+     */
+    nbdkit_debug ("memcache: memcached_clone failed");
+    return false;
+  }
+  return true;
+}
+
+void
+conn_close (struct conn_session *s)
+{
+  struct conn_pool *pool = &pools[s->server];
+  bool keep;
+
+  keep = !s->failed && health_generation (s->server) == s->gen;
+  if (keep) {
+    pthread_mutex_lock (&pool->lock);
+    if (pool->nr_idle < CONN_IDLE_MAX) {
+      pool->idle[pool->nr_idle].mc = s->mc;
+      pool->idle[pool->nr_idle].gen = s->gen;
+      pool->nr_idle++;
+    }
+    else
+      keep = false;
+    pthread_mutex_unlock (&pool->lock);
+  }
+  if (!keep)
+    memcached_free (s->mc);
+  s->mc = NULL;
+}
+
+/* Turn a libmemcached return code into an outcome, and report it. */
+static enum conn_outcome
+conn_outcome (struct conn_session *s, memcached_return_t rc)
+{
+  switch (rc) {
+  case MEMCACHED_SUCCESS:
+  case MEMCACHED_STORED:
+  case MEMCACHED_DELETED:
+  case MEMCACHED_END:
+  case MEMCACHED_NOTFOUND:
+    health_report_ok (s->server, s->gen);
+    return CONN_OK;
+
+  case MEMCACHED_NOTSTORED:
+  case MEMCACHED_DATA_EXISTS:
+  case MEMCACHED_E2BIG:
+  case MEMCACHED_SERVER_ERROR:
+  case MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE:
+  case MEMCACHED_MEMORY_ALLOCATION_FAILURE:
+    health_report_ok (s->server, s->gen);
+    return CONN_REFUSED;
+
+  case MEMCACHED_TIMEOUT:
+    stats_add (stats.timeouts, 1);
+    stats_add (server_stats[s->server].timeouts, 1);
+    break;
+
+  default:
+    stats_add (stats.errors, 1);
+    stats_add (server_stats[s->server].errors, 1);
+    break;
+  }
+
+  nbdkit_debug ("memcache: server %zu: %s", s->server,
+                memcached_strerror (s->mc, rc));
+  s->failed = true;
+  health_report_failure (s->server, s->gen);
+  return CONN_FAILED;
+}
+
+static void
+conn_latency (struct conn_session *s, uint64_t start_ns)
+{
+  stats_latency (s->server, (conn_now_ns () - start_ns) / 1000);
+}
+
+enum conn_outcome
+conn_mget (struct conn_session *s, const char * const *keys,
+           const size_t *key_lens, size_t n)
+{
+  memcached_return_t rc;
+
+  if (s->failed)
+    return CONN_FAILED;
+  s->mget_start_ns = conn_now_ns ();
+  rc = memcached_mget (s->mc, keys, key_lens, n);
+  if (rc != MEMCACHED_SUCCESS) {
+    conn_latency (s, s->mget_start_ns);
+    return conn_outcome (s, rc);
+  }
+  return CONN_OK;
+}
+
+enum conn_outcome
+conn_fetch (struct conn_session *s, conn_found_fn found, void *opaque)
+{
+  memcached_result_st result;
+  memcached_return_t rc = MEMCACHED_SUCCESS;
+
+  if (s->failed)
+    return CONN_FAILED;
+  if (memcached_result_create (s->mc, &result) == NULL)
+    return conn_outcome (s, MEMCACHED_MEMORY_ALLOCATION_FAILURE);
+  while (memcached_fetch_result (s->mc, &result, &rc) != NULL) {
+    found (opaque,
+           memcached_result_key_value (&result),
+           memcached_result_key_length (&result),
+           memcached_result_value (&result),
+           memcached_result_length (&result));
+  }
+  memcached_result_free (&result);
+  conn_latency (s, s->mget_start_ns);
+  return conn_outcome (s, rc);
+}
+
+enum conn_outcome
+conn_set (struct conn_session *s, const char *key, size_t key_len,
+          const void *value, size_t value_len, unsigned ttl)
+{
+  uint64_t start;
+  memcached_return_t rc;
+
+  if (s->failed)
+    return CONN_FAILED;
+  start = conn_now_ns ();
+  rc = memcached_set (s->mc, key, key_len, value, value_len, ttl, 0);
+  conn_latency (s, start);
+  return conn_outcome (s, rc);
+}
+
+enum conn_outcome
+conn_delete (struct conn_session *s, const char *key, size_t key_len)
+{
+  uint64_t start;
+  memcached_return_t rc;
+
+  if (s->failed)
+    return CONN_FAILED;
+  start = conn_now_ns ();
+  rc = memcached_delete (s->mc, key, key_len, 0);
+  conn_latency (s, start);
+  return conn_outcome (s, rc);
+}
+
+void
+conn_uncertain (struct conn_session *s)
+{
+  stats_add (stats.uncertain, 1);
+  health_report_uncertain (s->server, s->gen);
+}

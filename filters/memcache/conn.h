@@ -1,0 +1,64 @@
+/* nbdkit-memcache-filter: connections to the memcached servers. */
+
+#ifndef MEMCACHE_CONN_H
+#define MEMCACHE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libmemcached/memcached.h>
+
+#include "ring.h"
+
+/* One request's use of one server: opened only if the server is usable,
+ * always closed by the same thread.
+ */
+struct conn_session {
+  size_t server;
+  uint64_t gen;                 /* the server's generation at open */
+  bool failed;                  /* an operation failed; the server is down */
+  memcached_st *mc;
+  uint64_t mget_start_ns;       /* for the latency of a multi-get */
+};
+
+enum conn_outcome {
+  CONN_OK,                      /* done (a delete of a missing key is ok) */
+  CONN_REFUSED,                 /* the server answered but did not do it */
+  CONN_FAILED,                  /* timeout or connection error */
+};
+
+extern int conn_init (const struct ring *ring, unsigned timeout_ms);
+extern void conn_free (void);
+
+/* Open a session to server I.  Returns false (and nothing to close) when
+ * the server is down.
+ */
+extern bool conn_open (struct conn_session *s, size_t i);
+extern void conn_close (struct conn_session *s);
+
+/* A multi-get: conn_mget sends the request, conn_fetch collects the
+ * answers, calling FOUND for every key the server has.  Send the requests
+ * to all servers before fetching from any, so that they work in parallel.
+ */
+extern enum conn_outcome conn_mget (struct conn_session *s,
+                                    const char * const *keys,
+                                    const size_t *key_lens, size_t n);
+typedef void (*conn_found_fn) (void *opaque, const char *key, size_t key_len,
+                               const char *value, size_t value_len);
+extern enum conn_outcome conn_fetch (struct conn_session *s,
+                                     conn_found_fn found, void *opaque);
+
+extern enum conn_outcome conn_set (struct conn_session *s,
+                                   const char *key, size_t key_len,
+                                   const void *value, size_t value_len,
+                                   unsigned ttl);
+extern enum conn_outcome conn_delete (struct conn_session *s,
+                                      const char *key, size_t key_len);
+
+/* The outcome of a set or delete of this session is unknown: stop
+ * trusting what the server holds (health_report_uncertain).
+ */
+extern void conn_uncertain (struct conn_session *s);
+
+#endif /* MEMCACHE_CONN_H */

@@ -1,0 +1,60 @@
+/* nbdkit-memcache-filter: server health and generations, shared by all
+ * threads.
+ */
+
+#ifndef MEMCACHE_HEALTH_H
+#define MEMCACHE_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum health_state {
+  HEALTH_UP,                    /* requests use the server */
+  HEALTH_DOWN,                  /* requests skip it until the next probe */
+  HEALTH_PROBING,               /* one request is trying it; others skip */
+};
+
+struct health_view {
+  enum health_state state;
+  uint64_t generation;
+  uint64_t downs;               /* transitions to DOWN */
+  uint64_t backoff_ms;          /* current probe interval */
+  int64_t next_probe_ms;        /* from now; meaningful when DOWN */
+};
+
+extern int health_init (size_t n, unsigned retry_ms, unsigned retry_cap_ms);
+extern void health_free (void);
+
+/* May a request use server I now?  If so, *GEN is the generation to build
+ * keys with, and the request must report how its operations went with
+ * that same generation.  When the server is down and its probe time has
+ * come, the caller becomes the prober.
+ */
+extern bool health_acquire (size_t i, uint64_t *gen);
+
+/* An operation made under GEN completed as the server intended. */
+extern void health_report_ok (size_t i, uint64_t gen);
+
+/* An operation made under GEN timed out or failed on the connection: the
+ * server goes down at once.
+ */
+extern void health_report_failure (size_t i, uint64_t gen);
+
+/* A cache write or delete made under GEN has an unknown outcome, but the
+ * server answered: it stays up, and nothing stored under GEN is trusted.
+ */
+extern void health_report_uncertain (size_t i, uint64_t gen);
+
+/* Stop trusting everything on every server (a huge zero or trim). */
+extern void health_invalidate_all (void);
+
+/* The current generation of server I (to tell whether a connection made
+ * under an older one may be reused).
+ */
+extern uint64_t health_generation (size_t i);
+
+extern void health_view (size_t i, struct health_view *view);
+extern const char *health_state_name (enum health_state state);
+
+#endif /* MEMCACHE_HEALTH_H */

@@ -1,0 +1,22 @@
+# nbdkit-memcache-filter: a read cache in a pool of memcached servers.
+# Uses libmemcached (wire protocol) and libxxhash (placement, checksums).
+filter_LTLIBRARIES += filters/memcache/nbdkit-memcache-filter.la
+filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
+	filters/memcache/memcache.c filters/memcache/memcache.h \
+	filters/memcache/params.h \
+	filters/memcache/ring.c filters/memcache/ring.h \
+	filters/memcache/health.c filters/memcache/health.h \
+	filters/memcache/conn.c filters/memcache/conn.h \
+	filters/memcache/value.c filters/memcache/value.h \
+	filters/memcache/writeseq.c filters/memcache/writeseq.h \
+	filters/memcache/reader.c filters/memcache/reader.h \
+	filters/memcache/writer.c filters/memcache/writer.h \
+	filters/memcache/stats.c filters/memcache/stats.h
+filters_memcache_nbdkit_memcache_filter_la_CFLAGS = \
+	$(AM_CFLAGS) $(NBDKIT_CFLAGS) $(LIBMEMCACHED_CFLAGS)
+filters_memcache_nbdkit_memcache_filter_la_LIBADD = \
+	common/libabdcommon.la $(LIBMEMCACHED_LIBS) $(XXHASH_LIBS)
+# nbdkit_* functions are resolved from the nbdkit executable at load time,
+# so the -z defs in FILTER_LDFLAGS is switched off again for this module.
+filters_memcache_nbdkit_memcache_filter_la_LDFLAGS = $(FILTER_LDFLAGS) \
+	-Wl,-z,undefs

@@ -1,0 +1,263 @@
+/* nbdkit-memcache-filter: a read cache in a pool of memcached servers.
+ *
+ * This file holds only the nbdkit callbacks and the parameters; the work
+ * is done in files named for their concept:
+ *
+ *   ring.c      server list and block placement (which server holds a block)
+ *   health.c    shared server state (up, down, probing) and generations
+ *   conn.c      libmemcached connections, one handle per server
+ *   value.c     key and value format, validation
+ *   writeseq.c  ordering cache stores against writes in this process
+ *   reader.c    the read path: multi-get, lower read, fill
+ *   writer.c    the write path: lower first, then update or invalidate
+ *   stats.c     counters and the control channel (abdctl status)
+ *
+ * Lifetime: parameters are parsed in .config and checked in
+ * .config_complete; the servers, health and connection state are set up in
+ * .get_ready and freed in .unload.  The control thread is started in
+ * .after_fork and stopped in .cleanup.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <nbdkit-filter.h>
+
+#include "conn.h"
+#include "control.h"
+#include "health.h"
+#include "memcache.h"
+#include "params.h"
+#include "reader.h"
+#include "ring.h"
+#include "stats.h"
+#include "writer.h"
+
+struct memcache_params params = {
+  .block_size   = MEMCACHE_BLOCK_SIZE_DEFAULT,
+  .timeout_ms   = MEMCACHE_TIMEOUT_DEFAULT,
+  .retry_ms     = MEMCACHE_RETRY_DEFAULT,
+  .ttl          = MEMCACHE_TTL_DEFAULT,
+  .write_policy = WRITE_POLICY_UPDATE,
+};
+
+struct ring ring;
+uint64_t epoch;
+
+static struct ctl_server *control;
+
+/* Parse an unsigned number of VALUE for KEY within [MIN, MAX]. */
+static int
+memcache_parse_range (const char *key, const char *value, unsigned min,
+                      unsigned max, const char *unit, unsigned *out)
+{
+  if (nbdkit_parse_unsigned (key, value, out) == -1)
+    return -1;
+  if (*out < min || *out > max) {
+    nbdkit_error ("%s=%s: must be from %u to %u %s",
+                  key, value, min, max, unit);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
+                 const char *key, const char *value)
+{
+  if (strcmp (key, "memcache-servers") == 0) {
+    params.servers = value;
+    return 0;
+  }
+  if (strcmp (key, "memcache-id") == 0) {
+    if (value[0] == '\0') {
+      nbdkit_error ("memcache-id must not be empty");
+      return -1;
+    }
+    params.id = value;
+    return 0;
+  }
+  if (strcmp (key, "memcache-block-size") == 0) {
+    int64_t size = nbdkit_parse_size (value);
+
+    if (size == -1) {
+      nbdkit_error ("memcache-block-size=%s: not a size", value);
+      return -1;
+    }
+    if (size < MEMCACHE_BLOCK_SIZE_MIN || size > MEMCACHE_BLOCK_SIZE_MAX ||
+        (size & (size - 1)) != 0) {
+      nbdkit_error ("memcache-block-size=%s: must be a power of 2 from "
+                    "%d to %d bytes", value,
+                    MEMCACHE_BLOCK_SIZE_MIN, MEMCACHE_BLOCK_SIZE_MAX);
+      return -1;
+    }
+    params.block_size = size;
+    return 0;
+  }
+  if (strcmp (key, "memcache-timeout") == 0)
+    return memcache_parse_range (key, value, MEMCACHE_TIMEOUT_MIN,
+                                 MEMCACHE_TIMEOUT_MAX, "milliseconds",
+                                 &params.timeout_ms);
+  if (strcmp (key, "memcache-retry") == 0)
+    return memcache_parse_range (key, value, MEMCACHE_RETRY_MIN,
+                                 MEMCACHE_RETRY_MAX, "milliseconds",
+                                 &params.retry_ms);
+  if (strcmp (key, "memcache-ttl") == 0)
+    return memcache_parse_range (key, value, 0, MEMCACHE_TTL_MAX, "seconds",
+                                 &params.ttl);
+  if (strcmp (key, "memcache-write-policy") == 0) {
+    if (strcmp (value, "update") == 0)
+      params.write_policy = WRITE_POLICY_UPDATE;
+    else if (strcmp (value, "invalidate") == 0)
+      params.write_policy = WRITE_POLICY_INVALIDATE;
+    else {
+      nbdkit_error ("memcache-write-policy=%s: must be 'update' or "
+                    "'invalidate'", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "memcache-control") == 0) {
+    if (value[0] != '/') {
+      nbdkit_error ("memcache-control=%s: must be an absolute path", value);
+      return -1;
+    }
+    params.control = value;
+    return 0;
+  }
+  if (strncmp (key, "memcache-", 9) == 0) {
+    nbdkit_error ("unknown parameter '%s' (see nbdkit-memcache-filter(1))",
+                  key);
+    return -1;
+  }
+  return next (nxdata, key, value);
+}
+
+static int
+memcache_config_complete (nbdkit_next_config_complete *next,
+                          nbdkit_backend *nxdata)
+{
+  if (params.servers == NULL) {
+    nbdkit_error ("memcache-servers=HOST:PORT,... is required");
+    return -1;
+  }
+  if (params.id == NULL) {
+    nbdkit_error ("memcache-id=STRING is required: it names this device's "
+                  "blocks on the servers");
+    return -1;
+  }
+  /* Parse now so that a bad server list stops nbdkit at start. */
+  if (ring_parse (&ring, params.servers, MEMCACHE_SERVERS_MAX) == -1)
+    return -1;
+  ring.id_hash = ring_id_hash (params.id);
+  return next (nxdata);
+}
+
+#define memcache_config_help \
+  "memcache-servers=HOST:PORT,...  (required) memcached servers; also\n" \
+  "                                [IPV6]:PORT and /unix/socket/paths.\n" \
+  "memcache-id=STRING              (required) names this device's blocks.\n" \
+  "memcache-block-size=SIZE        Cache block size, power of 2 from 512\n" \
+  "                                to 1M (default 4K).\n" \
+  "memcache-timeout=MS             Server timeout in ms (default 5).\n" \
+  "memcache-retry=MS               Probe a down server after MS ms, then\n" \
+  "                                back off to 30 s (default 1000).\n" \
+  "memcache-ttl=SECONDS            Item lifetime, 0 = none (default 86400).\n" \
+  "memcache-write-policy=update|invalidate\n" \
+  "                                Store or delete written blocks\n" \
+  "                                (default update).\n" \
+  "memcache-control=PATH           Serve abdctl on this Unix socket."
+
+static int
+memcache_get_ready (int thread_model)
+{
+  if (getrandom (&epoch, sizeof epoch, 0) != sizeof epoch) {
+    nbdkit_error ("getrandom: %m");
+    return -1;
+  }
+  if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
+      stats_init (&ring, epoch) == -1 ||
+      conn_init (&ring, params.timeout_ms) == -1)
+    return -1;
+  nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
+                ", epoch %016" PRIx64, ring.n, ring.id_hash, epoch);
+  return 0;
+}
+
+static int
+memcache_after_fork (nbdkit_backend *backend)
+{
+  if (params.control) {
+    control = ctl_start (params.control, stats_control, NULL);
+    if (control == NULL)
+      return -1;
+  }
+  return 0;
+}
+
+static void
+memcache_cleanup (nbdkit_backend *backend)
+{
+  ctl_stop (control);
+  control = NULL;
+}
+
+static void
+memcache_unload (void)
+{
+  conn_free ();
+  stats_free ();
+  health_free ();
+  ring_free (&ring);
+}
+
+static int
+memcache_pread (nbdkit_next *next, void *handle, void *buf, uint32_t count,
+                uint64_t offset, uint32_t flags, int *err)
+{
+  return reader_pread (next, buf, count, offset, err);
+}
+
+static int
+memcache_pwrite (nbdkit_next *next, void *handle, const void *buf,
+                 uint32_t count, uint64_t offset, uint32_t flags, int *err)
+{
+  return writer_write (next, WRITER_PWRITE, buf, count, offset, flags, err);
+}
+
+static int
+memcache_zero (nbdkit_next *next, void *handle, uint32_t count,
+               uint64_t offset, uint32_t flags, int *err)
+{
+  return writer_write (next, WRITER_ZERO, NULL, count, offset, flags, err);
+}
+
+static int
+memcache_trim (nbdkit_next *next, void *handle, uint32_t count,
+               uint64_t offset, uint32_t flags, int *err)
+{
+  return writer_write (next, WRITER_TRIM, NULL, count, offset, flags, err);
+}
+
+static struct nbdkit_filter filter = {
+  .name              = "memcache",
+  .longname          = "nbdkit memcache filter",
+  .config            = memcache_config,
+  .config_complete   = memcache_config_complete,
+  .config_help       = memcache_config_help,
+  .get_ready         = memcache_get_ready,
+  .after_fork        = memcache_after_fork,
+  .cleanup           = memcache_cleanup,
+  .unload            = memcache_unload,
+  .pread             = memcache_pread,
+  .pwrite            = memcache_pwrite,
+  .zero              = memcache_zero,
+  .trim              = memcache_trim,
+};
+
+NBDKIT_REGISTER_FILTER (filter)

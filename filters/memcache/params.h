@@ -1,0 +1,63 @@
+/* nbdkit-memcache-filter: the parameters, their defaults and limits.
+ *
+ * This is the one table of the filter's settings: memcache.c parses them
+ * (and refuses anything outside these limits at start), config_help and
+ * nbdkit-memcache-filter(1) describe them with the same numbers.  After
+ * .config_complete the struct is read-only, so every thread reads it
+ * without a lock.
+ */
+
+#ifndef MEMCACHE_PARAMS_H
+#define MEMCACHE_PARAMS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* memcache-block-size: power of 2. */
+#define MEMCACHE_BLOCK_SIZE_DEFAULT 4096
+#define MEMCACHE_BLOCK_SIZE_MIN     512
+#define MEMCACHE_BLOCK_SIZE_MAX     (1024 * 1024)
+
+/* memcache-timeout, milliseconds: libmemcached's poll and connect timeout. */
+#define MEMCACHE_TIMEOUT_DEFAULT    5
+#define MEMCACHE_TIMEOUT_MIN        1
+#define MEMCACHE_TIMEOUT_MAX        60000
+
+/* memcache-retry, milliseconds: first probe of a down server after this;
+ * doubled after every failed probe, up to MEMCACHE_RETRY_CAP (or the
+ * retry itself if larger).
+ */
+#define MEMCACHE_RETRY_DEFAULT      1000
+#define MEMCACHE_RETRY_MIN          1
+#define MEMCACHE_RETRY_MAX          3600000
+#define MEMCACHE_RETRY_CAP          30000
+
+/* memcache-ttl, seconds; 0 = items never expire.  memcached reads larger
+ * values than 30 days as absolute Unix times, so they are refused.
+ */
+#define MEMCACHE_TTL_DEFAULT        86400
+#define MEMCACHE_TTL_MAX            (30 * 86400)
+
+/* memcache-servers: at most this many. */
+#define MEMCACHE_SERVERS_MAX        64
+
+enum write_policy {
+  WRITE_POLICY_UPDATE,          /* whole blocks written are stored */
+  WRITE_POLICY_INVALIDATE,      /* every block written is deleted */
+};
+
+struct memcache_params {
+  const char *servers;          /* memcache-servers, as given */
+  const char *id;               /* memcache-id */
+  uint32_t block_size;
+  unsigned timeout_ms;
+  unsigned retry_ms;
+  unsigned ttl;
+  enum write_policy write_policy;
+  const char *control;          /* memcache-control socket, or NULL */
+};
+
+/* Defined in memcache.c. */
+extern struct memcache_params params;
+
+#endif /* MEMCACHE_PARAMS_H */

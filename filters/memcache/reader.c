@@ -1,0 +1,409 @@
+/* nbdkit-memcache-filter: the read path.
+ *
+ * A read is split into blocks and handled in batches of at most
+ * READER_BATCH_BYTES.  For each batch, top to bottom:
+ *
+ *   1. place every block on its server (ring.c); a block whose server is
+ *      down is not looked up (health.c: this costs nothing);
+ *   2. send one multi-get to every server involved, then collect the
+ *      answers from each, so all servers work in parallel; a value is
+ *      accepted only if its header and checksum match (value.c);
+ *   3. read every run of adjacent blocks not found from the lower device
+ *      with one request per run;
+ *   4. store the blocks read in step 3 on their servers, unless a write to
+ *      the block began meanwhile (writeseq.c).
+ *
+ * Whatever goes wrong with memcached, the read is served from the lower
+ * device; only a lower device error fails it.  Blocks are always read and
+ * stored whole, so the cache holds whole blocks only.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nbdkit-filter.h>
+
+#include "conn.h"
+#include "memcache.h"
+#include "params.h"
+#include "reader.h"
+#include "stats.h"
+#include "value.h"
+#include "writeseq.h"
+
+#define READER_BATCH_BYTES (2 * 1024 * 1024)
+
+enum block_state {
+  BLOCK_WANTED,                 /* not found (yet) */
+  BLOCK_HIT,                    /* served from memcached */
+  BLOCK_UNCACHED,               /* its server is down: lower, no fill */
+};
+
+struct read_block {
+  uint64_t block;
+  uint32_t len;                 /* bytes: the block size, less at the end */
+  size_t server;
+  enum block_state state;
+  bool fill;                    /* store it after the lower read */
+  uint64_t fill_seq;            /* writeseq_fill_begin */
+  size_t key_len;
+  char key[VALUE_KEY_MAX];
+};
+
+/* One server's part of a batch. */
+struct read_server {
+  bool wanted;                  /* some block of the batch is on it */
+  bool open;                    /* session open */
+  struct conn_session session;
+  size_t nr_keys;
+  const char **keys;            /* nr_keys of the batch's keys */
+  size_t *key_lens;
+};
+
+struct read_batch {
+  uint64_t first;               /* block number of blocks[0] */
+  size_t n;
+  struct read_block *blocks;
+  unsigned char *data;          /* n * block_size */
+  unsigned char *value;         /* VALUE_HEADER_SIZE + block_size */
+  struct read_server *servers;  /* ring.n */
+};
+
+static void
+reader_free_batch (struct read_batch *b)
+{
+  size_t i;
+
+  if (b->servers) {
+    for (i = 0; i < ring.n; i++) {
+      free (b->servers[i].keys);
+      free (b->servers[i].key_lens);
+    }
+  }
+  free (b->servers);
+  free (b->blocks);
+  free (b->data);
+  free (b->value);
+}
+
+static int
+reader_alloc_batch (struct read_batch *b, size_t max_blocks)
+{
+  size_t i;
+
+  memset (b, 0, sizeof *b);
+  b->blocks = calloc (max_blocks, sizeof *b->blocks);
+  b->data = malloc (max_blocks * params.block_size);
+  b->value = malloc (VALUE_HEADER_SIZE + params.block_size);
+  b->servers = calloc (ring.n, sizeof *b->servers);
+  if (b->blocks == NULL || b->data == NULL || b->value == NULL ||
+      b->servers == NULL)
+    goto err;
+  for (i = 0; i < ring.n; i++) {
+    b->servers[i].keys = malloc (max_blocks * sizeof (char *));
+    b->servers[i].key_lens = malloc (max_blocks * sizeof (size_t));
+    if (b->servers[i].keys == NULL || b->servers[i].key_lens == NULL)
+      goto err;
+  }
+  return 0;
+
+ err:
+  nbdkit_error ("malloc: %m");
+  reader_free_batch (b);
+  return -1;
+}
+
+static void
+reader_ident (const struct read_batch *b, const struct read_block *blk,
+              struct value_ident *ident)
+{
+  ident->id_hash = ring.id_hash;
+  ident->epoch = epoch;
+  ident->generation = b->servers[blk->server].session.gen;
+  ident->block = blk->block;
+}
+
+/* Step 1: place the blocks and open a session to each server needed. */
+static void
+reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
+{
+  const uint32_t bs = params.block_size;
+  size_t i;
+
+  b->first = first;
+  b->n = n;
+  for (i = 0; i < ring.n; i++) {
+    b->servers[i].wanted = false;
+    b->servers[i].open = false;
+    b->servers[i].nr_keys = 0;
+  }
+
+  for (i = 0; i < n; i++) {
+    struct read_block *blk = &b->blocks[i];
+    struct read_server *srv;
+
+    blk->block = first + i;
+    blk->len = size - blk->block * bs < bs ? size - blk->block * bs : bs;
+    blk->server = ring_server_for_block (&ring, blk->block);
+    blk->state = BLOCK_WANTED;
+    blk->fill = false;
+    srv = &b->servers[blk->server];
+    if (!srv->wanted) {
+      srv->wanted = true;
+      srv->open = conn_open (&srv->session, blk->server);
+    }
+    if (srv->open) {
+      struct value_ident ident;
+
+      reader_ident (b, blk, &ident);
+      blk->key_len = value_key (blk->key, &ident);
+      srv->keys[srv->nr_keys] = blk->key;
+      srv->key_lens[srv->nr_keys] = blk->key_len;
+      srv->nr_keys++;
+    }
+    else {
+      blk->state = BLOCK_UNCACHED;
+      stats_add (stats.skipped_down, 1);
+      stats_add (server_stats[blk->server].skipped_down, 1);
+    }
+  }
+}
+
+/* conn_fetch callback: one value found. */
+struct reader_found_ctx {
+  struct read_batch *batch;
+  size_t server;
+};
+
+static void
+reader_found (void *opaque, const char *key, size_t key_len,
+              const char *value, size_t value_len)
+{
+  struct reader_found_ctx *ctx = opaque;
+  struct read_batch *b = ctx->batch;
+  const char *colon = memrchr (key, ':', key_len);
+  struct read_block *blk;
+  struct value_ident ident;
+  uint64_t block = 0;
+  const char *p;
+
+  if (colon == NULL)
+    return;
+  for (p = colon + 1; p < key + key_len; p++) {
+    int digit = *p >= '0' && *p <= '9' ? *p - '0'
+      : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+
+    if (digit < 0)
+      return;
+    block = block * 16 + digit;
+  }
+  if (block < b->first || block - b->first >= b->n)
+    return;
+  blk = &b->blocks[block - b->first];
+  if (blk->server != ctx->server || blk->state != BLOCK_WANTED ||
+      blk->key_len != key_len || memcmp (blk->key, key, key_len) != 0)
+    return;
+
+  reader_ident (b, blk, &ident);
+  switch (value_check (value, value_len, &ident, blk->len)) {
+  case VALUE_OK:
+    memcpy (b->data + (block - b->first) * params.block_size,
+            value + VALUE_HEADER_SIZE, blk->len);
+    blk->state = BLOCK_HIT;
+    break;
+  case VALUE_BAD_HEADER:
+    stats_add (stats.header_mismatches, 1);
+    nbdkit_debug ("memcache: block %" PRIu64 ": value with a wrong header",
+                  block);
+    break;
+  case VALUE_BAD_CHECKSUM:
+    stats_add (stats.checksum_mismatches, 1);
+    nbdkit_debug ("memcache: block %" PRIu64 ": value with a wrong checksum",
+                  block);
+    break;
+  }
+}
+
+/* Step 2: multi-get from all servers in parallel. */
+static void
+reader_lookup (struct read_batch *b)
+{
+  size_t i;
+
+  for (i = 0; i < ring.n; i++) {
+    struct read_server *srv = &b->servers[i];
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
+  }
+  for (i = 0; i < ring.n; i++) {
+    struct read_server *srv = &b->servers[i];
+    struct reader_found_ctx ctx = { .batch = b, .server = i };
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_fetch (&srv->session, reader_found, &ctx);
+  }
+
+  for (i = 0; i < b->n; i++) {
+    struct read_block *blk = &b->blocks[i];
+
+    if (blk->state == BLOCK_HIT) {
+      stats_add (stats.hits, 1);
+      stats_add (server_stats[blk->server].hits, 1);
+    }
+    else if (blk->state == BLOCK_WANTED) {
+      stats_add (stats.misses, 1);
+      stats_add (server_stats[blk->server].misses, 1);
+    }
+  }
+}
+
+/* Step 3: read the blocks not found, one request per run of adjacent
+ * blocks.  The fill decision is taken before the lower read.
+ */
+static int
+reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
+{
+  const uint32_t bs = params.block_size;
+  size_t i, j;
+
+  for (i = 0; i < b->n; i++) {
+    struct read_block *blk = &b->blocks[i];
+
+    if (blk->state == BLOCK_WANTED &&
+        !b->servers[blk->server].session.failed) {
+      blk->fill = writeseq_fill_begin (blk->block, &blk->fill_seq);
+      if (!blk->fill)
+        stats_add (stats.fills_raced, 1);
+    }
+  }
+
+  for (i = 0; i < b->n; i = j) {
+    uint64_t len = 0;
+
+    if (b->blocks[i].state == BLOCK_HIT) {
+      j = i + 1;
+      continue;
+    }
+    for (j = i; j < b->n && b->blocks[j].state != BLOCK_HIT; j++)
+      len += b->blocks[j].len;
+    stats_add (stats.lower_reads, 1);
+    if (next->pread (next, b->data + i * bs, len, b->blocks[i].block * bs,
+                     0, err) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* Step 4: store what was read from the lower device. */
+static void
+reader_fill (struct read_batch *b)
+{
+  const uint32_t bs = params.block_size;
+  size_t i;
+
+  for (i = 0; i < b->n; i++) {
+    struct read_block *blk = &b->blocks[i];
+    struct conn_session *s = &b->servers[blk->server].session;
+    const unsigned char *data = b->data + i * bs;
+    struct value_ident ident;
+
+    if (!blk->fill || s->failed)
+      continue;
+    reader_ident (b, blk, &ident);
+    value_encode_header (b->value, &ident, data, blk->len);
+    memcpy (b->value + VALUE_HEADER_SIZE, data, blk->len);
+    switch (conn_set (s, blk->key, blk->key_len, b->value,
+                      VALUE_HEADER_SIZE + blk->len, params.ttl)) {
+    case CONN_OK:
+      break;
+    case CONN_REFUSED:
+      stats_add (stats.fill_errors, 1);
+      continue;
+    case CONN_FAILED:
+      continue;
+    }
+
+    if (writeseq_fill_still_valid (blk->block, blk->fill_seq)) {
+      stats_add (stats.fills, 1);
+      continue;
+    }
+    /* A write began after our lower read: what we stored may be older
+     * than the lower device.  Take it back.
+     */
+    stats_add (stats.fills_raced, 1);
+    stats_add (stats.invalidations, 1);
+    if (conn_delete (s, blk->key, blk->key_len) == CONN_REFUSED)
+      conn_uncertain (s);
+  }
+}
+
+static void
+reader_close (struct read_batch *b)
+{
+  size_t i;
+
+  for (i = 0; i < ring.n; i++) {
+    if (b->servers[i].open)
+      conn_close (&b->servers[i].session);
+    b->servers[i].open = false;
+  }
+}
+
+int
+reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
+              int *err)
+{
+  const uint32_t bs = params.block_size;
+  const size_t batch_blocks = READER_BATCH_BYTES / bs;
+  struct read_batch b;
+  uint64_t first, last, block;
+  int64_t size;
+  int r = 0;
+
+  if (count == 0)
+    return next->pread (next, buf, count, offset, 0, err);
+  size = next->get_size (next);
+  if (size == -1) {
+    *err = errno ? errno : EIO;
+    return -1;
+  }
+
+  first = offset / bs;
+  last = (offset + count - 1) / bs;
+  if (reader_alloc_batch (&b, last - first + 1 < batch_blocks
+                          ? last - first + 1 : batch_blocks) == -1) {
+    *err = ENOMEM;
+    return -1;
+  }
+
+  for (block = first; block <= last; block += b.n) {
+    size_t n = last - block + 1 < batch_blocks ? last - block + 1
+      : batch_blocks;
+    uint64_t start, end;
+
+    reader_place (&b, block, n, size);
+    reader_lookup (&b);
+    r = reader_read_lower (&b, next, err);
+    if (r == 0)
+      reader_fill (&b);
+    reader_close (&b);
+    if (r == -1)
+      break;
+
+    /* Copy the part of the batch that was asked for. */
+    start = block * bs > offset ? block * bs : offset;
+    end = (block + n) * bs < offset + count ? (block + n) * bs
+      : offset + count;
+    memcpy ((char *) buf + (start - offset), b.data + (start - block * bs),
+            end - start);
+  }
+
+  reader_free_batch (&b);
+  return r;
+}

@@ -1,0 +1,186 @@
+/* nbdkit-memcache-filter: statistics and the control channel's commands.
+ *
+ * The counters live here; the read and write paths bump them.  The
+ * control thread (common/control.c, started in .after_fork when
+ * memcache-control= is given) calls stats_control for each request:
+ *
+ *   status         totals, then one nested object per server
+ *   locate BLOCK   where BLOCK lives now: server, state and key
+ *
+ * Both answer as text or JSON (abdctl --json) from the same ctl_reply_*
+ * calls.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nbdkit-filter.h>
+
+#include "health.h"
+#include "params.h"
+#include "stats.h"
+#include "value.h"
+
+struct memcache_stats stats;
+struct server_stats *server_stats;
+
+/* Set by stats_init, read-only afterwards. */
+static const struct ring *stats_ring;
+static uint64_t stats_epoch;
+
+int
+stats_init (const struct ring *ring, uint64_t epoch)
+{
+  server_stats = calloc (ring->n, sizeof *server_stats);
+  if (server_stats == NULL) {
+    nbdkit_error ("calloc: %m");
+    return -1;
+  }
+  stats_ring = ring;
+  stats_epoch = epoch;
+  return 0;
+}
+
+void
+stats_free (void)
+{
+  free (server_stats);
+  server_stats = NULL;
+}
+
+void
+stats_latency (size_t i, uint64_t us)
+{
+  struct server_stats *s = &server_stats[i];
+  uint64_t max = __atomic_load_n (&s->latency_max_us, __ATOMIC_RELAXED);
+
+  stats_add (s->ops, 1);
+  stats_add (s->latency_sum_us, us);
+  while (us > max &&
+         !__atomic_compare_exchange_n (&s->latency_max_us, &max, us, false,
+                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    ;
+}
+
+static uint64_t
+stats_get (const uint64_t *field)
+{
+  return __atomic_load_n (field, __ATOMIC_RELAXED);
+}
+
+static void
+stats_reply_server (struct ctl_reply *r, size_t i)
+{
+  const struct server_stats *s = &server_stats[i];
+  struct health_view h;
+  char name[32];
+  uint64_t ops = stats_get (&s->ops);
+
+  health_view (i, &h);
+  snprintf (name, sizeof name, "server%zu", i);
+  ctl_reply_begin (r, name);
+  ctl_reply_str (r, "address", stats_ring->servers[i].name);
+  ctl_reply_str (r, "state", health_state_name (h.state));
+  ctl_reply_u64 (r, "generation", h.generation);
+  ctl_reply_u64 (r, "downs", h.downs);
+  ctl_reply_i64 (r, "next_probe_ms", h.next_probe_ms);
+  ctl_reply_u64 (r, "hits", stats_get (&s->hits));
+  ctl_reply_u64 (r, "misses", stats_get (&s->misses));
+  ctl_reply_u64 (r, "skipped_down", stats_get (&s->skipped_down));
+  ctl_reply_u64 (r, "timeouts", stats_get (&s->timeouts));
+  ctl_reply_u64 (r, "errors", stats_get (&s->errors));
+  ctl_reply_u64 (r, "ops", ops);
+  ctl_reply_double (r, "latency_avg_us",
+                    ops ? (double) stats_get (&s->latency_sum_us) / ops : 0);
+  ctl_reply_u64 (r, "latency_max_us", stats_get (&s->latency_max_us));
+  ctl_reply_end (r);
+}
+
+static void
+stats_reply_status (struct ctl_reply *r)
+{
+  char epoch[17];
+  size_t i;
+
+  snprintf (epoch, sizeof epoch, "%016" PRIx64, stats_epoch);
+  ctl_reply_str (r, "id", params.id);
+  ctl_reply_str (r, "epoch", epoch);
+  ctl_reply_u64 (r, "block_size", params.block_size);
+  ctl_reply_str (r, "write_policy",
+                 params.write_policy == WRITE_POLICY_UPDATE
+                 ? "update" : "invalidate");
+  ctl_reply_u64 (r, "timeout_ms", params.timeout_ms);
+  ctl_reply_u64 (r, "hits", stats_get (&stats.hits));
+  ctl_reply_u64 (r, "misses", stats_get (&stats.misses));
+  ctl_reply_u64 (r, "skipped_down", stats_get (&stats.skipped_down));
+  ctl_reply_u64 (r, "fills", stats_get (&stats.fills));
+  ctl_reply_u64 (r, "fills_raced", stats_get (&stats.fills_raced));
+  ctl_reply_u64 (r, "fill_errors", stats_get (&stats.fill_errors));
+  ctl_reply_u64 (r, "updates", stats_get (&stats.updates));
+  ctl_reply_u64 (r, "invalidations", stats_get (&stats.invalidations));
+  ctl_reply_u64 (r, "mass_invalidations",
+                 stats_get (&stats.mass_invalidations));
+  ctl_reply_u64 (r, "header_mismatches", stats_get (&stats.header_mismatches));
+  ctl_reply_u64 (r, "checksum_mismatches",
+                 stats_get (&stats.checksum_mismatches));
+  ctl_reply_u64 (r, "timeouts", stats_get (&stats.timeouts));
+  ctl_reply_u64 (r, "errors", stats_get (&stats.errors));
+  ctl_reply_u64 (r, "uncertain", stats_get (&stats.uncertain));
+  ctl_reply_u64 (r, "lower_reads", stats_get (&stats.lower_reads));
+  ctl_reply_u64 (r, "servers_total", stats_ring->n);
+  ctl_reply_begin (r, "servers");
+  for (i = 0; i < stats_ring->n; i++)
+    stats_reply_server (r, i);
+  ctl_reply_end (r);
+}
+
+static int
+stats_reply_locate (struct ctl_reply *r, const char *arg)
+{
+  struct value_ident ident;
+  struct health_view h;
+  char key[VALUE_KEY_MAX];
+  char *end;
+  size_t i;
+
+  errno = 0;
+  ident.block = strtoull (arg, &end, 0);
+  if (errno != 0 || end == arg || *end != '\0' || arg[0] == '-') {
+    ctl_reply_error (r, "locate: '%s' is not a block number", arg);
+    return -1;
+  }
+  i = ring_server_for_block (stats_ring, ident.block);
+  health_view (i, &h);
+  ident.id_hash = stats_ring->id_hash;
+  ident.epoch = stats_epoch;
+  ident.generation = h.generation;
+  value_key (key, &ident);
+
+  ctl_reply_u64 (r, "block", ident.block);
+  ctl_reply_u64 (r, "server", i);
+  ctl_reply_str (r, "address", stats_ring->servers[i].name);
+  ctl_reply_str (r, "state", health_state_name (h.state));
+  ctl_reply_u64 (r, "generation", h.generation);
+  ctl_reply_str (r, "key", key);
+  return 0;
+}
+
+int
+stats_control (void *opaque, int argc, char **argv, struct ctl_reply *reply)
+{
+  if (strcmp (argv[0], "status") == 0 && argc == 1) {
+    stats_reply_status (reply);
+    return 0;
+  }
+  if (strcmp (argv[0], "locate") == 0 && argc == 2)
+    return stats_reply_locate (reply, argv[1]);
+
+  ctl_reply_error (reply, "unknown command '%s' (memcache filter commands: "
+                   "status, locate BLOCK)", argv[0]);
+  return -1;
+}

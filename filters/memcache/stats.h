@@ -1,0 +1,60 @@
+/* nbdkit-memcache-filter: statistics and the control channel. */
+
+#ifndef MEMCACHE_STATS_H
+#define MEMCACHE_STATS_H
+
+#include <stdint.h>
+
+#include "control.h"
+#include "ring.h"
+
+/* Counters are updated with relaxed atomic adds from any thread and read
+ * by the control thread; each is exact, but a status reply is not a
+ * snapshot of all of them at one instant.
+ */
+struct memcache_stats {
+  uint64_t hits;                /* blocks served from memcached */
+  uint64_t misses;              /* blocks looked up and not served */
+  uint64_t skipped_down;        /* blocks not looked up: server down */
+  uint64_t fills;               /* blocks stored after a lower read */
+  uint64_t fills_raced;         /* fills dropped or undone: a write came */
+  uint64_t fill_errors;         /* fills the server refused */
+  uint64_t updates;             /* blocks stored by a write */
+  uint64_t invalidations;       /* deletes sent */
+  uint64_t mass_invalidations;  /* huge zero/trim: all generations bumped */
+  uint64_t header_mismatches;   /* values with a wrong header */
+  uint64_t checksum_mismatches; /* values with a wrong data checksum */
+  uint64_t timeouts;            /* operations that timed out */
+  uint64_t errors;              /* operations that failed otherwise */
+  uint64_t uncertain;           /* writes/deletes with unknown outcome */
+  uint64_t lower_reads;         /* pread requests sent to the lower device */
+};
+
+struct server_stats {
+  uint64_t ops;                 /* round trips (a multi-get is one) */
+  uint64_t hits;
+  uint64_t misses;
+  uint64_t skipped_down;
+  uint64_t timeouts;
+  uint64_t errors;
+  uint64_t latency_sum_us;
+  uint64_t latency_max_us;
+};
+
+extern struct memcache_stats stats;
+extern struct server_stats *server_stats;
+
+#define stats_add(field, n) \
+  __atomic_fetch_add (&(field), (n), __ATOMIC_RELAXED)
+
+extern int stats_init (const struct ring *ring, uint64_t epoch);
+extern void stats_free (void);
+
+/* Record one round trip to server I that took US microseconds. */
+extern void stats_latency (size_t i, uint64_t us);
+
+/* The control channel handler (ctl_handler). */
+extern int stats_control (void *opaque, int argc, char **argv,
+                          struct ctl_reply *reply);
+
+#endif /* MEMCACHE_STATS_H */

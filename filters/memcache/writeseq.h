@@ -1,0 +1,53 @@
+/* nbdkit-memcache-filter: ordering cache stores against writes in this
+ * process.
+ */
+
+#ifndef MEMCACHE_WRITESEQ_H
+#define MEMCACHE_WRITESEQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct writeseq_ticket {
+  uint64_t seq;                 /* the slot's sequence after our begin */
+  bool overlapped;              /* another write was in progress */
+};
+
+/* One write (pwrite, zero, trim) of blocks FIRST .. FIRST+N-1. */
+struct writeseq_write {
+  uint64_t first, n;
+  uint64_t nr_tickets;
+  struct writeseq_ticket *tickets;
+};
+
+/* Register a write before it is sent to the lower device.  Returns 0, or
+ * -1 after nbdkit_error (out of memory).
+ */
+extern int writeseq_write_begin (struct writeseq_write *w,
+                                 uint64_t first, uint64_t n);
+
+/* After the write's cache stores and deletes have completed: decide for
+ * each block whether what the write stored may stay (see
+ * writeseq_write_kept), and unregister the write.
+ */
+extern void writeseq_write_end (struct writeseq_write *w);
+
+/* After writeseq_write_end: may the data this write stored for BLOCK stay
+ * in the cache?  If not, the caller deletes it.
+ */
+extern bool writeseq_write_kept (const struct writeseq_write *w,
+                                 uint64_t block);
+extern void writeseq_write_free (struct writeseq_write *w);
+
+/* A read that may fill BLOCK: call before reading it from the lower
+ * device.  Returns false if a write of the block is in progress (do not
+ * fill); else *SEQ is to be checked after the store.
+ */
+extern bool writeseq_fill_begin (uint64_t block, uint64_t *seq);
+
+/* After the fill's store completed: true if no write of BLOCK started
+ * since writeseq_fill_begin; if false, the caller deletes what it stored.
+ */
+extern bool writeseq_fill_still_valid (uint64_t block, uint64_t seq);
+
+#endif /* MEMCACHE_WRITESEQ_H */

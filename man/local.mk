@@ -1,0 +1,9 @@
+# Man pages are written in POD and built with pod2man.
+man_MANS += man/nbdkit-async-filter.1 man/abdctl.1
+EXTRA_DIST += man/nbdkit-async-filter.pod man/abdctl.pod
+CLEANFILES += $(man_MANS)
+
+man/%.1: man/%.pod
+	@mkdir -p man
+	$(AM_V_GEN)$(POD2MAN) --section=1 --center="abd" --release="abd-$(VERSION)" \
+	  --name=$(basename $(notdir $@)) $< > $@.t && mv $@.t $@

@@ -1,0 +1,151 @@
+# abd test helpers, sourced by every tests/*.sh.
+#
+# Every test: source this file, call `requires` for what it needs (exit 77 =
+# skipped), make its files under $tmp (removed at exit), and start servers
+# with the start_* helpers, which register their PIDs so that they are
+# stopped at exit even when the test fails.
+
+set -e
+set -u
+set -o pipefail
+
+: "${abs_top_builddir:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+: "${abs_top_srcdir:=$abs_top_builddir}"
+: "${ASYNC_FILTER:=$abs_top_builddir/filters/async/.libs/nbdkit-async-filter.so}"
+: "${MEMCACHE_FILTER:=$abs_top_builddir/filters/memcache/.libs/nbdkit-memcache-filter.so}"
+: "${ABDCTL:=$abs_top_builddir/abdctl/abdctl}"
+export ASYNC_FILTER MEMCACHE_FILTER ABDCTL
+
+_cleanup_cmds=()
+# cleanup_fn CMD ARGS...: run at exit, last registered first.
+cleanup_fn ()
+{
+    _cleanup_cmds+=("$(printf '%q ' "$@")")
+}
+_run_cleanup ()
+{
+    local status=$? i
+    set +e
+    for (( i=${#_cleanup_cmds[@]}-1; i>=0; i-- )); do
+        eval "${_cleanup_cmds[$i]}"
+    done
+    exit $status
+}
+trap _run_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+tmp=$(mktemp -d /var/tmp/abd-test.XXXXXX)
+cleanup_fn rm -rf "$tmp"
+
+# requires CMD...: skip (exit 77) unless every command runs.
+requires ()
+{
+    local c
+    for c in "$@"; do
+        if ! command -v "$c" >/dev/null 2>&1; then
+            echo "$0: SKIP: $c is not installed"
+            exit 77
+        fi
+    done
+}
+
+fail ()
+{
+    echo "$0: FAIL: $*" >&2
+    exit 1
+}
+
+# kill_wait PID [SECONDS]: SIGTERM, then wait for the process to be gone;
+# SIGKILL after SECONDS (default 60).
+kill_wait ()
+{
+    local pid=$1 secs=${2:-60} i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for (( i=0; i<secs*10; i++ )); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "$0: process $pid did not exit in ${secs}s, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    return 1
+}
+
+# start_nbdkit NAME ARGS...: start nbdkit on the Unix socket $tmp/NAME.sock
+# with pidfile $tmp/NAME.pid; ARGS are passed to nbdkit (filters, plugin,
+# parameters).  Sets $sock and $pid.  Stopped (SIGTERM, wait) at exit.
+start_nbdkit ()
+{
+    local name=$1 i; shift
+    sock=$tmp/$name.sock
+    local pidfile=$tmp/$name.pid
+    rm -f "$sock" "$pidfile"
+    nbdkit -U "$sock" -P "$pidfile" "$@"
+    for (( i=0; i<100; i++ )); do
+        [ -s "$pidfile" ] && break
+        sleep 0.1
+    done
+    [ -s "$pidfile" ] || fail "nbdkit $name did not start"
+    pid=$(cat "$pidfile")
+    cleanup_fn kill_wait "$pid"
+    uri="nbd+unix:///?socket=$sock"
+}
+
+# stop_nbdkit PID: SIGTERM and wait until it has exited (the async filter
+# drains before exit).
+stop_nbdkit ()
+{
+    kill_wait "$1" 120 || fail "nbdkit $1 had to be killed"
+}
+
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on.
+free_port ()
+{
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_memcached NAME [ARGS...]: memcached on a free loopback port.  Sets
+# $mc_port and $mc_pid; stopped at exit.
+start_memcached ()
+{
+    local name=$1 i; shift
+    requires memcached
+    mc_port=$(free_port)
+    memcached -l 127.0.0.1 -p "$mc_port" -U 0 -u root -m 64 "$@" \
+        >"$tmp/memcached-$name.log" 2>&1 &
+    mc_pid=$!
+    cleanup_fn kill_wait "$mc_pid" 10
+    for (( i=0; i<100; i++ )); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$mc_port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    fail "memcached $name did not start"
+}
+
+# abdctl ARGS...: the built abdctl.
+abdctl ()
+{
+    "$ABDCTL" "$@"
+}
+
+# status_field SOCKET NAME: one numeric or string field of `abdctl status`.
+status_field ()
+{
+    "$ABDCTL" -s "$1" status | awk -v k="$2:" '$1 == k { print $2; exit }'
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+wait_for ()
+{
+    local secs=$1 i; shift
+    for (( i=0; i<secs*10; i++ )); do
+        if "$@"; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# The filters must be built for these tests.
+[ -f "$ASYNC_FILTER" ] || fail "async filter not built: $ASYNC_FILTER"

@@ -1,0 +1,6 @@
+# Tests: automake TESTS, each exits 0 (pass), 77 (skipped) or else (fail).
+TEST_EXTENSIONS = .sh
+SH_LOG_COMPILER = bash
+EXTRA_DIST += tests/functions.sh
+include tests/async.mk
+include tests/memcache.mk

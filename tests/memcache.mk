@@ -1,0 +1,34 @@
+# Tests of nbdkit-memcache-filter.  The shell tests start real memcached
+# servers and nbdkit; test-memcache-helpers.sh is sourced by them.
+check_PROGRAMS += tests/test-memcache-units
+tests_test_memcache_units_SOURCES = tests/test-memcache-units.c \
+	filters/memcache/value.c filters/memcache/value.h \
+	filters/memcache/ring.c filters/memcache/ring.h
+tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
+	-I$(top_srcdir)/filters/memcache
+tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
+tests_test_memcache_units_LDADD = $(XXHASH_LIBS)
+TESTS += \
+	tests/test-memcache-units \
+	tests/test-memcache-params.sh \
+	tests/test-memcache-read.sh \
+	tests/test-memcache-error.sh \
+	tests/test-memcache-write.sh \
+	tests/test-memcache-ids.sh \
+	tests/test-memcache-corrupt.sh \
+	tests/test-memcache-stopped.sh \
+	tests/test-memcache-restart.sh \
+	tests/test-memcache-stale.sh \
+	tests/test-memcache-concurrent.sh
+EXTRA_DIST += \
+	tests/test-memcache-helpers.sh \
+	tests/test-memcache-params.sh \
+	tests/test-memcache-read.sh \
+	tests/test-memcache-error.sh \
+	tests/test-memcache-write.sh \
+	tests/test-memcache-ids.sh \
+	tests/test-memcache-corrupt.sh \
+	tests/test-memcache-stopped.sh \
+	tests/test-memcache-restart.sh \
+	tests/test-memcache-stale.sh \
+	tests/test-memcache-concurrent.sh

@@ -1,0 +1,94 @@
+# Helpers for the tests of nbdkit-memcache-filter, sourced after
+# tests/functions.sh.  Not a test itself (not in TESTS).
+
+requires nbdkit memcached
+
+# A Python that has the libnbd bindings (nbdsh runs `python3 -mnbd`, which
+# is not always the one first on $PATH).
+PY=
+for py in python3 /usr/bin/python3; do
+    if "$py" -c 'import nbd' 2>/dev/null; then PY=$py; break; fi
+done
+[ -n "$PY" ] || { echo "$0: SKIP: no python3 with the nbd module"; exit 77; }
+export PY
+
+# mc_start_port NAME PORT [ARGS...]: memcached on 127.0.0.1:PORT (used to
+# restart a server on the same port).  Sets $mc_pid; stopped at exit.
+mc_start_port ()
+{
+    local name=$1 port=$2 i; shift 2
+    memcached -l 127.0.0.1 -p "$port" -U 0 -u root -m 64 "$@" \
+        >>"$tmp/memcached-$name.log" 2>&1 &
+    mc_pid=$!
+    cleanup_fn kill_wait "$mc_pid" 10
+    for (( i=0; i<100; i++ )); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    fail "memcached $name did not start on port $port"
+}
+
+# mc_start_three [ARGS...]: three memcached servers.  Sets the arrays
+# MC_PORTS and MC_PIDS and MC_SERVERS (the memcache-servers= value).
+mc_start_three ()
+{
+    local i
+    MC_PORTS=() MC_PIDS=()
+    for i in 0 1 2; do
+        start_memcached "s$i" "$@"
+        MC_PORTS+=("$mc_port")
+        MC_PIDS+=("$mc_pid")
+    done
+    MC_SERVERS="127.0.0.1:${MC_PORTS[0]},127.0.0.1:${MC_PORTS[1]},127.0.0.1:${MC_PORTS[2]}"
+}
+
+# mc_status SOCKET EXPR: evaluate the Python expression EXPR on the JSON
+# status `d`, e.g. mc_status $ctl 'd["servers"]["server1"]["state"]'.
+mc_status ()
+{
+    "$ABDCTL" -s "$1" --json status |
+        "$PY" -c 'import json, sys; d = json.load(sys.stdin); print('"$2"')'
+}
+
+# mc_server_of SOCKET BLOCK: the index of the server that holds BLOCK.
+mc_server_of ()
+{
+    "$ABDCTL" -s "$1" locate "$2" | awk '$1 == "server:" { print $2 }'
+}
+
+# mc_key_of SOCKET BLOCK: the key BLOCK is stored under now.
+mc_key_of ()
+{
+    "$ABDCTL" -s "$1" locate "$2" | awk '$1 == "key:" { print $2 }'
+}
+
+# mc_py CODE: run Python with the nbd module and these helpers:
+#   mc_get(port, key) -> bytes or None, mc_set(port, key, value)
+mc_py ()
+{
+    "$PY" -c '
+import os, socket, sys
+def _mc_conn(port, req):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    return s, s.makefile("rb")
+def mc_get(port, key):
+    s, f = _mc_conn(port, b"get %s\r\n" % key.encode())
+    line = f.readline()
+    value = None
+    if line.startswith(b"VALUE"):
+        n = int(line.split()[3])
+        value = f.read(n + 2)[:n]
+        line = f.readline()
+    assert line == b"END\r\n", line
+    s.close()
+    return value
+def mc_set(port, key, value):
+    s, f = _mc_conn(port, b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value))
+    line = f.readline()
+    s.close()
+    assert line == b"STORED\r\n", line
+'"$1"
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# nbdkit-memcache-filter: every bad parameter is refused at start with a
+# message naming the problem, and a good set of parameters starts (so the
+# refusals are not caused by something else).  No memcached is needed:
+# servers are not contacted at start.
+
+source "${abs_top_srcdir:-.}/tests/functions.sh"
+requires nbdkit
+
+good=(memcache-servers=127.0.0.1:1,/tmp/mc.sock,[::1]:2 memcache-id=x)
+
+# refused MESSAGE-PATTERN PARAMS...: nbdkit must fail and say MESSAGE.
+refused ()
+{
+    local pattern=$1; shift
+    if nbdkit -U - --filter="$MEMCACHE_FILTER" null size=1M "$@" \
+            --run true >"$tmp/out" 2>&1; then
+        fail "accepted: $*"
+    fi
+    grep -q -- "$pattern" "$tmp/out" ||
+        fail "refused '$*' without saying '$pattern': $(cat "$tmp/out")"
+}
+
+nbdkit -U - --filter="$MEMCACHE_FILTER" null size=1M "${good[@]}" \
+    memcache-block-size=64K memcache-timeout=10 memcache-retry=50 \
+    memcache-ttl=0 memcache-write-policy=invalidate \
+    memcache-control="$tmp/ctl.sock" --run true ||
+    fail "good parameters refused"
+
+refused "memcache-servers=HOST:PORT,... is required" memcache-id=x
+refused "memcache-id=STRING is required" memcache-servers=127.0.0.1:1
+refused "memcache-id must not be empty" memcache-servers=127.0.0.1:1 memcache-id=
+
+refused "expected HOST:PORT" memcache-id=x memcache-servers=localhost
+refused "expected HOST:PORT" memcache-id=x memcache-servers=:11211
+refused "port must be a number from 1 to 65535" memcache-id=x memcache-servers=h:0
+refused "port must be a number from 1 to 65535" memcache-id=x memcache-servers=h:65536
+refused "port must be a number from 1 to 65535" memcache-id=x memcache-servers=h:12ab
+refused "port must be a number from 1 to 65535" memcache-id=x memcache-servers=h:
+refused "empty entry" memcache-id=x memcache-servers=a:1,,b:2
+refused "empty entry" memcache-id=x memcache-servers=a:1,
+refused "empty entry" memcache-id=x memcache-servers=
+refused "listed twice" memcache-id=x memcache-servers=a:1,b:2,a:1
+refused "in brackets" memcache-id=x memcache-servers=::1:11211
+refused "expected \[IPV6\]:PORT" memcache-id=x memcache-servers=[::1:11211
+
+refused "power of 2 from 512 to 1048576" "${good[@]}" memcache-block-size=1000
+refused "power of 2 from 512 to 1048576" "${good[@]}" memcache-block-size=256
+refused "power of 2 from 512 to 1048576" "${good[@]}" memcache-block-size=2M
+refused "memcache-block-size" "${good[@]}" memcache-block-size=big
+
+refused "from 1 to 60000 milliseconds" "${good[@]}" memcache-timeout=0
+refused "from 1 to 60000 milliseconds" "${good[@]}" memcache-timeout=60001
+refused "memcache-timeout" "${good[@]}" memcache-timeout=-1
+refused "memcache-timeout" "${good[@]}" memcache-timeout=5ms
+refused "from 1 to 3600000 milliseconds" "${good[@]}" memcache-retry=0
+refused "from 0 to 2592000 seconds" "${good[@]}" memcache-ttl=2592001
+refused "memcache-ttl" "${good[@]}" memcache-ttl=-5
+refused "must be 'update' or 'invalidate'" "${good[@]}" memcache-write-policy=lazy
+refused "must be an absolute path" "${good[@]}" memcache-control=ctl.sock
+touch "$tmp/file"
+refused "exists and is not a socket" "${good[@]}" memcache-control="$tmp/file"
+refused "unknown parameter 'memcache-server'" "${good[@]}" memcache-server=a:1
+echo "$0: OK"

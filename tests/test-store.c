@@ -1,0 +1,344 @@
+/* abd: unit test of the async filter's dirty store against a model.
+ *
+ * The lower device is two byte arrays: "volatile" (what lower writes
+ * change) and "durable" (a copy of volatile taken at each lower flush), so
+ * the test can check the flush promise exactly.  Real writer and flusher
+ * threads run the store's writeback while one client thread issues random
+ * writes, zeroes, trims, reads and flushes of random sizes and alignments,
+ * and keeps the model: the bytes the device must hold.  Trimmed bytes are
+ * unspecified and not compared until written again.
+ *
+ * Checked: every read equals the model; after every successful flush wait
+ * the durable image equals the model; lower write errors make flush waits
+ * fail with EIO until the errors stop; after draining, the lower device
+ * equals the model and the store is empty.
+ *
+ * Usage: test-store [SEED [OPS]]
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define NWRITERS 3
+
+static uint64_t dev_size;
+static unsigned char *lower_volatile, *lower_durable;
+static unsigned char *model;            /* expected content */
+static unsigned char *known;            /* 0 where trimmed (unspecified) */
+static pthread_mutex_t lower_lock = PTHREAD_MUTEX_INITIALIZER;
+static volatile int fail_writes;        /* percent of lower writes failing */
+static unsigned lower_writes, lower_write_failures;
+
+static uint64_t rng_state;
+
+static uint64_t
+rnd (void)
+{
+  /* xorshift64*: deterministic for a seed. */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ULL;
+}
+
+static uint64_t
+rnd_below (uint64_t n)
+{
+  return n ? rnd () % n : 0;
+}
+
+#define CHECK(cond, ...)                                        \
+  do {                                                          \
+    if (!(cond)) {                                              \
+      fprintf (stderr, "test-store: FAIL at %s:%d: ", __FILE__, __LINE__); \
+      fprintf (stderr, __VA_ARGS__);                            \
+      fprintf (stderr, "\n");                                   \
+      exit (1);                                                 \
+    }                                                           \
+  } while (0)
+
+/* The client side's lower device. */
+static int
+io_read (void *opaque, void *buf, uint32_t count, uint64_t offset, int *err)
+{
+  CHECK (offset + count <= dev_size, "read past end");
+  pthread_mutex_lock (&lower_lock);
+  memcpy (buf, lower_volatile + offset, count);
+  pthread_mutex_unlock (&lower_lock);
+  return 0;
+}
+
+static int
+io_write (void *opaque, const void *buf, uint32_t count, uint64_t offset,
+          int *err)
+{
+  CHECK (offset + count <= dev_size, "write past end");
+  pthread_mutex_lock (&lower_lock);
+  memcpy (lower_volatile + offset, buf, count);
+  pthread_mutex_unlock (&lower_lock);
+  return 0;
+}
+
+static int
+io_zero (void *opaque, uint32_t count, uint64_t offset, int *err)
+{
+  CHECK (offset + count <= dev_size, "zero past end");
+  pthread_mutex_lock (&lower_lock);
+  memset (lower_volatile + offset, 0, count);
+  pthread_mutex_unlock (&lower_lock);
+  return 0;
+}
+
+static int
+io_trim (void *opaque, uint32_t count, uint64_t offset, int *err)
+{
+  return io_zero (opaque, count, offset, err);
+}
+
+static void
+lower_flush (void)
+{
+  pthread_mutex_lock (&lower_lock);
+  memcpy (lower_durable, lower_volatile, dev_size);
+  pthread_mutex_unlock (&lower_lock);
+}
+
+static const struct store_io io = {
+  .read = io_read, .write = io_write, .zero = io_zero, .trim = io_trim,
+};
+
+static struct store *store;
+static uint32_t batch_blocks;
+
+static void *
+writer_thread (void *arg)
+{
+  char *buf = malloc ((size_t) batch_blocks * STORE_BLOCK_SIZE);
+  unsigned seed = (uintptr_t) arg;
+  struct store_batch b;
+
+  while (store_pick_wait (store, &b, buf)) {
+    bool ok;
+    int err;
+
+    CHECK (b.offset + b.len <= dev_size, "batch past end");
+    if (rand_r (&seed) % 4 == 0)
+      usleep (rand_r (&seed) % 300);    /* let clients race the write */
+    pthread_mutex_lock (&lower_lock);
+    lower_writes++;
+    ok = (int) (rand_r (&seed) % 100) >= fail_writes;
+    if (!ok)
+      lower_write_failures++;
+    pthread_mutex_unlock (&lower_lock);
+    if (ok) {
+      if (b.kind == STORE_DATA)
+        io_write (NULL, b.buf, b.len, b.offset, &err);
+      else
+        io_zero (NULL, b.len, b.offset, &err);
+    }
+    store_complete (store, &b, ok);
+  }
+  free (buf);
+  return NULL;
+}
+
+static void *
+flusher_thread (void *arg)
+{
+  uint32_t ticket;
+
+  while (store_flush_begin (store, &ticket)) {
+    lower_flush ();
+    store_flush_end (store, ticket, true);
+  }
+  return NULL;
+}
+
+/* Compare IMAGE with the model where the model is known. */
+static void
+check_image (const unsigned char *image, const char *what, unsigned op)
+{
+  uint64_t i;
+
+  for (i = 0; i < dev_size; i++)
+    if (known[i] && image[i] != model[i])
+      CHECK (false, "op %u: %s differs from model at byte %llu: %u != %u",
+             op, what, (unsigned long long) i, image[i], model[i]);
+}
+
+static void
+random_range (uint32_t *count, uint64_t *offset)
+{
+  uint64_t len;
+
+  switch (rnd_below (5)) {
+  case 0: len = 1 + rnd_below (16); break;              /* tiny */
+  case 1: len = STORE_BLOCK_SIZE; break;                /* one block */
+  case 2: len = STORE_BLOCK_SIZE * (1 + rnd_below (8)); break;
+  case 3: len = 1 + rnd_below (3 * STORE_BLOCK_SIZE); break;
+  default: len = 1 + rnd_below (512 * 1024); break;     /* large */
+  }
+  if (len > dev_size)
+    len = dev_size;
+  *offset = rnd_below (dev_size - len + 1);
+  if (rnd_below (3) == 0)                               /* aligned */
+    *offset -= *offset % STORE_BLOCK_SIZE;
+  if (rnd_below (10) == 0)                              /* the tail */
+    *offset = dev_size - len;
+  *count = len;
+}
+
+int
+main (int argc, char *argv[])
+{
+  uint64_t seed = argc > 1 ? strtoull (argv[1], NULL, 0) : 1;
+  unsigned ops = argc > 2 ? strtoul (argv[2], NULL, 0) : 20000;
+  unsigned round, nrounds = argc > 1 ? 1 : 6;
+  unsigned long flushes = 0, eio = 0;
+
+  for (round = 0; round < nrounds; round++, seed++) {
+    struct store_params p;
+    pthread_t writers[NWRITERS], flusher;
+    unsigned char *buf;
+    char *errmsg;
+    unsigned op, i;
+    int err;
+
+    rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+    dev_size = 2 * 1024 * 1024 + rnd_below (3 * STORE_BLOCK_SIZE);
+    p.size = dev_size;
+    p.max_dirty = STORE_MIN_SIZE << rnd_below (6);      /* 64K .. 2M */
+    p.lock_memory = false;
+    p.batch_blocks = batch_blocks = 1 << rnd_below (7);
+    p.delay_ms = rnd_below (2) ? 0 : rnd_below (20);
+
+    lower_volatile = malloc (dev_size);
+    lower_durable = malloc (dev_size);
+    model = malloc (dev_size);
+    known = malloc (dev_size);
+    buf = malloc (dev_size);
+    for (i = 0; i < dev_size; i++)
+      lower_volatile[i] = lower_durable[i] = model[i] = rnd ();
+    memset (known, 1, dev_size);
+    fail_writes = 0;
+
+    store = store_create (&p, &errmsg);
+    CHECK (store, "store_create: %s", errmsg);
+    for (i = 0; i < NWRITERS; i++)
+      pthread_create (&writers[i], NULL, writer_thread,
+                      (void *) (uintptr_t) (seed + i));
+    pthread_create (&flusher, NULL, flusher_thread, NULL);
+
+    for (op = 0; op < ops / nrounds; op++) {
+      uint32_t count;
+      uint64_t offset;
+      bool admit = rnd_below (8) != 0;
+      unsigned k = rnd_below (100);
+
+      if (op % 2000 == 1000)
+        fail_writes = rnd_below (2) ? 30 : 0;
+      if (op % 2000 == 1500)
+        fail_writes = 0;
+      random_range (&count, &offset);
+
+      if (k < 40) {
+        for (i = 0; i < count; i++)
+          buf[i] = rnd ();
+        CHECK (store_write (store, buf, count, offset, admit, &io, &err) == 0,
+               "write failed: %d", err);
+        memcpy (model + offset, buf, count);
+        memset (known + offset, 1, count);
+      }
+      else if (k < 50) {
+        CHECK (store_zero (store, count, offset, admit, &io, &err) == 0,
+               "zero failed: %d", err);
+        memset (model + offset, 0, count);
+        memset (known + offset, 1, count);
+      }
+      else if (k < 55) {
+        uint64_t b0 = (offset + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE;
+        uint64_t end = offset + count;
+        uint64_t b1 = end == dev_size
+          ? (dev_size + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE
+          : end / STORE_BLOCK_SIZE;
+
+        CHECK (store_trim (store, count, offset, admit, &io, &err) == 0,
+               "trim failed: %d", err);
+        if (b0 < b1) {
+          uint64_t from = b0 * STORE_BLOCK_SIZE;
+          uint64_t to = b1 * STORE_BLOCK_SIZE < dev_size
+            ? b1 * STORE_BLOCK_SIZE : dev_size;
+          memset (known + from, 0, to - from);
+        }
+      }
+      else if (k < 95) {
+        CHECK (store_read (store, buf, count, offset, &io, &err) == 0,
+               "read failed: %d", err);
+        for (i = 0; i < count; i++)
+          if (known[offset + i] && buf[i] != model[offset + i])
+            CHECK (false, "op %u: read at %llu+%u: byte %u is %u, model %u",
+                   op, (unsigned long long) offset, count, i, buf[i],
+                   model[offset + i]);
+      }
+      else {
+        int r = store_flush_wait (store, 60000, &err);
+
+        if (r == 0) {
+          /* The promise: everything acknowledged is durable.  Write-
+           * through data becomes durable with the lower flush that a
+           * caller does after the wait, as the filter does.
+           */
+          lower_flush ();
+          check_image (lower_durable, "durable image after flush", op);
+          flushes++;
+        }
+        else {
+          CHECK (err == EIO, "flush wait failed with %d", err);
+          CHECK (fail_writes > 0 || lower_write_failures > 0,
+                 "EIO without write failures");
+          eio++;
+        }
+      }
+    }
+
+    /* Drain: stop failures, wait for everything, compare. */
+    fail_writes = 0;
+    store_set_draining (store, true);
+    while (!store_is_empty (store))
+      usleep (1000);
+    store_stop (store);
+    for (i = 0; i < NWRITERS; i++)
+      pthread_join (writers[i], NULL);
+    pthread_join (flusher, NULL);
+    check_image (lower_durable, "durable image after drain", ops);
+    check_image (lower_volatile, "lower image after drain", ops);
+
+    struct store_stats st;
+    store_get_stats (store, &st);
+    CHECK (st.dirty_bytes == 0 && st.dirty_entries == 0 &&
+           st.dirty_data_bytes == 0 && st.failed_bytes == 0,
+           "store not empty after drain: %llu bytes, %llu entries",
+           (unsigned long long) st.dirty_bytes,
+           (unsigned long long) st.dirty_entries);
+    store_free (store);
+    free (lower_volatile);
+    free (lower_durable);
+    free (model);
+    free (known);
+    free (buf);
+  }
+  printf ("test-store: %u rounds, %u ops each, %lu flushes checked, "
+          "%lu EIO flushes, %u lower writes (%u failed)\n",
+          nrounds, ops / nrounds, flushes, eio, lower_writes,
+          lower_write_failures);
+  return 0;
+}
