@@ -7,3 +7,5 @@ man/%.1: man/%.pod
 	@mkdir -p man
 	$(AM_V_GEN)$(POD2MAN) --section=1 --center="abd" --release="abd-$(VERSION)" \
 	  --name=$(basename $(notdir $@)) $< > $@.t && mv $@.t $@
+man_MANS += man/nbdkit-memcache-filter.1
+EXTRA_DIST += man/nbdkit-memcache-filter.pod

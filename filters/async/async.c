@@ -1,0 +1,799 @@
+/* abd: nbdkit-async-filter, a write-back cache in bounded RAM.
+ *
+ * This file holds the nbdkit callbacks, the parameters, the mode and the
+ * control commands.  What happens to a write: async_pwrite decides from the
+ * mode whether blocks the store does not hold go into RAM (async mode) or
+ * through to the lower device (sync mode), store_write (store.c) puts the
+ * data in the store, and the writer threads (writer.c) write it back.
+ *
+ * Threads of this file: the sync-file watcher (started in .after_fork when
+ * async-sync-file is set, stopped in .cleanup) reads the file's existence
+ * every 100 ms and sets the mode; the control channel (common/control.c)
+ * runs control_handler.  mode_lock protects the mode variables.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nbdkit-filter.h>
+
+#include "control.h"
+#include "params.h"
+#include "store.h"
+#include "writer.h"
+
+enum sync_writes { SYNC_THROUGH, SYNC_RATE, SYNC_HOLD };
+static const char *const sync_writes_names[] = { "through", "rate", "hold" };
+
+/* Parameters (params.h has the defaults and limits). */
+static uint64_t max_dirty = ASYNC_MAX_DIRTY_DEFAULT;
+static bool lock_memory;
+static bool start_sync;
+static const char *sync_file;
+static enum sync_writes sync_writes = SYNC_THROUGH;
+static uint64_t sync_rate = ASYNC_SYNC_RATE_DEFAULT;
+static const char *control_path;
+static unsigned nwriters = ASYNC_WRITERS_DEFAULT;
+static uint32_t write_size = ASYNC_WRITE_SIZE_DEFAULT;
+static unsigned delay_ms = ASYNC_DELAY_DEFAULT;
+static unsigned exit_timeout = ASYNC_EXIT_TIMEOUT_DEFAULT;
+
+/* Set in .get_ready and .after_fork, read-only afterwards. */
+static int thread_model;
+static struct store *store;
+static nbdkit_next *background;         /* shared context to the lower layer */
+static struct ctl_server *control;
+
+/* The mode: sync if the control channel (or async-mode=) says so, or while
+ * the sync file exists.
+ */
+static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool mode_control_sync, mode_file_sync;
+static bool mode_changed_by_control;
+
+static pthread_t watcher;
+static bool watcher_started;
+static volatile bool watcher_stop;
+
+/* The sync-mode rate limit: the next time a write may be admitted. */
+static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
+static double rate_next;
+
+static int control_handler (void *opaque, int argc, char **argv,
+                            struct ctl_reply *r);
+
+/*----------------------------------------------------------------------
+ * Parameters.
+ */
+
+static int
+parse_unsigned (const char *key, const char *value, unsigned min,
+                unsigned max, unsigned *out)
+{
+  if (nbdkit_parse_unsigned (key, value, out) == -1)
+    return -1;
+  if (*out < min || *out > max) {
+    nbdkit_error ("%s: %u is out of range (%u..%u)", key, *out, min, max);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+parse_size (const char *key, const char *value, uint64_t min, uint64_t max,
+            uint64_t *out)
+{
+  int64_t r = nbdkit_parse_size (value);
+
+  if (r == -1)
+    return -1;                  /* nbdkit_parse_size says what is wrong */
+  if ((uint64_t) r < min || (uint64_t) r > max) {
+    nbdkit_error ("%s: %s is out of range (%" PRIu64 "..%" PRIu64 " bytes)",
+                  key, value, min, max);
+    return -1;
+  }
+  *out = r;
+  return 0;
+}
+
+static int
+async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
+              const char *key, const char *value)
+{
+  uint64_t u64;
+  int r;
+
+  if (strcmp (key, "async-max-dirty") == 0)
+    return parse_size (key, value, ASYNC_MAX_DIRTY_MIN, ASYNC_MAX_DIRTY_MAX,
+                       &max_dirty);
+  if (strcmp (key, "async-mlock") == 0) {
+    if ((r = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    lock_memory = r;
+    return 0;
+  }
+  if (strcmp (key, "async-mode") == 0) {
+    if (strcmp (value, "async") == 0)
+      start_sync = false;
+    else if (strcmp (value, "sync") == 0)
+      start_sync = true;
+    else {
+      nbdkit_error ("async-mode: expected async or sync, got '%s'", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "async-sync-file") == 0) {
+    if (*value == '\0') {
+      nbdkit_error ("async-sync-file: the path is empty");
+      return -1;
+    }
+    sync_file = value;
+    return 0;
+  }
+  if (strcmp (key, "async-sync-writes") == 0) {
+    for (r = 0; r < 3; r++)
+      if (strcmp (value, sync_writes_names[r]) == 0) {
+        sync_writes = r;
+        return 0;
+      }
+    nbdkit_error ("async-sync-writes: expected through, rate or hold, "
+                  "got '%s'", value);
+    return -1;
+  }
+  if (strcmp (key, "async-sync-rate") == 0)
+    return parse_size (key, value, ASYNC_SYNC_RATE_MIN, UINT32_MAX * 4096ULL,
+                       &sync_rate);
+  if (strcmp (key, "async-control") == 0) {
+    if (*value == '\0') {
+      nbdkit_error ("async-control: the path is empty");
+      return -1;
+    }
+    control_path = value;
+    return 0;
+  }
+  if (strcmp (key, "async-writers") == 0)
+    return parse_unsigned (key, value, 1, ASYNC_WRITERS_MAX, &nwriters);
+  if (strcmp (key, "async-write-size") == 0) {
+    if (parse_size (key, value, STORE_BLOCK_SIZE, ASYNC_WRITE_SIZE_MAX,
+                    &u64) == -1)
+      return -1;
+    if (u64 % STORE_BLOCK_SIZE) {
+      nbdkit_error ("async-write-size: %s is not a multiple of %d",
+                    value, STORE_BLOCK_SIZE);
+      return -1;
+    }
+    write_size = u64;
+    return 0;
+  }
+  if (strcmp (key, "async-writeback-delay") == 0)
+    return parse_unsigned (key, value, 0, ASYNC_DELAY_MAX, &delay_ms);
+  if (strcmp (key, "async-exit-timeout") == 0)
+    return parse_unsigned (key, value, 0, ASYNC_EXIT_TIMEOUT_MAX,
+                           &exit_timeout);
+  if (strncmp (key, "async-", 6) == 0) {
+    nbdkit_error ("unknown parameter '%s' (see nbdkit-async-filter(1))", key);
+    return -1;
+  }
+  return next (nxdata, key, value);
+}
+
+#define async_config_help \
+  "async-max-dirty=SIZE       RAM for dirty data (default 256M).\n" \
+  "async-mlock=BOOL           Lock that memory (default false).\n" \
+  "async-mode=async|sync      Start mode (default async: flushes are\n" \
+  "                           acknowledged from RAM, for UPS-backed hosts).\n" \
+  "async-sync-file=PATH       Sync mode while PATH exists.\n" \
+  "async-sync-writes=through|rate|hold\n" \
+  "                           Sync mode: writes to clean ranges go\n" \
+  "                           through, are rate limited, or wait for the\n" \
+  "                           store to drain (default through).\n" \
+  "async-sync-rate=SIZE       Bytes per second for rate (default 8M).\n" \
+  "async-control=PATH         Control socket for abdctl.\n" \
+  "async-writers=N            Lower writes in flight (default 16).\n" \
+  "async-write-size=SIZE      Largest coalesced lower write (default 256K).\n" \
+  "async-writeback-delay=MS   Let new data settle first (default 50).\n" \
+  "async-exit-timeout=SECS    Give up draining a failing lower device\n" \
+  "                           at exit after SECS (default 60, 0 = never)."
+
+/*----------------------------------------------------------------------
+ * The mode.
+ */
+
+static bool
+mode_is_sync (void)
+{
+  bool sync;
+
+  pthread_mutex_lock (&mode_lock);
+  sync = mode_control_sync || mode_file_sync;
+  pthread_mutex_unlock (&mode_lock);
+  return sync;
+}
+
+/* Called with mode_lock held after a change. */
+static void
+mode_apply (void)
+{
+  bool sync = mode_control_sync || mode_file_sync;
+
+  if (store)
+    store_set_sync (store, sync);
+  nbdkit_debug ("async: mode %s", sync ? "sync" : "async");
+}
+
+static const char *
+mode_reason (void)
+{
+  if (mode_file_sync)
+    return "sync-file";
+  return mode_changed_by_control ? "control" : "start";
+}
+
+static void *
+watcher_thread (void *arg)
+{
+  while (!watcher_stop) {
+    struct stat st;
+    bool exists = stat (sync_file, &st) == 0;
+
+    pthread_mutex_lock (&mode_lock);
+    if (exists != mode_file_sync) {
+      mode_file_sync = exists;
+      nbdkit_debug ("async: sync file %s %s", sync_file,
+                    exists ? "appeared" : "went away");
+      mode_apply ();
+    }
+    pthread_mutex_unlock (&mode_lock);
+    usleep (ASYNC_SYNC_FILE_POLL_MS * 1000);
+  }
+  return NULL;
+}
+
+/* sync-writes=rate: wait until COUNT more bytes may be admitted. */
+static void
+rate_wait (uint32_t count)
+{
+  struct timespec ts;
+  double now, at;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  now = ts.tv_sec + ts.tv_nsec / 1e9;
+  pthread_mutex_lock (&rate_lock);
+  at = rate_next > now ? rate_next : now;
+  rate_next = at + (double) count / sync_rate;
+  pthread_mutex_unlock (&rate_lock);
+  if (at > now)
+    usleep ((at - now) * 1e6);
+}
+
+/* Where blocks the store does not hold go: RAM (true) or through. */
+static bool
+admit_clean (uint32_t count)
+{
+  if (!mode_is_sync ())
+    return true;
+  switch (sync_writes) {
+  case SYNC_RATE:
+    rate_wait (count);
+    return true;
+  case SYNC_HOLD:
+    store_wait_empty (store);
+    return false;
+  default:
+    return false;
+  }
+}
+
+/*----------------------------------------------------------------------
+ * Life cycle.
+ */
+
+static int
+async_get_ready (int model)
+{
+  thread_model = model;
+
+  /* Fail now, with a clear message, if the memory cannot be locked; the
+   * real lock is taken after the fork (locks are not inherited).
+   */
+  if (lock_memory) {
+    size_t len = max_dirty + max_dirty / STORE_BLOCK_SIZE * 64;
+    void *p = mmap (NULL, len, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+    if (p == MAP_FAILED) {
+      nbdkit_error ("async-mlock: cannot map %zu bytes: %m", len);
+      return -1;
+    }
+    if (mlock (p, len) == -1) {
+      nbdkit_error ("async-mlock: cannot lock %zu bytes of memory (%m): "
+                    "raise the locked-memory limit (ulimit -l, systemd "
+                    "LimitMEMLOCK=) or lower async-max-dirty", len);
+      munmap (p, len);
+      return -1;
+    }
+    munlock (p, len);
+    munmap (p, len);
+  }
+  return 0;
+}
+
+static int
+async_after_fork (nbdkit_backend *backend)
+{
+  struct store_params p;
+  char *errmsg;
+  int64_t size;
+
+  background = nbdkit_next_context_open (backend, 0, "", 1);
+  if (background == NULL) {
+    nbdkit_error ("async: cannot open the background context");
+    return -1;
+  }
+  if (background->prepare (background) == -1)
+    return -1;
+  size = background->get_size (background);
+  if (size == -1)
+    return -1;
+  if (background->can_write (background) != 1) {
+    nbdkit_error ("async: the lower device is read-only: this filter "
+                  "needs to write to it");
+    return -1;
+  }
+
+  p.size = size;
+  p.max_dirty = max_dirty;
+  p.lock_memory = lock_memory;
+  p.batch_blocks = write_size / STORE_BLOCK_SIZE;
+  p.delay_ms = delay_ms;
+  store = store_create (&p, &errmsg);
+  if (store == NULL) {
+    nbdkit_error ("async: %s", errmsg ? errmsg : "cannot create the store");
+    free (errmsg);
+    return -1;
+  }
+  mode_control_sync = start_sync;
+  store_set_sync (store, start_sync);
+
+  if (writer_start (store, background, nwriters, p.batch_blocks,
+                    thread_model < NBDKIT_THREAD_MODEL_PARALLEL) == -1)
+    return -1;
+
+  if (sync_file) {
+    errno = pthread_create (&watcher, NULL, watcher_thread, NULL);
+    if (errno) {
+      nbdkit_error ("async: cannot start the sync-file watcher: %m");
+      return -1;
+    }
+    watcher_started = true;
+  }
+  if (control_path) {
+    control = ctl_start (control_path, control_handler, NULL);
+    if (control == NULL)
+      return -1;
+  }
+  return 0;
+}
+
+static void
+async_cleanup (nbdkit_backend *backend)
+{
+  uint64_t lost;
+
+  if (watcher_started) {
+    watcher_stop = true;
+    pthread_join (watcher, NULL);
+    watcher_started = false;
+  }
+
+  lost = writer_stop (exit_timeout);
+  if (lost)
+    nbdkit_error ("async: the lower device kept failing: %" PRIu64 " bytes "
+                  "of acknowledged writes could NOT be written and are LOST",
+                  lost);
+  else if (store)
+    nbdkit_debug ("async: all dirty data written and flushed");
+
+  ctl_stop (control);
+  control = NULL;
+  if (background) {
+    background->finalize (background);
+    nbdkit_next_context_close (background);
+    background = NULL;
+  }
+  store_free (store);
+  store = NULL;
+}
+
+static void *
+async_open (nbdkit_next_open *next, nbdkit_context *nxdata, int readonly,
+            const char *exportname, int is_tls)
+{
+  if (next (nxdata, readonly, exportname) == -1)
+    return NULL;
+  return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+static int
+async_prepare (nbdkit_next *next, void *handle, int readonly)
+{
+  int64_t size = next->get_size (next);
+
+  if (size == -1)
+    return -1;
+  if ((uint64_t) size != (uint64_t) background->get_size (background)) {
+    nbdkit_error ("async: this export's size (%" PRIi64 ") differs from "
+                  "the default export's: one store serves one device", size);
+    return -1;
+  }
+  return 0;
+}
+
+/*----------------------------------------------------------------------
+ * Capabilities.  Every lower capability this filter may use on a client's
+ * context is asked for here, as nbdkit requires before the call.
+ */
+
+static int
+async_can_flush (nbdkit_next *next, void *handle)
+{
+  return next->can_flush (next) == -1 ? -1 : 1;
+}
+
+static int
+async_can_fua (nbdkit_next *next, void *handle)
+{
+  return next->can_fua (next) == -1 ? -1 : NBDKIT_FUA_NATIVE;
+}
+
+static int
+async_can_zero (nbdkit_next *next, void *handle)
+{
+  return next->can_zero (next) == -1 ? -1 : NBDKIT_ZERO_NATIVE;
+}
+
+static int
+async_can_fast_zero (nbdkit_next *next, void *handle)
+{
+  return 0;
+}
+
+static int
+async_can_extents (nbdkit_next *next, void *handle)
+{
+  return next->can_extents (next) == -1 ? -1 : 1;
+}
+
+static int
+async_can_multi_conn (nbdkit_next *next, void *handle)
+{
+  return 1;       /* one store for all connections; flush covers all */
+}
+
+/*----------------------------------------------------------------------
+ * Data.
+ */
+
+static int
+io_read (void *next, void *buf, uint32_t count, uint64_t offset, int *err)
+{
+  nbdkit_next *n = next;
+  return n->pread (n, buf, count, offset, 0, err);
+}
+
+static int
+io_write (void *next, const void *buf, uint32_t count, uint64_t offset,
+          int *err)
+{
+  nbdkit_next *n = next;
+  return n->pwrite (n, buf, count, offset, 0, err);
+}
+
+static int
+io_zero (void *next, uint32_t count, uint64_t offset, int *err)
+{
+  nbdkit_next *n = next;
+
+  if (n->can_zero (n) > NBDKIT_ZERO_NONE)
+    return n->zero (n, count, offset, NBDKIT_FLAG_MAY_TRIM, err);
+  while (count > 0) {
+    static const char zeros[65536];
+    uint32_t len = count < sizeof zeros ? count : sizeof zeros;
+
+    if (n->pwrite (n, zeros, len, offset, 0, err) == -1)
+      return -1;
+    count -= len;
+    offset += len;
+  }
+  return 0;
+}
+
+static int
+io_trim (void *next, uint32_t count, uint64_t offset, int *err)
+{
+  nbdkit_next *n = next;
+
+  if (n->can_trim (n) != 1)
+    return 0;                   /* trim is advisory */
+  return n->trim (n, count, offset, 0, err);
+}
+
+#define STORE_IO(next) \
+  { .read = io_read, .write = io_write, .zero = io_zero, .trim = io_trim, \
+    .opaque = (next) }
+
+/* Sync-mode flush: every earlier write on the lower device, flushed. */
+static int
+flush_sync (nbdkit_next *next, int *err)
+{
+  if (store_flush_wait (store, -1, err) == -1)
+    return -1;
+  /* Writes that went through, and the writers' flushes, are covered by
+   * one more flush of the lower device.
+   */
+  if (next->can_flush (next) == 1)
+    return next->flush (next, 0, err);
+  return 0;
+}
+
+static int
+async_pread (nbdkit_next *next, void *handle, void *buf, uint32_t count,
+             uint64_t offset, uint32_t flags, int *err)
+{
+  struct store_io io = STORE_IO (next);
+
+  return store_read (store, buf, count, offset, &io, err);
+}
+
+static int
+async_pwrite (nbdkit_next *next, void *handle, const void *buf,
+              uint32_t count, uint64_t offset, uint32_t flags, int *err)
+{
+  struct store_io io = STORE_IO (next);
+
+  if (store_write (store, buf, count, offset, admit_clean (count), &io,
+                   err) == -1)
+    return -1;
+  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
+    return flush_sync (next, err);
+  return 0;
+}
+
+static int
+async_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
+            uint32_t flags, int *err)
+{
+  struct store_io io = STORE_IO (next);
+
+  if (store_zero (store, count, offset, admit_clean (0), &io, err) == -1)
+    return -1;
+  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
+    return flush_sync (next, err);
+  return 0;
+}
+
+static int
+async_trim (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
+            uint32_t flags, int *err)
+{
+  struct store_io io = STORE_IO (next);
+
+  if (store_trim (store, count, offset, admit_clean (0), &io, err) == -1)
+    return -1;
+  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
+    return flush_sync (next, err);
+  return 0;
+}
+
+static int
+async_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
+{
+  if (mode_is_sync ())
+    return flush_sync (next, err);
+  /* Async mode acknowledges flushes from RAM, but never hides a failing
+   * lower device.
+   */
+  if (store_has_failed (store)) {
+    nbdkit_error ("async: the lower device failed writes that are still "
+                  "pending; see abdctl status");
+    *err = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+static int
+async_extents (nbdkit_next *next, void *handle, uint32_t count,
+               uint64_t offset, uint32_t flags, struct nbdkit_extents *extents,
+               int *err)
+{
+  struct nbdkit_extents *lower;
+  uint64_t len;
+  size_t i;
+  int kind;
+
+  /* Answer for a prefix of the range; the client asks again for the rest.
+   * Dirty data is data; zeroed ranges read as zeros; trimmed ranges read
+   * as zeros too (store.c) and will be holes below.
+   */
+  kind = store_extent (store, offset, count, &len);
+  if (kind != -1) {
+    uint32_t type = kind == STORE_DATA ? 0
+      : kind == STORE_ZERO ? NBDKIT_EXTENT_ZERO
+      : NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
+
+    if (nbdkit_add_extent (extents, offset, len, type) == -1) {
+      *err = errno;
+      return -1;
+    }
+    return 0;
+  }
+
+  /* [offset, offset+len) holds no dirty data: the lower device says. */
+  lower = nbdkit_extents_new (offset, offset + len);
+  if (lower == NULL) {
+    *err = errno;
+    return -1;
+  }
+  if (next->extents (next, len, offset, flags, lower, err) == -1) {
+    nbdkit_extents_free (lower);
+    return -1;
+  }
+  for (i = 0; i < nbdkit_extents_count (lower); i++) {
+    struct nbdkit_extent e = nbdkit_get_extent (lower, i);
+
+    if (nbdkit_add_extent (extents, e.offset, e.length, e.type) == -1) {
+      *err = errno;
+      nbdkit_extents_free (lower);
+      return -1;
+    }
+  }
+  nbdkit_extents_free (lower);
+  return 0;
+}
+
+/*----------------------------------------------------------------------
+ * The control channel.
+ */
+
+static void
+status_reply (struct ctl_reply *r)
+{
+  struct store_stats st;
+  double rate = writer_rate ();
+
+  store_get_stats (store, &st);
+  pthread_mutex_lock (&mode_lock);
+  ctl_reply_str (r, "mode", st.sync ? "sync" : "async");
+  ctl_reply_str (r, "mode_reason", mode_reason ());
+  pthread_mutex_unlock (&mode_lock);
+  ctl_reply_str (r, "sync_writes", sync_writes_names[sync_writes]);
+  ctl_reply_u64 (r, "max_dirty_bytes", st.max_dirty_bytes);
+  ctl_reply_u64 (r, "dirty_bytes", st.dirty_bytes);
+  ctl_reply_u64 (r, "dirty_data_bytes", st.dirty_data_bytes);
+  ctl_reply_u64 (r, "dirty_ranges", st.dirty_ranges);
+  ctl_reply_u64 (r, "dirty_entries", st.dirty_entries);
+  ctl_reply_u64 (r, "oldest_dirty_age_ms", st.oldest_dirty_age_ms);
+  ctl_reply_u64 (r, "writes_in_flight", st.writes_in_flight);
+  ctl_reply_u64 (r, "bytes_in_flight", st.bytes_in_flight);
+  ctl_reply_u64 (r, "written_back_bytes", st.written_back_bytes);
+  ctl_reply_u64 (r, "written_back_requests", st.written_back_requests);
+  ctl_reply_u64 (r, "lower_flushes", st.lower_flushes);
+  ctl_reply_u64 (r, "writeback_rate_bytes_per_sec", (uint64_t) rate);
+  if (st.dirty_bytes == 0)
+    ctl_reply_i64 (r, "drain_estimate_seconds", 0);
+  else if (rate < 1)
+    ctl_reply_i64 (r, "drain_estimate_seconds", -1);
+  else
+    ctl_reply_i64 (r, "drain_estimate_seconds",
+                   (int64_t) (st.dirty_bytes / rate + 0.999));
+  ctl_reply_u64 (r, "lower_write_errors", st.lower_write_errors);
+  ctl_reply_u64 (r, "lower_flush_errors", st.lower_flush_errors);
+  ctl_reply_u64 (r, "failed_bytes", st.failed_bytes);
+  ctl_reply_u64 (r, "client_write_requests", st.client_write_requests);
+  ctl_reply_u64 (r, "client_written_bytes", st.client_written_bytes);
+  ctl_reply_u64 (r, "space_waits", st.space_waits);
+}
+
+static int
+control_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
+{
+  if (strcmp (argv[0], "status") == 0 && argc == 1) {
+    status_reply (r);
+    return 0;
+  }
+  if (strcmp (argv[0], "flush") == 0 && argc <= 2) {
+    unsigned secs = ASYNC_FLUSH_TIMEOUT_DEFAULT;
+    int err;
+
+    if (argc == 2 && (sscanf (argv[1], "%u", &secs) != 1 || secs > 86400)) {
+      ctl_reply_error (r, "flush: timeout must be 0..86400 seconds");
+      return -1;
+    }
+    if (store_flush_wait (store, secs * 1000, &err) == -1 ||
+        writer_lower_flush (&err) == -1) {
+      struct store_stats st;
+
+      store_get_stats (store, &st);
+      if (err == ETIMEDOUT)
+        ctl_reply_error (r, "flush: timed out after %u s with %" PRIu64
+                         " bytes still dirty", secs, st.dirty_bytes);
+      else
+        ctl_reply_error (r, "flush: %s: %" PRIu64 " bytes could not be "
+                         "written to the lower device (%" PRIu64 " write "
+                         "errors)", strerror (err), st.failed_bytes,
+                         st.lower_write_errors);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (argv[0], "mode") == 0 && argc == 2) {
+    bool sync;
+
+    if (strcmp (argv[1], "sync") == 0)
+      sync = true;
+    else if (strcmp (argv[1], "async") == 0)
+      sync = false;
+    else {
+      ctl_reply_error (r, "mode: expected sync or async, got '%s'", argv[1]);
+      return -1;
+    }
+    pthread_mutex_lock (&mode_lock);
+    mode_control_sync = sync;
+    mode_changed_by_control = true;
+    mode_apply ();
+    ctl_reply_str (r, "mode",
+                   mode_control_sync || mode_file_sync ? "sync" : "async");
+    ctl_reply_str (r, "mode_reason", mode_reason ());
+    pthread_mutex_unlock (&mode_lock);
+    return 0;
+  }
+  ctl_reply_error (r, "unknown command '%s' (status, flush [SECONDS], "
+                   "mode sync|async)", argv[0]);
+  return -1;
+}
+
+static int
+async_thread_model (void)
+{
+  return NBDKIT_THREAD_MODEL_PARALLEL;
+}
+
+static struct nbdkit_filter filter = {
+  .name              = "async",
+  .longname          = "nbdkit async (write-back cache) filter",
+  .config            = async_config,
+  .config_help       = async_config_help,
+  .thread_model      = async_thread_model,
+  .get_ready         = async_get_ready,
+  .after_fork        = async_after_fork,
+  .cleanup           = async_cleanup,
+  .open              = async_open,
+  .prepare           = async_prepare,
+  .can_flush         = async_can_flush,
+  .can_fua           = async_can_fua,
+  .can_zero          = async_can_zero,
+  .can_fast_zero     = async_can_fast_zero,
+  .can_extents       = async_can_extents,
+  .can_multi_conn    = async_can_multi_conn,
+  .pread             = async_pread,
+  .pwrite            = async_pwrite,
+  .zero              = async_zero,
+  .trim              = async_trim,
+  .flush             = async_flush,
+  .extents           = async_extents,
+};
+
+NBDKIT_REGISTER_FILTER (filter)

@@ -1,0 +1,25 @@
+/* abd async filter: parameter defaults and limits, in one place.
+ * async.c (config, config_help), man/nbdkit-async-filter.pod and README.md
+ * must agree with this table.
+ */
+
+#ifndef ABD_ASYNC_PARAMS_H
+#define ABD_ASYNC_PARAMS_H
+
+#define ASYNC_MAX_DIRTY_DEFAULT   (256ULL << 20)    /* async-max-dirty */
+#define ASYNC_MAX_DIRTY_MIN       (64ULL << 10)
+#define ASYNC_MAX_DIRTY_MAX       (1ULL << 40)
+#define ASYNC_SYNC_RATE_DEFAULT   (8ULL << 20)      /* async-sync-rate, B/s */
+#define ASYNC_SYNC_RATE_MIN       4096
+#define ASYNC_WRITERS_DEFAULT     16                /* async-writers */
+#define ASYNC_WRITERS_MAX         256
+#define ASYNC_WRITE_SIZE_DEFAULT  (256U << 10)      /* async-write-size */
+#define ASYNC_WRITE_SIZE_MAX      (32U << 20)
+#define ASYNC_DELAY_DEFAULT       50                /* async-writeback-delay */
+#define ASYNC_DELAY_MAX           60000
+#define ASYNC_EXIT_TIMEOUT_DEFAULT 60               /* async-exit-timeout */
+#define ASYNC_EXIT_TIMEOUT_MAX    86400
+#define ASYNC_FLUSH_TIMEOUT_DEFAULT 60              /* abdctl flush [SECONDS] */
+#define ASYNC_SYNC_FILE_POLL_MS   100
+
+#endif /* ABD_ASYNC_PARAMS_H */

@@ -470,6 +470,40 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
   return r;
 }
 
+int
+store_extent (struct store *s, uint64_t offset, uint32_t count,
+              uint64_t *len)
+{
+  uint64_t end = offset + count;
+  uint64_t run_end;
+  struct entry *e, *f;
+  int kind;
+
+  pthread_mutex_lock (&s->lock);
+  e = tree_find_from (s, offset / STORE_BLOCK_SIZE);
+  if (!contains (e, offset / STORE_BLOCK_SIZE)) {
+    run_end = e ? e->blk * STORE_BLOCK_SIZE : end;
+    kind = -1;
+  }
+  else {
+    /* Extend over following entries of the same kind with no gap. */
+    kind = e->kind;
+    for (f = e; ; ) {
+      struct entry *g = RB_NEXT (entry_tree, &s->tree, f);
+
+      if (g == NULL || g->blk != entry_end (f) || g->kind != kind ||
+          g->blk * STORE_BLOCK_SIZE >= end)
+        break;
+      f = g;
+    }
+    run_end = f->blk * STORE_BLOCK_SIZE + blocks_len (s, f->blk,
+                                                      entry_blocks (f));
+  }
+  pthread_mutex_unlock (&s->lock);
+  *len = (run_end < end ? run_end : end) - offset;
+  return kind;
+}
+
 /*----------------------------------------------------------------------
  * Writes.
  */

@@ -107,6 +107,14 @@ int store_zero (struct store *s, uint32_t count, uint64_t offset,
 int store_trim (struct store *s, uint32_t count, uint64_t offset,
                 bool admit_clean, const struct store_io *io, int *err);
 
+/* What the store holds at OFFSET: returns the kind (enum store_kind) of a
+ * run of entries of that kind starting there, or -1 if the store holds
+ * nothing there; *LEN is the run's length, or the length of the clean gap,
+ * at most COUNT.
+ */
+int store_extent (struct store *s, uint64_t offset, uint32_t count,
+                  uint64_t *len);
+
 /* Wait until every modification made before the call is durable (written
  * and flushed on the lower device).  TIMEOUT_MS < 0 waits forever.  Returns
  * 0, or -1 with *err = EIO (some data's last lower write failed) or

@@ -1,0 +1,291 @@
+/* abd async filter: writer and flusher threads (see writer.h).
+ *
+ * Threads: writer_start starts nwriters writer threads, one flusher and one
+ * sampler (it records written-back bytes every 100 ms for the rate shown in
+ * status).  writer_stop stops and joins all of them.  They touch only the
+ * store (through its API) and the background context `lower`.  If the
+ * plugin's thread model is below parallel, lower_lock serialises every call
+ * on the background context.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nbdkit-filter.h>
+
+#include "writer.h"
+
+#define MAX_WRITERS 256
+#define RATE_SAMPLES 50           /* 5 s of 100 ms samples */
+
+static struct store *store;
+static nbdkit_next *lower;
+static bool serialize;
+static pthread_mutex_t lower_lock = PTHREAD_MUTEX_INITIALIZER;
+static int lower_can_zero, lower_can_trim, lower_can_flush;
+static uint32_t batch_blocks;
+
+static pthread_t writers[MAX_WRITERS], flusher, sampler;
+static unsigned nstarted;
+static bool flusher_started, sampler_started;
+
+/* The sampler's ring of (time, written bytes); rate_lock protects it. */
+static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { double t; uint64_t bytes; } samples[RATE_SAMPLES];
+static unsigned nsamples, sample_next;
+static volatile bool sampler_stop;
+
+static double
+now_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+lower_begin (void)
+{
+  if (serialize)
+    pthread_mutex_lock (&lower_lock);
+}
+
+static void
+lower_end (void)
+{
+  if (serialize)
+    pthread_mutex_unlock (&lower_lock);
+}
+
+/* Zero LEN bytes at OFFSET with plain writes (the lower device has no
+ * zero operation).
+ */
+static int
+write_zeros (uint32_t len, uint64_t offset, int *err)
+{
+  static const char zeros[65536];
+
+  while (len > 0) {
+    uint32_t n = len < sizeof zeros ? len : sizeof zeros;
+
+    if (lower->pwrite (lower, zeros, n, offset, 0, err) == -1)
+      return -1;
+    len -= n;
+    offset += n;
+  }
+  return 0;
+}
+
+static int
+write_batch (const struct store_batch *b, int *err)
+{
+  int r;
+
+  lower_begin ();
+  switch (b->kind) {
+  case STORE_DATA:
+    r = lower->pwrite (lower, b->buf, b->len, b->offset, 0, err);
+    break;
+  case STORE_ZERO:
+    if (lower_can_zero != NBDKIT_ZERO_NONE)
+      r = lower->zero (lower, b->len, b->offset, NBDKIT_FLAG_MAY_TRIM, err);
+    else
+      r = write_zeros (b->len, b->offset, err);
+    break;
+  default:
+    r = lower_can_trim ? lower->trim (lower, b->len, b->offset, 0, err) : 0;
+    break;
+  }
+  lower_end ();
+  return r;
+}
+
+static void *
+writer_thread (void *arg)
+{
+  char *buf = malloc ((size_t) batch_blocks * STORE_BLOCK_SIZE);
+  struct store_batch b;
+
+  if (buf == NULL) {
+    nbdkit_error ("async: writer: malloc: %m");
+    return NULL;
+  }
+  while (store_pick_wait (store, &b, buf)) {
+    int err = 0;
+    bool ok = write_batch (&b, &err) == 0;
+
+    if (!ok)
+      nbdkit_debug ("async: lower write of %" PRIu32 " bytes at %" PRIu64
+                    " failed: %s", b.len, b.offset, strerror (err));
+    store_complete (store, &b, ok);
+  }
+  free (buf);
+  return NULL;
+}
+
+int
+writer_lower_flush (int *err)
+{
+  int r = 0;
+
+  if (lower_can_flush) {
+    lower_begin ();
+    r = lower->flush (lower, 0, err);
+    lower_end ();
+  }
+  return r;
+}
+
+static void *
+flusher_thread (void *arg)
+{
+  uint32_t ticket;
+
+  while (store_flush_begin (store, &ticket)) {
+    int err = 0;
+    bool ok = writer_lower_flush (&err) == 0;
+
+    if (!ok)
+      nbdkit_debug ("async: lower flush failed: %s", strerror (err));
+    store_flush_end (store, ticket, ok);
+  }
+  return NULL;
+}
+
+static void *
+sampler_thread (void *arg)
+{
+  while (!sampler_stop) {
+    struct store_stats st;
+
+    store_get_stats (store, &st);
+    pthread_mutex_lock (&rate_lock);
+    samples[sample_next].t = now_s ();
+    samples[sample_next].bytes = st.written_back_bytes;
+    sample_next = (sample_next + 1) % RATE_SAMPLES;
+    if (nsamples < RATE_SAMPLES)
+      nsamples++;
+    pthread_mutex_unlock (&rate_lock);
+    usleep (100000);
+  }
+  return NULL;
+}
+
+double
+writer_rate (void)
+{
+  double rate = 0;
+
+  pthread_mutex_lock (&rate_lock);
+  if (nsamples >= 2) {
+    unsigned newest = (sample_next + RATE_SAMPLES - 1) % RATE_SAMPLES;
+    unsigned oldest = nsamples < RATE_SAMPLES ? 0 : sample_next;
+    double dt = samples[newest].t - samples[oldest].t;
+
+    if (dt > 0)
+      rate = (samples[newest].bytes - samples[oldest].bytes) / dt;
+  }
+  pthread_mutex_unlock (&rate_lock);
+  return rate;
+}
+
+int
+writer_start (struct store *s, nbdkit_next *next, unsigned nwriters,
+              uint32_t blocks, bool serial)
+{
+  store = s;
+  lower = next;
+  batch_blocks = blocks;
+  serialize = serial;
+  lower_can_zero = next->can_zero (next);
+  lower_can_trim = next->can_trim (next);
+  lower_can_flush = next->can_flush (next);
+  if (lower_can_zero == -1 || lower_can_trim == -1 || lower_can_flush == -1 ||
+      next->can_fua (next) == -1)
+    return -1;
+  if (nwriters > MAX_WRITERS)
+    nwriters = MAX_WRITERS;
+
+  for (nstarted = 0; nstarted < nwriters; nstarted++) {
+    errno = pthread_create (&writers[nstarted], NULL, writer_thread, NULL);
+    if (errno) {
+      nbdkit_error ("async: cannot start writer threads: %m");
+      return -1;
+    }
+  }
+  errno = pthread_create (&flusher, NULL, flusher_thread, NULL);
+  if (errno) {
+    nbdkit_error ("async: cannot start the flusher thread: %m");
+    return -1;
+  }
+  flusher_started = true;
+  errno = pthread_create (&sampler, NULL, sampler_thread, NULL);
+  if (errno) {
+    nbdkit_error ("async: cannot start the sampler thread: %m");
+    return -1;
+  }
+  sampler_started = true;
+  return 0;
+}
+
+uint64_t
+writer_stop (unsigned exit_timeout)
+{
+  struct store_stats st;
+  uint64_t progress = 0;
+  double last_progress = now_s (), last_report = now_s ();
+  unsigned i;
+  int err;
+
+  if (store == NULL)
+    return 0;
+  store_set_draining (store, true);
+  while (nstarted > 0 && !store_is_empty (store)) {
+    uint64_t p = store_progress (store);
+    double t = now_s ();
+
+    if (p != progress) {
+      progress = p;
+      last_progress = t;
+    }
+    if (exit_timeout && t - last_progress > exit_timeout)
+      break;
+    if (t - last_report >= 5) {
+      store_get_stats (store, &st);
+      nbdkit_debug ("async: draining: %" PRIu64 " bytes left, "
+                    "%" PRIu64 " lower write errors so far",
+                    st.dirty_bytes, st.lower_write_errors);
+      last_report = t;
+    }
+    usleep (10000);
+  }
+
+  store_stop (store);
+  for (i = 0; i < nstarted; i++)
+    pthread_join (writers[i], NULL);
+  nstarted = 0;
+  if (flusher_started)
+    pthread_join (flusher, NULL);
+  flusher_started = false;
+  sampler_stop = true;
+  if (sampler_started)
+    pthread_join (sampler, NULL);
+  sampler_started = false;
+
+  /* Writes that went straight through (sync mode) are flushed here too. */
+  if (writer_lower_flush (&err) == -1)
+    nbdkit_error ("async: final flush of the lower device failed: %s",
+                  strerror (err));
+
+  store_get_stats (store, &st);
+  return st.dirty_bytes;
+}

@@ -38,8 +38,8 @@ struct idle_handle {
 };
 
 struct conn_pool {
-  memcached_st *template;       /* read-only after conn_init */
-  pthread_mutex_t lock;         /* protects idle and nr_idle */
+  memcached_st *template;       /* set in conn_init, then only cloned */
+  pthread_mutex_t lock;         /* protects idle, nr_idle, cloning */
   struct idle_handle idle[CONN_IDLE_MAX];
   size_t nr_idle;
 };
@@ -155,12 +155,16 @@ conn_open (struct conn_session *s, size_t i)
     else
       stale[nr_stale++] = h->mc;
   }
+  /* Cloning only reads the template, but libmemcached does not promise
+   * that concurrent clones are safe, so they are made under the lock.
+   * A clone opens no connection: it is cheap.
+   */
+  if (s->mc == NULL)
+    s->mc = memcached_clone (NULL, pool->template);
   pthread_mutex_unlock (&pool->lock);
   for (j = 0; j < nr_stale; j++)
     memcached_free (stale[j]);
 
-  if (s->mc == NULL)
-    s->mc = memcached_clone (NULL, pool->template);
   if (s->mc == NULL) {
     /* Out of memory: skip the server for this request.  If this request
      * was the probe, health.c starts another one later.

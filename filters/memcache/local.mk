@@ -16,7 +16,4 @@ filters_memcache_nbdkit_memcache_filter_la_CFLAGS = \
 	$(AM_CFLAGS) $(NBDKIT_CFLAGS) $(LIBMEMCACHED_CFLAGS)
 filters_memcache_nbdkit_memcache_filter_la_LIBADD = \
 	common/libabdcommon.la $(LIBMEMCACHED_LIBS) $(XXHASH_LIBS)
-# nbdkit_* functions are resolved from the nbdkit executable at load time,
-# so the -z defs in FILTER_LDFLAGS is switched off again for this module.
-filters_memcache_nbdkit_memcache_filter_la_LDFLAGS = $(FILTER_LDFLAGS) \
-	-Wl,-z,undefs
+filters_memcache_nbdkit_memcache_filter_la_LDFLAGS = $(FILTER_LDFLAGS)

@@ -173,12 +173,21 @@ stats_reply_locate (struct ctl_reply *r, const char *arg)
 int
 stats_control (void *opaque, int argc, char **argv, struct ctl_reply *reply)
 {
-  if (strcmp (argv[0], "status") == 0 && argc == 1) {
+  if (strcmp (argv[0], "status") == 0) {
+    if (argc != 1) {
+      ctl_reply_error (reply, "usage: status");
+      return -1;
+    }
     stats_reply_status (reply);
     return 0;
   }
-  if (strcmp (argv[0], "locate") == 0 && argc == 2)
+  if (strcmp (argv[0], "locate") == 0) {
+    if (argc != 2) {
+      ctl_reply_error (reply, "usage: locate BLOCK");
+      return -1;
+    }
     return stats_reply_locate (reply, argv[1]);
+  }
 
   ctl_reply_error (reply, "unknown command '%s' (memcache filter commands: "
                    "status, locate BLOCK)", argv[0]);
