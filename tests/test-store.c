@@ -220,6 +220,8 @@ main (int argc, char *argv[])
     p.lock_memory = false;
     p.batch_blocks = batch_blocks = 1 << rnd_below (7);
     p.delay_ms = rnd_below (2) ? 0 : rnd_below (20);
+    p.retry_min_ms = 1;
+    p.retry_max_ms = 20;
 
     lower_volatile = malloc (dev_size);
     lower_durable = malloc (dev_size);

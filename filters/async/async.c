@@ -358,6 +358,8 @@ async_after_fork (nbdkit_backend *backend)
   p.lock_memory = lock_memory;
   p.batch_blocks = write_size / STORE_BLOCK_SIZE;
   p.delay_ms = delay_ms;
+  p.retry_min_ms = ASYNC_RETRY_MIN_MS;
+  p.retry_max_ms = ASYNC_RETRY_MAX_MS;
   store = store_create (&p, &errmsg);
   if (store == NULL) {
     nbdkit_error ("async: %s", errmsg ? errmsg : "cannot create the store");

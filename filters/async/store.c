@@ -40,8 +40,6 @@
 #define EPOCH_RING 4096         /* live epochs at most (waiting flushes) */
 #define FLUSH_BATCHES 64        /* flush after this many completed batches */
 #define FLUSH_AGE_MS 50         /* or when the oldest completion is this old */
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 #define NO_SLOT UINT32_MAX
 
 enum entry_state { ST_DIRTY, ST_WRITEBACK, ST_WRITTEN };
@@ -81,6 +79,7 @@ struct store {
 
   uint64_t size, nblocks;
   uint32_t batch_blocks, delay_ms;
+  uint32_t retry_min_ms, retry_max_ms;
   uint32_t start_ms;            /* CLOCK_MONOTONIC ms at creation */
 
   /* Data arena: nslots blocks; free slots are chained through their first
@@ -108,12 +107,16 @@ struct store {
   bool written_overflow;        /* a range was not recorded: scan all */
 
   bool sync, draining, stopping;
+  bool wake_armed;              /* a sleeping writer wakes at wake_at_ms */
+  uint32_t wake_at_ms;
   unsigned flush_waiters, space_waiters;
   uint32_t backoff_ms, retry_at_ms;
   uint64_t failed_entries;
 
   struct store_stats st;        /* counters kept as they happen */
 };
+
+static bool urgent (struct store *s);
 
 static int
 entry_cmp (const struct entry *a, const struct entry *b)
@@ -347,9 +350,12 @@ tree_insert (struct store *s, struct entry *e, uint32_t epoch)
   e->dirtied_ms = now_ms ();
   RB_INSERT (entry_tree, &s->tree, e);
   account_insert (s, e);
-  if (s->sync || s->draining || s->flush_waiters ||
-      s->free_slots < s->nslots / 2)
+  /* Wake a writer if none will look before this entry is due. */
+  if (urgent (s) || !s->wake_armed ||
+      ms_diff (e->dirtied_ms + s->delay_ms, s->wake_at_ms) > 0) {
+    s->wake_armed = false;
     pthread_cond_signal (&s->work);
+  }
 }
 
 /* Remove E from the tree and free it.  Its epoch counts are the caller's
@@ -1134,6 +1140,11 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
     else if ((ok = pick (s, b, buf, &wait_ms)))
       break;
 
+    /* Nothing due: sleep until the next entry is, or a signal. */
+    if (!s->wake_armed || ms_diff (now_ms () + wait_ms, s->wake_at_ms) > 0) {
+      s->wake_armed = true;
+      s->wake_at_ms = now_ms () + wait_ms;
+    }
     clock_gettime (CLOCK_REALTIME, &ts);
     ts.tv_sec += wait_ms / 1000;
     ts.tv_nsec += (long) (wait_ms % 1000) * 1000000;
@@ -1141,10 +1152,23 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
       ts.tv_sec++;
       ts.tv_nsec -= 1000000000;
     }
-    pthread_cond_timedwait (&s->work, &s->lock, &ts);
+    if (pthread_cond_timedwait (&s->work, &s->lock, &ts) == ETIMEDOUT)
+      s->wake_armed = false;
   }
   pthread_mutex_unlock (&s->lock);
   return ok;
+}
+
+/* After a lower error: writers pause, twice as long each time. */
+static void
+back_off (struct store *s)
+{
+  s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : s->retry_min_ms;
+  if (s->backoff_ms > s->retry_max_ms)
+    s->backoff_ms = s->retry_max_ms;
+  s->retry_at_ms = now_ms () + s->backoff_ms;
+  if (s->retry_at_ms == 0)      /* 0 means "no backoff" */
+    s->retry_at_ms = 1;
 }
 
 static void
@@ -1216,12 +1240,7 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
   }
   else {
     s->st.lower_write_errors++;
-    s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : BACKOFF_MIN_MS;
-    if (s->backoff_ms > BACKOFF_MAX_MS)
-      s->backoff_ms = BACKOFF_MAX_MS;
-    s->retry_at_ms = now_ms () + s->backoff_ms;
-    if (s->retry_at_ms == 0)
-      s->retry_at_ms = 1;
+    back_off (s);
     epoch_advance (s);
   }
   pthread_cond_broadcast (&s->changed);
@@ -1336,12 +1355,7 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
     s->st.lower_flushes++;
   else {
     s->st.lower_flush_errors++;
-    s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : BACKOFF_MIN_MS;
-    if (s->backoff_ms > BACKOFF_MAX_MS)
-      s->backoff_ms = BACKOFF_MAX_MS;
-    s->retry_at_ms = now + s->backoff_ms;
-    if (s->retry_at_ms == 0)
-      s->retry_at_ms = 1;
+    back_off (s);
   }
   epoch_advance (s);
   pthread_cond_broadcast (&s->changed);
@@ -1452,6 +1466,9 @@ store_create (const struct store_params *p, char **errmsg)
   s->nblocks = (p->size + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE;
   s->batch_blocks = p->batch_blocks;
   s->delay_ms = p->delay_ms;
+  s->retry_min_ms = p->retry_min_ms ? p->retry_min_ms : 1;
+  s->retry_max_ms = p->retry_max_ms > s->retry_min_ms
+    ? p->retry_max_ms : s->retry_min_ms;
   s->nslots = s->free_slots = nslots;
   s->nentries = s->free_entries = nslots;
   s->slot_free = NO_SLOT;

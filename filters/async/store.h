@@ -73,6 +73,8 @@ struct store_params {
   bool lock_memory;             /* mlock the arenas */
   uint32_t batch_blocks;        /* largest coalesced write, in blocks */
   uint32_t delay_ms;            /* writeback delay */
+  uint32_t retry_min_ms;        /* backoff after a lower error: first */
+  uint32_t retry_max_ms;        /* ... doubling up to this */
 };
 
 struct store_stats {
