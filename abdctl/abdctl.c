@@ -17,7 +17,7 @@
 
 #include "control.h"
 
-static void
+static void __attribute__ ((noreturn))
 usage (FILE *fp, int status)
 {
   fprintf (fp,

@@ -1,6 +1,7 @@
 /* abd: the control channel (see control.h for the protocol).
  *
- * Threads: ctl_start starts one listener thread; it accepts connections and
+ * Threads: ctl_listen binds the socket (before nbdkit forks, so that a bad
+ * path stops nbdkit at start); ctl_serve starts one listener thread; it accepts connections and
  * starts one detached thread per request, at most CTL_MAX_CLIENTS at once
  * (more are answered "ERR busy").  ctl_stop wakes the listener through a
  * pipe, joins it, and waits until no request thread is left.  The handler
@@ -37,6 +38,7 @@ struct ctl_server {
   int listen_fd;
   int stop_pipe[2];             /* listener polls [0]; ctl_stop writes [1] */
   pthread_t listener;
+  bool serving;                 /* the listener thread runs */
   ctl_handler handler;
   void *opaque;
 
@@ -410,7 +412,7 @@ listener_thread (void *arg)
 }
 
 struct ctl_server *
-ctl_start (const char *path, ctl_handler handler, void *opaque)
+ctl_listen (const char *path)
 {
   struct ctl_server *s;
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -437,9 +439,8 @@ ctl_start (const char *path, ctl_handler handler, void *opaque)
     nbdkit_error ("calloc: %m");
     return NULL;
   }
-  s->handler = handler;
-  s->opaque = opaque;
   s->stop_pipe[0] = s->stop_pipe[1] = -1;
+  s->listen_fd = -1;
   pthread_mutex_init (&s->lock, NULL);
   pthread_cond_init (&s->idle, NULL);
   s->path = strdup (path);
@@ -458,25 +459,25 @@ ctl_start (const char *path, ctl_handler handler, void *opaque)
     nbdkit_error ("pipe2: %m");
     goto err;
   }
-  errno = pthread_create (&s->listener, NULL, listener_thread, s);
-  if (errno) {
-    nbdkit_error ("pthread_create: %m");
-    goto err;
-  }
   return s;
 
  err:
-  if (s->listen_fd >= 0) {
-    close (s->listen_fd);
-    unlink (path);
-  }
-  if (s->stop_pipe[0] >= 0) {
-    close (s->stop_pipe[0]);
-    close (s->stop_pipe[1]);
-  }
-  free (s->path);
-  free (s);
+  ctl_stop (s);
   return NULL;
+}
+
+int
+ctl_serve (struct ctl_server *s, ctl_handler handler, void *opaque)
+{
+  s->handler = handler;
+  s->opaque = opaque;
+  errno = pthread_create (&s->listener, NULL, listener_thread, s);
+  if (errno) {
+    nbdkit_error ("control: pthread_create: %m");
+    return -1;
+  }
+  s->serving = true;
+  return 0;
 }
 
 void
@@ -484,19 +485,25 @@ ctl_stop (struct ctl_server *s)
 {
   if (s == NULL)
     return;
-  if (write (s->stop_pipe[1], "x", 1) != 1)
-    nbdkit_debug ("control: write to stop pipe: %m");
-  pthread_join (s->listener, NULL);
-  close (s->listen_fd);
-  unlink (s->path);
+  if (s->serving) {
+    if (write (s->stop_pipe[1], "x", 1) != 1)
+      nbdkit_debug ("control: write to stop pipe: %m");
+    pthread_join (s->listener, NULL);
+  }
+  if (s->listen_fd >= 0) {
+    close (s->listen_fd);
+    unlink (s->path);
+  }
 
   pthread_mutex_lock (&s->lock);
   while (s->clients > 0)
     pthread_cond_wait (&s->idle, &s->lock);
   pthread_mutex_unlock (&s->lock);
 
-  close (s->stop_pipe[0]);
-  close (s->stop_pipe[1]);
+  if (s->stop_pipe[0] >= 0) {
+    close (s->stop_pipe[0]);
+    close (s->stop_pipe[1]);
+  }
   pthread_mutex_destroy (&s->lock);
   pthread_cond_destroy (&s->idle);
   free (s->path);

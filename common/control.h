@@ -31,13 +31,20 @@ struct ctl_server;
 typedef int (*ctl_handler) (void *opaque, int argc, char **argv,
                             struct ctl_reply *reply);
 
-/* Listen on PATH (a stale socket there is replaced) and serve requests on
- * a new thread.  Returns NULL after nbdkit_error on failure.
+/* Bind and listen on PATH (a stale socket there is replaced; anything
+ * else there is an error).  Call it in .get_ready, so that a bad path
+ * stops nbdkit before it forks.  Returns NULL after nbdkit_error.
  */
-struct ctl_server *ctl_start (const char *path, ctl_handler handler,
-                              void *opaque);
+struct ctl_server *ctl_listen (const char *path);
 
-/* Stop serving, wait for requests in progress, remove the socket. */
+/* Serve requests on a new thread; call it in .after_fork.  Returns -1
+ * after nbdkit_error.
+ */
+int ctl_serve (struct ctl_server *server, ctl_handler handler, void *opaque);
+
+/* Stop serving, wait for requests in progress, remove the socket.  Also
+ * frees a server that was never served.  NULL is ignored.
+ */
 void ctl_stop (struct ctl_server *server);
 
 /* Split LINE (LEN bytes, without the '\n') into words, in place.  Sets

@@ -327,6 +327,15 @@ async_get_ready (int model)
     munlock (p, len);
     munmap (p, len);
   }
+
+  /* Bind the control socket before nbdkit forks, so a bad path stops it
+   * at start; its thread starts in .after_fork.
+   */
+  if (control_path) {
+    control = ctl_listen (control_path);
+    if (control == NULL)
+      return -1;
+  }
   return 0;
 }
 
@@ -381,11 +390,8 @@ async_after_fork (nbdkit_backend *backend)
     }
     watcher_started = true;
   }
-  if (control_path) {
-    control = ctl_start (control_path, control_handler, NULL);
-    if (control == NULL)
-      return -1;
-  }
+  if (control && ctl_serve (control, control_handler, NULL) == -1)
+    return -1;
   return 0;
 }
 

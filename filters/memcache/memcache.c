@@ -14,8 +14,8 @@
  *
  * Lifetime: parameters are parsed in .config and checked in
  * .config_complete; the servers, health and connection state are set up in
- * .get_ready and freed in .unload.  The control thread is started in
- * .after_fork and stopped in .cleanup.
+ * .get_ready and freed in .unload.  The control socket is bound in
+ * .get_ready, its thread started in .after_fork and stopped in .cleanup.
  */
 
 #include <config.h>
@@ -184,6 +184,12 @@ memcache_get_ready (int thread_model)
       stats_init (&ring, epoch) == -1 ||
       conn_init (&ring, params.timeout_ms) == -1)
     return -1;
+  /* Bound before nbdkit forks, so a bad path stops it at start. */
+  if (params.control) {
+    control = ctl_listen (params.control);
+    if (control == NULL)
+      return -1;
+  }
   nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
                 ", epoch %016" PRIx64, ring.n, ring.id_hash, epoch);
   return 0;
@@ -192,11 +198,8 @@ memcache_get_ready (int thread_model)
 static int
 memcache_after_fork (nbdkit_backend *backend)
 {
-  if (params.control) {
-    control = ctl_start (params.control, stats_control, NULL);
-    if (control == NULL)
-      return -1;
-  }
+  if (control && ctl_serve (control, stats_control, NULL) == -1)
+    return -1;
   return 0;
 }
 
