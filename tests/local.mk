@@ -8,3 +8,7 @@ include tests/memcache.mk
 # Tests of the whole stack (async over memcache over a plugin).
 TESTS += tests/test-stack-fio.sh
 EXTRA_DIST += tests/test-stack-fio.sh
+TESTS += tests/test-systemd-units.sh
+EXTRA_DIST += tests/test-systemd-units.sh \
+	scripts/systemd/abd.service scripts/systemd/abd-memcached.service \
+	scripts/systemd/abd-nbd.service scripts/systemd/abd.default
