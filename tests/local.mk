@@ -12,3 +12,5 @@ TESTS += tests/test-systemd-units.sh
 EXTRA_DIST += tests/test-systemd-units.sh \
 	scripts/systemd/abd.service scripts/systemd/abd-memcached.service \
 	scripts/systemd/abd-nbd.service scripts/systemd/abd.default
+TESTS += tests/test-stack-netns.sh
+EXTRA_DIST += tests/test-stack-netns.sh
