@@ -14,3 +14,5 @@ EXTRA_DIST += tests/test-systemd-units.sh \
 	scripts/systemd/abd-nbd.service scripts/systemd/abd.default
 TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
+TESTS += tests/test-abd-run.sh
+EXTRA_DIST += tests/test-abd-run.sh

@@ -56,7 +56,9 @@ link disk 4
 bg ()
 {
     local n=$1 name=$2; shift 2
-    in_ns "$n" "$@" >"$tmp/$name.log" 2>&1 &
+    # Not through in_ns: a function would run in a subshell whose PID is
+    # not the server's.
+    ip netns exec "$(ns "$n")" "$@" >"$tmp/$name.log" 2>&1 &
     bg_pid=$!
     cleanup_fn kill_wait "$bg_pid" 60
 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# scripts/abd-run, the README's first command: it starts memcached and
+# nbdkit with async over memcache over a sparse image, prints the NBD URI,
+# the nbd-client line and the status, serves data, and on Ctrl-C (SIGINT)
+# stops with every dirty byte on the image.  Its --fio form prints fio's
+# numbers and stops the same way.
+
+source "${abs_top_srcdir:-.}/tests/functions.sh"
+requires nbdkit memcached nbdcopy fio
+
+export ABD_DIR=$tmp/abd
+run=$abs_top_srcdir/scripts/abd-run
+
+# Job control on, so that the background abd-run gets SIGINT like a
+# foreground program in a terminal (bash ignores it in background jobs
+# otherwise).
+set -m
+"$run" --size 64M -- async-writeback-delay=60000 >"$tmp/run.out" 2>&1 &
+run_pid=$!
+set +m
+cleanup_fn kill_wait "$run_pid"
+
+wait_for 60 test -S "$ABD_DIR/async.ctl" ||
+    { cat "$tmp/run.out" >&2; fail "abd-run did not start the stack"; }
+wait_for 10 grep -q 'running; press Ctrl-C' "$tmp/run.out" ||
+    { cat "$tmp/run.out" >&2; fail "abd-run did not say it is running"; }
+for want in "NBD URI:  nbd+unix:///?socket=$ABD_DIR/abd.sock" \
+            "nbd-client -unix $ABD_DIR/abd.sock /dev/nbd0" \
+            "dirty_bytes: 0" "memcache (127.0.0.1:"; do
+    grep -qF -- "$want" "$tmp/run.out" ||
+        { cat "$tmp/run.out" >&2; fail "abd-run did not print '$want'"; }
+done
+[ "$(stat -c %s "$ABD_DIR/disk.img")" -eq $((64 * 1024 * 1024)) ] ||
+    fail "the image is not 64M"
+
+head -c 8M /dev/urandom > "$tmp/data"
+nbdcopy "$tmp/data" "nbd+unix:///?socket=$ABD_DIR/abd.sock"
+dirty=$(status_field "$ABD_DIR/async.ctl" dirty_bytes)
+[ "$dirty" -gt 0 ] || fail "nothing dirty before Ctrl-C (dirty_bytes=$dirty)"
+
+kill -INT "$run_pid"
+wait "$run_pid" || fail "abd-run exited with status $? after SIGINT"
+grep -q 'nbdkit stopped' "$tmp/run.out" ||
+    { cat "$tmp/run.out" >&2; fail "abd-run did not stop nbdkit"; }
+cmp -n 8M "$tmp/data" "$ABD_DIR/disk.img" ||
+    fail "dirty data was not written to the image on Ctrl-C"
+! pgrep -f "memcache-id=abd-run:$ABD_DIR/disk.img" >/dev/null ||
+    fail "nbdkit still runs after abd-run stopped"
+
+# The --fio form.
+"$run" --fio --runtime 2 >"$tmp/fio.out" 2>&1 ||
+    { cat "$tmp/fio.out" >&2; fail "abd-run --fio failed"; }
+grep -Eq '^fio: [0-9]+ IOPS' "$tmp/fio.out" ||
+    { cat "$tmp/fio.out" >&2; fail "abd-run --fio printed no IOPS"; }
+grep -q 'nbdkit stopped' "$tmp/fio.out" ||
+    fail "abd-run --fio did not stop nbdkit"
+echo "$0: OK"
