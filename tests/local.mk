@@ -16,3 +16,6 @@ TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
 TESTS += tests/test-abd-run.sh
 EXTRA_DIST += tests/test-abd-run.sh
+TESTS += tests/test-fuzz.sh
+EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c \
+	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
