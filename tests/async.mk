@@ -4,3 +4,14 @@ tests_test_store_SOURCES = tests/test-store.c \
 	filters/async/store.c filters/async/store.h
 tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 TESTS += tests/test-store
+TESTS += \
+	tests/test-async-errors.sh \
+	tests/test-async-backpressure.sh \
+	tests/test-async-fio.sh \
+	tests/test-async-kernel.sh
+EXTRA_DIST += \
+	tests/test-async-helpers.sh \
+	tests/test-async-errors.sh \
+	tests/test-async-backpressure.sh \
+	tests/test-async-fio.sh \
+	tests/test-async-kernel.sh

@@ -16,6 +16,19 @@ set -o pipefail
 : "${ABDCTL:=$abs_top_builddir/abdctl/abdctl}"
 export ASYNC_FILTER MEMCACHE_FILTER ABDCTL
 
+# Sanitizer builds (./configure --enable-sanitizers): the filters need the
+# ASan runtime, which nbdkit is not built with, so every nbdkit this test
+# starts gets it preloaded.  Any sanitizer report fails nbdkit (and so the
+# test): halt_on_error, and UBSan does not recover.
+if [ -n "${ABD_SANITIZER_PRELOAD:-}" ]; then
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    nbdkit ()
+    {
+        LD_PRELOAD=$ABD_SANITIZER_PRELOAD command nbdkit "$@"
+    }
+fi
+
 _cleanup_cmds=()
 # cleanup_fn CMD ARGS...: run at exit, last registered first.
 cleanup_fn ()

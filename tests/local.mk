@@ -9,9 +9,7 @@ include tests/memcache.mk
 TESTS += tests/test-stack-fio.sh
 EXTRA_DIST += tests/test-stack-fio.sh
 TESTS += tests/test-systemd-units.sh
-EXTRA_DIST += tests/test-systemd-units.sh \
-	scripts/systemd/abd.service scripts/systemd/abd-memcached.service \
-	scripts/systemd/abd-nbd.service scripts/systemd/abd.default
+EXTRA_DIST += tests/test-systemd-units.sh
 TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
 TESTS += tests/test-abd-run.sh
@@ -19,3 +17,14 @@ EXTRA_DIST += tests/test-abd-run.sh
 TESTS += tests/test-fuzz.sh
 EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
+
+# The kernel NBD client in a QEMU guest (tests/kernel/).
+TESTS += tests/test-kernel-nbd.sh
+EXTRA_DIST += tests/test-kernel-nbd.sh tests/kernel/mkinitramfs.sh \
+	tests/kernel/guest.sh
+
+# UPS integration (scripts/ups/) with the real NUT daemons.
+TESTS += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
+	tests/test-ups-scripts.sh
+EXTRA_DIST += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
+	tests/test-ups-scripts.sh

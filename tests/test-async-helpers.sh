@@ -1,0 +1,99 @@
+# Helpers for the tests of nbdkit-async-filter, sourced after
+# tests/functions.sh.  Not a test itself (not in TESTS).
+
+requires nbdkit
+[ -x "$ABDCTL" ] || fail "abdctl not built: $ABDCTL"
+
+# A Python that has the libnbd bindings (nbdsh runs `python3 -mnbd`, which
+# is not always the one first on $PATH).
+PY=
+for py in python3 /usr/bin/python3; do
+    if "$py" -c 'import nbd' 2>/dev/null; then PY=$py; break; fi
+done
+[ -n "$PY" ] || { echo "$0: SKIP: no python3 with the nbd module"; exit 77; }
+export PY
+
+# async_start NAME ARGS...: like start_nbdkit, but nbdkit stays in the
+# foreground (in the background of this shell) and logs to $tmp/NAME.log,
+# so that its messages can be checked and are shown on failure.  Sets
+# $sock, $pid, $uri and $log.  If ARGS contain async-control=PATH, waits
+# until PATH is a socket.  Stopped (SIGTERM, wait) at exit.
+async_start ()
+{
+    local name=$1 i a ctlpath=; shift
+    sock=$tmp/$name.sock
+    log=$tmp/$name.log
+    local pidfile=$tmp/$name.pid
+    rm -f "$sock" "$pidfile"
+    for a in "$@"; do
+        case $a in async-control=*) ctlpath=${a#async-control=} ;; esac
+    done
+    nbdkit -f --log=stderr -U "$sock" -P "$pidfile" "$@" 2>>"$log" &
+    pid=$!
+    cleanup_fn kill_wait "$pid"
+    cleanup_fn _async_show_log_on_failure "$log"
+    for (( i=0; i<200; i++ )); do
+        if [ -s "$pidfile" ] && [ -S "$sock" ] &&
+           { [ -z "$ctlpath" ] || [ -S "$ctlpath" ]; }; then
+            break
+        fi
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; fail "nbdkit $name exited at start"; }
+        sleep 0.05
+    done
+    [ -s "$pidfile" ] || fail "nbdkit $name did not start"
+    [ -z "$ctlpath" ] || [ -S "$ctlpath" ] ||
+        fail "nbdkit $name: no control socket $ctlpath"
+    uri="nbd+unix:///?socket=$sock"
+}
+
+_async_show_log_on_failure ()
+{
+    # Show the end of the nbdkit log when the test fails (not when it
+    # passes or is skipped).
+    if [ "${_async_failed:-0}" != 0 ] && [ "${_async_failed:-0}" != 77 ] &&
+       [ -s "$1" ]; then
+        echo "---- $1 ----" >&2
+        tail -n 40 "$1" >&2
+    fi
+}
+# Remember the exit status for _async_show_log_on_failure.
+_async_exit_trap ()
+{
+    _async_failed=$?
+    set +e
+    (exit "$_async_failed")     # _run_cleanup exits with this status
+    _run_cleanup
+}
+trap '_async_exit_trap' EXIT
+
+# st SOCKET FIELD: one field of `abdctl status` (fails the test when abdctl
+# fails or the field is missing).
+st ()
+{
+    local v
+    v=$(status_field "$1" "$2") || fail "abdctl -s $1 status failed"
+    [ -n "$v" ] || fail "abdctl status has no field $2"
+    echo "$v"
+}
+
+# make_random PATH SIZE SEED: PATH gets SIZE bytes of seeded random data.
+make_random ()
+{
+    "$PY" -c '
+import random, sys
+path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rnd = random.Random(seed)
+with open(path, "wb") as f:
+    left = size
+    while left:
+        n = min(left, 1 << 20)
+        f.write(rnd.randbytes(n))
+        left -= n
+' "$1" "$2" "$3"
+}
+
+# first_diff A B: print where two files first differ (for failure messages).
+first_diff ()
+{
+    cmp "$1" "$2" 2>&1 | head -n 1 || true
+}

@@ -1,0 +1,879 @@
+/* abd: unit test of the memcache filter's value format (value.c) and
+ * block placement (ring.c), against what value.c, ring.c and
+ * nbdkit-memcache-filter(1) promise.
+ *
+ * Value format: a value encoded for a block decodes back to the same data
+ * and the documented header fields; any single difference -- in the
+ * magic, version, header size, length, reserved field, device id, epoch,
+ * generation, block, checksum or data, a truncated or over-long value,
+ * garbage -- is rejected with the right verdict.  Keys hold every field,
+ * fit VALUE_KEY_MAX and are safe for the text protocol.
+ *
+ * Placement: ring_server_for_block is exactly the documented rendezvous
+ * function (checked against an independent computation); it is pure; it
+ * spreads blocks evenly (within +/-5% of 1/N); removing or adding a server
+ * moves only the blocks of that server; since the score of a server
+ * depends only on its name, the server (by name) of a block does not
+ * depend on the order of the list; a tie goes to the first server;
+ * different ids place blocks independently.  The server list parser
+ * accepts the documented forms and refuses the rest.
+ *
+ * Every check prints what it expected and what it saw when it fails; the
+ * test goes on and exits 1 if any check failed.
+ *
+ * Usage: test-memcache-units
+ */
+
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include <nbdkit-filter.h>
+
+#include "ring.h"
+#include "value.h"
+
+static unsigned checks, failures;
+
+#define CHECK(cond, ...)                                                \
+  do {                                                                  \
+    checks++;                                                           \
+    if (!(cond)) {                                                      \
+      failures++;                                                       \
+      fprintf (stderr, "test-memcache-units: FAIL at %s:%d: ",          \
+               __FILE__, __LINE__);                                     \
+      fprintf (stderr, __VA_ARGS__);                                    \
+      fprintf (stderr, "\n");                                           \
+    }                                                                   \
+  } while (0)
+
+/* ring.c reports parse errors with nbdkit_error; the test is not linked
+ * with nbdkit, so it provides it and keeps the last message.
+ */
+static char last_error[512];
+
+void
+nbdkit_error (const char *fs, ...)
+{
+  va_list args;
+
+  va_start (args, fs);
+  vsnprintf (last_error, sizeof last_error, fs, args);
+  va_end (args);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15;
+
+static uint64_t
+rnd (void)
+{
+  /* xorshift64*: the same sequence on every run. */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ULL;
+}
+
+static const char *
+verdict_name (enum value_verdict v)
+{
+  switch (v) {
+  case VALUE_OK: return "VALUE_OK";
+  case VALUE_BAD_HEADER: return "VALUE_BAD_HEADER";
+  case VALUE_BAD_CHECKSUM: return "VALUE_BAD_CHECKSUM";
+  }
+  return "(unknown verdict)";
+}
+
+/* Little-endian field of the documented header layout. */
+static uint64_t
+get_le (const unsigned char *p, int bytes)
+{
+  uint64_t v = 0;
+  int i;
+
+  for (i = 0; i < bytes; i++)
+    v |= (uint64_t) p[i] << (8 * i);
+  return v;
+}
+
+/* ---- value format ------------------------------------------------------ */
+
+#define DATA_MAX 4096
+
+/* A value as the filter stores it: header, then data. */
+static size_t
+make_value (unsigned char *value, const struct value_ident *ident,
+            const unsigned char *data, uint32_t len)
+{
+  value_encode_header (value, ident, data, len);
+  memcpy (value + VALUE_HEADER_SIZE, data, len);
+  return VALUE_HEADER_SIZE + len;
+}
+
+#define CHECK_VERDICT(got, want, what)                                  \
+  do {                                                                  \
+    enum value_verdict got_ = (got), want_ = (want);                    \
+    CHECK (got_ == want_, "%s: expected %s, got %s",                    \
+           (what), verdict_name (want_), verdict_name (got_));          \
+  } while (0)
+
+/* Encode, check the header field by field against the documented layout,
+ * decode, compare the data.
+ */
+static void
+test_value_roundtrip (const struct value_ident *ident, uint32_t len)
+{
+  unsigned char data[DATA_MAX], value[VALUE_HEADER_SIZE + DATA_MAX];
+  size_t vlen;
+  uint32_t i;
+
+  for (i = 0; i < len; i++)
+    data[i] = rnd ();
+  vlen = make_value (value, ident, data, len);
+
+  CHECK (memcmp (value, "ABDM", 4) == 0,
+         "magic: expected \"ABDM\", got \"%.4s\"", (const char *) value);
+  CHECK (get_le (value + 4, 2) == VALUE_FORMAT_VERSION,
+         "version: expected %d, got %" PRIu64,
+         VALUE_FORMAT_VERSION, get_le (value + 4, 2));
+  CHECK (get_le (value + 6, 2) == VALUE_HEADER_SIZE,
+         "header size: expected %d, got %" PRIu64,
+         VALUE_HEADER_SIZE, get_le (value + 6, 2));
+  CHECK (get_le (value + 8, 4) == len,
+         "data length: expected %" PRIu32 ", got %" PRIu64,
+         len, get_le (value + 8, 4));
+  CHECK (get_le (value + 12, 4) == 0,
+         "reserved: expected 0, got %" PRIu64, get_le (value + 12, 4));
+  CHECK (get_le (value + 16, 8) == ident->id_hash,
+         "id_hash: expected %016" PRIx64 ", got %016" PRIx64,
+         ident->id_hash, get_le (value + 16, 8));
+  CHECK (get_le (value + 24, 8) == ident->epoch,
+         "epoch: expected %016" PRIx64 ", got %016" PRIx64,
+         ident->epoch, get_le (value + 24, 8));
+  CHECK (get_le (value + 32, 8) == ident->generation,
+         "generation: expected %" PRIu64 ", got %" PRIu64,
+         ident->generation, get_le (value + 32, 8));
+  CHECK (get_le (value + 40, 8) == ident->block,
+         "block: expected %" PRIu64 ", got %" PRIu64,
+         ident->block, get_le (value + 40, 8));
+  CHECK (get_le (value + 48, 8) == XXH3_64bits (data, len),
+         "checksum: expected XXH3-64 of the data %016" PRIx64
+         ", got %016" PRIx64, XXH3_64bits (data, len), get_le (value + 48, 8));
+
+  CHECK_VERDICT (value_check (value, vlen, ident, len), VALUE_OK,
+                 "value as encoded");
+  CHECK (memcmp (value + VALUE_HEADER_SIZE, data, len) == 0,
+         "decoded data (%" PRIu32 " bytes) differs from the data encoded",
+         len);
+}
+
+/* Every field of the identity, and the expected length, changed alone. */
+static void
+test_value_wrong_ident (void)
+{
+  const struct value_ident ident = {
+    .id_hash = 0x0123456789abcdef, .epoch = 0xfedcba9876543210,
+    .generation = 7, .block = 123456,
+  };
+  unsigned char data[DATA_MAX], value[VALUE_HEADER_SIZE + DATA_MAX];
+  struct value_ident other;
+  size_t vlen;
+  int bit;
+
+  memset (data, 0x5a, sizeof data);
+  vlen = make_value (value, &ident, data, DATA_MAX);
+
+  /* One bit of each field, low, middle and high. */
+  for (bit = 0; bit < 64; bit += 21) {
+    char what[96];
+
+    other = ident;
+    other.id_hash ^= UINT64_C (1) << bit;
+    snprintf (what, sizeof what, "device id differing in bit %d", bit);
+    CHECK_VERDICT (value_check (value, vlen, &other, DATA_MAX),
+                   VALUE_BAD_HEADER, what);
+
+    other = ident;
+    other.epoch ^= UINT64_C (1) << bit;
+    snprintf (what, sizeof what, "epoch differing in bit %d", bit);
+    CHECK_VERDICT (value_check (value, vlen, &other, DATA_MAX),
+                   VALUE_BAD_HEADER, what);
+
+    other = ident;
+    other.generation ^= UINT64_C (1) << bit;
+    snprintf (what, sizeof what, "generation differing in bit %d", bit);
+    CHECK_VERDICT (value_check (value, vlen, &other, DATA_MAX),
+                   VALUE_BAD_HEADER, what);
+
+    other = ident;
+    other.block ^= UINT64_C (1) << bit;
+    snprintf (what, sizeof what, "block differing in bit %d", bit);
+    CHECK_VERDICT (value_check (value, vlen, &other, DATA_MAX),
+                   VALUE_BAD_HEADER, what);
+  }
+
+  /* The neighbouring blocks and generations. */
+  other = ident;
+  other.block++;
+  CHECK_VERDICT (value_check (value, vlen, &other, DATA_MAX),
+                 VALUE_BAD_HEADER, "block + 1");
+  other = ident;
+  other.generation++;
+  CHECK_VERDICT (value_check (value, vlen, &other, DATA_MAX),
+                 VALUE_BAD_HEADER, "generation + 1");
+
+  /* The reader expects a different length (e.g. the last, short block). */
+  CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX - 1),
+                 VALUE_BAD_HEADER, "expected length one byte shorter");
+  CHECK_VERDICT (value_check (value, vlen, &ident, 512),
+                 VALUE_BAD_HEADER, "expected length 512");
+}
+
+/* Every byte of the header and a spread of data bytes corrupted alone. */
+static void
+test_value_corrupt (void)
+{
+  const struct value_ident ident = {
+    .id_hash = 0x1111222233334444, .epoch = 0x5555666677778888,
+    .generation = 3, .block = 42,
+  };
+  unsigned char data[DATA_MAX], value[VALUE_HEADER_SIZE + DATA_MAX];
+  size_t vlen, i;
+  int bit;
+
+  for (i = 0; i < DATA_MAX; i++)
+    data[i] = rnd ();
+  vlen = make_value (value, &ident, data, DATA_MAX);
+
+  /* Header bytes 0..47 are the identity and format: a wrong header.
+   * Bytes 48..55 are the checksum: the header is right, the checksum not.
+   */
+  for (i = 0; i < VALUE_HEADER_SIZE; i++) {
+    for (bit = 0; bit < 8; bit += 7) {
+      char what[96];
+
+      snprintf (what, sizeof what, "header byte %zu, bit %d flipped", i, bit);
+      value[i] ^= 1 << bit;
+      CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                     i < 48 ? VALUE_BAD_HEADER : VALUE_BAD_CHECKSUM, what);
+      value[i] ^= 1 << bit;
+    }
+  }
+
+  for (i = 0; i < DATA_MAX; i += 61) {
+    char what[96];
+
+    snprintf (what, sizeof what, "data byte %zu flipped", i);
+    value[VALUE_HEADER_SIZE + i] ^= 0x01;
+    CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                   VALUE_BAD_CHECKSUM, what);
+    value[VALUE_HEADER_SIZE + i] ^= 0x01;
+  }
+  value[vlen - 1] ^= 0x80;
+  CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                 VALUE_BAD_CHECKSUM, "last data byte flipped");
+  value[vlen - 1] ^= 0x80;
+
+  /* Two different data bytes swapped: same bytes, different order. */
+  data[0] = 0x11;
+  data[1] = 0x22;
+  vlen = make_value (value, &ident, data, DATA_MAX);
+  value[VALUE_HEADER_SIZE] = 0x22;
+  value[VALUE_HEADER_SIZE + 1] = 0x11;
+  CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                 VALUE_BAD_CHECKSUM, "first two data bytes swapped");
+  value[VALUE_HEADER_SIZE] = 0x11;
+  value[VALUE_HEADER_SIZE + 1] = 0x22;
+
+  CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX), VALUE_OK,
+                 "value after undoing every corruption");
+}
+
+/* Values of the wrong size, and values that are not ours. */
+static void
+test_value_garbage (void)
+{
+  const struct value_ident ident = {
+    .id_hash = 0xaaaabbbbccccdddd, .epoch = 0x1234, .generation = 0,
+    .block = 0,
+  };
+  static unsigned char value[VALUE_HEADER_SIZE + DATA_MAX + 16];
+  unsigned char data[DATA_MAX];
+  size_t vlen, len, i;
+  int round;
+
+  memset (data, 0, sizeof data);
+  vlen = make_value (value, &ident, data, DATA_MAX);
+
+  /* Truncated anywhere, and with bytes appended. */
+  for (len = 0; len < vlen; len += len < VALUE_HEADER_SIZE + 2 ? 1 : 509) {
+    char what[96];
+
+    snprintf (what, sizeof what, "value truncated to %zu of %zu bytes",
+              len, vlen);
+    CHECK_VERDICT (value_check (value, len, &ident, DATA_MAX),
+                   VALUE_BAD_HEADER, what);
+  }
+  CHECK_VERDICT (value_check (value, vlen - 1, &ident, DATA_MAX),
+                 VALUE_BAD_HEADER, "value missing its last byte");
+  CHECK_VERDICT (value_check (value, vlen + 1, &ident, DATA_MAX),
+                 VALUE_BAD_HEADER, "value with one byte appended");
+  CHECK_VERDICT (value_check (value, vlen + 16, &ident, DATA_MAX),
+                 VALUE_BAD_HEADER, "value with 16 bytes appended");
+
+  /* A value whose length field agrees with a truncated length: still the
+   * length the reader expects is what counts.
+   */
+  value_encode_header (value, &ident, data, DATA_MAX / 2);
+  CHECK_VERDICT (value_check (value, VALUE_HEADER_SIZE + DATA_MAX / 2,
+                              &ident, DATA_MAX),
+                 VALUE_BAD_HEADER, "a consistent value of half the length");
+  CHECK_VERDICT (value_check (value, VALUE_HEADER_SIZE + DATA_MAX / 2,
+                              &ident, DATA_MAX / 2),
+                 VALUE_OK, "the same value read as a half-size block");
+
+  /* All zeroes, all ones, random bytes, text. */
+  memset (value, 0, vlen);
+  CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                 VALUE_BAD_HEADER, "all-zero value");
+  memset (value, 0xff, vlen);
+  CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                 VALUE_BAD_HEADER, "all-ones value");
+  for (round = 0; round < 100; round++) {
+    for (i = 0; i < vlen; i++)
+      value[i] = rnd ();
+    CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                   VALUE_BAD_HEADER, "random bytes");
+  }
+  /* Random bytes behind a right magic and version. */
+  for (round = 0; round < 100; round++) {
+    for (i = 0; i < vlen; i++)
+      value[i] = rnd ();
+    memcpy (value, "ABDM\x01\x00\x38\x00", 8);
+    CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                   VALUE_BAD_HEADER, "random bytes after a right magic");
+  }
+  strcpy ((char *) value, "hello, this is not a block");
+  CHECK_VERDICT (value_check (value, strlen ((char *) value), &ident,
+                              DATA_MAX),
+                 VALUE_BAD_HEADER, "a short text value");
+
+  /* A value made for one device/process, fed to another: each field of a
+   * right-looking header from someone else.
+   */
+  {
+    struct value_ident theirs = ident;
+
+    theirs.epoch = ident.epoch + 1;
+    vlen = make_value (value, &theirs, data, DATA_MAX);
+    CHECK_VERDICT (value_check (value, vlen, &ident, DATA_MAX),
+                   VALUE_BAD_HEADER, "value of the previous process");
+  }
+}
+
+/* Keys: every field in it, distinct for every field, protocol-safe. */
+static void
+test_value_key (void)
+{
+  const struct value_ident idents[] = {
+    { 0, 0, 0, 0 },
+    { 1, 2, 3, 4 },
+    { 0x0123456789abcdef, 0xfedcba9876543210, 17, 0x1000 },
+    { UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX },
+  };
+  size_t i, j;
+
+  for (i = 0; i < sizeof idents / sizeof idents[0]; i++) {
+    const struct value_ident *id = &idents[i];
+    char key[VALUE_KEY_MAX + 16], want[128], other_key[VALUE_KEY_MAX];
+    struct value_ident other;
+    size_t len;
+    int field;
+
+    memset (key, 'X', sizeof key);
+    len = value_key (key, id);
+    snprintf (want, sizeof want,
+              "abd1:%016" PRIx64 ":%016" PRIx64 ":%" PRIx64 ":%" PRIx64,
+              id->id_hash, id->epoch, id->generation, id->block);
+    CHECK (len == strlen (want) && strcmp (key, want) == 0,
+           "key: expected \"%s\" (%zu), got \"%.*s\" (%zu)",
+           want, strlen (want), (int) VALUE_KEY_MAX, key, len);
+    CHECK (len <= 72 && len < VALUE_KEY_MAX,
+           "key length: expected at most 72, got %zu", len);
+    CHECK (key[VALUE_KEY_MAX] == 'X',
+           "value_key wrote past VALUE_KEY_MAX bytes");
+    for (j = 0; j < len; j++)
+      CHECK (key[j] > ' ' && key[j] < 127,
+             "key byte %zu: expected a printable non-space, got 0x%02x",
+             j, (unsigned char) key[j]);
+
+    /* The reader finds the block in the hex after the last colon. */
+    CHECK (strrchr (key, ':') != NULL &&
+           strtoull (strrchr (key, ':') + 1, NULL, 16) == id->block,
+           "key \"%s\": expected the block %" PRIx64 " after the last ':'",
+           key, id->block);
+
+    for (field = 0; field < 4; field++) {
+      other = *id;
+      switch (field) {
+      case 0: other.id_hash ^= 1; break;
+      case 1: other.epoch ^= 1; break;
+      case 2: other.generation ^= 1; break;
+      case 3: other.block ^= 1; break;
+      }
+      value_key (other_key, &other);
+      CHECK (strcmp (key, other_key) != 0,
+             "key: field %d changed, key stayed \"%s\"", field, key);
+    }
+  }
+}
+
+static void
+test_value (void)
+{
+  const struct value_ident idents[] = {
+    { 0x0123456789abcdef, 0xfedcba9876543210, 1, 0 },
+    { 0, 0, 0, 0 },
+    { UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX },
+    { 0x8000000000000000, 1, 0x100000000, 262143 },
+  };
+  const uint32_t lens[] = { DATA_MAX, 512, 1, 0, 3000 };
+  size_t i, j;
+
+  for (i = 0; i < sizeof idents / sizeof idents[0]; i++)
+    for (j = 0; j < sizeof lens / sizeof lens[0]; j++)
+      test_value_roundtrip (&idents[i], lens[j]);
+  test_value_wrong_ident ();
+  test_value_corrupt ();
+  test_value_garbage ();
+  test_value_key ();
+}
+
+/* ---- placement --------------------------------------------------------- */
+
+#define NBLOCKS 100000
+
+/* The placement function as nbdkit-memcache-filter(1) states it, computed
+ * here without ring.c.
+ */
+static size_t
+reference_server (const char * const *names, size_t n, const char *id,
+                  uint64_t block)
+{
+  uint64_t id_hash = XXH3_64bits (id, strlen (id));
+  uint64_t best_score = 0;
+  size_t i, best = 0;
+
+  for (i = 0; i < n; i++) {
+    uint64_t score = XXH3_64bits_withSeed (names[i], strlen (names[i]),
+                                           id_hash ^ block);
+
+    if (i == 0 || score > best_score) {
+      best = i;
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+/* Parse LIST into RING (must succeed) and set the id. */
+static void
+make_ring (struct ring *ring, const char *list, const char *id)
+{
+  last_error[0] = '\0';
+  if (ring_parse (ring, list, 64) == -1) {
+    fprintf (stderr, "test-memcache-units: FAIL: ring_parse (\"%s\"): %s\n",
+             list, last_error);
+    exit (1);
+  }
+  ring->id_hash = ring_id_hash (id);
+}
+
+static const char *
+server_name_for_block (const struct ring *ring, uint64_t block)
+{
+  return ring->servers[ring_server_for_block (ring, block)].name;
+}
+
+/* Count BLOCKS(i) for i < NBLOCKS over RING and check each server gets
+ * 1/n of them, +/-5%.
+ */
+static void
+check_uniform (const struct ring *ring, const char *what,
+               uint64_t (*block_of) (uint64_t))
+{
+  unsigned counts[64] = { 0 };
+  double expect = (double) NBLOCKS / ring->n;
+  uint64_t i;
+  size_t s;
+
+  for (i = 0; i < NBLOCKS; i++) {
+    s = ring_server_for_block (ring, block_of (i));
+    if (s >= ring->n) {
+      CHECK (s < ring->n, "%s: block %" PRIu64 ": server index %zu, "
+             "expected < %zu", what, block_of (i), s, ring->n);
+      return;
+    }
+    counts[s]++;
+  }
+  for (s = 0; s < ring->n; s++)
+    CHECK (counts[s] >= 0.95 * expect && counts[s] <= 1.05 * expect,
+           "%s: server %zu (%s) holds %u of %d blocks, expected %.0f "
+           "+/-5%% (%.0f..%.0f)", what, s, ring->servers[s].name,
+           counts[s], NBLOCKS, expect, 0.95 * expect, 1.05 * expect);
+}
+
+static uint64_t block_seq (uint64_t i) { return i; }
+static uint64_t block_stride16 (uint64_t i) { return i * 16; }
+static uint64_t block_high (uint64_t i) { return i << 32 | 7; }
+static uint64_t block_random (uint64_t i) { (void) i; return rnd (); }
+
+static const char *three =
+  "127.0.0.1:11211,127.0.0.1:11212,127.0.0.1:11213";
+
+static void
+test_ring_function (void)
+{
+  const char *names[] = {
+    "127.0.0.1:11211", "127.0.0.1:11212", "127.0.0.1:11213",
+  };
+  struct ring r, again;
+  uint64_t b;
+  unsigned mismatches = 0;
+
+  make_ring (&r, three, "disk1");
+  CHECK (r.id_hash == XXH3_64bits ("disk1", 5),
+         "ring_id_hash (\"disk1\"): expected %016" PRIx64 ", got %016"
+         PRIx64, XXH3_64bits ("disk1", 5), r.id_hash);
+
+  /* Exactly the documented function. */
+  for (b = 0; b < NBLOCKS; b++) {
+    size_t want = reference_server (names, 3, "disk1", b);
+    size_t got = ring_server_for_block (&r, b);
+
+    if (got != want && mismatches++ < 5)
+      CHECK (got == want, "block %" PRIu64 ": documented function gives "
+             "server %zu, ring_server_for_block gave %zu", b, want, got);
+  }
+  CHECK (mismatches == 0, "%u of %d blocks placed differently from the "
+         "documented function", mismatches, NBLOCKS);
+
+  /* Pure: the same answer again, and from a ring parsed anew. */
+  make_ring (&again, three, "disk1");
+  mismatches = 0;
+  for (b = 0; b < NBLOCKS; b++) {
+    size_t first = ring_server_for_block (&r, b);
+
+    if (ring_server_for_block (&r, b) != first ||
+        ring_server_for_block (&again, b) != first)
+      mismatches++;
+  }
+  CHECK (mismatches == 0, "%u of %d blocks changed server between two "
+         "calls with the same inputs", mismatches, NBLOCKS);
+  ring_free (&again);
+
+  /* Spread: consecutive blocks, every 16th (64K-aligned), high bits only,
+   * random block numbers.
+   */
+  check_uniform (&r, "3 servers, blocks 0..99999", block_seq);
+  check_uniform (&r, "3 servers, every 16th block", block_stride16);
+  check_uniform (&r, "3 servers, blocks differing in the high 32 bits",
+                 block_high);
+  check_uniform (&r, "3 servers, random blocks", block_random);
+  ring_free (&r);
+
+  make_ring (&r, "10.0.0.1:11211,10.0.0.2:11211", "disk1");
+  check_uniform (&r, "2 servers", block_seq);
+  ring_free (&r);
+  make_ring (&r, "a:1,b:1,c:1,d:1,e:1", "x");
+  check_uniform (&r, "5 servers", block_seq);
+  ring_free (&r);
+
+  /* One server: always it. */
+  make_ring (&r, "127.0.0.1:11211", "disk1");
+  mismatches = 0;
+  for (b = 0; b < 1000; b++)
+    if (ring_server_for_block (&r, b) != 0)
+      mismatches++;
+  CHECK (mismatches == 0, "one server: %u blocks placed elsewhere than "
+         "server 0", mismatches);
+  ring_free (&r);
+}
+
+/* Removing a server moves only its blocks; adding one moves blocks only
+ * onto it.
+ */
+static void
+test_ring_membership (void)
+{
+  struct ring full, less, more;
+  unsigned moved_other = 0, moved_to_new = 0, moved_wrong = 0;
+  unsigned orphans = 0, orphan_counts[2] = { 0, 0 };
+  uint64_t b;
+
+  make_ring (&full, three, "disk1");
+  make_ring (&less, "127.0.0.1:11211,127.0.0.1:11213", "disk1");
+  make_ring (&more, "127.0.0.1:11211,127.0.0.1:11212,127.0.0.1:11213,"
+             "127.0.0.1:11214", "disk1");
+
+  for (b = 0; b < NBLOCKS; b++) {
+    const char *was = server_name_for_block (&full, b);
+    const char *now = server_name_for_block (&less, b);
+    const char *grown = server_name_for_block (&more, b);
+
+    if (strcmp (was, "127.0.0.1:11212") == 0) {
+      orphans++;
+      orphan_counts[ring_server_for_block (&less, b)]++;
+    }
+    else if (strcmp (was, now) != 0)
+      moved_other++;
+
+    if (strcmp (was, grown) != 0) {
+      if (strcmp (grown, "127.0.0.1:11214") == 0)
+        moved_to_new++;
+      else
+        moved_wrong++;
+    }
+  }
+  CHECK (moved_other == 0, "removing 127.0.0.1:11212 moved %u blocks of "
+         "the other servers, expected 0", moved_other);
+  /* The removed server's blocks go to the others about evenly. */
+  CHECK (orphan_counts[0] >= 0.45 * orphans &&
+         orphan_counts[0] <= 0.55 * orphans,
+         "blocks of the removed server: %u to the first remaining server, "
+         "%u to the second; expected about half each",
+         orphan_counts[0], orphan_counts[1]);
+  CHECK (moved_wrong == 0, "adding 127.0.0.1:11214 moved %u blocks between "
+         "the old servers, expected 0", moved_wrong);
+  CHECK (moved_to_new >= 0.95 * NBLOCKS / 4 &&
+         moved_to_new <= 1.05 * NBLOCKS / 4,
+         "adding a 4th server moved %u blocks onto it, expected %d +/-5%%",
+         moved_to_new, NBLOCKS / 4);
+  ring_free (&full);
+  ring_free (&less);
+  ring_free (&more);
+}
+
+/* A server's score depends only on its name (and id and block), so which
+ * server -- by name -- holds a block does not depend on the list order.
+ * The spelling is part of the name: a different spelling of the same
+ * server is a different server.
+ */
+static void
+test_ring_order (void)
+{
+  const char *orders[] = {
+    "127.0.0.1:11211,127.0.0.1:11212,127.0.0.1:11213",
+    "127.0.0.1:11211,127.0.0.1:11213,127.0.0.1:11212",
+    "127.0.0.1:11212,127.0.0.1:11211,127.0.0.1:11213",
+    "127.0.0.1:11212,127.0.0.1:11213,127.0.0.1:11211",
+    "127.0.0.1:11213,127.0.0.1:11211,127.0.0.1:11212",
+    "127.0.0.1:11213,127.0.0.1:11212,127.0.0.1:11211",
+  };
+  struct ring base, r, spelled;
+  unsigned moved, index_changed = 0;
+  uint64_t b;
+  size_t o;
+
+  make_ring (&base, orders[0], "disk1");
+  for (o = 1; o < sizeof orders / sizeof orders[0]; o++) {
+    make_ring (&r, orders[o], "disk1");
+    moved = 0;
+    for (b = 0; b < NBLOCKS; b++) {
+      if (strcmp (server_name_for_block (&base, b),
+                  server_name_for_block (&r, b)) != 0)
+        moved++;
+      if (ring_server_for_block (&base, b) != ring_server_for_block (&r, b))
+        index_changed++;
+    }
+    CHECK (moved == 0, "list \"%s\": %u of %d blocks on a different server "
+           "than with \"%s\", expected 0", orders[o], moved, NBLOCKS,
+           orders[0]);
+    ring_free (&r);
+  }
+  /* The index follows the list, so it must change with the order: this
+   * shows the comparison above compared names, not indexes.
+   */
+  CHECK (index_changed > 0, "server indexes never changed with the order");
+
+  make_ring (&spelled, "localhost:11211,127.0.0.1:11212,127.0.0.1:11213",
+             "disk1");
+  moved = 0;
+  for (b = 0; b < NBLOCKS; b++)
+    if (ring_server_for_block (&base, b) !=
+        ring_server_for_block (&spelled, b))
+      moved++;
+  CHECK (moved >= 0.25 * NBLOCKS && moved <= 0.42 * NBLOCKS,
+         "respelling 127.0.0.1:11211 as localhost:11211 moved %u of %d "
+         "blocks, expected about a third of them (as for a new server)",
+         moved, NBLOCKS);
+  ring_free (&spelled);
+  ring_free (&base);
+}
+
+/* On a tie the first server wins.  Parsing refuses duplicates, so the tie
+ * is made with a hand-built ring of one name twice.
+ */
+static void
+test_ring_tie (void)
+{
+  struct ring_server servers[3] = {
+    { .name = (char *) "127.0.0.1:11211" },
+    { .name = (char *) "127.0.0.1:11212" },
+    { .name = (char *) "127.0.0.1:11211" },
+  };
+  struct ring r = { .servers = servers, .n = 3,
+                    .id_hash = ring_id_hash ("disk1") };
+  unsigned to_first = 0, to_dup = 0;
+  uint64_t b;
+
+  for (b = 0; b < 10000; b++) {
+    size_t s = ring_server_for_block (&r, b);
+
+    if (s == 0)
+      to_first++;
+    if (s == 2)
+      to_dup++;
+  }
+  CHECK (to_dup == 0, "tie: %u blocks went to the second copy of a name, "
+         "expected all to the first", to_dup);
+  CHECK (to_first > 0, "tie: no block went to server 0");
+}
+
+/* Different ids place blocks independently: with 3 servers two ids agree
+ * on about a third of the blocks, and each is uniform.
+ */
+static void
+test_ring_ids (void)
+{
+  const char *ids[] = { "disk1", "disk2", "disk-42", "a" };
+  struct ring r[4];
+  size_t i, j;
+  uint64_t b;
+
+  for (i = 0; i < 4; i++) {
+    char what[96];
+
+    make_ring (&r[i], three, ids[i]);
+    snprintf (what, sizeof what, "id \"%s\"", ids[i]);
+    check_uniform (&r[i], what, block_seq);
+  }
+  for (i = 0; i < 4; i++) {
+    for (j = i + 1; j < 4; j++) {
+      unsigned same = 0;
+
+      for (b = 0; b < NBLOCKS; b++)
+        if (ring_server_for_block (&r[i], b) ==
+            ring_server_for_block (&r[j], b))
+          same++;
+      CHECK (same >= 0.30 * NBLOCKS && same <= 0.37 * NBLOCKS,
+             "ids \"%s\" and \"%s\" put %u of %d blocks on the same server, "
+             "expected about a third (independent placement)",
+             ids[i], ids[j], same, NBLOCKS);
+    }
+  }
+  for (i = 0; i < 4; i++)
+    ring_free (&r[i]);
+}
+
+/* The server list parser. */
+static void
+test_ring_parse (void)
+{
+  const char *bad[] = {
+    "", ",", "127.0.0.1:11211,", ",127.0.0.1:11211",
+    "127.0.0.1:11211,,127.0.0.1:11212",
+    "127.0.0.1", "127.0.0.1:", ":11211", "127.0.0.1:0", "127.0.0.1:65536",
+    "127.0.0.1:-1", "127.0.0.1:+1", "127.0.0.1:11211x", "127.0.0.1: 11211",
+    "::1:11211", "[::1]", "[]:11211", "[::1:11211",
+    "127.0.0.1:11211,127.0.0.1:11211",
+  };
+  struct ring r;
+  size_t i;
+  char list[64 * 20];
+
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    last_error[0] = '\0';
+    r.n = 99;
+    CHECK (ring_parse (&r, bad[i], 64) == -1,
+           "ring_parse (\"%s\"): expected -1 (refused), got 0 with %zu "
+           "servers", bad[i], r.n);
+    CHECK (last_error[0] != '\0',
+           "ring_parse (\"%s\"): refused without an nbdkit_error", bad[i]);
+    CHECK (r.n == 0 && r.servers == NULL,
+           "ring_parse (\"%s\"): after refusing, expected an empty ring, "
+           "got %zu servers", bad[i], r.n);
+  }
+
+  make_ring (&r, "127.0.0.1:11211,[::1]:11212,/run/mc.sock,mc.example:1",
+             "x");
+  CHECK (r.n == 4, "parsed 4 servers: expected n = 4, got %zu", r.n);
+  if (r.n == 4) {
+    CHECK (strcmp (r.servers[0].host, "127.0.0.1") == 0 &&
+           r.servers[0].port == 11211 &&
+           strcmp (r.servers[0].name, "127.0.0.1:11211") == 0,
+           "server 0: expected 127.0.0.1 port 11211, got %s port %u (%s)",
+           r.servers[0].host, r.servers[0].port, r.servers[0].name);
+    CHECK (strcmp (r.servers[1].host, "::1") == 0 &&
+           r.servers[1].port == 11212 &&
+           strcmp (r.servers[1].name, "[::1]:11212") == 0,
+           "server 1: expected ::1 port 11212, got %s port %u (%s)",
+           r.servers[1].host, r.servers[1].port, r.servers[1].name);
+    CHECK (strcmp (r.servers[2].host, "/run/mc.sock") == 0 &&
+           r.servers[2].port == 0,
+           "server 2: expected the socket /run/mc.sock (port 0), "
+           "got %s port %u", r.servers[2].host, r.servers[2].port);
+    CHECK (strcmp (r.servers[3].host, "mc.example") == 0 &&
+           r.servers[3].port == 1,
+           "server 3: expected mc.example port 1, got %s port %u",
+           r.servers[3].host, r.servers[3].port);
+  }
+  ring_free (&r);
+  CHECK (r.n == 0 && r.servers == NULL, "ring_free left %zu servers", r.n);
+
+  make_ring (&r, "h:65535", "x");
+  CHECK (r.n == 1 && r.servers[0].port == 65535,
+         "\"h:65535\": expected port 65535, got %u", r.servers[0].port);
+  ring_free (&r);
+
+  /* At most MAX servers. */
+  list[0] = '\0';
+  for (i = 0; i < 5; i++)
+    snprintf (list + strlen (list), sizeof list - strlen (list),
+              "%sh%zu:1", i ? "," : "", i);
+  CHECK (ring_parse (&r, list, 5) == 0 && r.n == 5,
+         "5 servers with max 5: expected accepted, got n = %zu", r.n);
+  ring_free (&r);
+  strcat (list, ",h5:1");
+  CHECK (ring_parse (&r, list, 5) == -1,
+         "6 servers with max 5: expected refused, got n = %zu", r.n);
+}
+
+int
+main (void)
+{
+  test_value ();
+  test_ring_function ();
+  test_ring_membership ();
+  test_ring_order ();
+  test_ring_tie ();
+  test_ring_ids ();
+  test_ring_parse ();
+
+  if (failures) {
+    fprintf (stderr, "test-memcache-units: %u of %u checks failed\n",
+             failures, checks);
+    return 1;
+  }
+  printf ("test-memcache-units: all %u checks passed\n", checks);
+  return 0;
+}
