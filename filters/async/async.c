@@ -739,10 +739,11 @@ control_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
         ctl_reply_error (r, "flush: timed out after %u s with %" PRIu64
                          " bytes still dirty", secs, st.dirty_bytes);
       else
-        ctl_reply_error (r, "flush: %s: %" PRIu64 " bytes could not be "
-                         "written to the lower device (%" PRIu64 " write "
-                         "errors)", strerror (err), st.failed_bytes,
-                         st.lower_write_errors);
+        ctl_reply_error (r, "flush: %s: %" PRIu64 " bytes are not yet "
+                         "durable on the lower device (%" PRIu64 " write "
+                         "errors, %" PRIu64 " flush errors so far)",
+                         strerror (err), st.failed_bytes,
+                         st.lower_write_errors, st.lower_flush_errors);
       return -1;
     }
     return 0;

@@ -979,7 +979,10 @@ store_flush_wait (struct store *s, int timeout_ms, int *err)
   pthread_cond_signal (&s->flush_work);
 
   while (ms_diff (target, s->epoch_lo) <= 0) {
-    if (s->failed_entries > 0) {
+    /* Without a deadline (a client's flush) a failure is reported at
+     * once; with one (abdctl flush), retries get until the deadline.
+     */
+    if (s->failed_entries > 0 && timeout_ms < 0) {
       *err = EIO;
       r = -1;
       break;
@@ -993,7 +996,7 @@ store_flush_wait (struct store *s, int timeout_ms, int *err)
       pthread_cond_wait (&s->changed, &s->lock);
     else if (pthread_cond_timedwait (&s->changed, &s->lock,
                                      &deadline) == ETIMEDOUT) {
-      *err = ETIMEDOUT;
+      *err = s->failed_entries > 0 ? EIO : ETIMEDOUT;
       r = -1;
       break;
     }
@@ -1205,13 +1208,11 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
        e = RB_NEXT (entry_tree, &s->tree, e)) {
     assert (e->state == ST_WRITEBACK);
     if (ok) {
+      /* A FAILED entry stays FAILED until a lower flush covers this
+       * write: only then is its data on the device.
+       */
       e->state = ST_WRITTEN;
       e->gen = s->write_gen;
-      if (e->flags & EF_FAILED) {
-        e->flags &= ~EF_FAILED;
-        s->failed_entries--;
-        s->st.failed_bytes -= blocks_len (s, e->blk, entry_blocks (e));
-      }
     }
     else {
       e->state = ST_DIRTY;
@@ -1231,8 +1232,6 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
   if (ok) {
     s->st.written_back_bytes += b->len;
     s->st.written_back_requests++;
-    s->backoff_ms = 0;
-    s->retry_at_ms = 0;
     if (s->written_batches++ == 0)
       s->first_written_ms = now_ms ();
     written_add (s, b->blk, end);
@@ -1301,9 +1300,16 @@ flushed_entry (struct store *s, struct entry *e, bool ok, uint32_t now)
   if (e->flags & EF_REDIRTY) {
     e->flags &= ~EF_REDIRTY;
     if (ok) {
-      /* The older data is durable; the newer is what is left. */
+      /* The older data is durable; the newer is what is left, and it has
+       * not failed yet.
+       */
       epoch_drop (s, e->epoch);
       e->epoch = e->redirty_epoch;
+      if (e->flags & EF_FAILED) {
+        e->flags &= ~EF_FAILED;
+        s->failed_entries--;
+        s->st.failed_bytes -= blocks_len (s, e->blk, entry_blocks (e));
+      }
     }
     else
       epoch_drop (s, e->redirty_epoch);
@@ -1351,8 +1357,15 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
   if (n != 1 || ranges[0].end != UINT64_MAX)
     free (ranges);
 
-  if (ok)
+  /* The backoff ends only when a whole write + flush cycle worked: a
+   * device whose writes succeed but whose flushes fail must not be
+   * rewritten in a tight loop.
+   */
+  if (ok) {
     s->st.lower_flushes++;
+    s->backoff_ms = 0;
+    s->retry_at_ms = 0;
+  }
   else {
     s->st.lower_flush_errors++;
     back_off (s);

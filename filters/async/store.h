@@ -17,6 +17,8 @@
  *   WRITEBACK --lower write ok--> WRITTEN --lower flush ok--> (removed)
  *   WRITEBACK --lower write failed--> DIRTY (+FAILED, retried with backoff)
  *   WRITTEN --lower flush failed--> DIRTY (+FAILED)
+ * FAILED is cleared only by a lower flush that covers a successful retry
+ * (the entry is removed) or by newer data replacing the failed data.
  *
  * A client write to a WRITEBACK or WRITTEN data block updates the RAM copy
  * and sets REDIRTY: the entry goes back to DIRTY after the flush instead of
@@ -118,9 +120,11 @@ int store_extent (struct store *s, uint64_t offset, uint32_t count,
                   uint64_t *len);
 
 /* Wait until every modification made before the call is durable (written
- * and flushed on the lower device).  TIMEOUT_MS < 0 waits forever.  Returns
- * 0, or -1 with *err = EIO (some data's last lower write failed) or
- * ETIMEDOUT.
+ * and flushed on the lower device).  TIMEOUT_MS < 0 waits forever, but
+ * fails at once while some data is FAILED (its last lower write or flush
+ * failed, and no flush has covered a successful retry yet); with a timeout
+ * the retries get until the deadline.  Returns 0, or -1 with *err = EIO
+ * (data is FAILED) or ETIMEDOUT.
  */
 int store_flush_wait (struct store *s, int timeout_ms, int *err);
 
