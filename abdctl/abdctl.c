@@ -38,6 +38,8 @@ usage (FILE *fp, int status)
 "  mode sync|async        switch the mode\n"
 "Commands of the memcache filter:\n"
 "  status                 hits, misses, per-server state and latency\n"
+"  locate BLOCK           the server that holds cache block BLOCK, and its\n"
+"                         key\n"
 "\n"
 "Exit status: 0 on OK, 1 when the filter reports an error, 2 when the\n"
 "request could not be made.\n");
