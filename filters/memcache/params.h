@@ -32,6 +32,12 @@
 #define MEMCACHE_RETRY_MAX          3600000
 #define MEMCACHE_RETRY_CAP          30000
 
+/* Misses separated by at most this many bytes of hits are read from the
+ * lower device in one request (the hits in between are read again): one
+ * round trip costs more than reading a few blocks more.
+ */
+#define MEMCACHE_LOWER_GAP_MAX      (128 * 1024)
+
 /* memcache-ttl, seconds; 0 = items never expire.  memcached reads larger
  * values than 30 days as absolute Unix times, so they are refused.
  */

@@ -283,15 +283,28 @@ reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
     }
   }
 
+  /* One lower read per run of misses, runs joined across short gaps of
+   * hits (whose data is then replaced by the lower device's, which is
+   * never older).
+   */
   for (i = 0; i < b->n; i = j) {
     uint64_t len = 0;
+    size_t last;
 
     if (b->blocks[i].state == BLOCK_HIT) {
       j = i + 1;
       continue;
     }
-    for (j = i; j < b->n && b->blocks[j].state != BLOCK_HIT; j++)
-      len += b->blocks[j].len;
+    last = i;
+    for (j = i + 1; j < b->n; j++) {
+      if (b->blocks[j].state != BLOCK_HIT)
+        last = j;
+      else if ((uint64_t) (j - last) * bs >= MEMCACHE_LOWER_GAP_MAX)
+        break;
+    }
+    j = last + 1;
+    for (size_t k = i; k < j; k++)
+      len += b->blocks[k].len;
     stats_add (stats.lower_reads, 1);
     if (next->pread (next, b->data + i * bs, len, b->blocks[i].block * bs,
                      0, err) == -1)
