@@ -149,15 +149,19 @@ status_field ()
     "$ABDCTL" -s "$1" status | awk -v k="$2:" '$1 == k { print $2; exit }'
 }
 
-# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail
+# after SECONDS of real time (not a count of polls, which a loaded machine
+# stretches).  CMD is run again each time: to poll a value, pass a
+# command that computes it (bash -c '...', a function), not "$(...)".
 wait_for ()
 {
-    local secs=$1 i; shift
-    for (( i=0; i<secs*10; i++ )); do
+    local secs=$1 deadline; shift
+    deadline=$(( $(date +%s) + secs ))
+    while :; do
         if "$@"; then return 0; fi
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
         sleep 0.1
     done
-    return 1
 }
 
 # The filters must be built for these tests.
