@@ -412,15 +412,15 @@ listener_thread (void *arg)
 }
 
 struct ctl_server *
-ctl_listen (const char *path)
+ctl_listen (const char *key, const char *path)
 {
   struct ctl_server *s;
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   struct stat st;
 
   if (strlen (path) >= sizeof addr.sun_path) {
-    nbdkit_error ("control socket path is too long (at most %zu bytes): %s",
-                  sizeof addr.sun_path - 1, path);
+    nbdkit_error ("%s=%s: the path is too long for a socket (at most %zu "
+                  "bytes)", key, path, sizeof addr.sun_path - 1);
     return NULL;
   }
   strcpy (addr.sun_path, path);
@@ -428,7 +428,7 @@ ctl_listen (const char *path)
   /* Replace a stale socket, but never delete anything else. */
   if (lstat (path, &st) == 0) {
     if (!S_ISSOCK (st.st_mode)) {
-      nbdkit_error ("control socket %s: exists and is not a socket", path);
+      nbdkit_error ("%s=%s: exists and is not a socket", key, path);
       return NULL;
     }
     unlink (path);
@@ -446,13 +446,13 @@ ctl_listen (const char *path)
   s->path = strdup (path);
   s->listen_fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s->path == NULL || s->listen_fd == -1) {
-    nbdkit_error ("control socket: %m");
+    nbdkit_error ("%s: socket: %m", key);
     goto err;
   }
   if (bind (s->listen_fd, (struct sockaddr *) &addr, sizeof addr) == -1 ||
       chmod (path, 0600) == -1 ||
       listen (s->listen_fd, 16) == -1) {
-    nbdkit_error ("control socket %s: %m", path);
+    nbdkit_error ("%s=%s: %m", key, path);
     goto err;
   }
   if (pipe2 (s->stop_pipe, O_CLOEXEC) == -1) {

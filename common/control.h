@@ -33,9 +33,10 @@ typedef int (*ctl_handler) (void *opaque, int argc, char **argv,
 
 /* Bind and listen on PATH (a stale socket there is replaced; anything
  * else there is an error).  Call it in .get_ready, so that a bad path
- * stops nbdkit before it forks.  Returns NULL after nbdkit_error.
+ * stops nbdkit before it forks.  Returns NULL after nbdkit_error, whose
+ * message names the parameter KEY.
  */
-struct ctl_server *ctl_listen (const char *path);
+struct ctl_server *ctl_listen (const char *key, const char *path);
 
 /* Serve requests on a new thread; call it in .after_fork.  Returns -1
  * after nbdkit_error.

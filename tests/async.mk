@@ -15,3 +15,23 @@ EXTRA_DIST += \
 	tests/test-async-backpressure.sh \
 	tests/test-async-fio.sh \
 	tests/test-async-kernel.sh
+TESTS += \
+	tests/test-async-readback.sh \
+	tests/test-async-shutdown.sh \
+	tests/test-async-unaligned.sh \
+	tests/test-async-race.sh \
+	tests/test-async-extents.sh \
+	tests/test-async-multiconn.sh \
+	tests/test-async-syncflush.sh \
+	tests/test-async-params.sh \
+	tests/test-async-abdctl.sh
+EXTRA_DIST += \
+	tests/test-async-readback.sh \
+	tests/test-async-shutdown.sh \
+	tests/test-async-unaligned.sh \
+	tests/test-async-race.sh \
+	tests/test-async-extents.sh \
+	tests/test-async-multiconn.sh \
+	tests/test-async-syncflush.sh \
+	tests/test-async-params.sh \
+	tests/test-async-abdctl.sh

@@ -16,19 +16,6 @@ set -o pipefail
 : "${ABDCTL:=$abs_top_builddir/abdctl/abdctl}"
 export ASYNC_FILTER MEMCACHE_FILTER ABDCTL
 
-# Sanitizer builds (./configure --enable-sanitizers): the filters need the
-# ASan runtime, which nbdkit is not built with, so every nbdkit this test
-# starts gets it preloaded.  Any sanitizer report fails nbdkit (and so the
-# test): halt_on_error, and UBSan does not recover.
-if [ -n "${ABD_SANITIZER_PRELOAD:-}" ]; then
-    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
-    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-    nbdkit ()
-    {
-        LD_PRELOAD=$ABD_SANITIZER_PRELOAD command nbdkit "$@"
-    }
-fi
-
 _cleanup_cmds=()
 # cleanup_fn CMD ARGS...: run at exit, last registered first.
 cleanup_fn ()
@@ -50,6 +37,22 @@ trap 'exit 143' TERM
 
 tmp=$(mktemp -d /var/tmp/abd-test.XXXXXX)
 cleanup_fn rm -rf "$tmp"
+
+# Sanitizer builds (./configure --enable-sanitizers): the filters need the
+# ASan runtime, which nbdkit is not built with, so every nbdkit started by
+# this test (or by a program it runs) is a wrapper first in $PATH that
+# preloads it and execs the real nbdkit: same PID, same arguments.  Any
+# sanitizer report fails nbdkit, and so the test.
+if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    mkdir "$tmp/sanitizer-bin"
+    printf '#!/bin/sh\nLD_PRELOAD=%s exec %s "$@"\n' \
+        "$ABD_SANITIZER_PRELOAD" "$(command -v nbdkit)" \
+        > "$tmp/sanitizer-bin/nbdkit"
+    chmod +x "$tmp/sanitizer-bin/nbdkit"
+    export PATH="$tmp/sanitizer-bin:$PATH"
+fi
 
 # requires CMD...: skip (exit 77) unless every command runs.
 requires ()

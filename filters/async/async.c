@@ -96,8 +96,12 @@ parse_size (const char *key, const char *value, uint64_t min, uint64_t max,
 {
   int64_t r = nbdkit_parse_size (value);
 
-  if (r == -1)
-    return -1;                  /* nbdkit_parse_size says what is wrong */
+  if (r == -1) {
+    /* nbdkit_parse_size said what is wrong, but not where. */
+    nbdkit_error ("%s: '%s' is not a size (e.g. 4096, 64K, 256M, 1G)",
+                  key, value);
+    return -1;
+  }
   if ((uint64_t) r < min || (uint64_t) r > max) {
     nbdkit_error ("%s: %s is out of range (%" PRIu64 "..%" PRIu64 " bytes)",
                   key, value, min, max);
@@ -118,8 +122,11 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     return parse_size (key, value, ASYNC_MAX_DIRTY_MIN, ASYNC_MAX_DIRTY_MAX,
                        &max_dirty);
   if (strcmp (key, "async-mlock") == 0) {
-    if ((r = nbdkit_parse_bool (value)) == -1)
+    if ((r = nbdkit_parse_bool (value)) == -1) {
+      nbdkit_error ("async-mlock: expected a boolean (true or false), "
+                    "got '%s'", value);
       return -1;
+    }
     lock_memory = r;
     return 0;
   }
@@ -332,7 +339,7 @@ async_get_ready (int model)
    * at start; its thread starts in .after_fork.
    */
   if (control_path) {
-    control = ctl_listen (control_path);
+    control = ctl_listen ("async-control", control_path);
     if (control == NULL)
       return -1;
   }

@@ -13,6 +13,13 @@
  *   removal lock taken for writing; a read-modify-write holds it for
  *   reading across its lower read, so it never merges a lower block that a
  *   writeback was changing underneath it.
+ * - A read-modify-write never reads a block while a client write-through
+ *   to it is in flight, and a write-through never starts while a
+ *   read-modify-write of one of its blocks is between its lower read and
+ *   its insert (lower_ops): otherwise the merged block, holding the older
+ *   content, would later be written back over the newer.  This happens
+ *   when the mode changes while clients write: sync mode writes clean
+ *   blocks through, async mode merges partial blocks.
  *
  * Lock order: removal, then lock.
  */
@@ -70,6 +77,16 @@ struct written_range {
   uint64_t blk, end;
 };
 
+/* Client-path lower I/O in flight: a write-through (or zero/trim
+ * through), or the lower read of a read-modify-write, of blocks [b0, b1).
+ */
+#define LOWER_OPS_MAX 64
+struct lower_op {
+  uint64_t b0, b1;
+  bool rmw;
+  bool used;
+};
+
 struct store {
   pthread_rwlock_t removal;     /* see the top of this file */
   pthread_mutex_t lock;         /* protects everything below */
@@ -105,6 +122,8 @@ struct store {
   size_t nwritten, written_cap;
   uint32_t written_batches, first_written_ms;
   bool written_overflow;        /* a range was not recorded: scan all */
+
+  struct lower_op lower_ops[LOWER_OPS_MAX];
 
   bool sync, draining, stopping;
   bool wake_armed;              /* a sleeping writer wakes at wake_at_ms */
@@ -566,6 +585,43 @@ range_split_for_block (struct store *s, struct entry *r, uint64_t blk,
   tree_insert (s, d, epoch);
 }
 
+/* Register client-path lower I/O of blocks [B0, B1): a read-modify-write
+ * (RMW) or a write-through.  Returns its slot, or -1 after waiting for a
+ * clashing operation of the other kind (or a free slot) to finish: the
+ * lock was dropped, so the caller must look at the blocks again.
+ */
+static int
+lower_op_begin (struct store *s, uint64_t b0, uint64_t b1, bool rmw)
+{
+  int i, free_slot = -1;
+
+  for (i = 0; i < LOWER_OPS_MAX; i++) {
+    const struct lower_op *o = &s->lower_ops[i];
+
+    if (!o->used) {
+      if (free_slot == -1)
+        free_slot = i;
+    }
+    else if (o->rmw != rmw && o->b0 < b1 && b0 < o->b1)
+      break;
+  }
+  if (i < LOWER_OPS_MAX || free_slot == -1) {
+    wait_changed (s, false);
+    return -1;
+  }
+  s->lower_ops[free_slot] = (struct lower_op) {
+    .b0 = b0, .b1 = b1, .rmw = rmw, .used = true
+  };
+  return free_slot;
+}
+
+static void
+lower_op_end (struct store *s, int slot)
+{
+  s->lower_ops[slot].used = false;
+  pthread_cond_broadcast (&s->changed);
+}
+
 /* Read-modify-write of a block the store does not hold: read it from the
  * lower device, merge the piece, insert it.  Called and returns with the
  * lock held; returns 1 if the block turned up in the store meanwhile (the
@@ -577,7 +633,7 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
 {
   struct entry *d;
   uint32_t slot;
-  int r = 0;
+  int op, r = 0;
 
   /* Reserve memory first: waiting for it must not hold the removal lock,
    * which the flusher needs to free memory.
@@ -589,6 +645,8 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
     if (contains (tree_find_from (s, blk), blk))
       return 1;
   }
+  while ((op = lower_op_begin (s, blk, blk + 1, true)) == -1)
+    ;
   pthread_mutex_unlock (&s->lock);
 
   pthread_rwlock_rdlock (&s->removal);
@@ -623,6 +681,7 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
     entry_release (s, d);
     wake_space_waiters (s);
   }
+  lower_op_end (s, op);
   pthread_mutex_unlock (&s->lock);
   pthread_rwlock_unlock (&s->removal);
   pthread_mutex_lock (&s->lock);
@@ -635,22 +694,33 @@ struct through {
   uint32_t len;
 };
 
+/* Write T to the lower device and empty it.  Returns 0, -1 on error, or 1
+ * when it had to wait for a read-modify-write of one of its blocks: then
+ * nothing was written and the caller must look at the blocks again from
+ * T->offset (the merged block may be in the store now).
+ */
 static int
 through_flush (struct store *s, struct through *t, const char *buf,
                uint64_t buf_offset, const struct store_io *io, int *err)
 {
-  int r;
+  uint32_t len = t->len;
+  int op, r;
 
-  if (t->len == 0)
+  if (len == 0)
     return 0;
+  t->len = 0;
+  op = lower_op_begin (s, t->offset / STORE_BLOCK_SIZE,
+                       (t->offset + len - 1) / STORE_BLOCK_SIZE + 1, false);
+  if (op == -1)
+    return 1;
   pthread_mutex_unlock (&s->lock);
   if (buf)
-    r = io->write (io->opaque, buf + (t->offset - buf_offset), t->len,
+    r = io->write (io->opaque, buf + (t->offset - buf_offset), len,
                    t->offset, err);
   else
-    r = io->zero (io->opaque, t->len, t->offset, err);
+    r = io->zero (io->opaque, len, t->offset, err);
   pthread_mutex_lock (&s->lock);
-  t->len = 0;
+  lower_op_end (s, op);
   return r;
 }
 
@@ -673,24 +743,38 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
   int r = 0;
 
   pthread_mutex_lock (&s->lock);
-  while (pos < end && r == 0) {
+  while (r == 0) {
     uint64_t blk = pos / STORE_BLOCK_SIZE;
     uint32_t from = pos % STORE_BLOCK_SIZE;
     uint64_t piece_end = (blk + 1) * STORE_BLOCK_SIZE;
     uint32_t len = (end < piece_end ? end : piece_end) - pos;
     const char *src = buf ? buf + (pos - offset) : NULL;
-    struct entry *e = tree_find_from (s, blk), *d, *extra;
+    struct entry *e = NULL, *d, *extra;
     uint32_t slot;
+
+    if (pos < end)
+      e = tree_find_from (s, blk);
+
+    /* A pending write-through (only !admit_clean makes one) goes down
+     * before the store is touched: at the end, or at a block in the
+     * store.  The lock is dropped meanwhile, so look at the blocks again
+     * afterwards, from the write-through's start if it could not be done.
+     */
+    if (through.len && (pos == end || contains (e, blk))) {
+      r = through_flush (s, &through, buf, offset, io, err);
+      if (r == 1) {
+        pos = through.offset;
+        r = 0;
+      }
+      continue;
+    }
+    if (pos == end)
+      break;
 
     if (!contains (e, blk)) {
       if (!admit_clean) {
         through_add (&through, pos, len);
         pos += len;
-        continue;
-      }
-      if (through.len) {
-        /* The lock was dropped: look at the block again. */
-        r = through_flush (s, &through, buf, offset, io, err);
         continue;
       }
       if (len < block_len (s, blk)) {
@@ -724,10 +808,6 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
       continue;
     }
 
-    if (through.len) {
-      r = through_flush (s, &through, buf, offset, io, err);
-      continue;
-    }
     if (e->kind == STORE_DATA) {
       data_put (s, e, from, src, len);
       pos += len;
@@ -759,8 +839,6 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
     data_put (s, d, from, src, len);
     pos += len;
   }
-  if (r == 0)
-    r = through_flush (s, &through, buf, offset, io, err);
   if (r == 0) {
     s->st.client_write_requests++;
     s->st.client_written_bytes += count;
@@ -873,11 +951,15 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
       if (!admit_clean) {
         uint64_t off = pos * STORE_BLOCK_SIZE;
         uint32_t len = blocks_len (s, pos, gap_end - pos);
+        int op = lower_op_begin (s, pos, gap_end, false);
 
+        if (op == -1)
+          continue;             /* look again */
         pthread_mutex_unlock (&s->lock);
         r = kind == STORE_ZERO ? io->zero (io->opaque, len, off, err)
                                : io->trim (io->opaque, len, off, err);
         pthread_mutex_lock (&s->lock);
+        lower_op_end (s, op);
         pos = gap_end;
         continue;
       }

@@ -186,7 +186,7 @@ memcache_get_ready (int thread_model)
     return -1;
   /* Bound before nbdkit forks, so a bad path stops it at start. */
   if (params.control) {
-    control = ctl_listen (params.control);
+    control = ctl_listen ("memcache-control", params.control);
     if (control == NULL)
       return -1;
   }
