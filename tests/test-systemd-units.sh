@@ -50,6 +50,12 @@ truncate -s 64M "$ABD_DEVICE"
 run=$tmp/run
 mkdir -p "$run"
 cmd=${exec_start//\/run\/abd/$run}
+# The nbdkit in $PATH: the same program (systemd-analyze verify checked
+# the unit's path), or the sanitizer wrapper of tests/functions.sh.
+case $cmd in
+    /usr/bin/nbdkit\ *) cmd="nbdkit ${cmd#/usr/bin/nbdkit }" ;;
+    *) fail "abd.service does not run /usr/bin/nbdkit: $cmd" ;;
+esac
 cmd=${cmd//--filter=async/--filter=$ASYNC_FILTER}
 cmd=${cmd//--filter=memcache/--filter=$MEMCACHE_FILTER}
 # systemd expands ${NAME} and $NAME (the latter split into words).
