@@ -28,3 +28,7 @@ TESTS += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
 	tests/test-ups-scripts.sh
 EXTRA_DIST += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
 	tests/test-ups-scripts.sh
+
+# ThreadSanitizer on the threaded code, through direct test drivers.
+TESTS += tests/test-tsan.sh
+EXTRA_DIST += tests/test-tsan.sh tests/test-health-threads.c

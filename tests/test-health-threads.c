@@ -1,0 +1,111 @@
+/* Concurrent stress of the memcache filter's server health
+ * (filters/memcache/health.c), shared by all of nbdkit's threads: many
+ * threads acquire servers and report successes, failures and uncertain
+ * outcomes at random.  Built with ThreadSanitizer by tests/test-tsan.sh
+ * (data races fail the run); the checks here hold in any build:
+ *
+ * - a request given a generation never sees it go backwards;
+ * - after a failure or an uncertain outcome reported under generation G,
+ *   the server's generation is no longer G (nothing stored under G is
+ *   trusted again).
+ */
+
+#include <config.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "health.h"
+
+void nbdkit_error (const char *fs, ...) { (void) fs; }
+void nbdkit_debug (const char *fs, ...) { (void) fs; }
+
+#define SERVERS 3
+#define THREADS 8
+
+static unsigned ops_per_thread = 20000;
+static atomic_uint failures;
+
+#define CHECK(cond, ...) do {                                   \
+    if (!(cond)) {                                              \
+      fprintf (stderr, "test-health-threads: " __VA_ARGS__);    \
+      fprintf (stderr, "\n");                                   \
+      atomic_fetch_add (&failures, 1);                          \
+    }                                                           \
+  } while (0)
+
+static void *
+worker (void *arg)
+{
+  unsigned seed = (unsigned) (uintptr_t) arg;
+  uint64_t last_gen[SERVERS] = { 0 };
+  unsigned n;
+
+  for (n = 0; n < ops_per_thread; n++) {
+    size_t i = rand_r (&seed) % SERVERS;
+    uint64_t gen;
+    unsigned dice;
+
+    if (!health_acquire (i, &gen))
+      continue;
+    CHECK (gen >= last_gen[i], "server %zu: generation went back from %"
+           PRIu64 " to %" PRIu64, i, last_gen[i], gen);
+    last_gen[i] = gen;
+    dice = rand_r (&seed) % 100;
+    if (dice < 2) {
+      health_report_failure (i, gen);
+      CHECK (health_generation (i) != gen,
+             "server %zu: still generation %" PRIu64 " after a failure",
+             i, gen);
+    }
+    else if (dice < 4) {
+      health_report_uncertain (i, gen);
+      CHECK (health_generation (i) != gen,
+             "server %zu: still generation %" PRIu64 " after an uncertain "
+             "outcome", i, gen);
+    }
+    else
+      health_report_ok (i, gen);
+    if (dice == 99 && n % 1000 == 0)
+      health_invalidate_all ();
+  }
+  return NULL;
+}
+
+int
+main (int argc, char *argv[])
+{
+  pthread_t threads[THREADS];
+  struct health_view v;
+  unsigned t;
+  size_t i;
+
+  if (argc > 1)
+    ops_per_thread = strtoul (argv[1], NULL, 0);
+  /* Probes due after 1 ms: servers go down and come back all the time. */
+  if (health_init (SERVERS, 1, 4) == -1)
+    return 1;
+  for (t = 0; t < THREADS; t++)
+    pthread_create (&threads[t], NULL, worker, (void *) (uintptr_t) (t + 1));
+  for (t = 0; t < THREADS; t++)
+    pthread_join (threads[t], NULL);
+  for (i = 0; i < SERVERS; i++) {
+    health_view (i, &v);
+    printf ("server %zu: %s, generation %" PRIu64 ", %" PRIu64 " downs\n",
+            i, health_state_name (v.state), v.generation, v.downs);
+    CHECK (v.downs > 0, "server %zu never went down: the test did nothing", i);
+  }
+  health_free ();
+  if (atomic_load (&failures)) {
+    fprintf (stderr, "test-health-threads: %u failed checks\n",
+             atomic_load (&failures));
+    return 1;
+  }
+  printf ("test-health-threads: %u threads x %u ops, all checks passed\n",
+          THREADS, ops_per_thread);
+  return 0;
+}
