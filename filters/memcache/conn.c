@@ -8,9 +8,9 @@
  *
  * Handles are cloned from the template on demand and kept in a per-server
  * stack of idle handles for reuse.  A handle is reused only within the
- * generation it was opened under (health.h): after a failure, a probe or
- * an uncertain outcome, connections are made afresh, so a connection that
- * timed out or broke is never used again.
+ * server's incarnation it was opened in (health.h): after a failure or a
+ * probe, connections are made afresh, so a connection that timed out or
+ * broke, or one to a server that restarted, is never used again.
  *
  * Every operation reports its outcome to health.c and its latency and
  * failures to stats.c, so callers only decide what an outcome means for
@@ -28,13 +28,14 @@
 
 #include "conn.h"
 #include "health.h"
+#include "params.h"
 #include "stats.h"
 
 #define CONN_IDLE_MAX 64
 
 struct idle_handle {
   memcached_st *mc;
-  uint64_t gen;
+  uint64_t incarnation;
 };
 
 struct conn_pool {
@@ -46,6 +47,7 @@ struct conn_pool {
 
 static struct conn_pool *pools;
 static size_t nr_pools;
+static unsigned read_timeout_ms, store_timeout_ms;
 
 static uint64_t
 conn_now_ns (void)
@@ -98,6 +100,8 @@ conn_make_template (struct conn_pool *pool, const struct ring_server *server,
 int
 conn_init (const struct ring *ring, unsigned timeout_ms)
 {
+  read_timeout_ms = timeout_ms;
+  store_timeout_ms = timeout_ms * MEMCACHE_STORE_TIMEOUT_FACTOR;
   size_t i;
 
   pools = calloc (ring->n, sizeof *pools);
@@ -134,7 +138,7 @@ conn_free (void)
 }
 
 bool
-conn_open (struct conn_session *s, size_t i)
+conn_open (struct conn_session *s, size_t i, bool writing)
 {
   struct conn_pool *pool = &pools[i];
   memcached_st *stale[CONN_IDLE_MAX];
@@ -143,14 +147,15 @@ conn_open (struct conn_session *s, size_t i)
   s->server = i;
   s->failed = false;
   s->mc = NULL;
-  if (!health_acquire (i, &s->gen))
+  s->writing = writing;
+  if (!health_acquire (i, writing, &s->gen, &s->incarnation))
     return false;
 
   pthread_mutex_lock (&pool->lock);
   while (pool->nr_idle > 0 && s->mc == NULL) {
     struct idle_handle *h = &pool->idle[--pool->nr_idle];
 
-    if (h->gen == s->gen)
+    if (h->incarnation == s->incarnation)
       s->mc = h->mc;
     else
       stale[nr_stale++] = h->mc;
@@ -181,12 +186,12 @@ conn_close (struct conn_session *s)
   struct conn_pool *pool = &pools[s->server];
   bool keep;
 
-  keep = !s->failed && health_generation (s->server) == s->gen;
+  keep = !s->failed && health_incarnation (s->server) == s->incarnation;
   if (keep) {
     pthread_mutex_lock (&pool->lock);
     if (pool->nr_idle < CONN_IDLE_MAX) {
       pool->idle[pool->nr_idle].mc = s->mc;
-      pool->idle[pool->nr_idle].gen = s->gen;
+      pool->idle[pool->nr_idle].incarnation = s->incarnation;
       pool->nr_idle++;
     }
     else
@@ -208,7 +213,7 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
   case MEMCACHED_DELETED:
   case MEMCACHED_END:
   case MEMCACHED_NOTFOUND:
-    health_report_ok (s->server, s->gen);
+    health_report_ok (s->server, s->incarnation);
     return CONN_OK;
 
   case MEMCACHED_NOTSTORED:
@@ -217,7 +222,7 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
   case MEMCACHED_SERVER_ERROR:
   case MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE:
   case MEMCACHED_MEMORY_ALLOCATION_FAILURE:
-    health_report_ok (s->server, s->gen);
+    health_report_ok (s->server, s->incarnation);
     return CONN_REFUSED;
 
   case MEMCACHED_TIMEOUT:
@@ -234,8 +239,19 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
   nbdkit_debug ("memcache: server %zu: %s", s->server,
                 memcached_strerror (s->mc, rc));
   s->failed = true;
-  health_report_failure (s->server, s->gen);
+  health_report_failure (s->server, s->incarnation);
   return CONN_FAILED;
+}
+
+/* The outcome of a set or delete: a failure leaves the value unknown. */
+static enum conn_outcome
+conn_mutation_outcome (struct conn_session *s, memcached_return_t rc)
+{
+  enum conn_outcome r = conn_outcome (s, rc);
+
+  if (r == CONN_FAILED)
+    conn_uncertain (s);
+  return r;
 }
 
 static void
@@ -290,12 +306,18 @@ conn_set (struct conn_session *s, const char *key, size_t key_len,
   uint64_t start;
   memcached_return_t rc;
 
-  if (s->failed)
+  if (s->failed) {
+    conn_uncertain (s);         /* not sent: the old value may be there */
     return CONN_FAILED;
+  }
   start = conn_now_ns ();
+  memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+                          store_timeout_ms);
   rc = memcached_set (s->mc, key, key_len, value, value_len, ttl, 0);
+  memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+                          read_timeout_ms);
   conn_latency (s, start);
-  return conn_outcome (s, rc);
+  return conn_mutation_outcome (s, rc);
 }
 
 enum conn_outcome
@@ -304,12 +326,18 @@ conn_delete (struct conn_session *s, const char *key, size_t key_len)
   uint64_t start;
   memcached_return_t rc;
 
-  if (s->failed)
+  if (s->failed) {
+    conn_uncertain (s);         /* not sent: the old value may be there */
     return CONN_FAILED;
+  }
   start = conn_now_ns ();
+  memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+                          store_timeout_ms);
   rc = memcached_delete (s->mc, key, key_len, 0);
+  memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+                          read_timeout_ms);
   conn_latency (s, start);
-  return conn_outcome (s, rc);
+  return conn_mutation_outcome (s, rc);
 }
 
 void

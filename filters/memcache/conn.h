@@ -17,6 +17,8 @@
 struct conn_session {
   size_t server;
   uint64_t gen;                 /* the server's generation at open */
+  uint64_t incarnation;         /* and its incarnation (health.h) */
+  bool writing;                 /* opened to change cached values */
   bool failed;                  /* an operation failed; the server is down */
   memcached_st *mc;
   uint64_t mget_start_ns;       /* for the latency of a multi-get */
@@ -32,9 +34,11 @@ extern int conn_init (const struct ring *ring, unsigned timeout_ms);
 extern void conn_free (void);
 
 /* Open a session to server I.  Returns false (and nothing to close) when
- * the server is down.
+ * the server is down.  WRITING: the session is for a write's updates or
+ * invalidations, so not reaching the server taints it (health.h), and so
+ * does every set or delete that fails.
  */
-extern bool conn_open (struct conn_session *s, size_t i);
+extern bool conn_open (struct conn_session *s, size_t i, bool writing);
 extern void conn_close (struct conn_session *s);
 
 /* A multi-get: conn_mget sends the request, conn_fetch collects the

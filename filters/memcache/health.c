@@ -1,31 +1,36 @@
-/* nbdkit-memcache-filter: server health and generations.
+/* nbdkit-memcache-filter: server health, incarnations and generations.
  *
  * Every server is in one of three states, and every transition is made in
  * this file:
  *
- *   UP       --failure-->             DOWN     (generation + 1)
- *   DOWN     --retry time reached-->  PROBING  (generation + 1; the request
+ *   UP       --failure-->             DOWN     (incarnation + 1)
+ *   DOWN     --retry time reached-->  PROBING  (incarnation + 1; the request
  *                                               that noticed is the probe)
  *   PROBING  --probe ok-->            UP       (backoff reset)
- *   PROBING  --probe failure-->       DOWN     (generation + 1, backoff x2)
- *   PROBING  --no report in time-->   PROBING  (generation + 1, new probe)
- *   UP       --uncertain outcome-->   UP       (generation + 1)
+ *   PROBING  --probe failure-->       DOWN     (incarnation + 1, backoff x2)
+ *   PROBING  --no report in time-->   PROBING  (incarnation + 1, new probe)
  *
  * A failure is a timeout or a connection error: the server is marked down
  * at once, so the next requests for its blocks go straight to the lower
  * device and cost nothing.  libmemcached cannot do this for us: a frozen
  * server accepts connections and each request would pay the timeout again.
+ * The incarnation names the server's connections: a connection made in an
+ * older incarnation is never used again, and reports made through one are
+ * ignored (an old failure must not take down a server that came back).
  *
  * The generation is part of every key.  Invariant: a value is trusted only
  * while the server's generation is the one it was stored under.  The
- * generation changes whenever the server goes down or is tried again, and
- * whenever a cache write or delete has an unknown outcome, so a server that
- * froze while holding a set or delete, or restarted with its old memory,
- * can never serve what it held before: its old keys are never asked for.
- *
- * Reports made under an older generation are ignored: the keys they refer
- * to are already untrusted, and an old failure must not take down a
- * server that has since come back.
+ * generation changes when this device may have missed changing a value on
+ * the server: a cache write or delete with an unknown outcome, or a write
+ * of one of its blocks that skipped it because it was down or being
+ * probed.  While the server is UP that happens at once; otherwise the
+ * server is "tainted" and the generation changes before it is used again
+ * (at the probe, and again when the probe succeeds if a write was skipped
+ * meanwhile).  So a server that froze holding a set or delete, or that
+ * restarted with its old memory while writes went by, can never serve what
+ * it held before: its old keys are never asked for.  A server that was
+ * only slow to answer reads, with no write going by, keeps its generation
+ * and its cache.
  */
 
 #include <config.h>
@@ -43,6 +48,8 @@
 struct server_health {
   enum health_state state;
   uint64_t generation;
+  uint64_t incarnation;
+  bool tainted;                 /* change the generation before use */
   uint64_t downs;
   uint64_t backoff_ms;
   uint64_t next_probe_ns;       /* CLOCK_MONOTONIC: when DOWN, the next
@@ -108,12 +115,22 @@ health_go_down (struct server_health *h)
     h->downs++;
   }
   h->state = HEALTH_DOWN;
-  h->generation++;
+  h->incarnation++;
   h->next_probe_ns = health_now_ns () + h->backoff_ms * UINT64_C (1000000);
 }
 
+/* Called with health_lock held. */
+static void
+health_untaint (struct server_health *h)
+{
+  if (h->tainted) {
+    h->generation++;
+    h->tainted = false;
+  }
+}
+
 bool
-health_acquire (size_t i, uint64_t *gen)
+health_acquire (size_t i, bool writing, uint64_t *gen, uint64_t *incarnation)
 {
   struct server_health *h = &servers[i];
   uint64_t now = health_now_ns ();
@@ -128,40 +145,49 @@ health_acquire (size_t i, uint64_t *gen)
   case HEALTH_PROBING:
     if (now >= h->next_probe_ns) {
       h->state = HEALTH_PROBING;
-      h->generation++;
+      h->incarnation++;
+      health_untaint (h);
       h->next_probe_ns = now + h->backoff_ms * UINT64_C (1000000);
       use = true;
       nbdkit_debug ("memcache: server %zu: probing", i);
     }
     break;
   }
+  /* A write that cannot reach the server leaves a value there that may
+   * be older than the lower device's: decided under the same lock as the
+   * state, so that a probe cannot bring the server back in between.
+   */
+  if (!use && writing)
+    h->tainted = true;
   *gen = h->generation;
+  *incarnation = h->incarnation;
   pthread_mutex_unlock (&health_lock);
   return use;
 }
 
 void
-health_report_ok (size_t i, uint64_t gen)
+health_report_ok (size_t i, uint64_t incarnation)
 {
   struct server_health *h = &servers[i];
 
   pthread_mutex_lock (&health_lock);
-  if (h->generation == gen && h->state == HEALTH_PROBING) {
+  if (h->incarnation == incarnation && h->state == HEALTH_PROBING) {
     h->state = HEALTH_UP;
     h->backoff_ms = retry_ms;
+    health_untaint (h);
     nbdkit_debug ("memcache: server %zu: up (generation %" PRIu64 ")",
-                  i, gen);
+                  i, h->generation);
   }
   pthread_mutex_unlock (&health_lock);
 }
 
 void
-health_report_failure (size_t i, uint64_t gen)
+health_report_failure (size_t i, uint64_t incarnation)
 {
   struct server_health *h = &servers[i];
 
   pthread_mutex_lock (&health_lock);
-  if (h->generation == gen && h->state != HEALTH_DOWN) {
+  if (h->incarnation == incarnation && h->state != HEALTH_DOWN) {
     health_go_down (h);
     nbdkit_debug ("memcache: server %zu: down, next probe in %" PRIu64 " ms",
                   i, h->backoff_ms);
@@ -175,8 +201,12 @@ health_report_uncertain (size_t i, uint64_t gen)
   struct server_health *h = &servers[i];
 
   pthread_mutex_lock (&health_lock);
-  if (h->generation == gen)
-    h->generation++;
+  if (h->generation == gen) {
+    if (h->state == HEALTH_UP)
+      h->generation++;
+    else
+      h->tainted = true;
+  }
   pthread_mutex_unlock (&health_lock);
 }
 
@@ -200,6 +230,17 @@ health_generation (size_t i)
   gen = servers[i].generation;
   pthread_mutex_unlock (&health_lock);
   return gen;
+}
+
+uint64_t
+health_incarnation (size_t i)
+{
+  uint64_t incarnation;
+
+  pthread_mutex_lock (&health_lock);
+  incarnation = servers[i].incarnation;
+  pthread_mutex_unlock (&health_lock);
+  return incarnation;
 }
 
 void

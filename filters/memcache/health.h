@@ -27,32 +27,34 @@ extern int health_init (size_t n, unsigned retry_ms, unsigned retry_cap_ms);
 extern void health_free (void);
 
 /* May a request use server I now?  If so, *GEN is the generation to build
- * keys with, and the request must report how its operations went with
- * that same generation.  When the server is down and its probe time has
- * come, the caller becomes the prober.
+ * keys with and *INCARNATION names the connections it may use; it must
+ * report how its operations went with that incarnation.  When the server
+ * is down and its probe time has come, the caller becomes the prober.
+ * WRITING: the request changes cached values (a write's update or
+ * invalidation); if it may not use the server, the server is tainted.
  */
-extern bool health_acquire (size_t i, uint64_t *gen);
+extern bool health_acquire (size_t i, bool writing, uint64_t *gen,
+                            uint64_t *incarnation);
 
-/* An operation made under GEN completed as the server intended. */
-extern void health_report_ok (size_t i, uint64_t gen);
+/* An operation made in INCARNATION completed as the server intended. */
+extern void health_report_ok (size_t i, uint64_t incarnation);
 
-/* An operation made under GEN timed out or failed on the connection: the
- * server goes down at once.
+/* An operation made in INCARNATION timed out or failed on the connection:
+ * the server goes down at once.
  */
-extern void health_report_failure (size_t i, uint64_t gen);
+extern void health_report_failure (size_t i, uint64_t incarnation);
 
-/* A cache write or delete made under GEN has an unknown outcome, but the
- * server answered: it stays up, and nothing stored under GEN is trusted.
+/* A cache write or delete made under GEN has an unknown outcome (it failed
+ * or was not sent): nothing stored under GEN is trusted any more.
  */
 extern void health_report_uncertain (size_t i, uint64_t gen);
 
 /* Stop trusting everything on every server (a huge zero or trim). */
 extern void health_invalidate_all (void);
 
-/* The current generation of server I (to tell whether a connection made
- * under an older one may be reused).
- */
+/* The current generation and incarnation of server I. */
 extern uint64_t health_generation (size_t i);
+extern uint64_t health_incarnation (size_t i);
 
 extern void health_view (size_t i, struct health_view *view);
 extern const char *health_state_name (enum health_state state);

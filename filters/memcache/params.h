@@ -22,6 +22,11 @@
 #define MEMCACHE_TIMEOUT_DEFAULT    5
 #define MEMCACHE_TIMEOUT_MIN        1
 #define MEMCACHE_TIMEOUT_MAX        60000
+/* Sets and deletes get this many times memcache-timeout: a store whose
+ * outcome is unknown makes the server's whole cache untrusted (health.h),
+ * so it is worth waiting a little longer for than a read.
+ */
+#define MEMCACHE_STORE_TIMEOUT_FACTOR 4
 
 /* memcache-retry, milliseconds: first probe of a down server after this;
  * doubled after every failed probe, up to MEMCACHE_RETRY_CAP (or the

@@ -155,7 +155,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
     srv = &b->servers[blk->server];
     if (!srv->wanted) {
       srv->wanted = true;
-      srv->open = conn_open (&srv->session, blk->server);
+      srv->open = conn_open (&srv->session, blk->server, false);
     }
     if (srv->open) {
       struct value_ident ident;

@@ -56,7 +56,7 @@ writer_session (struct writer_servers *ws, size_t i)
 {
   if (!ws->tried[i]) {
     ws->tried[i] = true;
-    ws->open[i] = conn_open (&ws->sessions[i], i);
+    ws->open[i] = conn_open (&ws->sessions[i], i, true);
   }
   return ws->open[i] ? &ws->sessions[i] : NULL;
 }
