@@ -32,3 +32,7 @@ EXTRA_DIST += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
 # ThreadSanitizer on the threaded code, through direct test drivers.
 TESTS += tests/test-tsan.sh
 EXTRA_DIST += tests/test-tsan.sh tests/test-health-threads.c
+
+# The model-checked torture run with a fault schedule (scripts/torture).
+TESTS += tests/test-torture.sh
+EXTRA_DIST += tests/test-torture.sh scripts/torture
