@@ -66,6 +66,23 @@ requires ()
     done
 }
 
+# requires_python_nbd: set $PY to a Python that has the libnbd bindings
+# (nbdsh runs `python3 -mnbd`, and the python3 first on $PATH is not always
+# the system one that has them), or skip.
+requires_python_nbd ()
+{
+    local py
+    PY=
+    for py in python3 /usr/bin/python3; do
+        if "$py" -c 'import nbd' 2>/dev/null; then PY=$py; break; fi
+    done
+    if [ -z "$PY" ]; then
+        echo "$0: SKIP: no python3 with the nbd module"
+        exit 77
+    fi
+    export PY
+}
+
 fail ()
 {
     echo "$0: FAIL: $*" >&2

@@ -4,14 +4,7 @@
 requires nbdkit
 [ -x "$ABDCTL" ] || fail "abdctl not built: $ABDCTL"
 
-# A Python that has the libnbd bindings (nbdsh runs `python3 -mnbd`, which
-# is not always the one first on $PATH).
-PY=
-for py in python3 /usr/bin/python3; do
-    if "$py" -c 'import nbd' 2>/dev/null; then PY=$py; break; fi
-done
-[ -n "$PY" ] || { echo "$0: SKIP: no python3 with the nbd module"; exit 77; }
-export PY
+requires_python_nbd
 
 # async_start NAME ARGS...: like start_nbdkit, but nbdkit stays in the
 # foreground (in the background of this shell) and logs to $tmp/NAME.log,

@@ -3,14 +3,7 @@
 
 requires nbdkit memcached
 
-# A Python that has the libnbd bindings (nbdsh runs `python3 -mnbd`, which
-# is not always the one first on $PATH).
-PY=
-for py in python3 /usr/bin/python3; do
-    if "$py" -c 'import nbd' 2>/dev/null; then PY=$py; break; fi
-done
-[ -n "$PY" ] || { echo "$0: SKIP: no python3 with the nbd module"; exit 77; }
-export PY
+requires_python_nbd
 
 # mc_start_port NAME PORT [ARGS...]: memcached on 127.0.0.1:PORT (used to
 # restart a server on the same port).  Sets $mc_pid; stopped at exit.

@@ -89,16 +89,6 @@ h.shutdown()
 EOF
 }
 
-# wait_until SECONDS CMD...: poll CMD until it succeeds, for at most
-# SECONDS of wall time (however slow each poll is on a busy machine).
-wait_until ()
-{
-    local end=$(( SECONDS + $1 )); shift
-    until "$@"; do
-        [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.2
-    done
-}
 
 # field NAME: a field of the filter's status; field_is NAME VALUE.
 field () { st "$ctl" "$1"; }
@@ -168,15 +158,15 @@ chgrp nut "$nut/upsd.users"
 /lib/nut/dummy-ups -a ups1 -F -u nut >"$tmp/dummy-ups.log" 2>&1 &
 drv_pid=$!
 cleanup_fn kill_wait "$drv_pid" 10
-wait_until 10 test -S "$nut/state/dummy-ups-ups1" ||
+wait_for 10 test -S "$nut/state/dummy-ups-ups1" ||
     { cat "$tmp/dummy-ups.log"; fail "dummy-ups did not start"; }
 
 /lib/nut/upsd -F -u nut >"$tmp/upsd.log" 2>&1 &
 upsd_pid=$!
 cleanup_fn kill_wait "$upsd_pid" 10
-wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null ||
+wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null ||
     { cat "$tmp/upsd.log"; fail "upsd did not listen on port $port"; }
-wait_until 10 bash -c "[ \"\$(upsc $upsname ups.status 2>/dev/null)\" = OL ]" ||
+wait_for 10 bash -c "[ \"\$(upsc $upsname ups.status 2>/dev/null)\" = OL ]" ||
     fail "upsd does not serve ups1 as OL"
 
 # upsmon writes /run/nut/upsmon.pid, whatever the options, and will not
@@ -206,10 +196,10 @@ stop_upsmon ()
     kill_wait "$upsmon_pid" 10
 }
 cleanup_fn stop_upsmon
-wait_until 10 pgrep -P "$upsmon_pid" >/dev/null ||
+wait_for 10 pgrep -P "$upsmon_pid" >/dev/null ||
     { cat "$tmp/upsmon.log"; fail "upsmon did not start its child"; }
 upsmon_child=$(pgrep -P "$upsmon_pid")
-wait_until 10 grep -q "logged into UPS \[ups1\]" "$tmp/upsd.log" ||
+wait_for 10 grep -q "logged into UPS \[ups1\]" "$tmp/upsd.log" ||
     { cat "$tmp/upsmon.log"; fail "upsmon did not log into upsd"; }
 
 # show_logs: what the daemons and the handler said, on failure.
@@ -233,13 +223,13 @@ echo "on mains: dirty_bytes $(field dirty_bytes)"
 
 # On battery: sync mode, the dirty data drains.
 set_status "OB DISCHRG"
-wait_until 30 field_is mode sync ||
+wait_for 30 field_is mode sync ||
     fail "mode $(field mode) 30 s after OB, not sync"
 [ "$(field mode_reason)" = control ] ||
     fail "mode_reason $(field mode_reason), expected control"
 grep -q "UPS $upsname ONBATT: $ctl: mode sync done" "$tmp/upsmon.log" ||
     fail "the handler did not log ONBATT"
-wait_until 30 field_is dirty_bytes 0 ||
+wait_for 30 field_is dirty_bytes 0 ||
     fail "$(field dirty_bytes) bytes still dirty 30 s after ONBATT"
 cmp "$tmp/img" "$tmp/expected" || fail "the file differs after the drain"
 echo "on battery: mode sync, drained"
@@ -253,7 +243,7 @@ echo "on battery: client flush honoured"
 
 # Mains power back: async mode, new data stays dirty even when flushed.
 set_status OL
-wait_until 30 field_is mode async ||
+wait_for 30 field_is mode async ||
     fail "mode $(field mode) 30 s after OL, not async"
 write_blocks 2 flush
 [ "$(field dirty_bytes)" -gt 0 ] ||
@@ -265,7 +255,7 @@ echo "on mains again: mode async, dirty_bytes $(field dirty_bytes)"
 # Low battery (from mains, with dirty data): sync mode and a flush.
 flushes=$(field lower_flushes)
 set_status "OB LB"
-wait_until 30 grep -q "UPS $upsname LOWBATT: $ctl: flush 60 done" \
+wait_for 30 grep -q "UPS $upsname LOWBATT: $ctl: flush 60 done" \
     "$tmp/upsmon.log" || fail "no LOWBATT flush by the handler in 30 s"
 [ "$(field mode)" = sync ] || fail "mode $(field mode) after LOWBATT, not sync"
 [ "$(field dirty_bytes)" -eq 0 ] ||

@@ -96,15 +96,6 @@ h.shutdown()
 EOF
 }
 
-# wait_until SECONDS CMD...: poll CMD for at most SECONDS of wall time.
-wait_until ()
-{
-    local end=$(( SECONDS + $1 )); shift
-    until "$@"; do
-        [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.2
-    done
-}
 field_is () { [ "$(st "$ctl" "$1")" = "$2" ]; }
 no_daemon () { [ ! -e "$pipe" ]; }
 
@@ -113,7 +104,7 @@ write_blocks 0
 event ONBATT
 [ -S "$pipe" ] || fail "ONBATT did not start upssched's timer daemon"
 event ONLINE
-wait_until 20 no_daemon || fail "upssched's daemon still runs after the blip"
+wait_for 20 no_daemon || fail "upssched's daemon still runs after the blip"
 [ "$(st "$ctl" mode)" = async ] && [ "$(st "$ctl" mode_reason)" = start ] ||
     fail "a blip switched the mode: $(st "$ctl" mode) $(st "$ctl" mode_reason)"
 grep -q abd-nut-notify "$log" && { cat "$log"; fail "a blip ran the handler"; }
@@ -122,21 +113,21 @@ echo "blip ignored"
 
 # A real outage: the timer fires.
 event ONBATT
-wait_until 30 field_is mode sync || fail "no sync mode 30 s after ONBATT"
+wait_for 30 field_is mode sync || fail "no sync mode 30 s after ONBATT"
 [ "$(st "$ctl" mode_reason)" = control ] || fail "mode_reason is not control"
-wait_until 30 field_is dirty_bytes 0 || fail "still dirty 30 s after ONBATT"
+wait_for 30 field_is dirty_bytes 0 || fail "still dirty 30 s after ONBATT"
 cmp "$tmp/img" "$tmp/expected" || fail "the file differs after ONBATT"
 echo "outage: sync mode, drained"
 
 event ONLINE
-wait_until 30 field_is mode async || fail "no async mode 30 s after ONLINE"
+wait_for 30 field_is mode async || fail "no async mode 30 s after ONLINE"
 echo "power back: async mode"
 
 # Low battery: at once.
 write_blocks 1
 [ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "nothing dirty before LOWBATT"
 event LOWBATT
-wait_until 30 grep -q "LOWBATT: $ctl: flush 60 done" "$log" ||
+wait_for 30 grep -q "LOWBATT: $ctl: flush 60 done" "$log" ||
     fail "no LOWBATT flush by the handler in 30 s"
 [ "$(st "$ctl" mode)" = sync ] || fail "not in sync mode after LOWBATT"
 [ "$(st "$ctl" dirty_bytes)" -eq 0 ] || fail "dirty data after LOWBATT"
