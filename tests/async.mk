@@ -3,19 +3,8 @@ check_PROGRAMS += tests/test-store
 tests_test_store_SOURCES = tests/test-store.c \
 	filters/async/store.c filters/async/store.h
 tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
-TESTS += tests/test-store
-TESTS += \
-	tests/test-async-errors.sh \
-	tests/test-async-backpressure.sh \
-	tests/test-async-fio.sh \
-	tests/test-async-kernel.sh
-EXTRA_DIST += \
-	tests/test-async-helpers.sh \
-	tests/test-async-errors.sh \
-	tests/test-async-backpressure.sh \
-	tests/test-async-fio.sh \
-	tests/test-async-kernel.sh
-TESTS += \
+
+ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
 	tests/test-async-shutdown.sh \
 	tests/test-async-unaligned.sh \
@@ -24,14 +13,10 @@ TESTS += \
 	tests/test-async-multiconn.sh \
 	tests/test-async-syncflush.sh \
 	tests/test-async-params.sh \
-	tests/test-async-abdctl.sh
-EXTRA_DIST += \
-	tests/test-async-readback.sh \
-	tests/test-async-shutdown.sh \
-	tests/test-async-unaligned.sh \
-	tests/test-async-race.sh \
-	tests/test-async-extents.sh \
-	tests/test-async-multiconn.sh \
-	tests/test-async-syncflush.sh \
-	tests/test-async-params.sh \
-	tests/test-async-abdctl.sh
+	tests/test-async-abdctl.sh \
+	tests/test-async-errors.sh \
+	tests/test-async-backpressure.sh \
+	tests/test-async-fio.sh \
+	tests/test-async-kernel.sh
+TESTS += tests/test-store $(ASYNC_SH_TESTS)
+EXTRA_DIST += tests/test-async-helpers.sh $(ASYNC_SH_TESTS)

@@ -8,8 +8,7 @@ tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/filters/memcache
 tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
 tests_test_memcache_units_LDADD = $(XXHASH_LIBS)
-TESTS += \
-	tests/test-memcache-units \
+MEMCACHE_SH_TESTS = \
 	tests/test-memcache-params.sh \
 	tests/test-memcache-read.sh \
 	tests/test-memcache-error.sh \
@@ -20,15 +19,5 @@ TESTS += \
 	tests/test-memcache-restart.sh \
 	tests/test-memcache-stale.sh \
 	tests/test-memcache-concurrent.sh
-EXTRA_DIST += \
-	tests/test-memcache-helpers.sh \
-	tests/test-memcache-params.sh \
-	tests/test-memcache-read.sh \
-	tests/test-memcache-error.sh \
-	tests/test-memcache-write.sh \
-	tests/test-memcache-ids.sh \
-	tests/test-memcache-corrupt.sh \
-	tests/test-memcache-stopped.sh \
-	tests/test-memcache-restart.sh \
-	tests/test-memcache-stale.sh \
-	tests/test-memcache-concurrent.sh
+TESTS += tests/test-memcache-units $(MEMCACHE_SH_TESTS)
+EXTRA_DIST += tests/test-memcache-helpers.sh $(MEMCACHE_SH_TESTS)

@@ -90,3 +90,28 @@ first_diff ()
 {
     cmp "$1" "$2" 2>&1 | head -n 1 || true
 }
+
+# write_blocks REGION [flush]: 32 random 4 KiB blocks, 16 KiB apart (so
+# that they never join into a full write-size run), in the 512 KiB
+# region REGION, through NBD and into $tmp/expected; then a client flush
+# if asked.
+write_blocks ()
+{
+    "$PY" - "$tmp/expected" "$1" "${2:-}" <<'EOF'
+import nbd, os, random, sys
+expected, region, flush = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "flush"
+rnd = random.Random(region)
+h = nbd.NBD()
+h.connect_uri(os.environ["uri"])
+with open(expected, "r+b") as f:
+    for i in range(32):
+        offset = region * 512 * 1024 + i * 16384
+        data = rnd.randbytes(4096)
+        h.pwrite(data, offset)
+        f.seek(offset)
+        f.write(data)
+if flush:
+    h.flush()
+h.shutdown()
+EOF
+}

@@ -75,26 +75,6 @@ event ()
         >>"$log" 2>&1 || { cat "$log"; fail "upssched $1 failed"; }
 }
 
-# write_blocks REGION: 32 random 4 KiB blocks, 16 KiB apart, in the
-# 512 KiB region REGION, through NBD and into $tmp/expected.
-write_blocks ()
-{
-    "$PY" - "$tmp/expected" "$1" <<'EOF'
-import nbd, os, random, sys
-expected, region = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(region)
-h = nbd.NBD()
-h.connect_uri(os.environ["uri"])
-with open(expected, "r+b") as f:
-    for i in range(32):
-        offset = region * 512 * 1024 + i * 16384
-        data = rnd.randbytes(4096)
-        h.pwrite(data, offset)
-        f.seek(offset)
-        f.write(data)
-h.shutdown()
-EOF
-}
 
 field_is () { [ "$(st "$ctl" "$1")" = "$2" ]; }
 no_daemon () { [ ! -e "$pipe" ]; }
