@@ -82,14 +82,28 @@ export NUT_CONFPATH=$nut NUT_STATEPATH=$nut/state
 port=$(free_port)
 upsname=ups1@127.0.0.1:$port
 
-# set_status STATUS: the simulated UPS's status, replaced atomically
-# (dummy-ups reads the file again when its mtime changes).
+# set_status STATUS: the simulated UPS's status, replaced atomically.
+# dummy-ups reads the file again only when its st_mtime changes, in whole
+# seconds: two statuses written within one second would look like one
+# (CI once lost "OB LB" that way).  So each status file gets its own
+# made-up mtime, one second after the previous one; once upsd serves it
+# (wait_status) the test goes on.
+status_seq=0
 set_status ()
 {
+    status_seq=$(( status_seq + 1 ))
     echo "ups.status: $1" > "$nut/ups1.dev.new"
     chmod 644 "$nut/ups1.dev.new"
+    touch -d "@$(( 1000000000 + status_seq ))" "$nut/ups1.dev.new"
     mv "$nut/ups1.dev.new" "$nut/ups1.dev"
     echo "--- UPS status: $1"
+}
+ups_status_is () { [ "$(upsc "$upsname" ups.status 2>/dev/null)" = "$1" ]; }
+wait_status ()
+{
+    wait_for 30 ups_status_is "$1" ||
+        fail "upsd serves status '$(upsc "$upsname" ups.status 2>&1)'" \
+             "30 s after the file said '$1'"
 }
 set_status OL
 
@@ -142,8 +156,7 @@ upsd_pid=$!
 cleanup_fn kill_wait "$upsd_pid" 10
 wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null ||
     { cat "$tmp/upsd.log"; fail "upsd did not listen on port $port"; }
-wait_for 10 bash -c "[ \"\$(upsc $upsname ups.status 2>/dev/null)\" = OL ]" ||
-    fail "upsd does not serve ups1 as OL"
+wait_status OL
 
 # upsmon writes /run/nut/upsmon.pid, whatever the options, and will not
 # start while another upsmon's is there: give it a private /run/nut when
@@ -199,6 +212,7 @@ echo "on mains: dirty_bytes $(field dirty_bytes)"
 
 # On battery: sync mode, the dirty data drains.
 set_status "OB DISCHRG"
+wait_status "OB DISCHRG"
 wait_for 30 field_is mode sync ||
     fail "mode $(field mode) 30 s after OB, not sync"
 [ "$(field mode_reason)" = control ] ||
@@ -219,6 +233,7 @@ echo "on battery: client flush honoured"
 
 # Mains power back: async mode, new data stays dirty even when flushed.
 set_status OL
+wait_status OL
 wait_for 30 field_is mode async ||
     fail "mode $(field mode) 30 s after OL, not async"
 write_blocks 2 flush
@@ -231,6 +246,7 @@ echo "on mains again: mode async, dirty_bytes $(field dirty_bytes)"
 # Low battery (from mains, with dirty data): sync mode and a flush.
 flushes=$(field lower_flushes)
 set_status "OB LB"
+wait_status "OB LB"
 wait_for 30 grep -q "UPS $upsname LOWBATT: $ctl: flush 60 done" \
     "$tmp/upsmon.log" || fail "no LOWBATT flush by the handler in 30 s"
 [ "$(field mode)" = sync ] || fail "mode $(field mode) after LOWBATT, not sync"
