@@ -43,12 +43,24 @@ cleanup_fn rm -rf "$tmp"
 # this test (or by a program it runs) is a wrapper first in $PATH that
 # preloads it and execs the real nbdkit: same PID, same arguments.  Any
 # sanitizer report fails nbdkit, and so the test.
+#
+# libp11-kit (nbdkit -> gnutls -> p11-kit) is preloaded too, after the ASan
+# runtime.  Without that, p11-kit's constructor runs before ASan's and
+# calls newlocale(), which allocates through ASan's malloc before ASan is
+# initialized; afterwards glibc's locale lock is broken (seen in gdb:
+# __libc_setlocale_lock readers = 4294967289 already before main), and
+# p11-kit's destructor hangs in freelocale() when nbdkit exits.  Any nbdkit
+# run this way, with or without abd's filters, hung at exit; with
+# libp11-kit preloaded the order changes and it exits normally.
 if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    sanitizer_preload=$ABD_SANITIZER_PRELOAD
+    p11kit=$(ldd "$(command -v nbdkit)" | awk '/libp11-kit/ { print $3 }')
+    [ -z "$p11kit" ] || sanitizer_preload="$sanitizer_preload $p11kit"
     mkdir "$tmp/sanitizer-bin"
-    printf '#!/bin/sh\nLD_PRELOAD=%s exec %s "$@"\n' \
-        "$ABD_SANITIZER_PRELOAD" "$(command -v nbdkit)" \
+    printf '#!/bin/sh\nLD_PRELOAD="%s" exec %s "$@"\n' \
+        "$sanitizer_preload" "$(command -v nbdkit)" \
         > "$tmp/sanitizer-bin/nbdkit"
     chmod +x "$tmp/sanitizer-bin/nbdkit"
     export PATH="$tmp/sanitizer-bin:$PATH"
