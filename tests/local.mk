@@ -29,6 +29,17 @@ TESTS += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
 EXTRA_DIST += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
 	tests/test-ups-scripts.sh
 
+# Sanitizer builds: nbdkit runs with the ASan runtime preloaded, and this
+# library keeps the preload from reaching the programs nbdkit starts.
+if SANITIZERS
+check_LTLIBRARIES = tests/abd-preload-once.la
+tests_abd_preload_once_la_SOURCES = tests/preload-once.c
+tests_abd_preload_once_la_CFLAGS = $(WARN_CFLAGS)
+tests_abd_preload_once_la_LDFLAGS = -module -avoid-version -shared \
+	-rpath /nowhere
+endif
+EXTRA_DIST += tests/preload-once.c
+
 # ThreadSanitizer on the threaded code, through direct test drivers.
 TESTS += tests/test-tsan.sh
 EXTRA_DIST += tests/test-tsan.sh tests/test-health-threads.c
