@@ -57,18 +57,27 @@ cleanup_fn rm -rf "$tmp"
 if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-    sanitizer_preload=$ABD_SANITIZER_PRELOAD
+    # ABD_SANITIZER_PRELOAD becomes the whole list, for the programs that
+    # start nbdkit themselves (scripts/torture, the QEMU guest) too.
+    preload_add ()
+    {
+        case " $ABD_SANITIZER_PRELOAD " in
+            *" $1 "*) ;;
+            *) ABD_SANITIZER_PRELOAD="$ABD_SANITIZER_PRELOAD $1" ;;
+        esac
+    }
     p11kit=$(ldd "$(command -v nbdkit)" | awk '/libp11-kit/ { print $3 }')
-    [ -z "$p11kit" ] || sanitizer_preload="$sanitizer_preload $p11kit"
+    [ -z "$p11kit" ] || preload_add "$p11kit"
     preload_once=$abs_top_builddir/tests/.libs/abd-preload-once.so
     if [ ! -f "$preload_once" ]; then
         echo "$0: FAIL: $preload_once is missing (make check builds it)"
         exit 1
     fi
-    sanitizer_preload="$sanitizer_preload $preload_once"
+    preload_add "$preload_once"
+    export ABD_SANITIZER_PRELOAD
     mkdir "$tmp/sanitizer-bin"
     printf '#!/bin/sh\nLD_PRELOAD="%s" exec %s "$@"\n' \
-        "$sanitizer_preload" "$(command -v nbdkit)" \
+        "$ABD_SANITIZER_PRELOAD" "$(command -v nbdkit)" \
         > "$tmp/sanitizer-bin/nbdkit"
     chmod +x "$tmp/sanitizer-bin/nbdkit"
     export PATH="$tmp/sanitizer-bin:$PATH"

@@ -166,7 +166,15 @@ stop_nbdkit "$pid"
 rm -f "$tmp/img" "$tmp/data"
 
 #----------------------------------------------------------------------
-# 3. async-mlock.
+# 3. async-mlock.  The ASan runtime intercepts mlock() and locks nothing
+# (in a sanitizer build VmLck stayed 0 KiB while mlock() succeeded), so
+# there is nothing to check under sanitizers.
+
+if [ -n "${ABD_SANITIZER_PRELOAD:-}" ]; then
+    echo "async-mlock: not checked in a sanitizer build (ASan intercepts mlock)"
+    echo "$0: OK"
+    exit 0
+fi
 
 truncate -s $(( 32 * MiB )) "$tmp/img"
 ctl=$tmp/lock.ctl
@@ -187,9 +195,7 @@ cmp -n $MiB "$tmp/img" "$tmp/d1" || fail "file differs (async-mlock)"
 stop_nbdkit "$pid"
 
 # A low limit: refused at start.  Root bypasses RLIMIT_MEMLOCK through
-# CAP_IPC_LOCK, so drop it from the bounding set for this nbdkit (run by
-# exec, not the nbdkit function of functions.sh: hence the explicit
-# sanitizer preload).
+# CAP_IPC_LOCK, so drop it from the bounding set for this nbdkit.
 drop=()
 if [ "$(id -u)" = 0 ]; then
     requires setpriv
@@ -197,8 +203,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 rc=0
 ( ulimit -l 64
-  exec "${drop[@]}" env ${ABD_SANITIZER_PRELOAD:+"LD_PRELOAD=$ABD_SANITIZER_PRELOAD"} \
-      nbdkit -f -U - --filter="$ASYNC_FILTER" file "$tmp/img" \
+  exec "${drop[@]}" nbdkit -f -U - --filter="$ASYNC_FILTER" file "$tmp/img" \
       async-max-dirty=16M async-mlock=true --run 'echo started' ) \
     > "$tmp/mlock.out" 2>&1 || rc=$?
 cat "$tmp/mlock.out"
