@@ -75,6 +75,13 @@ if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
     fi
     preload_add "$preload_once"
     export ABD_SANITIZER_PRELOAD
+    for f in "${ASYNC_FILTER:-}" "${MEMCACHE_FILTER:-}"; do
+        if [ -n "$f" ] && ! nm -D "$f" | grep -q __asan_report; then
+            echo "$0: FAIL: sanitizer run, but $f is not built with ASan" \
+                 "(make clean, then make)"
+            exit 1
+        fi
+    done
     mkdir "$tmp/sanitizer-bin"
     printf '#!/bin/sh\nLD_PRELOAD="%s" exec %s "$@"\n' \
         "$ABD_SANITIZER_PRELOAD" "$(command -v nbdkit)" \
