@@ -76,7 +76,9 @@ if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
     preload_add "$preload_once"
     export ABD_SANITIZER_PRELOAD
     for f in "${ASYNC_FILTER:-}" "${MEMCACHE_FILTER:-}"; do
-        if [ -n "$f" ] && ! nm -D "$f" | grep -q __asan_report; then
+        # grep without -q reads all of nm's output: with -q, nm could die
+        # of SIGPIPE and, under pipefail, the check would fail.
+        if [ -n "$f" ] && ! nm -D "$f" | grep __asan_report >/dev/null; then
             echo "$0: FAIL: sanitizer run, but $f is not built with ASan" \
                  "(make clean, then make)"
             exit 1
