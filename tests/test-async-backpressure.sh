@@ -203,7 +203,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 rc=0
 ( ulimit -l 64
-  exec "${drop[@]}" nbdkit -f -U - --filter="$ASYNC_FILTER" file "$tmp/img" \
+  exec "${drop[@]}" nbdkit -f -U "$tmp/mlock.sock" \
+      --filter="$ASYNC_FILTER" file "$tmp/img" \
       async-max-dirty=16M async-mlock=true --run 'echo started' ) \
     > "$tmp/mlock.out" 2>&1 || rc=$?
 cat "$tmp/mlock.out"

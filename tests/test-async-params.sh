@@ -60,7 +60,8 @@ good ()
 {
     local rc=0
     n=$((n+1))
-    timeout 30 nbdkit -U - --filter="$ASYNC_FILTER" file "$tmp/disk" \
+    rm -f "$tmp/good.sock"
+    timeout 30 nbdkit -U "$tmp/good.sock" --filter="$ASYNC_FILTER" file "$tmp/disk" \
         "$@" --run "touch $tmp/ran" >"$tmp/out" 2>"$tmp/err" || rc=$?
     if [ "$rc" -ne 0 ] || [ ! -e "$tmp/ran" ] || grep -q error "$tmp/err"; then
         failures+=("refused: $* (exit $rc): $(tr '\n' ' ' < "$tmp/err")")

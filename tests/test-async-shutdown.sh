@@ -81,7 +81,7 @@ EOF
 export BASE=$tmp/base EXPECTED=$tmp/expected
 unset uri
 rc=0
-timeout 60 nbdkit -U - --filter="$ASYNC_FILTER" file "$tmp/disk" \
+timeout 60 nbdkit -U "$tmp/run.sock" --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-control="$ctl" async-writeback-delay=60000 async-write-size=32M \
     --run "uri=\$uri bash $tmp/run.sh" 2>"$tmp/run.log" || rc=$?
 cat "$tmp/run.log" >&2

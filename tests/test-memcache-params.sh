@@ -13,7 +13,8 @@ good=(memcache-servers=127.0.0.1:1,/tmp/mc.sock,[::1]:2 memcache-id=x)
 refused ()
 {
     local pattern=$1; shift
-    if nbdkit -U - --filter="$MEMCACHE_FILTER" null size=1M "$@" \
+    rm -f "$tmp/nbd.sock"
+    if nbdkit -U "$tmp/nbd.sock" --filter="$MEMCACHE_FILTER" null size=1M "$@" \
             --run true >"$tmp/out" 2>&1; then
         fail "accepted: $*"
     fi
@@ -21,7 +22,7 @@ refused ()
         fail "refused '$*' without saying '$pattern': $(cat "$tmp/out")"
 }
 
-nbdkit -U - --filter="$MEMCACHE_FILTER" null size=1M "${good[@]}" \
+nbdkit -U "$tmp/nbd.sock" --filter="$MEMCACHE_FILTER" null size=1M "${good[@]}" \
     memcache-block-size=64K memcache-timeout=10 memcache-retry=50 \
     memcache-ttl=0 memcache-write-policy=invalidate \
     memcache-control="$tmp/ctl.sock" --run true ||
