@@ -185,9 +185,12 @@ stop_upsmon ()
     kill_wait "$upsmon_pid" 10
 }
 cleanup_fn stop_upsmon
-wait_for 10 pgrep -P "$upsmon_pid" >/dev/null ||
+# Only a child named upsmon counts: the sh that bind-mounts /run/nut
+# first has a short-lived `mount` child, which pgrep -P finds too.
+wait_for 10 pgrep -x -P "$upsmon_pid" upsmon >/dev/null ||
     { cat "$tmp/upsmon.log"; fail "upsmon did not start its child"; }
-upsmon_child=$(pgrep -P "$upsmon_pid")
+upsmon_child=$(pgrep -x -P "$upsmon_pid" upsmon) ||
+    fail "upsmon's child is gone"
 wait_for 10 grep -q "logged into UPS \[ups1\]" "$tmp/upsd.log" ||
     { cat "$tmp/upsmon.log"; fail "upsmon did not log into upsd"; }
 
