@@ -35,7 +35,7 @@ static unsigned char *lower_volatile, *lower_durable;
 static unsigned char *model;            /* expected content */
 static unsigned char *known;            /* 0 where trimmed (unspecified) */
 static pthread_mutex_t lower_lock = PTHREAD_MUTEX_INITIALIZER;
-static volatile int fail_writes;        /* percent of lower writes failing */
+static int fail_writes;        /* percent of lower writes failing (lower_lock) */
 static unsigned lower_writes, lower_write_failures;
 
 static uint64_t rng_state;
@@ -54,6 +54,27 @@ static uint64_t
 rnd_below (uint64_t n)
 {
   return n ? rnd () % n : 0;
+}
+
+/* The failure rate is set by the main thread while writers read it. */
+static void
+set_fail_writes (int percent)
+{
+  pthread_mutex_lock (&lower_lock);
+  fail_writes = percent;
+  pthread_mutex_unlock (&lower_lock);
+}
+
+/* Whether lower writes fail now or have ever failed. */
+static bool
+writes_failing (void)
+{
+  bool r;
+
+  pthread_mutex_lock (&lower_lock);
+  r = fail_writes > 0 || lower_write_failures > 0;
+  pthread_mutex_unlock (&lower_lock);
+  return r;
 }
 
 #define CHECK(cond, ...)                                        \
@@ -231,7 +252,7 @@ main (int argc, char *argv[])
     for (i = 0; i < dev_size; i++)
       lower_volatile[i] = lower_durable[i] = model[i] = rnd ();
     memset (known, 1, dev_size);
-    fail_writes = 0;
+    set_fail_writes (0);
 
     store = store_create (&p, &errmsg);
     CHECK (store, "store_create: %s", errmsg);
@@ -247,9 +268,9 @@ main (int argc, char *argv[])
       unsigned k = rnd_below (100);
 
       if (op % 2000 == 1000)
-        fail_writes = rnd_below (2) ? 30 : 0;
+        set_fail_writes (rnd_below (2) ? 30 : 0);
       if (op % 2000 == 1500)
-        fail_writes = 0;
+        set_fail_writes (0);
       random_range (&count, &offset);
 
       if (k < 40) {
@@ -310,7 +331,7 @@ main (int argc, char *argv[])
         else {
           CHECK (err == EIO || (err == ETIMEDOUT && timeout_ms >= 0),
                  "flush wait failed with %d", err);
-          CHECK (err != EIO || fail_writes > 0 || lower_write_failures > 0,
+          CHECK (err != EIO || writes_failing (),
                  "EIO without write failures");
           if (err == EIO)
             eio++;
@@ -319,7 +340,7 @@ main (int argc, char *argv[])
     }
 
     /* Drain: stop failures, wait for everything, compare. */
-    fail_writes = 0;
+    set_fail_writes (0);
     store_set_draining (store, true);
     while (!store_is_empty (store))
       usleep (1000);
