@@ -12,10 +12,9 @@
 # merged model.  Rounds: async mode; async with `abdctl flush` and mode
 # switches (sync <-> async) during the run; sync mode with
 # async-sync-writes=through from the start.
-# (The "switch" round fails intermittently with abd 0.1.0: around a mode
-# switch a write-through and a read-modify-write of the same block can
-# lose one of the two writes; test-async-syncflush.sh has a deterministic
-# case.  With async-sync-writes=rate the same round passes.)
+# In the switch round, each mode lasts until the clients have written
+# more, so both modes see writes whatever the scheduling (a fixed 0.3 s
+# window let a fast run happen entirely in sync mode).
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
@@ -114,6 +113,24 @@ EOF
 
 export SIZE=$size
 
+# written_back: true once the writers have written something back.
+written_back ()
+{
+    [ "$(st "$ctl" written_back_requests)" -gt 0 ]
+}
+
+# wrote_more PID: true when the clients wrote since the last call, or
+# PID (a client) has exited.
+writes_seen=0
+wrote_more ()
+{
+    local n
+    kill -0 "$1" 2>/dev/null || return 0
+    n=$(st "$ctl" client_write_requests)
+    [ "$n" -gt "$writes_seen" ] || return 1
+    writes_seen=$n
+}
+
 # round NAME SEED EXTRA-PARAMS...: one round over a fresh image.
 round ()
 {
@@ -130,13 +147,17 @@ round ()
         pids+=($!)
     done
     if [ "$name" = switch ]; then
-        # Flushes and mode switches while the writes run.
+        # Flushes and mode switches while the writes run.  Each window
+        # lasts until the clients have written more (or are done), so
+        # that writes land in both modes however the machine schedules
+        # them; the first switch waits for a write-back in async mode.
+        wait_for 60 written_back || fail "$name: no writeback in async mode"
         while kill -0 "${pids[0]}" 2>/dev/null; do
             abdctl -s "$ctl" mode sync >/dev/null || fail "$name: mode sync failed"
-            sleep 0.3
+            wait_for 60 wrote_more "${pids[0]}" || fail "$name: no writes in sync mode"
             abdctl -s "$ctl" flush 30 || fail "$name: abdctl flush under load failed"
             abdctl -s "$ctl" mode async >/dev/null || fail "$name: mode async failed"
-            sleep 0.3
+            wait_for 60 wrote_more "${pids[0]}" || fail "$name: no writes in async mode"
         done
     fi
     for p in "${pids[@]}"; do
