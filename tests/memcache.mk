@@ -1,13 +1,18 @@
 # Tests of nbdkit-memcache-filter.  The shell tests start real memcached
 # servers and nbdkit; test-memcache-helpers.sh is sourced by them.
-check_PROGRAMS += tests/test-memcache-units
+check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value
 tests_test_memcache_units_SOURCES = tests/test-memcache-units.c \
-	filters/memcache/value.c filters/memcache/value.h \
 	filters/memcache/ring.c filters/memcache/ring.h
 tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/filters/memcache
 tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
 tests_test_memcache_units_LDADD = $(XXHASH_LIBS)
+tests_test_memcache_value_SOURCES = tests/test-memcache-value.c \
+	filters/memcache/value.c filters/memcache/value.h
+tests_test_memcache_value_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS)
+tests_test_memcache_value_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS) \
+	$(LIBCRYPTO_CFLAGS)
+tests_test_memcache_value_LDADD = $(LIBCRYPTO_LIBS)
 MEMCACHE_SH_TESTS = \
 	tests/test-memcache-params.sh \
 	tests/test-memcache-read.sh \
@@ -19,5 +24,6 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-restart.sh \
 	tests/test-memcache-stale.sh \
 	tests/test-memcache-concurrent.sh
-TESTS += tests/test-memcache-units $(MEMCACHE_SH_TESTS)
+TESTS += tests/test-memcache-units tests/test-memcache-value \
+	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh $(MEMCACHE_SH_TESTS)

@@ -5,7 +5,7 @@
 # tests/fuzz/corpus-*:
 #
 #   fuzz-control  control-channel requests (common/control.c)
-#   fuzz-value    cached values fetched from memcached (value.c)
+#   fuzz-value    cached values and key names from memcached (value.c)
 #
 # A longer run: FUZZ_SECONDS=3600 bash tests/test-fuzz.sh.  A crash
 # leaves its input in the log (crash-*), reproducible with the built
@@ -29,7 +29,7 @@ fi
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-control.c" "$src/common/control.c" \
     -pthread -o "$tmp/fuzz-control"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-value.c" \
-    "$src/filters/memcache/value.c" -lxxhash -o "$tmp/fuzz-value"
+    "$src/filters/memcache/value.c" -lcrypto -pthread -o "$tmp/fuzz-value"
 
 for target in control value; do
     mkdir -p "$tmp/corpus-$target"

@@ -3,8 +3,8 @@
 # bounded time, with both write policies.  Each worker owns a region it
 # checks byte-exactly as it goes; all of them also write and read a shared
 # region, the same blocks at the same time.  Afterwards the image read
-# through the filter equals the file, and every block the cache holds
-# (looked up directly in memcached) equals the file's block.
+# through the filter equals the file, at first mostly from what the
+# workload left in the cache.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-memcache-helpers.sh"
@@ -73,29 +73,20 @@ print("worker %d: %d ops" % (w, ops))
     done
 
     # The image through the filter equals the file (twice: warm too).
+    # The first pass is served from what the workload left in the cache:
+    # a stale block there that still authenticated would show as a
+    # difference.  (Values are sealed, so the test cannot read them in
+    # memcached itself.)
+    hits=$(status_field "$ctl" hits)
     for pass in 1 2; do
         nbdcopy "$uri" "$tmp/out"
         cmp "$tmp/img" "$tmp/out" || fail "$policy: read $pass differs from the file"
+        if [ $pass = 1 ]; then
+            served=$(( $(status_field "$ctl" hits) - hits ))
+            echo "$policy: $served of 256 blocks served from the cache the workload left"
+            [ $served -ge 128 ] || fail "$policy: only $served blocks cached"
+        fi
     done
-
-    # Every cached block equals the file.
-    for (( b=0; b<256; b++ )); do
-        "$ABDCTL" -s "$ctl" locate $b |
-            awk '$1 == "address:" { a = $2 } $1 == "key:" { print a, $2 }'
-    done > "$tmp/keys"
-    LIST=$tmp/keys mc_py '
-img = open(os.environ["IMG"], "rb").read()
-cached = 0
-for b, line in enumerate(open(os.environ["LIST"])):
-    address, key = line.split()
-    v = mc_get(int(address.rsplit(":", 1)[1]), key)
-    if v is None:
-        continue
-    cached += 1
-    assert v[56:] == img[b*4096:(b+1)*4096], "block %d: cache differs from the image" % b
-print("cached blocks checked:", cached)
-assert cached >= 200, "too few blocks cached"
-' || fail "$policy: cache and image disagree"
 
     echo "$policy: fills=$(status_field "$ctl" fills)" \
         "fills_raced=$(status_field "$ctl" fills_raced)" \

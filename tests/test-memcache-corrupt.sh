@@ -69,9 +69,9 @@ mc_set(port, os.environ["KEY_A"], eval(os.environ["EXPR"]))
         fail "$name: the refilled value is rejected too"
 }
 
-corrupt garbage 'b"garbage " * 600' header_mismatches
-corrupt other-block 'w' header_mismatches
-corrupt flipped-byte 'v[:100] + bytes([v[100] ^ 1]) + v[101:]' checksum_mismatches
-corrupt truncated 'v[:-1]' header_mismatches
-corrupt empty 'b""' header_mismatches
+corrupt garbage 'b"garbage " * 600' format_mismatches
+corrupt other-block 'w' auth_failures
+corrupt flipped-byte 'v[:100] + bytes([v[100] ^ 1]) + v[101:]' auth_failures
+corrupt truncated 'v[:-1]' format_mismatches
+corrupt empty 'b""' format_mismatches
 echo "$0: OK"

@@ -69,6 +69,6 @@ for i in range(300):
 h.shutdown()
 ' || fail "unaligned reads differ"
 
-[ "$(status_field "$ctl" header_mismatches)" -eq 0 ] || fail "header mismatches"
-[ "$(status_field "$ctl" checksum_mismatches)" -eq 0 ] || fail "checksum mismatches"
+[ "$(status_field "$ctl" format_mismatches)" -eq 0 ] || fail "format mismatches"
+[ "$(status_field "$ctl" auth_failures)" -eq 0 ] || fail "authentication failures"
 echo "$0: OK"

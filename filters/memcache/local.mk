@@ -1,5 +1,6 @@
 # nbdkit-memcache-filter: a read cache in a pool of memcached servers.
-# Uses libmemcached (wire protocol) and libxxhash (placement, checksums).
+# Uses libmemcached (wire protocol), libcrypto (sealed values) and
+# libxxhash (placement).
 filter_LTLIBRARIES += filters/memcache/nbdkit-memcache-filter.la
 filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/memcache.c filters/memcache/memcache.h \
@@ -13,7 +14,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/writer.c filters/memcache/writer.h \
 	filters/memcache/stats.c filters/memcache/stats.h
 filters_memcache_nbdkit_memcache_filter_la_CFLAGS = \
-	$(AM_CFLAGS) $(NBDKIT_CFLAGS) $(LIBMEMCACHED_CFLAGS)
+	$(AM_CFLAGS) $(NBDKIT_CFLAGS) $(LIBMEMCACHED_CFLAGS) $(LIBCRYPTO_CFLAGS)
 filters_memcache_nbdkit_memcache_filter_la_LIBADD = \
-	common/libabdcommon.la $(LIBMEMCACHED_LIBS) $(XXHASH_LIBS)
+	common/libabdcommon.la $(LIBMEMCACHED_LIBS) $(LIBCRYPTO_LIBS) $(XXHASH_LIBS)
 filters_memcache_nbdkit_memcache_filter_la_LDFLAGS = $(FILTER_LDFLAGS)

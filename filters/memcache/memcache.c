@@ -6,7 +6,7 @@
  *   ring.c      server list and block placement (which server holds a block)
  *   health.c    shared server state (up, down, probing) and generations
  *   conn.c      libmemcached connections, one handle per server
- *   value.c     key and value format, validation
+ *   value.c     key names and sealed (encrypted, authenticated) values
  *   writeseq.c  ordering cache stores against writes in this process
  *   reader.c    the read path: multi-get, lower read, fill
  *   writer.c    the write path: lower first, then update or invalidate
@@ -21,10 +21,13 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+
+#include <openssl/crypto.h>
 
 #include <nbdkit-filter.h>
 
@@ -36,6 +39,7 @@
 #include "reader.h"
 #include "ring.h"
 #include "stats.h"
+#include "value.h"
 #include "writer.h"
 
 struct memcache_params params = {
@@ -50,6 +54,13 @@ struct ring ring;
 uint64_t epoch;
 
 static struct ctl_server *control;
+
+/* The secret the value keys are derived from: read from
+ * memcache-key-file in .config_complete, or random in .get_ready; wiped
+ * once the keys are derived.
+ */
+static unsigned char secret[VALUE_SECRET_SIZE];
+static bool secret_from_file;
 
 /* Parse an unsigned number of VALUE for KEY within [MIN, MAX]. */
 static int
@@ -122,6 +133,10 @@ memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     }
     return 0;
   }
+  if (strcmp (key, "memcache-key-file") == 0) {
+    params.key_file = value;
+    return 0;
+  }
   if (strcmp (key, "memcache-control") == 0) {
     if (value[0] != '/') {
       nbdkit_error ("memcache-control=%s: must be an absolute path", value);
@@ -155,6 +170,11 @@ memcache_config_complete (nbdkit_next_config_complete *next,
   if (ring_parse (&ring, params.servers, MEMCACHE_SERVERS_MAX) == -1)
     return -1;
   ring.id_hash = ring_id_hash (params.id);
+  if (params.key_file) {
+    if (value_read_secret_file (params.key_file, secret) == -1)
+      return -1;
+    secret_from_file = true;
+  }
   return next (nxdata);
 }
 
@@ -171,6 +191,8 @@ memcache_config_complete (nbdkit_next_config_complete *next,
   "memcache-write-policy=update|invalidate\n" \
   "                                Store or delete written blocks\n" \
   "                                (default update).\n" \
+  "memcache-key-file=PATH          32-byte secret for the cached values\n" \
+  "                                (default: a random one at every start).\n" \
   "memcache-control=PATH           Serve abdctl on this Unix socket."
 
 static int
@@ -180,6 +202,14 @@ memcache_get_ready (int thread_model)
     nbdkit_error ("getrandom: %m");
     return -1;
   }
+  if (!secret_from_file &&
+      getrandom (secret, sizeof secret, 0) != sizeof secret) {
+    nbdkit_error ("getrandom: %m");
+    return -1;
+  }
+  if (value_keys_init (secret, ring.id_hash, epoch) == -1)
+    return -1;
+  OPENSSL_cleanse (secret, sizeof secret);
   if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, epoch) == -1 ||
       conn_init (&ring, params.timeout_ms) == -1)
@@ -214,6 +244,7 @@ static void
 memcache_unload (void)
 {
   conn_free ();
+  value_keys_free ();
   stats_free ();
   health_free ();
   ring_free (&ring);

@@ -66,6 +66,7 @@ struct memcache_params {
   unsigned ttl;
   enum write_policy write_policy;
   const char *control;          /* memcache-control socket, or NULL */
+  const char *key_file;         /* memcache-key-file, or NULL */
 };
 
 /* Defined in memcache.c. */

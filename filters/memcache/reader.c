@@ -49,6 +49,7 @@ struct read_block {
   uint32_t len;                 /* bytes: the block size, less at the end */
   size_t server;
   enum block_state state;
+  uint32_t version;             /* writeseq_version before the lookup */
   bool fill;                    /* store it after the lower read */
   uint64_t fill_seq;            /* writeseq_fill_begin */
   size_t key_len;
@@ -70,7 +71,7 @@ struct read_batch {
   size_t n;
   struct read_block *blocks;
   unsigned char *data;          /* n * block_size */
-  unsigned char *value;         /* VALUE_HEADER_SIZE + block_size */
+  unsigned char *value;         /* VALUE_OVERHEAD + block_size */
   struct read_server *servers;  /* ring.n */
 };
 
@@ -99,7 +100,7 @@ reader_alloc_batch (struct read_batch *b, size_t max_blocks)
   memset (b, 0, sizeof *b);
   b->blocks = calloc (max_blocks, sizeof *b->blocks);
   b->data = malloc (max_blocks * params.block_size);
-  b->value = malloc (VALUE_HEADER_SIZE + params.block_size);
+  b->value = malloc (VALUE_OVERHEAD + params.block_size);
   b->servers = calloc (ring.n, sizeof *b->servers);
   if (b->blocks == NULL || b->data == NULL || b->value == NULL ||
       b->servers == NULL)
@@ -126,6 +127,7 @@ reader_ident (const struct read_batch *b, const struct read_block *blk,
   ident->epoch = epoch;
   ident->generation = b->servers[blk->server].session.gen;
   ident->block = blk->block;
+  ident->version = blk->version;
 }
 
 /* Step 1: place the blocks and open a session to each server needed. */
@@ -152,6 +154,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
     blk->server = ring_server_for_block (&ring, blk->block);
     blk->state = BLOCK_WANTED;
     blk->fill = false;
+    blk->version = writeseq_version (blk->block);
     srv = &b->servers[blk->server];
     if (!srv->wanted) {
       srv->wanted = true;
@@ -186,45 +189,37 @@ reader_found (void *opaque, const char *key, size_t key_len,
 {
   struct reader_found_ctx *ctx = opaque;
   struct read_batch *b = ctx->batch;
-  const char *colon = memrchr (key, ':', key_len);
   struct read_block *blk;
   struct value_ident ident;
-  uint64_t block = 0;
-  const char *p;
+  uint64_t block, generation;
 
-  if (colon == NULL)
-    return;
-  for (p = colon + 1; p < key + key_len; p++) {
-    int digit = *p >= '0' && *p <= '9' ? *p - '0'
-      : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
-
-    if (digit < 0)
-      return;
-    block = block * 16 + digit;
-  }
-  if (block < b->first || block - b->first >= b->n)
+  /* Only a name this process made, for a block of this batch, asked of
+   * this server under its current generation, is looked at.
+   */
+  if (!value_key_parse (key, key_len, &block, &generation) ||
+      block < b->first || block - b->first >= b->n)
     return;
   blk = &b->blocks[block - b->first];
   if (blk->server != ctx->server || blk->state != BLOCK_WANTED ||
+      generation != b->servers[ctx->server].session.gen ||
       blk->key_len != key_len || memcmp (blk->key, key, key_len) != 0)
     return;
 
   reader_ident (b, blk, &ident);
-  switch (value_check (value, value_len, &ident, blk->len)) {
+  switch (value_open (b->data + (block - b->first) * params.block_size,
+                      value, value_len, &ident, blk->len)) {
   case VALUE_OK:
-    memcpy (b->data + (block - b->first) * params.block_size,
-            value + VALUE_HEADER_SIZE, blk->len);
     blk->state = BLOCK_HIT;
     break;
-  case VALUE_BAD_HEADER:
-    stats_add (stats.header_mismatches, 1);
-    nbdkit_debug ("memcache: block %" PRIu64 ": value with a wrong header",
-                  block);
+  case VALUE_BAD_FORMAT:
+    stats_add (stats.format_mismatches, 1);
+    nbdkit_debug ("memcache: block %" PRIu64 ": value of a wrong format "
+                  "or length", block);
     break;
-  case VALUE_BAD_CHECKSUM:
-    stats_add (stats.checksum_mismatches, 1);
-    nbdkit_debug ("memcache: block %" PRIu64 ": value with a wrong checksum",
-                  block);
+  case VALUE_BAD_AUTH:
+    stats_add (stats.auth_failures, 1);
+    nbdkit_debug ("memcache: block %" PRIu64 ": value does not "
+                  "authenticate", block);
     break;
   }
 }
@@ -329,10 +324,12 @@ reader_fill (struct read_batch *b)
     if (!blk->fill || s->failed)
       continue;
     reader_ident (b, blk, &ident);
-    value_encode_header (b->value, &ident, data, blk->len);
-    memcpy (b->value + VALUE_HEADER_SIZE, data, blk->len);
+    if (value_seal (b->value, &ident, data, blk->len) == -1) {
+      stats_add (stats.fill_errors, 1);
+      continue;
+    }
     switch (conn_set (s, blk->key, blk->key_len, b->value,
-                      VALUE_HEADER_SIZE + blk->len, params.ttl)) {
+                      VALUE_OVERHEAD + blk->len, params.ttl)) {
     case CONN_OK:
       break;
     case CONN_REFUSED:

@@ -25,6 +25,7 @@
 #include "params.h"
 #include "stats.h"
 #include "value.h"
+#include "writeseq.h"
 
 struct memcache_stats stats;
 struct server_stats *server_stats;
@@ -125,9 +126,8 @@ stats_reply_status (struct ctl_reply *r)
   ctl_reply_u64 (r, "invalidations", stats_get (&stats.invalidations));
   ctl_reply_u64 (r, "mass_invalidations",
                  stats_get (&stats.mass_invalidations));
-  ctl_reply_u64 (r, "header_mismatches", stats_get (&stats.header_mismatches));
-  ctl_reply_u64 (r, "checksum_mismatches",
-                 stats_get (&stats.checksum_mismatches));
+  ctl_reply_u64 (r, "format_mismatches", stats_get (&stats.format_mismatches));
+  ctl_reply_u64 (r, "auth_failures", stats_get (&stats.auth_failures));
   ctl_reply_u64 (r, "timeouts", stats_get (&stats.timeouts));
   ctl_reply_u64 (r, "errors", stats_get (&stats.errors));
   ctl_reply_u64 (r, "uncertain", stats_get (&stats.uncertain));
@@ -159,6 +159,7 @@ stats_reply_locate (struct ctl_reply *r, const char *arg)
   ident.id_hash = stats_ring->id_hash;
   ident.epoch = stats_epoch;
   ident.generation = h.generation;
+  ident.version = writeseq_version (ident.block);
   value_key (key, &ident);
 
   ctl_reply_u64 (r, "block", ident.block);

@@ -22,8 +22,8 @@ struct memcache_stats {
   uint64_t updates;             /* blocks stored by a write */
   uint64_t invalidations;       /* deletes sent */
   uint64_t mass_invalidations;  /* huge zero/trim: all generations bumped */
-  uint64_t header_mismatches;   /* values with a wrong header */
-  uint64_t checksum_mismatches; /* values with a wrong data checksum */
+  uint64_t format_mismatches;   /* values of a wrong format or length */
+  uint64_t auth_failures;       /* values that do not authenticate */
   uint64_t timeouts;            /* operations that timed out */
   uint64_t errors;              /* operations that failed otherwise */
   uint64_t uncertain;           /* writes/deletes with unknown outcome */

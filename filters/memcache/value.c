@@ -1,43 +1,98 @@
-/* nbdkit-memcache-filter: the key and value format.
+/* nbdkit-memcache-filter: key names and sealed values.
  *
- * Key (text, 72 bytes at most, no spaces: safe for the text protocol):
+ * memcached has no authentication: whoever reaches a server can list its
+ * keys (`lru_crawler metadump all`), read every value and store values of
+ * their own.  So nothing a server holds is readable or believable without
+ * a secret that never leaves this process (memcache-key-file, or a random
+ * one made at every start):
  *
- *   abd1:<id_hash>:<epoch>:<generation>:<block>     (lower-case hex)
+ *   secret --HMAC-SHA256(label, id_hash, epoch)--> value key, name key
  *
- * Value: a 56-byte header, then the block's data (the last block of a
- * device whose size is not a multiple of the block size is shorter).
- * All integers are little-endian.
+ * Key name:  "abd2:" + hex (AES-256 (name key, block || generation))
  *
- *   offset  size  field
- *        0     4  magic "ABDM"
- *        4     2  format version (1)
- *        6     2  header size (56)
- *        8     4  data length
- *       12     4  zero
- *       16     8  id_hash
- *       24     8  epoch
- *       32     8  generation
- *       40     8  block number
- *       48     8  XXH3-64 of the data
+ *   A permutation of (block, generation), so names never collide, tell
+ *   an observer nothing about the device or block, and can be turned back
+ *   into the block by value_key_parse when a server returns them.
  *
- * The identity is in the key (so the right value is found) and again in
- * the header (so a value stored under the wrong key, by a bug, another
- * program or a corrupted item, is recognised).  A value is accepted only
- * if every field matches what the reader expected and the checksum of the
- * data matches; anything else is a miss and is counted.
+ * Value:     offset  size
+ *                 0     4  magic "ABD2"
+ *                 4    12  nonce: a 64-bit counter (LE), then 4 zero bytes
+ *                16     n  the block's data, AES-256-GCM encrypted
+ *              16+n    16  GCM tag
+ *
+ *   The associated data is everything that identifies the value: magic,
+ *   format version, data length, id_hash, epoch, server generation, block
+ *   and block version (writeseq.h).  A value replayed under another name,
+ *   for another block, from an older generation or an older write of the
+ *   same block, from another device or process, truncated, flipped or
+ *   forged fails the tag and is a miss.
+ *
+ * Nonces never repeat under one key: the value key is new for every epoch
+ * (a random 64-bit number chosen at every start) and the counter only
+ * goes up within it.
+ *
+ * Why AES-256-GCM from OpenSSL's libcrypto: on this project's machines
+ * (AES-NI, 2 cores) it sealed a 4 KiB block in about 1 us, against 3 us
+ * for libsodium's XChaCha20-Poly1305 and its AES-256-GCM (measured with a
+ * 200,000-round loop of each); the counter nonce takes away GCM's one
+ * weakness, random-nonce collisions.
+ *
+ * OpenSSL cipher contexts are not thread-safe, so every thread that seals
+ * or opens gets its own, made on first use with the keys already set up
+ * and freed when the thread exits.
  */
 
 #include <config.h>
 
-#include <inttypes.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <xxhash.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <nbdkit-filter.h>
 
 #include "value.h"
 
-static const char value_magic[4] = { 'A', 'B', 'D', 'M' };
+#define VALUE_NONCE_SIZE 12
+#define VALUE_AD_SIZE 48
+
+static const char value_magic[4] = { 'A', 'B', 'D', '2' };
+static const char value_key_prefix[] = "abd2:";
+#define VALUE_KEY_PREFIX_LEN (sizeof value_key_prefix - 1)
+#define VALUE_KEY_LEN (VALUE_KEY_PREFIX_LEN + 32)
+
+/* Set by value_keys_init (once in the filter, more often in tests),
+ * read-only afterwards.
+ */
+static struct {
+  bool ready;
+  unsigned serial;              /* which keys the contexts were made with */
+  uint64_t id_hash, epoch;
+  unsigned char seal_key[32];
+  unsigned char name_key[32];
+} keys;
+
+static uint64_t nonce_counter;  /* atomic */
+
+/* One thread's cipher contexts, with the keys set. */
+struct value_ctx {
+  unsigned serial;              /* keys.serial when made */
+  EVP_CIPHER_CTX *seal;         /* AES-256-GCM, encrypt */
+  EVP_CIPHER_CTX *open;         /* AES-256-GCM, decrypt */
+  EVP_CIPHER_CTX *name;         /* AES-256-ECB, encrypt */
+  EVP_CIPHER_CTX *unname;       /* AES-256-ECB, decrypt */
+};
+
+static pthread_key_t ctx_key;
+static bool ctx_key_made;
 
 static void
 value_put_le (unsigned char *p, uint64_t v, int bytes)
@@ -59,50 +114,330 @@ value_get_le (const unsigned char *p, int bytes)
   return v;
 }
 
-size_t
-value_key (char *key, const struct value_ident *ident)
+int
+value_read_secret_file (const char *path,
+                        unsigned char secret[VALUE_SECRET_SIZE])
 {
-  return snprintf (key, VALUE_KEY_MAX,
-                   "abd1:%016" PRIx64 ":%016" PRIx64 ":%" PRIx64 ":%" PRIx64,
-                   ident->id_hash, ident->epoch, ident->generation,
-                   ident->block);
+  struct stat st;
+  ssize_t r;
+  char extra;
+  int fd;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd == -1) {
+    nbdkit_error ("memcache-key-file=%s: %m", path);
+    return -1;
+  }
+  if (fstat (fd, &st) == -1) {
+    nbdkit_error ("memcache-key-file=%s: %m", path);
+    goto err;
+  }
+  if (!S_ISREG (st.st_mode)) {
+    nbdkit_error ("memcache-key-file=%s: not a regular file", path);
+    goto err;
+  }
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    nbdkit_error ("memcache-key-file=%s: mode %04o lets group or others "
+                  "at the secret: chmod 600 it", path,
+                  (unsigned) (st.st_mode & 07777));
+    goto err;
+  }
+  if (st.st_uid != geteuid () && st.st_uid != 0) {
+    nbdkit_error ("memcache-key-file=%s: owned by uid %u, not by this "
+                  "process (uid %u) or root", path, (unsigned) st.st_uid,
+                  (unsigned) geteuid ());
+    goto err;
+  }
+  if (st.st_size != VALUE_SECRET_SIZE) {
+    nbdkit_error ("memcache-key-file=%s: %lld bytes, must be exactly %d "
+                  "random bytes (head -c %d /dev/urandom)", path,
+                  (long long) st.st_size, VALUE_SECRET_SIZE,
+                  VALUE_SECRET_SIZE);
+    goto err;
+  }
+  r = read (fd, secret, VALUE_SECRET_SIZE);
+  if (r != VALUE_SECRET_SIZE || read (fd, &extra, 1) != 0) {
+    nbdkit_error ("memcache-key-file=%s: could not read exactly %d bytes",
+                  path, VALUE_SECRET_SIZE);
+    OPENSSL_cleanse (secret, VALUE_SECRET_SIZE);
+    goto err;
+  }
+  close (fd);
+  return 0;
+
+ err:
+  close (fd);
+  return -1;
+}
+
+static void
+value_ctx_free (void *p)
+{
+  struct value_ctx *c = p;
+
+  if (c == NULL)
+    return;
+  EVP_CIPHER_CTX_free (c->seal);
+  EVP_CIPHER_CTX_free (c->open);
+  EVP_CIPHER_CTX_free (c->name);
+  EVP_CIPHER_CTX_free (c->unname);
+  free (c);
+}
+
+/* This thread's contexts, made on first use; NULL if that failed. */
+static struct value_ctx *
+value_ctx (void)
+{
+  struct value_ctx *c = pthread_getspecific (ctx_key);
+
+  if (c != NULL && c->serial == keys.serial)
+    return c;
+  value_ctx_free (c);
+  pthread_setspecific (ctx_key, NULL);
+  if (!keys.ready)
+    return NULL;
+  c = calloc (1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  c->serial = keys.serial;
+  c->seal = EVP_CIPHER_CTX_new ();
+  c->open = EVP_CIPHER_CTX_new ();
+  c->name = EVP_CIPHER_CTX_new ();
+  c->unname = EVP_CIPHER_CTX_new ();
+  if (c->seal == NULL || c->open == NULL || c->name == NULL ||
+      c->unname == NULL ||
+      EVP_EncryptInit_ex (c->seal, EVP_aes_256_gcm (), NULL,
+                          keys.seal_key, NULL) != 1 ||
+      EVP_CIPHER_CTX_ctrl (c->seal, EVP_CTRL_GCM_SET_IVLEN,
+                           VALUE_NONCE_SIZE, NULL) != 1 ||
+      EVP_DecryptInit_ex (c->open, EVP_aes_256_gcm (), NULL,
+                          keys.seal_key, NULL) != 1 ||
+      EVP_CIPHER_CTX_ctrl (c->open, EVP_CTRL_GCM_SET_IVLEN,
+                           VALUE_NONCE_SIZE, NULL) != 1 ||
+      EVP_EncryptInit_ex (c->name, EVP_aes_256_ecb (), NULL,
+                          keys.name_key, NULL) != 1 ||
+      EVP_DecryptInit_ex (c->unname, EVP_aes_256_ecb (), NULL,
+                          keys.name_key, NULL) != 1 ||
+      EVP_CIPHER_CTX_set_padding (c->name, 0) != 1 ||
+      EVP_CIPHER_CTX_set_padding (c->unname, 0) != 1 ||
+      pthread_setspecific (ctx_key, c) != 0) {
+    value_ctx_free (c);
+    return NULL;
+  }
+  return c;
+}
+
+/* KEY = HMAC-SHA256 (SECRET, LABEL || id_hash || epoch). */
+static int
+value_derive (unsigned char key[32], const unsigned char *secret,
+              const char *label, uint64_t id_hash, uint64_t epoch)
+{
+  unsigned char msg[64];
+  size_t label_len = strlen (label);
+  unsigned int len = 32;
+
+  memcpy (msg, label, label_len);
+  value_put_le (msg + label_len, id_hash, 8);
+  value_put_le (msg + label_len + 8, epoch, 8);
+  if (HMAC (EVP_sha256 (), secret, VALUE_SECRET_SIZE, msg, label_len + 16,
+            key, &len) == NULL || len != 32) {
+    nbdkit_error ("memcache: deriving the %s key failed", label);
+    return -1;
+  }
+  return 0;
+}
+
+int
+value_keys_init (const unsigned char secret[VALUE_SECRET_SIZE],
+                 uint64_t id_hash, uint64_t epoch)
+{
+  int err;
+
+  if (!ctx_key_made) {
+    err = pthread_key_create (&ctx_key, value_ctx_free);
+    if (err != 0) {
+      errno = err;
+      nbdkit_error ("pthread_key_create: %m");
+      return -1;
+    }
+    ctx_key_made = true;
+  }
+  if (value_derive (keys.seal_key, secret, "abd memcache value 2",
+                    id_hash, epoch) == -1 ||
+      value_derive (keys.name_key, secret, "abd memcache name 2",
+                    id_hash, epoch) == -1)
+    return -1;
+  keys.serial++;
+  keys.id_hash = id_hash;
+  keys.epoch = epoch;
+  __atomic_store_n (&nonce_counter, 0, __ATOMIC_RELAXED);
+  keys.ready = true;
+  return 0;
 }
 
 void
-value_encode_header (unsigned char *out, const struct value_ident *ident,
-                     const void *data, uint32_t data_len)
+value_keys_free (void)
 {
+  if (ctx_key_made) {
+    value_ctx_free (pthread_getspecific (ctx_key));
+    pthread_setspecific (ctx_key, NULL);
+  }
+  OPENSSL_cleanse (keys.seal_key, sizeof keys.seal_key);
+  OPENSSL_cleanse (keys.name_key, sizeof keys.name_key);
+  keys.ready = false;
+  keys.serial++;
+}
+
+/* The 16 bytes a key name encrypts. */
+static void
+value_name_block (unsigned char out[16], uint64_t block, uint64_t generation)
+{
+  value_put_le (out, block, 8);
+  value_put_le (out + 8, generation, 8);
+}
+
+size_t
+value_key (char *key, const struct value_ident *ident)
+{
+  static const char hex[] = "0123456789abcdef";
+  struct value_ctx *c = value_ctx ();
+  unsigned char in[16], out[16];
+  int len, i;
+
+  value_name_block (in, ident->block, ident->generation);
+  memcpy (key, value_key_prefix, VALUE_KEY_PREFIX_LEN);
+  if (c == NULL || EVP_EncryptUpdate (c->name, out, &len, in, 16) != 1 ||
+      len != 16) {
+    /* Cannot happen with a working libcrypto; a name no server holds
+     * makes every lookup of it a miss, and nothing is stored under it
+     * because value_seal fails the same way.
+     */
+    memset (out, 0, sizeof out);
+  }
+  for (i = 0; i < 16; i++) {
+    key[VALUE_KEY_PREFIX_LEN + 2 * i] = hex[out[i] >> 4];
+    key[VALUE_KEY_PREFIX_LEN + 2 * i + 1] = hex[out[i] & 15];
+  }
+  key[VALUE_KEY_LEN] = '\0';
+  return VALUE_KEY_LEN;
+}
+
+static int
+value_hex_digit (char ch)
+{
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  return -1;
+}
+
+bool
+value_key_parse (const char *key, size_t len, uint64_t *block,
+                 uint64_t *generation)
+{
+  struct value_ctx *c;
+  unsigned char in[16], out[16];
+  int outlen, i;
+
+  if (len != VALUE_KEY_LEN ||
+      memcmp (key, value_key_prefix, VALUE_KEY_PREFIX_LEN) != 0)
+    return false;
+  for (i = 0; i < 16; i++) {
+    int hi = value_hex_digit (key[VALUE_KEY_PREFIX_LEN + 2 * i]);
+    int lo = value_hex_digit (key[VALUE_KEY_PREFIX_LEN + 2 * i + 1]);
+
+    if (hi < 0 || lo < 0)
+      return false;
+    in[i] = hi << 4 | lo;
+  }
+  c = value_ctx ();
+  if (c == NULL || EVP_DecryptUpdate (c->unname, out, &outlen, in, 16) != 1 ||
+      outlen != 16)
+    return false;
+  *block = value_get_le (out, 8);
+  *generation = value_get_le (out + 8, 8);
+  return true;
+}
+
+/* The associated data: everything that identifies the value. */
+static void
+value_ad (unsigned char ad[VALUE_AD_SIZE], const struct value_ident *ident,
+          uint32_t data_len)
+{
+  memcpy (ad, value_magic, 4);
+  value_put_le (ad + 4, VALUE_FORMAT_VERSION, 4);
+  value_put_le (ad + 8, data_len, 4);
+  value_put_le (ad + 12, ident->version, 4);
+  value_put_le (ad + 16, ident->id_hash, 8);
+  value_put_le (ad + 24, ident->epoch, 8);
+  value_put_le (ad + 32, ident->generation, 8);
+  value_put_le (ad + 40, ident->block, 8);
+}
+
+int
+value_seal (unsigned char *out, const struct value_ident *ident,
+            const void *data, uint32_t data_len)
+{
+  struct value_ctx *c = value_ctx ();
+  unsigned char ad[VALUE_AD_SIZE];
+  unsigned char *nonce = out + 4;
+  unsigned char *body = out + VALUE_HEADER_SIZE;
+  int len, fin;
+
+  /* Keys are derived for one device and epoch: anything else is a bug. */
+  if (c == NULL || ident->id_hash != keys.id_hash ||
+      ident->epoch != keys.epoch)
+    return -1;
   memcpy (out, value_magic, 4);
-  value_put_le (out + 4, VALUE_FORMAT_VERSION, 2);
-  value_put_le (out + 6, VALUE_HEADER_SIZE, 2);
-  value_put_le (out + 8, data_len, 4);
-  value_put_le (out + 12, 0, 4);
-  value_put_le (out + 16, ident->id_hash, 8);
-  value_put_le (out + 24, ident->epoch, 8);
-  value_put_le (out + 32, ident->generation, 8);
-  value_put_le (out + 40, ident->block, 8);
-  value_put_le (out + 48, XXH3_64bits (data, data_len), 8);
+  value_put_le (nonce, __atomic_add_fetch (&nonce_counter, 1,
+                                           __ATOMIC_RELAXED), 8);
+  memset (nonce + 8, 0, 4);
+  value_ad (ad, ident, data_len);
+  if (EVP_EncryptInit_ex (c->seal, NULL, NULL, NULL, nonce) != 1 ||
+      EVP_EncryptUpdate (c->seal, NULL, &len, ad, sizeof ad) != 1 ||
+      EVP_EncryptUpdate (c->seal, body, &len, data, data_len) != 1 ||
+      (uint32_t) len != data_len ||
+      EVP_EncryptFinal_ex (c->seal, body + len, &fin) != 1 ||
+      EVP_CIPHER_CTX_ctrl (c->seal, EVP_CTRL_GCM_GET_TAG, VALUE_TAG_SIZE,
+                           body + data_len) != 1)
+    return -1;
+  return 0;
 }
 
 enum value_verdict
-value_check (const void *value, size_t len, const struct value_ident *ident,
-             uint32_t data_len)
+value_open (void *data, const void *value, size_t len,
+            const struct value_ident *ident, uint32_t data_len)
 {
   const unsigned char *p = value;
+  struct value_ctx *c;
+  unsigned char ad[VALUE_AD_SIZE];
+  unsigned char tag[VALUE_TAG_SIZE];
+  int outlen, fin;
 
-  if (len != (size_t) VALUE_HEADER_SIZE + data_len ||
-      memcmp (p, value_magic, 4) != 0 ||
-      value_get_le (p + 4, 2) != VALUE_FORMAT_VERSION ||
-      value_get_le (p + 6, 2) != VALUE_HEADER_SIZE ||
-      value_get_le (p + 8, 4) != data_len ||
-      value_get_le (p + 12, 4) != 0 ||
-      value_get_le (p + 16, 8) != ident->id_hash ||
-      value_get_le (p + 24, 8) != ident->epoch ||
-      value_get_le (p + 32, 8) != ident->generation ||
-      value_get_le (p + 40, 8) != ident->block)
-    return VALUE_BAD_HEADER;
-  if (value_get_le (p + 48, 8) !=
-      XXH3_64bits (p + VALUE_HEADER_SIZE, data_len))
-    return VALUE_BAD_CHECKSUM;
+  if (len != (size_t) VALUE_OVERHEAD + data_len ||
+      memcmp (p, value_magic, 4) != 0) {
+    memset (data, 0, data_len);
+    return VALUE_BAD_FORMAT;
+  }
+  c = value_ctx ();
+  value_ad (ad, ident, data_len);
+  /* The tag is copied out because OpenSSL's SET_TAG takes a non-const
+   * pointer.
+   */
+  memcpy (tag, p + VALUE_HEADER_SIZE + data_len, VALUE_TAG_SIZE);
+  if (c == NULL ||
+      ident->id_hash != keys.id_hash || ident->epoch != keys.epoch ||
+      EVP_DecryptInit_ex (c->open, NULL, NULL, NULL, p + 4) != 1 ||
+      EVP_DecryptUpdate (c->open, NULL, &outlen, ad, sizeof ad) != 1 ||
+      EVP_DecryptUpdate (c->open, data, &outlen, p + VALUE_HEADER_SIZE,
+                         data_len) != 1 ||
+      EVP_CIPHER_CTX_ctrl (c->open, EVP_CTRL_GCM_SET_TAG, VALUE_TAG_SIZE,
+                           tag) != 1 ||
+      EVP_DecryptFinal_ex (c->open, (unsigned char *) data + outlen,
+                           &fin) != 1) {
+    memset (data, 0, data_len);
+    return VALUE_BAD_AUTH;
+  }
   return VALUE_OK;
 }

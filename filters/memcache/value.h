@@ -1,51 +1,81 @@
-/* nbdkit-memcache-filter: the key and value format. */
+/* nbdkit-memcache-filter: the key names and the sealed value format. */
 
 #ifndef MEMCACHE_VALUE_H
 #define MEMCACHE_VALUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define VALUE_HEADER_SIZE 56
-#define VALUE_FORMAT_VERSION 1
+#define VALUE_FORMAT_VERSION 2
+#define VALUE_SECRET_SIZE 32            /* memcache-key-file holds this */
+#define VALUE_HEADER_SIZE 16            /* magic + nonce */
+#define VALUE_TAG_SIZE 16               /* AES-GCM tag, after the data */
+#define VALUE_OVERHEAD (VALUE_HEADER_SIZE + VALUE_TAG_SIZE)
 
-/* "abd1:" + 4 x (16 hex digits + separator) + NUL, with room to spare. */
-#define VALUE_KEY_MAX 96
+/* "abd2:" + 32 hex digits + NUL, with room to spare. */
+#define VALUE_KEY_MAX 48
 
-/* What identifies one cached block: the key and the header carry all of
- * it, so a value is only ever accepted for exactly the block, device,
- * process and server generation it was written for.
+/* What identifies one cached block.  All of it is bound into the value's
+ * authentication, so a value is only ever accepted for exactly the
+ * device, process, server generation, block and block version it was
+ * sealed for.
  */
 struct value_ident {
   uint64_t id_hash;             /* ring_id_hash (memcache-id) */
   uint64_t epoch;               /* random, chosen at every start */
   uint64_t generation;          /* the server's generation (health.h) */
   uint64_t block;               /* block number */
+  uint32_t version;             /* the block's version (writeseq.h) */
 };
 
 enum value_verdict {
   VALUE_OK,
-  VALUE_BAD_HEADER,             /* wrong magic, version, identity or size */
-  VALUE_BAD_CHECKSUM,           /* header right, data checksum wrong */
+  VALUE_BAD_FORMAT,             /* wrong magic or length */
+  VALUE_BAD_AUTH,               /* does not authenticate for this ident */
 };
 
-/* Write the key of IDENT into KEY (VALUE_KEY_MAX bytes); returns its
- * length.
+/* Read a secret from PATH (exactly VALUE_SECRET_SIZE bytes, a regular
+ * file owned by us or root that no group or other may access) into
+ * SECRET.  Returns 0, or -1 after nbdkit_error.
+ */
+extern int value_read_secret_file (const char *path,
+                                   unsigned char secret[VALUE_SECRET_SIZE]);
+
+/* Derive this process's keys from SECRET for the device ID_HASH and the
+ * start EPOCH.  Returns 0, or -1 after nbdkit_error.  Call once, before
+ * any function below; value_keys_free wipes them.
+ */
+extern int value_keys_init (const unsigned char secret[VALUE_SECRET_SIZE],
+                            uint64_t id_hash, uint64_t epoch);
+extern void value_keys_free (void);
+
+/* Write the key name of IDENT's block and generation into KEY
+ * (VALUE_KEY_MAX bytes); returns its length.  The name is a keyed
+ * permutation of (block, generation): it tells nobody without the secret
+ * which device or block it is.
  */
 extern size_t value_key (char *key, const struct value_ident *ident);
 
-/* Write the header for DATA_LEN bytes of DATA into OUT
- * (VALUE_HEADER_SIZE bytes); the value is the header followed by DATA.
+/* Invert value_key: true if KEY (LEN bytes, as returned by a server) is a
+ * name this process made, with the block and generation it names.
  */
-extern void value_encode_header (unsigned char *out,
-                                 const struct value_ident *ident,
-                                 const void *data, uint32_t data_len);
+extern bool value_key_parse (const char *key, size_t len,
+                             uint64_t *block, uint64_t *generation);
 
-/* Check VALUE (LEN bytes, as fetched) against IDENT and the expected data
- * length.  On VALUE_OK the data starts at VALUE + VALUE_HEADER_SIZE.
+/* Seal DATA_LEN bytes of DATA for IDENT into OUT (VALUE_OVERHEAD +
+ * DATA_LEN bytes).  Returns 0, or -1 if the cipher failed (do not store).
  */
-extern enum value_verdict value_check (const void *value, size_t len,
-                                       const struct value_ident *ident,
-                                       uint32_t data_len);
+extern int value_seal (unsigned char *out, const struct value_ident *ident,
+                       const void *data, uint32_t data_len);
+
+/* Open VALUE (LEN bytes, as fetched) for IDENT and the expected data
+ * length into DATA (DATA_LEN bytes).  On anything but VALUE_OK, DATA is
+ * zeroed: no byte of a value that failed is ever used.
+ */
+extern enum value_verdict value_open (void *data, const void *value,
+                                      size_t len,
+                                      const struct value_ident *ident,
+                                      uint32_t data_len);
 
 #endif /* MEMCACHE_VALUE_H */

@@ -5,7 +5,10 @@
  *   1. register it (writeseq.c), so that no read stores the old data of
  *      its blocks from now on;
  *   2. send it to the lower device; the client's request waits for it;
- *   3. bring the cache up to date, block by block on each block's server:
+ *   3. raise each block's version (writeseq.h), so that no value sealed
+ *      before this write authenticates any more, whoever stores it and
+ *      however late; then bring the cache up to date, block by block on
+ *      each block's server:
  *      with memcache-write-policy=update, a pwrite that succeeded stores
  *      every block it covers whole; anything else (partial blocks, zero,
  *      trim, the invalidate policy, a failed lower write, which may have
@@ -62,37 +65,9 @@ writer_session (struct writer_servers *ws, size_t i)
 }
 
 static void
-writer_key (const struct conn_session *s, uint64_t block, char *key,
-            size_t *key_len)
-{
-  struct value_ident ident = {
-    .id_hash = ring.id_hash,
-    .epoch = epoch,
-    .generation = s->gen,
-    .block = block,
-  };
-
-  *key_len = value_key (key, &ident);
-}
-
-static void
 writer_delete (struct conn_session *s, uint64_t block)
 {
-  char key[VALUE_KEY_MAX];
-  size_t key_len;
-
-  writer_key (s, block, key, &key_len);
-  stats_add (stats.invalidations, 1);
-  if (conn_delete (s, key, key_len) == CONN_REFUSED)
-    conn_uncertain (s);
-}
-
-/* Store DATA (LEN bytes) as BLOCK.  Returns true if it was stored. */
-static bool
-writer_store (struct conn_session *s, uint64_t block, const void *data,
-              uint32_t len, unsigned char *value)
-{
-  struct value_ident ident = {
+  const struct value_ident ident = {
     .id_hash = ring.id_hash,
     .epoch = epoch,
     .generation = s->gen,
@@ -102,9 +77,32 @@ writer_store (struct conn_session *s, uint64_t block, const void *data,
   size_t key_len;
 
   key_len = value_key (key, &ident);
-  value_encode_header (value, &ident, data, len);
-  memcpy (value + VALUE_HEADER_SIZE, data, len);
-  switch (conn_set (s, key, key_len, value, VALUE_HEADER_SIZE + len,
+  stats_add (stats.invalidations, 1);
+  if (conn_delete (s, key, key_len) == CONN_REFUSED)
+    conn_uncertain (s);
+}
+
+/* Store DATA (LEN bytes) as VERSION of BLOCK.  Returns true if it was
+ * stored.
+ */
+static bool
+writer_store (struct conn_session *s, uint64_t block, uint32_t version,
+              const void *data, uint32_t len, unsigned char *value)
+{
+  const struct value_ident ident = {
+    .id_hash = ring.id_hash,
+    .epoch = epoch,
+    .generation = s->gen,
+    .block = block,
+    .version = version,
+  };
+  char key[VALUE_KEY_MAX];
+  size_t key_len;
+
+  key_len = value_key (key, &ident);
+  if (value_seal (value, &ident, data, len) == -1)
+    return false;
+  switch (conn_set (s, key, key_len, value, VALUE_OVERHEAD + len,
                     params.ttl)) {
   case CONN_OK:
     stats_add (stats.updates, 1);
@@ -179,7 +177,7 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
   ws.open = calloc (ring.n, sizeof *ws.open);
   ws.sessions = calloc (ring.n, sizeof *ws.sessions);
   stored = calloc (n, sizeof *stored);
-  value = malloc (VALUE_HEADER_SIZE + bs);
+  value = malloc (VALUE_OVERHEAD + bs);
   if (ws.tried == NULL || ws.open == NULL || ws.sessions == NULL ||
       stored == NULL || value == NULL) {
     /* We cannot tell the servers; make them forget everything. */
@@ -193,6 +191,7 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
     uint64_t block = first + i;
     uint64_t start = block * bs;
     uint32_t len = size - start < bs ? size - start : bs;
+    uint32_t version = writeseq_version_bump (block);
     struct conn_session *s;
 
     s = writer_session (&ws, ring_server_for_block (&ring, block));
@@ -201,7 +200,7 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
     if (op == WRITER_PWRITE && r == 0 &&
         params.write_policy == WRITE_POLICY_UPDATE &&
         start >= offset && start + len <= offset + count)
-      stored[i] = writer_store (s, block,
+      stored[i] = writer_store (s, block, version,
                                 (const char *) buf + (start - offset), len,
                                 value);
     else

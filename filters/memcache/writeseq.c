@@ -26,6 +26,16 @@
  *
  * Blocks share slots (block mod WRITESEQ_SLOTS); a shared slot only makes
  * the rule more cautious.
+ *
+ * Block versions make the same promise without trusting the servers: the
+ * version of a block goes up after every write of it reached the lower
+ * device, and a value sealed under an older version fails authentication,
+ * whoever stored it and however late.  Blocks share versions only beyond
+ * WRITESEQ_VERSIONS blocks (16 GiB of 4K blocks); a shared version only
+ * costs a neighbour its cached value.  The table is zero-filled memory
+ * that the kernel maps as it is first written: about 4 bytes per block
+ * ever written, at most 16 MiB.  A version wraps after 2^32 writes of one
+ * block, long after any value sealed under it has been replaced.
  */
 
 #include <config.h>
@@ -38,6 +48,7 @@
 #include "writeseq.h"
 
 #define WRITESEQ_SLOTS 16384    /* a power of 2 */
+#define WRITESEQ_VERSIONS (1u << 22)    /* a power of 2 */
 
 struct writeseq_slot {
   uint64_t seq;                 /* writes begun */
@@ -47,6 +58,9 @@ struct writeseq_slot {
 /* writeseq_lock protects slots. */
 static pthread_mutex_t writeseq_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct writeseq_slot slots[WRITESEQ_SLOTS];
+
+/* Read and written with atomics only. */
+static uint32_t versions[WRITESEQ_VERSIONS];
 
 static struct writeseq_slot *
 writeseq_slot (uint64_t block)
@@ -136,4 +150,18 @@ writeseq_fill_still_valid (uint64_t block, uint64_t seq)
   ok = slot->seq == seq;
   pthread_mutex_unlock (&writeseq_lock);
   return ok;
+}
+
+uint32_t
+writeseq_version (uint64_t block)
+{
+  return __atomic_load_n (&versions[block & (WRITESEQ_VERSIONS - 1)],
+                          __ATOMIC_ACQUIRE);
+}
+
+uint32_t
+writeseq_version_bump (uint64_t block)
+{
+  return __atomic_add_fetch (&versions[block & (WRITESEQ_VERSIONS - 1)], 1,
+                             __ATOMIC_ACQ_REL);
 }

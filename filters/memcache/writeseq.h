@@ -50,4 +50,14 @@ extern bool writeseq_fill_begin (uint64_t block, uint64_t *seq);
  */
 extern bool writeseq_fill_still_valid (uint64_t block, uint64_t seq);
 
+/* Block versions: a number bound into every sealed value (value.h), so
+ * that a value stored before the block's last write, by a late store of
+ * this process or by whoever replays an old value, never authenticates.
+ * A write calls writeseq_version_bump for each block after its lower
+ * write and before it stores the new data; a read takes
+ * writeseq_version before it looks the block up or reads the lower device.
+ */
+extern uint32_t writeseq_version (uint64_t block);
+extern uint32_t writeseq_version_bump (uint64_t block);
+
 #endif /* MEMCACHE_WRITESEQ_H */

@@ -1,0 +1,408 @@
+/* abd: unit test of the memcache filter's key names and sealed values
+ * (filters/memcache/value.c), against what value.c promises.
+ *
+ * A value sealed for an identity opens to the same data, and only for
+ * exactly that identity: any other device, epoch, generation, block,
+ * block version, length or secret, any flipped bit, a truncated or
+ * longer value, garbage and the previous format (version 1) are refused,
+ * and a refused value leaves no byte of it in the output.  No plaintext
+ * appears in a value; two seals of the same data differ.  Key names are
+ * "abd2:" + 32 hex digits, distinct for every block and generation,
+ * show neither, and value_key_parse inverts them and nothing else.  The
+ * secret file is refused unless it is private and exactly 32 bytes.
+ *
+ * Every check prints what it expected and what it saw when it fails; the
+ * test goes on and exits 1 if any check failed.
+ *
+ * Usage: test-memcache-value
+ */
+
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nbdkit-filter.h>
+
+#include "value.h"
+
+static unsigned checks, failures;
+
+#define CHECK(cond, ...)                                                \
+  do {                                                                  \
+    checks++;                                                           \
+    if (!(cond)) {                                                      \
+      failures++;                                                       \
+      fprintf (stderr, "test-memcache-value: FAIL at %s:%d: ",          \
+               __FILE__, __LINE__);                                     \
+      fprintf (stderr, __VA_ARGS__);                                    \
+      fprintf (stderr, "\n");                                           \
+    }                                                                   \
+  } while (0)
+
+/* value.c reports errors with nbdkit_error; keep the last message. */
+static char last_error[512];
+
+void
+nbdkit_error (const char *fs, ...)
+{
+  va_list args;
+
+  va_start (args, fs);
+  vsnprintf (last_error, sizeof last_error, fs, args);
+  va_end (args);
+}
+
+#define DATA_MAX 4096
+#define ID_HASH 0x0123456789abcdefULL
+#define EPOCH 0xfedcba9876543210ULL
+
+static const unsigned char secret[VALUE_SECRET_SIZE] = "abd test secret, 32 bytes long!";
+static const struct value_ident base = {
+  .id_hash = ID_HASH, .epoch = EPOCH, .generation = 3, .block = 4096,
+  .version = 7,
+};
+
+static const char *
+verdict_name (enum value_verdict v)
+{
+  switch (v) {
+  case VALUE_OK: return "VALUE_OK";
+  case VALUE_BAD_FORMAT: return "VALUE_BAD_FORMAT";
+  case VALUE_BAD_AUTH: return "VALUE_BAD_AUTH";
+  }
+  return "(unknown verdict)";
+}
+
+static bool
+all_zero (const unsigned char *p, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    if (p[i])
+      return false;
+  return true;
+}
+
+/* Open VALUE (LEN) for IDENT and DATA_LEN; check the verdict is WANT
+ * and, if it is not VALUE_OK, that the output was zeroed.
+ */
+static void
+check_open (const unsigned char *value, size_t len,
+            const struct value_ident *ident, uint32_t data_len,
+            enum value_verdict want, const char *what)
+{
+  static unsigned char out[DATA_MAX + 64];
+  enum value_verdict got;
+
+  memset (out, 0xa5, sizeof out);
+  got = value_open (out, value, len, ident, data_len);
+  CHECK (got == want, "%s: expected %s, got %s", what, verdict_name (want),
+         verdict_name (got));
+  if (got != VALUE_OK)
+    CHECK (all_zero (out, data_len), "%s: refused, but output not zeroed",
+           what);
+}
+
+static void
+fill (unsigned char *data, size_t len, unsigned seed)
+{
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    data[i] = (i * 131 + seed * 7 + (i >> 8)) & 0xff;
+}
+
+static void
+test_roundtrip (void)
+{
+  static const uint32_t lens[] = { DATA_MAX, 512, 3000, 1, 0 };
+  unsigned char data[DATA_MAX], out[DATA_MAX];
+  unsigned char value[VALUE_OVERHEAD + DATA_MAX];
+  unsigned char again[VALUE_OVERHEAD + DATA_MAX];
+  size_t i;
+
+  for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    uint32_t len = lens[i];
+
+    fill (data, len, i);
+    CHECK (value_seal (value, &base, data, len) == 0, "seal %u bytes", len);
+    CHECK (memcmp (value, "ABD2", 4) == 0, "magic of a %u-byte value", len);
+    memset (out, 0, sizeof out);
+    CHECK (value_open (out, value, VALUE_OVERHEAD + len, &base, len) ==
+           VALUE_OK && memcmp (out, data, len) == 0,
+           "%u bytes: sealed, then opened, differ", len);
+    CHECK (value_seal (again, &base, data, len) == 0 &&
+           memcmp (again, value, VALUE_OVERHEAD + len) != 0,
+           "%u bytes sealed twice: expected different values", len);
+  }
+}
+
+/* A marker written many times must not show in the value. */
+static void
+test_no_plaintext (void)
+{
+  static const char marker[] = "ABD-PLAINTEXT-MARKER";
+  unsigned char data[DATA_MAX], value[VALUE_OVERHEAD + DATA_MAX];
+  size_t i, m = strlen (marker);
+
+  for (i = 0; i + m <= DATA_MAX; i += m)
+    memcpy (data + i, marker, m);
+  memset (data + i, 'x', DATA_MAX - i);
+  CHECK (value_seal (value, &base, data, DATA_MAX) == 0, "seal marker");
+  CHECK (memmem (value, sizeof value, marker, 8) == NULL,
+         "the marker's plaintext shows in the sealed value");
+  CHECK (memmem (value, sizeof value, "xxxxxxxx", 8) == NULL,
+         "the tail's plaintext shows in the sealed value");
+}
+
+static void
+test_wrong_ident (void)
+{
+  unsigned char data[DATA_MAX], value[VALUE_OVERHEAD + DATA_MAX];
+  const size_t vlen = VALUE_OVERHEAD + DATA_MAX;
+  struct value_ident other;
+
+  fill (data, DATA_MAX, 1);
+  CHECK (value_seal (value, &base, data, DATA_MAX) == 0, "seal");
+  check_open (value, vlen, &base, DATA_MAX, VALUE_OK, "the right identity");
+
+  other = base; other.id_hash ^= 1;
+  check_open (value, vlen, &other, DATA_MAX, VALUE_BAD_AUTH, "other device");
+  other = base; other.epoch ^= 1;
+  check_open (value, vlen, &other, DATA_MAX, VALUE_BAD_AUTH, "other epoch");
+  other = base; other.generation++;
+  check_open (value, vlen, &other, DATA_MAX, VALUE_BAD_AUTH,
+              "newer generation");
+  other = base; other.block++;
+  check_open (value, vlen, &other, DATA_MAX, VALUE_BAD_AUTH, "next block");
+  other = base; other.version++;
+  check_open (value, vlen, &other, DATA_MAX, VALUE_BAD_AUTH,
+              "an older version of the block");
+  check_open (value, vlen, &base, DATA_MAX - 1, VALUE_BAD_FORMAT,
+              "expected one byte shorter");
+  check_open (value, vlen - 1, &base, DATA_MAX - 1, VALUE_BAD_AUTH,
+              "one byte shorter, as a shorter block");
+  check_open (value, vlen, &base, 512, VALUE_BAD_FORMAT, "expected 512");
+
+  /* Another secret: seal under it, open under ours. */
+  CHECK (value_keys_init ((const unsigned char *)
+                          "another secret, also 32 bytes!!", ID_HASH,
+                          EPOCH) == 0, "keys for another secret");
+  CHECK (value_seal (value, &base, data, DATA_MAX) == 0, "seal, other secret");
+  CHECK (value_keys_init (secret, ID_HASH, EPOCH) == 0, "keys again");
+  check_open (value, vlen, &base, DATA_MAX, VALUE_BAD_AUTH,
+              "sealed under another secret");
+}
+
+static void
+test_tampered (void)
+{
+  unsigned char data[DATA_MAX], value[VALUE_OVERHEAD + DATA_MAX + 16];
+  const size_t vlen = VALUE_OVERHEAD + DATA_MAX;
+  char what[64];
+  size_t i;
+  int bit;
+
+  fill (data, DATA_MAX, 2);
+  CHECK (value_seal (value, &base, data, DATA_MAX) == 0, "seal");
+  for (i = 0; i < vlen; i += i < 64 || i >= vlen - 32 ? 1 : 61) {
+    for (bit = 0; bit < 8; bit += 7) {
+      value[i] ^= 1 << bit;
+      snprintf (what, sizeof what, "byte %zu bit %d flipped", i, bit);
+      check_open (value, vlen, &base, DATA_MAX,
+                  i < 4 ? VALUE_BAD_FORMAT : VALUE_BAD_AUTH, what);
+      value[i] ^= 1 << bit;
+    }
+  }
+  check_open (value, vlen, &base, DATA_MAX, VALUE_OK, "flips undone");
+  for (i = 0; i < vlen; i += i < VALUE_OVERHEAD ? 1 : 509) {
+    snprintf (what, sizeof what, "truncated to %zu bytes", i);
+    check_open (value, i, &base, DATA_MAX, VALUE_BAD_FORMAT, what);
+  }
+  memset (value + vlen, 0, 16);
+  check_open (value, vlen + 1, &base, DATA_MAX, VALUE_BAD_FORMAT,
+              "one byte appended");
+  check_open (value, vlen + 16, &base, DATA_MAX, VALUE_BAD_FORMAT,
+              "16 bytes appended");
+
+  /* Data and tag swapped around, nonce zeroed, all zero, all ones. */
+  memcpy (value + 4, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+  check_open (value, vlen, &base, DATA_MAX, VALUE_BAD_AUTH, "nonce zeroed");
+  memset (value + 4, 0, vlen - 4);
+  check_open (value, vlen, &base, DATA_MAX, VALUE_BAD_AUTH,
+              "right magic, all zero");
+  memset (value, 0xff, vlen);
+  check_open (value, vlen, &base, DATA_MAX, VALUE_BAD_FORMAT, "all ones");
+}
+
+/* A version 1 value: the 56-byte header with an unkeyed checksum, then
+ * the plaintext.  Whatever its length, it is refused.
+ */
+static void
+test_old_format (void)
+{
+  unsigned char value[56 + DATA_MAX];
+
+  memset (value, 0, sizeof value);
+  memcpy (value, "ABDM", 4);
+  value[4] = 1;
+  value[6] = 56;
+  fill (value + 56, DATA_MAX, 3);
+  check_open (value, sizeof value, &base, DATA_MAX, VALUE_BAD_FORMAT,
+              "a version 1 value");
+  check_open (value, VALUE_OVERHEAD + DATA_MAX, &base, DATA_MAX,
+              VALUE_BAD_FORMAT, "a version 1 value cut to the new length");
+  memcpy (value, "ABD2", 4);
+  check_open (value, VALUE_OVERHEAD + DATA_MAX, &base, DATA_MAX,
+              VALUE_BAD_AUTH, "a version 1 value with the new magic");
+}
+
+static void
+test_keys (void)
+{
+  char key[VALUE_KEY_MAX + 16], other[VALUE_KEY_MAX], plain[40];
+  struct value_ident id = base, o;
+  uint64_t block, gen;
+  size_t len, i;
+
+  memset (key, 'X', sizeof key);
+  len = value_key (key, &id);
+  CHECK (len == 37 && strlen (key) == 37 && strncmp (key, "abd2:", 5) == 0,
+         "key: expected abd2: + 32 hex digits, got \"%s\" (%zu)", key, len);
+  CHECK (key[VALUE_KEY_MAX] == 'X', "value_key wrote past VALUE_KEY_MAX");
+  for (i = 5; i < len; i++)
+    CHECK ((key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f'),
+           "key byte %zu: expected lower-case hex, got 0x%02x", i,
+           (unsigned char) key[i]);
+  snprintf (plain, sizeof plain, "%" PRIx64, id.block);
+  CHECK (strstr (key + 5, plain) == NULL || strlen (plain) < 5,
+         "key \"%s\" shows the block number", key);
+  CHECK (value_key_parse (key, len, &block, &gen) &&
+         block == id.block && gen == id.generation,
+         "parse \"%s\": expected block %" PRIu64 " generation %" PRIu64,
+         key, id.block, id.generation);
+
+  /* The version is not in the name: a write replaces the same key. */
+  o = id; o.version++;
+  value_key (other, &o);
+  CHECK (strcmp (key, other) == 0, "version changed the key name");
+  o = id; o.block++;
+  value_key (other, &o);
+  CHECK (strcmp (key, other) != 0, "next block: same key name");
+  o = id; o.generation++;
+  value_key (other, &o);
+  CHECK (strcmp (key, other) != 0, "next generation: same key name");
+
+  CHECK (value_keys_init (secret, ID_HASH ^ 1, EPOCH) == 0, "keys, device 2");
+  value_key (other, &id);
+  CHECK (strcmp (key, other) != 0, "another device: same key name");
+  CHECK (!value_key_parse (key, len, &block, &gen) ||
+         block != id.block || gen != id.generation,
+         "another device's key name parsed as ours");
+  CHECK (value_keys_init (secret, ID_HASH, EPOCH) == 0, "keys again");
+
+  /* Names this process did not make. */
+  memcpy (other, key, len + 1);
+  other[5] = other[5] == 'a' ? 'A' : 'G';
+  CHECK (!value_key_parse (other, len, &block, &gen), "upper/non-hex parsed");
+  CHECK (!value_key_parse (key, len - 1, &block, &gen), "short key parsed");
+  CHECK (!value_key_parse ("abd1:0123456789abcdef:0:0:1000", 30, &block, &gen),
+         "a version 1 key parsed");
+  memcpy (other, key, len + 1);
+  other[3] = '1';
+  CHECK (!value_key_parse (other, len, &block, &gen), "abd1: prefix parsed");
+}
+
+/* Write LEN bytes to a new file in DIR with MODE; return its path. */
+static const char *
+secret_file (const char *dir, const char *name, size_t len, mode_t mode)
+{
+  static char path[256];
+  FILE *f;
+
+  snprintf (path, sizeof path, "%s/%s", dir, name);
+  f = fopen (path, "w");
+  if (f == NULL || fwrite (secret, 1, len, f) != len || fclose (f) != 0 ||
+      chmod (path, mode) != 0) {
+    perror (path);
+    exit (1);
+  }
+  return path;
+}
+
+static void
+test_secret_file (void)
+{
+  char dir[] = "/tmp/abd-test-value.XXXXXX";
+  unsigned char got[VALUE_SECRET_SIZE];
+  const char *p;
+  char cmd[300];
+
+  if (mkdtemp (dir) == NULL) {
+    perror ("mkdtemp");
+    exit (1);
+  }
+  p = secret_file (dir, "ok", VALUE_SECRET_SIZE, 0600);
+  CHECK (value_read_secret_file (p, got) == 0 &&
+         memcmp (got, secret, sizeof got) == 0, "0600, 32 bytes: %s",
+         last_error);
+  p = secret_file (dir, "ro", VALUE_SECRET_SIZE, 0400);
+  CHECK (value_read_secret_file (p, got) == 0, "0400: %s", last_error);
+  p = secret_file (dir, "group", VALUE_SECRET_SIZE, 0640);
+  CHECK (value_read_secret_file (p, got) == -1 && strstr (last_error, "0640"),
+         "0640 accepted (or no mode in \"%s\")", last_error);
+  p = secret_file (dir, "other", VALUE_SECRET_SIZE, 0604);
+  CHECK (value_read_secret_file (p, got) == -1, "0604 accepted");
+  p = secret_file (dir, "short", VALUE_SECRET_SIZE - 1, 0600);
+  CHECK (value_read_secret_file (p, got) == -1 && strstr (last_error, "31"),
+         "31 bytes accepted (or no size in \"%s\")", last_error);
+  p = secret_file (dir, "long", VALUE_SECRET_SIZE, 0600);
+  {
+    FILE *f = fopen (p, "a");
+    fputc ('\n', f);
+    fclose (f);
+  }
+  CHECK (value_read_secret_file (p, got) == -1, "33 bytes accepted");
+  CHECK (value_read_secret_file (dir, got) == -1, "a directory accepted");
+  snprintf (cmd, sizeof cmd, "%s/missing", dir);
+  CHECK (value_read_secret_file (cmd, got) == -1, "a missing file accepted");
+
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system (cmd) != 0)
+    fprintf (stderr, "test-memcache-value: could not remove %s\n", dir);
+}
+
+int
+main (void)
+{
+  if (value_keys_init (secret, ID_HASH, EPOCH) == -1) {
+    fprintf (stderr, "test-memcache-value: value_keys_init: %s\n",
+             last_error);
+    return 1;
+  }
+  test_roundtrip ();
+  test_no_plaintext ();
+  test_wrong_ident ();
+  test_tampered ();
+  test_old_format ();
+  test_keys ();
+  test_secret_file ();
+  value_keys_free ();
+
+  if (failures) {
+    fprintf (stderr, "test-memcache-value: %u of %u checks failed\n",
+             failures, checks);
+    return 1;
+  }
+  printf ("test-memcache-value: all %u checks passed\n", checks);
+  return 0;
+}
