@@ -8,6 +8,8 @@ include tests/memcache.mk
 # Tests of the whole stack (async over memcache over a plugin).
 TESTS += tests/test-stack-fio.sh
 EXTRA_DIST += tests/test-stack-fio.sh
+TESTS += tests/test-stack-tls.sh
+EXTRA_DIST += tests/test-stack-tls.sh
 TESTS += tests/test-systemd-units.sh
 EXTRA_DIST += tests/test-systemd-units.sh
 TESTS += tests/test-stack-netns.sh
