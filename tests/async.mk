@@ -12,6 +12,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-extents.sh \
 	tests/test-async-multiconn.sh \
 	tests/test-async-syncflush.sh \
+	tests/test-async-syncfile-failsafe.sh \
 	tests/test-async-params.sh \
 	tests/test-async-abdctl.sh \
 	tests/test-async-errors.sh \

@@ -8,7 +8,7 @@
  *
  * Threads of this file: the sync-file watcher (started in .after_fork when
  * async-sync-file is set, stopped in .cleanup) reads the file's existence
- * every 100 ms and sets the mode; the control channel (common/control.c)
+ * every 100 ms and sets the mode (sync too when it cannot tell); the control channel (common/control.c)
  * runs control_handler.  mode_lock protects the mode variables.
  */
 
@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -61,6 +62,8 @@ static struct ctl_server *control;
 static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool mode_control_sync, mode_file_sync;
 static bool mode_changed_by_control;
+static int sync_file_errno;     /* why the sync file cannot be read, or 0 */
+static char *sync_file_dir;     /* the directory that holds it */
 
 static pthread_t watcher;
 static bool watcher_started;
@@ -244,25 +247,78 @@ static const char *
 mode_reason (void)
 {
   if (mode_file_sync)
-    return "sync-file";
+    return sync_file_errno ? "sync-file-error" : "sync-file";
   return mode_changed_by_control ? "control" : "start";
+}
+
+/* What the sync file says: true for sync mode.  Fail safe: only "the
+ * file does not exist, in a directory that does" means async.  Any other
+ * answer (EACCES from a directory we may not search, EIO, ENOTDIR because
+ * a component of the path is a file, the directory itself gone) means we
+ * cannot tell whether the UPS daemon created the file, or it could not
+ * create it if it tried, so the filter must not keep acknowledging
+ * flushes from RAM.  *ERR gets the errno of such a failure, else 0.
+ */
+static bool
+sync_file_says_sync (int *err)
+{
+  struct stat st;
+
+  *err = 0;
+  if (stat (sync_file, &st) == 0)
+    return true;
+  if (errno != ENOENT) {
+    *err = errno;
+    return true;
+  }
+  /* ENOENT also when the directory went away (e.g. a runtime directory
+   * removed when the service that owns it stopped): then nobody can
+   * create the file any more.
+   */
+  if (stat (sync_file_dir, &st) == -1) {
+    *err = errno;
+    return true;
+  }
+  if (!S_ISDIR (st.st_mode)) {
+    *err = ENOTDIR;
+    return true;
+  }
+  return false;
+}
+
+/* Read the sync file once and set the mode.  An error is logged once when
+ * it starts (or changes), not at every poll, and its end is logged too.
+ */
+static void
+sync_file_poll (void)
+{
+  int err;
+  bool sync = sync_file_says_sync (&err);
+
+  pthread_mutex_lock (&mode_lock);
+  if (err != sync_file_errno) {
+    if (err)
+      nbdkit_error ("async-sync-file: cannot tell whether %s exists (%s): "
+                    "sync mode until it can be read", sync_file,
+                    strerror (err));
+    else
+      nbdkit_debug ("async-sync-file: %s can be read again", sync_file);
+    sync_file_errno = err;
+  }
+  if (sync != mode_file_sync) {
+    mode_file_sync = sync;
+    nbdkit_debug ("async: sync file %s: %s", sync_file,
+                  err ? "unreadable" : sync ? "appeared" : "went away");
+    mode_apply ();
+  }
+  pthread_mutex_unlock (&mode_lock);
 }
 
 static void *
 watcher_thread (void *arg)
 {
   while (!watcher_stop) {
-    struct stat st;
-    bool exists = stat (sync_file, &st) == 0;
-
-    pthread_mutex_lock (&mode_lock);
-    if (exists != mode_file_sync) {
-      mode_file_sync = exists;
-      nbdkit_debug ("async: sync file %s %s", sync_file,
-                    exists ? "appeared" : "went away");
-      mode_apply ();
-    }
-    pthread_mutex_unlock (&mode_lock);
+    sync_file_poll ();
     usleep (ASYNC_SYNC_FILE_POLL_MS * 1000);
   }
   return NULL;
@@ -335,6 +391,34 @@ async_get_ready (int model)
     munmap (p, len);
   }
 
+  /* A sync file in a directory that does not exist could never be
+   * created: refuse it now rather than fall back to sync mode forever.
+   * A directory we may not read (EACCES) is accepted: the watcher then
+   * keeps the filter in sync mode, as for any unreadable sync file.
+   */
+  if (sync_file) {
+    char *copy = strdup (sync_file);
+    struct stat st;
+
+    if (copy == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+    sync_file_dir = strdup (dirname (copy));
+    free (copy);
+    if (sync_file_dir == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+    if (stat (sync_file_dir, &st) == 0 ? !S_ISDIR (st.st_mode)
+        : errno == ENOENT || errno == ENOTDIR) {
+      nbdkit_error ("async-sync-file: %s is not an existing directory: "
+                    "create it first, so that %s can be created there",
+                    sync_file_dir, sync_file);
+      return -1;
+    }
+  }
+
   /* Bind the control socket before nbdkit forks, so a bad path stops it
    * at start; its thread starts in .after_fork.
    */
@@ -390,6 +474,8 @@ async_after_fork (nbdkit_backend *backend)
     return -1;
 
   if (sync_file) {
+    /* The mode is right before the first client connects. */
+    sync_file_poll ();
     errno = pthread_create (&watcher, NULL, watcher_thread, NULL);
     if (errno) {
       nbdkit_error ("async: cannot start the sync-file watcher: %m");
@@ -430,6 +516,8 @@ async_cleanup (nbdkit_backend *backend)
   }
   store_free (store);
   store = NULL;
+  free (sync_file_dir);
+  sync_file_dir = NULL;
 }
 
 static void *
