@@ -11,6 +11,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-race.sh \
 	tests/test-async-extents.sh \
 	tests/test-async-multiconn.sh \
+	tests/test-async-multiconn-lower.sh \
 	tests/test-async-syncflush.sh \
 	tests/test-async-syncfile-failsafe.sh \
 	tests/test-async-params.sh \

@@ -579,10 +579,21 @@ async_can_extents (nbdkit_next *next, void *handle)
   return next->can_extents (next) == -1 ? -1 : 1;
 }
 
+/* Multi-conn is the lower device's answer, not always yes.  The store is
+ * shared and a sync-mode flush waits for every connection's data in it,
+ * but what a connection writes through in sync mode, and every read of a
+ * clean block, goes over that client's own lower connection.  A lower
+ * device without multi-conn may cache per connection, so a flush on
+ * another connection need not cover those writes, nor make them visible
+ * to another connection's reads.  Flushing every lower connection that
+ * wrote would fix only the first half, and would duplicate nbdkit's
+ * multi-conn filter: stacked below this one (multi-conn-mode=emulate),
+ * it makes the lower device multi-conn, and this filter then says so.
+ */
 static int
 async_can_multi_conn (nbdkit_next *next, void *handle)
 {
-  return 1;       /* one store for all connections; flush covers all */
+  return next->can_multi_conn (next);
 }
 
 /*----------------------------------------------------------------------
@@ -643,8 +654,9 @@ flush_sync (nbdkit_next *next, int *err)
 {
   if (store_flush_wait (store, -1, err) == -1)
     return -1;
-  /* Writes that went through, and the writers' flushes, are covered by
-   * one more flush of the lower device.
+  /* Writes that went through this connection's lower connection; those
+   * of other connections too if the lower device has multi-conn (see
+   * async_can_multi_conn).
    */
   if (next->can_flush (next) == 1)
     return next->flush (next, 0, err);
