@@ -7,6 +7,7 @@ tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
 	tests/test-async-shutdown.sh \
+	tests/test-async-drain-stop.sh \
 	tests/test-async-unaligned.sh \
 	tests/test-async-race.sh \
 	tests/test-async-extents.sh \

@@ -8,8 +8,10 @@
  *
  * Threads of this file: the sync-file watcher (started in .after_fork when
  * async-sync-file is set, stopped in .cleanup) reads the file's existence
- * every 100 ms and sets the mode (sync too when it cannot tell); the control channel (common/control.c)
- * runs control_handler.  mode_lock protects the mode variables.
+ * every 100 ms and sets the mode (sync too when it cannot tell); the
+ * control channel (common/control.c) runs control_handler; the stopper
+ * (stop.c) drains the store when nbdkit is told to stop.  mode_lock
+ * protects the mode variables.
  */
 
 #include <config.h>
@@ -31,6 +33,7 @@
 
 #include "control.h"
 #include "params.h"
+#include "stop.h"
 #include "store.h"
 #include "writer.h"
 
@@ -56,11 +59,12 @@ static struct store *store;
 static nbdkit_next *background;         /* shared context to the lower layer */
 static struct ctl_server *control;
 
-/* The mode: sync if the control channel (or async-mode=) says so, or while
- * the sync file exists.
+/* The mode: sync if the control channel (or async-mode=) says so, while
+ * the sync file exists, and for good once nbdkit was told to stop
+ * (stop.c drains the store then).
  */
 static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool mode_control_sync, mode_file_sync;
+static bool mode_control_sync, mode_file_sync, mode_draining;
 static bool mode_changed_by_control;
 static int sync_file_errno;     /* why the sync file cannot be read, or 0 */
 static char *sync_file_dir;     /* the directory that holds it */
@@ -227,7 +231,7 @@ mode_is_sync (void)
   bool sync;
 
   pthread_mutex_lock (&mode_lock);
-  sync = mode_control_sync || mode_file_sync;
+  sync = mode_control_sync || mode_file_sync || mode_draining;
   pthread_mutex_unlock (&mode_lock);
   return sync;
 }
@@ -236,7 +240,7 @@ mode_is_sync (void)
 static void
 mode_apply (void)
 {
-  bool sync = mode_control_sync || mode_file_sync;
+  bool sync = mode_control_sync || mode_file_sync || mode_draining;
 
   if (store)
     store_set_sync (store, sync);
@@ -246,6 +250,8 @@ mode_apply (void)
 static const char *
 mode_reason (void)
 {
+  if (mode_draining)
+    return "draining";
   if (mode_file_sync)
     return sync_file_errno ? "sync-file-error" : "sync-file";
   return mode_changed_by_control ? "control" : "start";
@@ -324,6 +330,27 @@ watcher_thread (void *arg)
   return NULL;
 }
 
+/* Called by the stopper thread (stop.c) when nbdkit is told to stop. */
+static void
+drain_begin (void)
+{
+  pthread_mutex_lock (&mode_lock);
+  mode_draining = true;
+  mode_apply ();
+  pthread_mutex_unlock (&mode_lock);
+}
+
+static bool
+is_draining (void)
+{
+  bool draining;
+
+  pthread_mutex_lock (&mode_lock);
+  draining = mode_draining;
+  pthread_mutex_unlock (&mode_lock);
+  return draining;
+}
+
 /* sync-writes=rate: wait until COUNT more bytes may be admitted. */
 static void
 rate_wait (uint32_t count)
@@ -347,6 +374,9 @@ admit_clean (uint32_t count)
 {
   if (!mode_is_sync ())
     return true;
+  /* While draining, nothing new goes into RAM: the store must empty. */
+  if (is_draining ())
+    return false;
   switch (sync_writes) {
   case SYNC_RATE:
     rate_wait (count);
@@ -485,6 +515,9 @@ async_after_fork (nbdkit_backend *backend)
   }
   if (control && ctl_serve (control, control_handler, NULL) == -1)
     return -1;
+  /* Last: nbdkit installed its signal handlers before .after_fork. */
+  if (stop_catch (drain_begin, exit_timeout) == -1)
+    return -1;
   return 0;
 }
 
@@ -492,6 +525,13 @@ static void
 async_cleanup (nbdkit_backend *backend)
 {
   uint64_t lost;
+  bool gave_up;
+
+  /* If a signal started a drain, this waits for it; nbdkit's quit flag is
+   * set by now, so a drain from here on cannot sleep through the filters
+   * below (see stop.h): it is for the other ways nbdkit stops.
+   */
+  gave_up = stop_release ();
 
   if (watcher_started) {
     watcher_stop = true;
@@ -499,7 +539,9 @@ async_cleanup (nbdkit_backend *backend)
     watcher_started = false;
   }
 
-  lost = writer_stop (exit_timeout);
+  if (!gave_up)
+    writer_drain (exit_timeout);
+  lost = writer_stop ();
   if (lost)
     nbdkit_error ("async: the lower device kept failing: %" PRIu64 " bytes "
                   "of acknowledged writes could NOT be written and are LOST",
@@ -793,6 +835,7 @@ status_reply (struct ctl_reply *r)
   pthread_mutex_lock (&mode_lock);
   ctl_reply_str (r, "mode", st.sync ? "sync" : "async");
   ctl_reply_str (r, "mode_reason", mode_reason ());
+  ctl_reply_u64 (r, "draining", mode_draining);
   pthread_mutex_unlock (&mode_lock);
   ctl_reply_str (r, "sync_writes", sync_writes_names[sync_writes]);
   ctl_reply_u64 (r, "max_dirty_bytes", st.max_dirty_bytes);
@@ -871,7 +914,8 @@ control_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
     mode_changed_by_control = true;
     mode_apply ();
     ctl_reply_str (r, "mode",
-                   mode_control_sync || mode_file_sync ? "sync" : "async");
+                   mode_control_sync || mode_file_sync || mode_draining
+                   ? "sync" : "async");
     ctl_reply_str (r, "mode_reason", mode_reason ());
     pthread_mutex_unlock (&mode_lock);
     return 0;
