@@ -7,11 +7,14 @@ tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
 	tests/test-async-shutdown.sh \
+	tests/test-async-drain-stop.sh \
 	tests/test-async-unaligned.sh \
 	tests/test-async-race.sh \
 	tests/test-async-extents.sh \
 	tests/test-async-multiconn.sh \
+	tests/test-async-multiconn-lower.sh \
 	tests/test-async-syncflush.sh \
+	tests/test-async-syncfile-failsafe.sh \
 	tests/test-async-params.sh \
 	tests/test-async-abdctl.sh \
 	tests/test-async-errors.sh \

@@ -110,7 +110,7 @@ sleep 6      # let the writeback rate of the earlier flush age out
 "$PY" - "$tmp" <<'EOF' || failures+=("text and JSON status disagree")
 import json, sys
 tmp = sys.argv[1]
-fields = """mode mode_reason sync_writes max_dirty_bytes dirty_bytes
+fields = """mode mode_reason draining sync_writes max_dirty_bytes dirty_bytes
 dirty_data_bytes dirty_ranges dirty_entries oldest_dirty_age_ms
 writes_in_flight bytes_in_flight written_back_bytes written_back_requests
 lower_flushes writeback_rate_bytes_per_sec drain_estimate_seconds

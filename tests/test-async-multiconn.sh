@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # nbdkit-async-filter: one store serves every connection.  nbdinfo shows
-# can_multi_conn true; a write, zero or trim on connection 1 is seen at
+# can_multi_conn true (the file plugin below has it); a write, zero or trim on connection 1 is seen at
 # once by a read on connection 2 while it is still dirty; in sync mode a
 # flush on connection 2 covers the writes of connection 1 (the lower file
 # holds them when the flush returns), with a slow lower device (delay

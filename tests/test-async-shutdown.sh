@@ -2,8 +2,7 @@
 # nbdkit-async-filter: a normal stop writes everything back.  Data that is
 # dirty when nbdkit gets SIGTERM or SIGINT, or when a --run command ends,
 # is on the lower file, byte-exact, when nbdkit has exited (with status 0).
-# Over a lower layer that cannot sleep at shutdown (the delay filter),
-# `abdctl flush` first keeps that promise, and a loss without it is loud.
+# Filters below that sleep (delay, rate, retry): test-async-drain-stop.sh.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
@@ -92,43 +91,4 @@ cmp "$tmp/disk" "$tmp/expected" ||
     fail "--run: after nbdkit returned the file differs: $(first_diff "$tmp/disk" "$tmp/expected")"
 [ ! -e "$ctl" ] || fail "--run: the control socket was not removed"
 
-# A lower layer that sleeps through nbdkit (the delay filter, as in
-# scripts/bench): once nbdkit is shutting down nbdkit_nanosleep refuses to
-# sleep, so write-backs through it fail during the exit drain (documented
-# in nbdkit-async-filter(1), "Shutdown").  The documented way: `abdctl
-# flush` before the stop, which must leave the file exact.  And without
-# it, data may be lost only loudly: if the file differs, the log says how
-# many bytes.
-make_random "$tmp/disk" $size 14
-cp "$tmp/disk" "$tmp/base"
-ctl=$tmp/ctl-delay.sock
-async_start sd-delay --filter="$ASYNC_FILTER" --filter=delay file "$tmp/disk" \
-    delay-write=10ms async-control="$ctl" async-writeback-delay=60000 \
-    async-write-size=32M async-exit-timeout=3
-export uri BASE=$tmp/base EXPECTED=$tmp/expected
-"$PY" "$tmp/write.py" 14 || fail "delay: writes failed"
-[ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "delay: nothing dirty before the flush"
-abdctl -s "$ctl" flush 60 >/dev/null || fail "delay: abdctl flush failed"
-kill -TERM "$pid"
-timeout 60 tail --pid="$pid" -f /dev/null || fail "delay: nbdkit did not exit"
-wait "$pid" || fail "delay: nbdkit exited with status $?"
-cmp "$tmp/disk" "$tmp/expected" ||
-    fail "delay: flush, then SIGTERM: the file differs"
-
-make_random "$tmp/disk" $size 15
-cp "$tmp/disk" "$tmp/base"
-ctl=$tmp/ctl-delay2.sock
-async_start sd-delay2 --filter="$ASYNC_FILTER" --filter=delay file "$tmp/disk" \
-    delay-write=10ms async-control="$ctl" async-writeback-delay=60000 \
-    async-write-size=32M async-exit-timeout=3
-"$PY" "$tmp/write.py" 15 || fail "delay 2: writes failed"
-dirty=$(st "$ctl" dirty_bytes)
-kill -TERM "$pid"
-timeout 60 tail --pid="$pid" -f /dev/null || fail "delay 2: nbdkit did not exit"
-wait "$pid" || true
-if ! cmp -s "$tmp/disk" "$tmp/expected"; then
-    grep -q "error: async: .* $dirty bytes of acknowledged writes could NOT be written and are LOST" "$log" ||
-        fail "delay 2: the file differs and the log does not say $dirty bytes were lost"
-    echo "delay 2: SIGTERM over the delay filter lost $dirty bytes, loudly (documented)"
-fi
 echo "$0: OK"

@@ -8,14 +8,17 @@
  *
  * Threads of this file: the sync-file watcher (started in .after_fork when
  * async-sync-file is set, stopped in .cleanup) reads the file's existence
- * every 100 ms and sets the mode; the control channel (common/control.c)
- * runs control_handler.  mode_lock protects the mode variables.
+ * every 100 ms and sets the mode (sync too when it cannot tell); the
+ * control channel (common/control.c) runs control_handler; the stopper
+ * (stop.c) drains the store when nbdkit is told to stop.  mode_lock
+ * protects the mode variables.
  */
 
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,6 +33,7 @@
 
 #include "control.h"
 #include "params.h"
+#include "stop.h"
 #include "store.h"
 #include "writer.h"
 
@@ -55,12 +59,15 @@ static struct store *store;
 static nbdkit_next *background;         /* shared context to the lower layer */
 static struct ctl_server *control;
 
-/* The mode: sync if the control channel (or async-mode=) says so, or while
- * the sync file exists.
+/* The mode: sync if the control channel (or async-mode=) says so, while
+ * the sync file exists, and for good once nbdkit was told to stop
+ * (stop.c drains the store then).
  */
 static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool mode_control_sync, mode_file_sync;
+static bool mode_control_sync, mode_file_sync, mode_draining;
 static bool mode_changed_by_control;
+static int sync_file_errno;     /* why the sync file cannot be read, or 0 */
+static char *sync_file_dir;     /* the directory that holds it */
 
 static pthread_t watcher;
 static bool watcher_started;
@@ -224,7 +231,7 @@ mode_is_sync (void)
   bool sync;
 
   pthread_mutex_lock (&mode_lock);
-  sync = mode_control_sync || mode_file_sync;
+  sync = mode_control_sync || mode_file_sync || mode_draining;
   pthread_mutex_unlock (&mode_lock);
   return sync;
 }
@@ -233,7 +240,7 @@ mode_is_sync (void)
 static void
 mode_apply (void)
 {
-  bool sync = mode_control_sync || mode_file_sync;
+  bool sync = mode_control_sync || mode_file_sync || mode_draining;
 
   if (store)
     store_set_sync (store, sync);
@@ -243,29 +250,105 @@ mode_apply (void)
 static const char *
 mode_reason (void)
 {
+  if (mode_draining)
+    return "draining";
   if (mode_file_sync)
-    return "sync-file";
+    return sync_file_errno ? "sync-file-error" : "sync-file";
   return mode_changed_by_control ? "control" : "start";
+}
+
+/* What the sync file says: true for sync mode.  Fail safe: only "the
+ * file does not exist, in a directory that does" means async.  Any other
+ * answer (EACCES from a directory we may not search, EIO, ENOTDIR because
+ * a component of the path is a file, the directory itself gone) means we
+ * cannot tell whether the UPS daemon created the file, or it could not
+ * create it if it tried, so the filter must not keep acknowledging
+ * flushes from RAM.  *ERR gets the errno of such a failure, else 0.
+ */
+static bool
+sync_file_says_sync (int *err)
+{
+  struct stat st;
+
+  *err = 0;
+  if (stat (sync_file, &st) == 0)
+    return true;
+  if (errno != ENOENT) {
+    *err = errno;
+    return true;
+  }
+  /* ENOENT also when the directory went away (e.g. a runtime directory
+   * removed when the service that owns it stopped): then nobody can
+   * create the file any more.
+   */
+  if (stat (sync_file_dir, &st) == -1) {
+    *err = errno;
+    return true;
+  }
+  if (!S_ISDIR (st.st_mode)) {
+    *err = ENOTDIR;
+    return true;
+  }
+  return false;
+}
+
+/* Read the sync file once and set the mode.  An error is logged once when
+ * it starts (or changes), not at every poll, and its end is logged too.
+ */
+static void
+sync_file_poll (void)
+{
+  int err;
+  bool sync = sync_file_says_sync (&err);
+
+  pthread_mutex_lock (&mode_lock);
+  if (err != sync_file_errno) {
+    if (err)
+      nbdkit_error ("async-sync-file: cannot tell whether %s exists (%s): "
+                    "sync mode until it can be read", sync_file,
+                    strerror (err));
+    else
+      nbdkit_debug ("async-sync-file: %s can be read again", sync_file);
+    sync_file_errno = err;
+  }
+  if (sync != mode_file_sync) {
+    mode_file_sync = sync;
+    nbdkit_debug ("async: sync file %s: %s", sync_file,
+                  err ? "unreadable" : sync ? "appeared" : "went away");
+    mode_apply ();
+  }
+  pthread_mutex_unlock (&mode_lock);
 }
 
 static void *
 watcher_thread (void *arg)
 {
   while (!watcher_stop) {
-    struct stat st;
-    bool exists = stat (sync_file, &st) == 0;
-
-    pthread_mutex_lock (&mode_lock);
-    if (exists != mode_file_sync) {
-      mode_file_sync = exists;
-      nbdkit_debug ("async: sync file %s %s", sync_file,
-                    exists ? "appeared" : "went away");
-      mode_apply ();
-    }
-    pthread_mutex_unlock (&mode_lock);
+    sync_file_poll ();
     usleep (ASYNC_SYNC_FILE_POLL_MS * 1000);
   }
   return NULL;
+}
+
+/* Called by the stopper thread (stop.c) when nbdkit is told to stop. */
+static void
+drain_begin (void)
+{
+  pthread_mutex_lock (&mode_lock);
+  mode_draining = true;
+  mode_apply ();
+  pthread_mutex_unlock (&mode_lock);
+}
+
+static bool
+is_draining (void)
+{
+  bool draining;
+
+  pthread_mutex_lock (&mode_lock);
+  draining = mode_draining;
+  pthread_mutex_unlock (&mode_lock);
+  return draining;
 }
 
 /* sync-writes=rate: wait until COUNT more bytes may be admitted. */
@@ -291,6 +374,9 @@ admit_clean (uint32_t count)
 {
   if (!mode_is_sync ())
     return true;
+  /* While draining, nothing new goes into RAM: the store must empty. */
+  if (is_draining ())
+    return false;
   switch (sync_writes) {
   case SYNC_RATE:
     rate_wait (count);
@@ -333,6 +419,34 @@ async_get_ready (int model)
     }
     munlock (p, len);
     munmap (p, len);
+  }
+
+  /* A sync file in a directory that does not exist could never be
+   * created: refuse it now rather than fall back to sync mode forever.
+   * A directory we may not read (EACCES) is accepted: the watcher then
+   * keeps the filter in sync mode, as for any unreadable sync file.
+   */
+  if (sync_file) {
+    char *copy = strdup (sync_file);
+    struct stat st;
+
+    if (copy == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+    sync_file_dir = strdup (dirname (copy));
+    free (copy);
+    if (sync_file_dir == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+    if (stat (sync_file_dir, &st) == 0 ? !S_ISDIR (st.st_mode)
+        : errno == ENOENT || errno == ENOTDIR) {
+      nbdkit_error ("async-sync-file: %s is not an existing directory: "
+                    "create it first, so that %s can be created there",
+                    sync_file_dir, sync_file);
+      return -1;
+    }
   }
 
   /* Bind the control socket before nbdkit forks, so a bad path stops it
@@ -390,6 +504,8 @@ async_after_fork (nbdkit_backend *backend)
     return -1;
 
   if (sync_file) {
+    /* The mode is right before the first client connects. */
+    sync_file_poll ();
     errno = pthread_create (&watcher, NULL, watcher_thread, NULL);
     if (errno) {
       nbdkit_error ("async: cannot start the sync-file watcher: %m");
@@ -399,6 +515,9 @@ async_after_fork (nbdkit_backend *backend)
   }
   if (control && ctl_serve (control, control_handler, NULL) == -1)
     return -1;
+  /* Last: nbdkit installed its signal handlers before .after_fork. */
+  if (stop_catch (drain_begin, exit_timeout) == -1)
+    return -1;
   return 0;
 }
 
@@ -406,6 +525,13 @@ static void
 async_cleanup (nbdkit_backend *backend)
 {
   uint64_t lost;
+  bool gave_up;
+
+  /* If a signal started a drain, this waits for it; nbdkit's quit flag is
+   * set by now, so a drain from here on cannot sleep through the filters
+   * below (see stop.h): it is for the other ways nbdkit stops.
+   */
+  gave_up = stop_release ();
 
   if (watcher_started) {
     watcher_stop = true;
@@ -413,7 +539,9 @@ async_cleanup (nbdkit_backend *backend)
     watcher_started = false;
   }
 
-  lost = writer_stop (exit_timeout);
+  if (!gave_up)
+    writer_drain (exit_timeout);
+  lost = writer_stop ();
   if (lost)
     nbdkit_error ("async: the lower device kept failing: %" PRIu64 " bytes "
                   "of acknowledged writes could NOT be written and are LOST",
@@ -430,6 +558,8 @@ async_cleanup (nbdkit_backend *backend)
   }
   store_free (store);
   store = NULL;
+  free (sync_file_dir);
+  sync_file_dir = NULL;
 }
 
 static void *
@@ -491,10 +621,21 @@ async_can_extents (nbdkit_next *next, void *handle)
   return next->can_extents (next) == -1 ? -1 : 1;
 }
 
+/* Multi-conn is the lower device's answer, not always yes.  The store is
+ * shared and a sync-mode flush waits for every connection's data in it,
+ * but what a connection writes through in sync mode, and every read of a
+ * clean block, goes over that client's own lower connection.  A lower
+ * device without multi-conn may cache per connection, so a flush on
+ * another connection need not cover those writes, nor make them visible
+ * to another connection's reads.  Flushing every lower connection that
+ * wrote would fix only the first half, and would duplicate nbdkit's
+ * multi-conn filter: stacked below this one (multi-conn-mode=emulate),
+ * it makes the lower device multi-conn, and this filter then says so.
+ */
 static int
 async_can_multi_conn (nbdkit_next *next, void *handle)
 {
-  return 1;       /* one store for all connections; flush covers all */
+  return next->can_multi_conn (next);
 }
 
 /*----------------------------------------------------------------------
@@ -555,8 +696,9 @@ flush_sync (nbdkit_next *next, int *err)
 {
   if (store_flush_wait (store, -1, err) == -1)
     return -1;
-  /* Writes that went through, and the writers' flushes, are covered by
-   * one more flush of the lower device.
+  /* Writes that went through this connection's lower connection; those
+   * of other connections too if the lower device has multi-conn (see
+   * async_can_multi_conn).
    */
   if (next->can_flush (next) == 1)
     return next->flush (next, 0, err);
@@ -693,6 +835,7 @@ status_reply (struct ctl_reply *r)
   pthread_mutex_lock (&mode_lock);
   ctl_reply_str (r, "mode", st.sync ? "sync" : "async");
   ctl_reply_str (r, "mode_reason", mode_reason ());
+  ctl_reply_u64 (r, "draining", mode_draining);
   pthread_mutex_unlock (&mode_lock);
   ctl_reply_str (r, "sync_writes", sync_writes_names[sync_writes]);
   ctl_reply_u64 (r, "max_dirty_bytes", st.max_dirty_bytes);
@@ -771,7 +914,8 @@ control_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
     mode_changed_by_control = true;
     mode_apply ();
     ctl_reply_str (r, "mode",
-                   mode_control_sync || mode_file_sync ? "sync" : "async");
+                   mode_control_sync || mode_file_sync || mode_draining
+                   ? "sync" : "async");
     ctl_reply_str (r, "mode_reason", mode_reason ());
     pthread_mutex_unlock (&mode_lock);
     return 0;

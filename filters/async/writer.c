@@ -2,7 +2,8 @@
  *
  * Threads: writer_start starts nwriters writer threads, one flusher and one
  * sampler (it records written-back bytes every 100 ms for the rate shown in
- * status).  writer_stop stops and joins all of them.  They touch only the
+ * status).  writer_drain waits for them to empty the store; writer_stop
+ * stops and joins all of them.  They touch only the
  * store (through its API) and the background context `lower`.  If the
  * plugin's thread model is below parallel, lower_lock serialises every call
  * on the background context.
@@ -237,17 +238,15 @@ writer_start (struct store *s, nbdkit_next *next, unsigned nwriters,
   return 0;
 }
 
-uint64_t
-writer_stop (unsigned exit_timeout)
+bool
+writer_drain (unsigned exit_timeout)
 {
   struct store_stats st;
   uint64_t progress = 0;
   double last_progress = now_s (), last_report = now_s ();
-  unsigned i;
-  int err;
 
   if (store == NULL)
-    return 0;
+    return true;
   store_set_draining (store, true);
   while (nstarted > 0 && !store_is_empty (store)) {
     uint64_t p = store_progress (store);
@@ -258,7 +257,7 @@ writer_stop (unsigned exit_timeout)
       last_progress = t;
     }
     if (exit_timeout && t - last_progress > exit_timeout)
-      break;
+      return false;
     if (t - last_report >= 5) {
       store_get_stats (store, &st);
       nbdkit_debug ("async: draining: %" PRIu64 " bytes left, "
@@ -268,7 +267,18 @@ writer_stop (unsigned exit_timeout)
     }
     usleep (10000);
   }
+  return store_is_empty (store);
+}
 
+uint64_t
+writer_stop (void)
+{
+  struct store_stats st;
+  unsigned i;
+  int err;
+
+  if (store == NULL)
+    return 0;
   store_stop (store);
   for (i = 0; i < nstarted; i++)
     pthread_join (writers[i], NULL);

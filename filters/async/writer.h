@@ -4,8 +4,9 @@
  * context the filter opened in .after_fork, and starts N writer threads
  * (each takes a batch from the store, writes it, reports the outcome: many
  * writes in flight, in offset order) and one flusher thread (flushes the
- * lower device so that written batches become clean).  writer_stop drains
- * the store, stops the threads and flushes the lower device once more.
+ * lower device so that written batches become clean).  writer_drain waits
+ * until the store is empty; writer_stop stops the threads and flushes the
+ * lower device once more.
  * Nothing else in the filter uses the background context.
  */
 
@@ -22,10 +23,16 @@
 int writer_start (struct store *store, nbdkit_next *next, unsigned nwriters,
                   uint32_t batch_blocks, bool serialize);
 
-/* Drain everything; give up after EXIT_TIMEOUT seconds without progress
- * (0: never).  Returns the bytes that could not be written (0 = clean).
+/* Write back and flush everything, clients may go on writing meanwhile;
+ * give up after EXIT_TIMEOUT seconds without progress (0: never).
+ * Returns true once the store is empty, false if it gave up.
  */
-uint64_t writer_stop (unsigned exit_timeout);
+bool writer_drain (unsigned exit_timeout);
+
+/* Stop the threads and flush the lower device once more.  Returns the
+ * bytes that are still dirty (0 = clean): call writer_drain first.
+ */
+uint64_t writer_stop (void);
 
 /* Flush the lower device through the background context. */
 int writer_lower_flush (int *err);
