@@ -81,10 +81,14 @@ powercut_config (const char *key, const char *value)
 
   if (strcmp (key, "file") == 0) {
     free (filename);
-    /* Absolute, because nbdkit changes directory to / when it forks. */
-    filename = nbdkit_realpath (value);
-    if (filename == NULL)
+    /* Absolute, because nbdkit changes directory to / when it forks;
+     * and it must exist (realpath fails otherwise).
+     */
+    filename = realpath (value, NULL);
+    if (filename == NULL) {
+      nbdkit_error ("file: %s: %m", value);
       return -1;
+    }
     return 0;
   }
   if (strcmp (key, "unflushed-persist") == 0)

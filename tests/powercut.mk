@@ -1,0 +1,12 @@
+# Tests of nbdkit-powercut-plugin: each ends nbdkit with SIGKILL and checks
+# the image against tests/powercut_model.py.  test-powercut-helpers.sh is
+# sourced by them.
+POWERCUT_SH_TESTS = \
+	tests/test-powercut-flush.sh \
+	tests/test-powercut-persist.sh \
+	tests/test-powercut-multiconn.sh \
+	tests/test-powercut-cachemax.sh \
+	tests/test-powercut-params.sh
+TESTS += $(POWERCUT_SH_TESTS)
+EXTRA_DIST += tests/test-powercut-helpers.sh tests/powercut_model.py \
+	$(POWERCUT_SH_TESTS)
