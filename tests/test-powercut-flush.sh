@@ -96,14 +96,15 @@ cmp "$tmp/disk" "$tmp/orig" ||
 pc_start r2 file="$tmp/disk"
 "$PY" "$tmp/ops.py" flush "$tmp/m2" || fail "round 2 (flush) failed"
 pc_cut "$pid"
-"$PY" "$tmp/check.py" "$tmp/m2" "round 2 (flush)"
+"$PY" "$tmp/check.py" "$tmp/m2" "round 2 (flush)" ||
+    fail "round 2: the image is not the flushed state"
 cmp -s "$tmp/disk" "$tmp/orig" && fail "round 2: the flush did not reach the image"
 
 # 3. FUA.
-cp "$tmp/disk" "$tmp/before-fua"
 pc_start r3 file="$tmp/disk"
 "$PY" "$tmp/ops.py" fua "$tmp/m3" || fail "round 3 (FUA) failed"
 pc_cut "$pid"
-"$PY" "$tmp/check.py" "$tmp/m3" "round 3 (FUA)"
+"$PY" "$tmp/check.py" "$tmp/m3" "round 3 (FUA)" ||
+    fail "round 3: the image does not hold the FUA requests (or holds later writes)"
 
 echo "$0: OK"
