@@ -1,8 +1,8 @@
 # Man pages are written in POD and built with pod2man.
 man_MANS += man/nbdkit-async-filter.1 man/nbdkit-memcache-filter.1 \
-	man/abdctl.1 man/abd.7
+	man/nbdkit-powercut-plugin.1 man/abdctl.1 man/abd.7
 EXTRA_DIST += man/nbdkit-async-filter.pod man/nbdkit-memcache-filter.pod \
-	man/abdctl.pod man/abd.pod
+	man/nbdkit-powercut-plugin.pod man/abdctl.pod man/abd.pod
 CLEANFILES += $(man_MANS)
 
 man/%.1: man/%.pod

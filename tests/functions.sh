@@ -14,7 +14,8 @@ set -o pipefail
 : "${ASYNC_FILTER:=$abs_top_builddir/filters/async/.libs/nbdkit-async-filter.so}"
 : "${MEMCACHE_FILTER:=$abs_top_builddir/filters/memcache/.libs/nbdkit-memcache-filter.so}"
 : "${ABDCTL:=$abs_top_builddir/abdctl/abdctl}"
-export ASYNC_FILTER MEMCACHE_FILTER ABDCTL
+: "${POWERCUT_PLUGIN:=$abs_top_builddir/plugins/powercut/.libs/nbdkit-powercut-plugin.so}"
+export ASYNC_FILTER MEMCACHE_FILTER ABDCTL POWERCUT_PLUGIN
 
 _cleanup_cmds=()
 # cleanup_fn CMD ARGS...: run at exit, last registered first.
@@ -75,7 +76,7 @@ if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
     fi
     preload_add "$preload_once"
     export ABD_SANITIZER_PRELOAD
-    for f in "${ASYNC_FILTER:-}" "${MEMCACHE_FILTER:-}"; do
+    for f in "${ASYNC_FILTER:-}" "${MEMCACHE_FILTER:-}" "${POWERCUT_PLUGIN:-}"; do
         # grep without -q reads all of nm's output: with -q, nm could die
         # of SIGPIPE and, under pipefail, the check would fail.
         if [ -n "$f" ] && ! nm -D "$f" | grep __asan_report >/dev/null; then

@@ -4,6 +4,7 @@ SH_LOG_COMPILER = bash
 EXTRA_DIST += tests/functions.sh
 include tests/async.mk
 include tests/memcache.mk
+include tests/powercut.mk
 
 # Tests of the whole stack (async over memcache over a plugin).
 TESTS += tests/test-stack-fio.sh
