@@ -5,6 +5,14 @@ EXTRA_DIST += tests/functions.sh
 include tests/async.mk
 include tests/memcache.mk
 
+# Tests of the control channel both filters serve (common/control.c).
+CONTROL_SH_TESTS = \
+	tests/test-control-mode.sh \
+	tests/test-control-deadline.sh \
+	tests/test-control-idle.sh
+TESTS += $(CONTROL_SH_TESTS)
+EXTRA_DIST += $(CONTROL_SH_TESTS)
+
 # Tests of the whole stack (async over memcache over a plugin).
 TESTS += tests/test-stack-fio.sh
 EXTRA_DIST += tests/test-stack-fio.sh
