@@ -190,14 +190,33 @@ ctl_reply_bool (struct ctl_reply *r, const char *name, bool v)
   buf_add (&r->body, r->json ? "%s" : " %s\n", v ? "true" : "false");
 }
 
+/* Text value: control bytes as \xNN, so that no value can end its line and
+ * start another (a false "OK", or a field the client would believe).
+ */
+static void
+buf_add_text_value (struct buf *b, const char *s)
+{
+  for (; *s; s++) {
+    unsigned char c = *s;
+
+    if (c < 0x20 || c == 0x7f)
+      buf_add (b, "\\x%02x", c);
+    else
+      buf_add (b, "%c", c);
+  }
+}
+
 void
 ctl_reply_str (struct ctl_reply *r, const char *name, const char *v)
 {
   reply_name (r, name);
   if (r->json)
     buf_add_json_string (&r->body, v);
-  else
-    buf_add (&r->body, " %s\n", v);
+  else {
+    buf_add (&r->body, " ");
+    buf_add_text_value (&r->body, v);
+    buf_add (&r->body, "\n");
+  }
 }
 
 void
@@ -247,22 +266,44 @@ ctl_parse_request (char *line, size_t len, char **argv, bool *json)
       return -1;
   line[len] = '\0';
 
-  for (i = 0; i < len; ) {
-    while (i < len && line[i] == ' ')
-      line[i++] = '\0';
-    if (i == len)
-      break;
-    if (argc == CTL_MAX_WORDS)
+  /* Exactly one space between words.  An empty word (a space at either
+   * end, or two in a row) is refused rather than dropped: "flush " is not
+   * "flush", it is a flush with an empty timeout.
+   */
+  for (i = 0; ; ) {
+    if (i == len || line[i] == ' ' || argc == CTL_MAX_WORDS)
       return -1;
     argv[argc++] = &line[i];
     while (i < len && line[i] != ' ')
       i++;
+    if (i == len)
+      break;
+    line[i++] = '\0';
   }
-  if (argc > 0 && strcmp (argv[argc-1], "--json") == 0) {
+  if (strcmp (argv[argc-1], "--json") == 0) {
     *json = true;
     argc--;
   }
   return argc > 0 ? argc : -1;
+}
+
+int
+ctl_parse_uint (const char *word, unsigned max, unsigned *out)
+{
+  uint64_t v = 0;
+  const char *p;
+
+  if (*word == '\0')
+    return -1;
+  for (p = word; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return -1;
+    v = v * 10 + (*p - '0');
+    if (v > max)                /* also stops before v can overflow */
+      return -1;
+  }
+  *out = v;
+  return 0;
 }
 
 char *
@@ -278,8 +319,9 @@ ctl_respond (const char *line, size_t len, ctl_handler handler, void *opaque)
     memcpy (copy, line, len);
   argc = ctl_parse_request (copy, len, argv, &r.json);
   if (argc == -1)
-    ctl_reply_error (&r, "malformed request (one line of printable words, "
-                     "at most %d bytes)", CTL_MAX_LINE - 1);
+    ctl_reply_error (&r, "malformed request (one line of printable words "
+                     "separated by single spaces, at most %d bytes)",
+                     CTL_MAX_LINE - 1);
   else {
     if (r.json)
       buf_add (&r.body, "{");

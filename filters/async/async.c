@@ -733,8 +733,10 @@ control_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
     unsigned secs = ASYNC_FLUSH_TIMEOUT_DEFAULT;
     int err;
 
-    if (argc == 2 && (sscanf (argv[1], "%u", &secs) != 1 || secs > 86400)) {
-      ctl_reply_error (r, "flush: timeout must be 0..86400 seconds");
+    if (argc == 2 &&
+        ctl_parse_uint (argv[1], ASYNC_FLUSH_TIMEOUT_MAX, &secs) == -1) {
+      ctl_reply_error (r, "flush: timeout must be 0..%d seconds, got '%s'",
+                       ASYNC_FLUSH_TIMEOUT_MAX, argv[1]);
       return -1;
     }
     if (store_flush_wait (store, secs * 1000, &err) == -1 ||
