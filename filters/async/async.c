@@ -167,6 +167,14 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       nbdkit_error ("async-control: the path is empty");
       return -1;
     }
+    /* nbdkit changes directory to / when it forks into the background,
+     * after the socket is bound: a relative path would then name another
+     * file, which the filter would remove at exit.
+     */
+    if (value[0] != '/') {
+      nbdkit_error ("async-control=%s: must be an absolute path", value);
+      return -1;
+    }
     control_path = value;
     return 0;
   }
