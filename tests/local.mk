@@ -20,8 +20,8 @@ TESTS += tests/test-systemd-units.sh
 EXTRA_DIST += tests/test-systemd-units.sh
 TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
-TESTS += tests/test-abd-run.sh
-EXTRA_DIST += tests/test-abd-run.sh
+TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
+EXTRA_DIST += tests/test-abd-run.sh tests/test-abd-run-private.sh
 TESTS += tests/test-fuzz.sh
 EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
