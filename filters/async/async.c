@@ -215,7 +215,8 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   "                           through, are rate limited, or wait for the\n" \
   "                           store to drain (default through).\n" \
   "async-sync-rate=SIZE       Bytes per second for rate (default 8M).\n" \
-  "async-control=PATH         Control socket for abdctl.\n" \
+  "async-control=PATH         Control socket for abdctl (absolute path,\n" \
+  "                           mode 0600).\n" \
   "async-writers=N            Lower writes in flight (default 16).\n" \
   "async-write-size=SIZE      Largest coalesced lower write (default 256K).\n" \
   "async-writeback-delay=MS   Let new data settle first (default 50).\n" \
