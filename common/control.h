@@ -1,7 +1,8 @@
 /* abd: the control channel both filters serve on a Unix socket.
  *
  * Protocol (also in abdctl(1)).  The client sends one request line: words
- * separated by spaces, at most CTL_MAX_LINE bytes including the final '\n'.
+ * separated by single spaces, at most CTL_MAX_LINE bytes including the
+ * final '\n'.  The line must be complete within 5 s of connecting.
  * A last word "--json" asks for the reply body as one JSON object.  The server
  * answers with body lines and then exactly one final line, "OK" or
  * "ERR <message>", and closes the connection.  One request per connection.
@@ -51,9 +52,15 @@ void ctl_stop (struct ctl_server *server);
 /* Split LINE (LEN bytes, without the '\n') into words, in place.  Sets
  * *JSON when the last word is "--json" (and drops it).  Returns the number
  * of words, or -1 if the line is empty, too long, holds a byte that is not
- * printable ASCII, or has more than CTL_MAX_WORDS words.
+ * printable ASCII, has an empty word (words are separated by exactly one
+ * space), or has more than CTL_MAX_WORDS words.
  */
 int ctl_parse_request (char *line, size_t len, char **argv, bool *json);
+
+/* A number argument: WORD must be decimal digits only (no sign, no space,
+ * no suffix) with a value from 0 to MAX.  Returns 0 and sets *OUT, or -1.
+ */
+int ctl_parse_uint (const char *word, unsigned max, unsigned *out);
 
 /* Building a reply.  Names are lower_case identifiers. */
 void ctl_reply_u64 (struct ctl_reply *r, const char *name, uint64_t v);

@@ -6,6 +6,14 @@ include tests/async.mk
 include tests/memcache.mk
 include tests/powercut.mk
 
+# Tests of the control channel both filters serve (common/control.c).
+CONTROL_SH_TESTS = \
+	tests/test-control-mode.sh \
+	tests/test-control-deadline.sh \
+	tests/test-control-idle.sh
+TESTS += $(CONTROL_SH_TESTS)
+EXTRA_DIST += $(CONTROL_SH_TESTS)
+
 # Tests of the whole stack (async over memcache over a plugin).
 TESTS += tests/test-stack-fio.sh
 EXTRA_DIST += tests/test-stack-fio.sh
@@ -17,8 +25,8 @@ TESTS += tests/test-systemd-units.sh
 EXTRA_DIST += tests/test-systemd-units.sh
 TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
-TESTS += tests/test-abd-run.sh
-EXTRA_DIST += tests/test-abd-run.sh
+TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
+EXTRA_DIST += tests/test-abd-run.sh tests/test-abd-run-private.sh
 TESTS += tests/test-fuzz.sh
 EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # abdctl against the async filter: exit status 0 on OK, 1 on ERR (bad
-# mode, unknown command, bad flush timeout, flush timed out, malformed
-# request), 2 on usage errors and when the request cannot be made (no such
+# mode, unknown command, bad flush timeout (only decimal digits, 0..86400),
+# flush timed out, malformed request, an empty word), 2 on usage errors and when the request cannot be made (no such
 # socket, nothing listening, not a socket, path too long); `--json` output
 # is valid JSON with the same fields and numbers as the text; every status
 # field is present; `flush 5` returns 0 once drained.
@@ -62,6 +62,15 @@ expect_err 1 'unknown command'        -s "$ctl" status extra
 expect_err 1 'timeout'                -s "$ctl" flush abc
 expect_err 1 'timeout'                -s "$ctl" flush 86401
 expect_err 1 'timeout'                -s "$ctl" flush -1
+# Strictly decimal: no wrap-around to 0, no suffix, sign or hex.
+expect_err 1 'timeout'                -s "$ctl" flush 4294967296
+expect_err 1 'timeout'                -s "$ctl" flush 18446744073709551616
+expect_err 1 'timeout'                -s "$ctl" flush 5abc
+expect_err 1 'timeout'                -s "$ctl" flush +5
+expect_err 1 'timeout'                -s "$ctl" flush 0x10
+# An empty word is not a missing one.
+expect_err 1 'malformed'              -s "$ctl" flush ''
+expect_err 1 'malformed'              -s "$ctl" status ''
 expect_err 1 'malformed'              -s "$ctl" status 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16
 expect_err 1 'expected sync or async' -s "$ctl" --json mode bogus
 # 1: flush timed out: dirty data, a slow lower device, no time given.

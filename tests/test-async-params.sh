@@ -107,6 +107,8 @@ badp 'async-mlock'      async-mlock=maybe
 # Paths.
 badp 'async-control'    async-control=
 badp 'async-control'    async-control="$tmp/no/such/dir/ctl"
+badp 'async-control=ctl.sock: must be an absolute path' async-control=ctl.sock
+badp 'async-control=./ctl.sock: must be an absolute path' async-control=./ctl.sock
 badp 'async-sync-file'  async-sync-file=
 # Unknown keys in the filter's namespace.
 badp "unknown parameter 'async-bogus'"     async-bogus=1

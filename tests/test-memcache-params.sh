@@ -32,6 +32,16 @@ refused "memcache-servers=HOST:PORT,... is required" memcache-id=x
 refused "memcache-id=STRING is required" memcache-servers=127.0.0.1:1
 refused "memcache-id must not be empty" memcache-servers=127.0.0.1:1 memcache-id=
 
+# Strings that abdctl status prints cannot hold control characters (a
+# newline would forge status lines).
+refused "memcache-id: control character 0x0a at byte 1" \
+    memcache-servers=127.0.0.1:1 memcache-id=$'a\nOK'
+refused "memcache-id: control character 0x1b at byte 0" \
+    memcache-servers=127.0.0.1:1 memcache-id=$'\e[2J'
+refused "memcache-id: control character 0x7f" \
+    memcache-servers=127.0.0.1:1 memcache-id=$'x\x7f'
+refused "memcache-servers: control character 0x0d" \
+    memcache-id=x memcache-servers=$'h\r:1'
 refused "expected HOST:PORT" memcache-id=x memcache-servers=localhost
 refused "expected HOST:PORT" memcache-id=x memcache-servers=:11211
 refused "port must be a number from 1 to 65535" memcache-id=x memcache-servers=h:0

@@ -174,6 +174,14 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       nbdkit_error ("async-control: the path is empty");
       return -1;
     }
+    /* nbdkit changes directory to / when it forks into the background,
+     * after the socket is bound: a relative path would then name another
+     * file, which the filter would remove at exit.
+     */
+    if (value[0] != '/') {
+      nbdkit_error ("async-control=%s: must be an absolute path", value);
+      return -1;
+    }
     control_path = value;
     return 0;
   }
@@ -214,7 +222,8 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   "                           through, are rate limited, or wait for the\n" \
   "                           store to drain (default through).\n" \
   "async-sync-rate=SIZE       Bytes per second for rate (default 8M).\n" \
-  "async-control=PATH         Control socket for abdctl.\n" \
+  "async-control=PATH         Control socket for abdctl (absolute path,\n" \
+  "                           mode 0600).\n" \
   "async-writers=N            Lower writes in flight (default 16).\n" \
   "async-write-size=SIZE      Largest coalesced lower write (default 256K).\n" \
   "async-writeback-delay=MS   Let new data settle first (default 50).\n" \
@@ -876,8 +885,10 @@ control_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
     unsigned secs = ASYNC_FLUSH_TIMEOUT_DEFAULT;
     int err;
 
-    if (argc == 2 && (sscanf (argv[1], "%u", &secs) != 1 || secs > 86400)) {
-      ctl_reply_error (r, "flush: timeout must be 0..86400 seconds");
+    if (argc == 2 &&
+        ctl_parse_uint (argv[1], ASYNC_FLUSH_TIMEOUT_MAX, &secs) == -1) {
+      ctl_reply_error (r, "flush: timeout must be 0..%d seconds, got '%s'",
+                       ASYNC_FLUSH_TIMEOUT_MAX, argv[1]);
       return -1;
     }
     if (store_flush_wait (store, secs * 1000, &err) == -1 ||

@@ -20,6 +20,7 @@
 #define ASYNC_EXIT_TIMEOUT_DEFAULT 60               /* async-exit-timeout */
 #define ASYNC_EXIT_TIMEOUT_MAX    86400
 #define ASYNC_FLUSH_TIMEOUT_DEFAULT 60              /* abdctl flush [SECONDS] */
+#define ASYNC_FLUSH_TIMEOUT_MAX   86400
 #define ASYNC_SYNC_FILE_POLL_MS   100
 #define ASYNC_RETRY_MIN_MS        100               /* lower error backoff */
 #define ASYNC_RETRY_MAX_MS        5000

@@ -77,11 +77,30 @@ memcache_parse_range (const char *key, const char *value, unsigned min,
   return 0;
 }
 
+/* Strings that abdctl status prints (the id, the server addresses) must
+ * not hold control bytes, which could end a status line and forge others.
+ */
+static int
+memcache_check_printable (const char *key, const char *value)
+{
+  const unsigned char *p;
+
+  for (p = (const unsigned char *) value; *p; p++)
+    if (*p < 0x20 || *p == 0x7f) {
+      nbdkit_error ("%s: control character 0x%02x at byte %zu is not allowed",
+                    key, *p, (size_t) (p - (const unsigned char *) value));
+      return -1;
+    }
+  return 0;
+}
+
 static int
 memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
                  const char *key, const char *value)
 {
   if (strcmp (key, "memcache-servers") == 0) {
+    if (memcache_check_printable (key, value) == -1)
+      return -1;
     params.servers = value;
     return 0;
   }
@@ -90,6 +109,8 @@ memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       nbdkit_error ("memcache-id must not be empty");
       return -1;
     }
+    if (memcache_check_printable (key, value) == -1)
+      return -1;
     params.id = value;
     return 0;
   }

@@ -2,14 +2,20 @@
  * builder (common/control.c), which read bytes from any process allowed
  * to connect to a control socket.
  *
- * The input is one request line.  A handler that echoes the words back as
- * fields, nests objects or fails on command exercises every reply path in
- * text and JSON.  Checked beyond memory safety: the reply always ends with
- * exactly one final line, "OK" or "ERR ...", and a JSON body is one object.
+ * The input is one request line, optionally followed by '\n' and any
+ * bytes, which the command "raw" puts in the reply as a string value (as a
+ * filter would a parameter such as memcache-id).  A handler that echoes the
+ * words back as fields, nests objects or fails on command exercises every
+ * reply path in text and JSON; every word also goes through the number
+ * parser, checked against strtoull.  Checked beyond memory safety: the
+ * reply always ends with exactly one final line, "OK" or "ERR ...", every
+ * text body line is one "name: value" field, and a JSON body is one object.
  */
 
 #include <config.h>
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,10 +29,40 @@
 void nbdkit_error (const char *fs, ...) { (void) fs; }
 void nbdkit_debug (const char *fs, ...) { (void) fs; }
 
+/* ctl_parse_uint must accept exactly the words of decimal digits whose
+ * value is at most MAX, and return that value.
+ */
+static void
+check_parse_uint (const char *word)
+{
+  const unsigned max = 86400;
+  unsigned got;
+  int r = ctl_parse_uint (word, max, &got);
+  bool digits = *word != '\0';
+  unsigned long long want;
+  const char *p;
+
+  for (p = word; *p; p++)
+    if (!isdigit ((unsigned char) *p))
+      digits = false;
+  errno = 0;
+  want = digits ? strtoull (word, NULL, 10) : 0;
+  if (digits && errno == 0 && want <= max) {
+    if (r != 0 || got != want)
+      abort ();
+  }
+  else if (r != -1)
+    abort ();
+}
+
 static int
 echo_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
 {
+  const char *raw = opaque;
   int i;
+
+  for (i = 0; i < argc; i++)
+    check_parse_uint (argv[i]);
 
   if (strcmp (argv[0], "fail") == 0) {
     ctl_reply_error (r, "failed on purpose: %s", argc > 1 ? argv[1] : "");
@@ -35,7 +71,9 @@ echo_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
   if (strcmp (argv[0], "nofail") == 0)
     return -1;                  /* -1 without a message */
   for (i = 0; i < argc; i++) {
-    if (strcmp (argv[i], "{") == 0)
+    if (strcmp (argv[i], "raw") == 0)
+      ctl_reply_str (r, "raw", raw);
+    else if (strcmp (argv[i], "{") == 0)
       ctl_reply_begin (r, "nested");
     else if (strcmp (argv[i], "}") == 0)
       ctl_reply_end (r);
@@ -53,13 +91,46 @@ echo_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
   return 0;
 }
 
+/* Every body line of a text reply is "name:" (a nested object) or
+ * "name: value", indented, with no control byte.
+ */
+static void
+check_text_body (const char *p, const char *end)
+{
+  while (p < end) {
+    const char *nl = memchr (p, '\n', end - p);
+    const char *q = p;
+
+    while (*q == ' ')
+      q++;
+    if (!islower ((unsigned char) *q))
+      abort ();
+    while (islower ((unsigned char) *q) || *q == '_')
+      q++;
+    if (*q++ != ':' || (q != nl && *q != ' '))
+      abort ();
+    for (; q < nl; q++)
+      if ((unsigned char) *q < 0x20 || *q == 0x7f)
+        abort ();
+    p = nl + 1;
+  }
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  char *reply = ctl_respond ((const char *) data, size, echo_handler, NULL);
+  const char *nl = memchr (data, '\n', size);
+  size_t line_len = nl ? (size_t) (nl - (const char *) data) : size;
+  char *raw, *reply;
   size_t len;
   const char *last;
 
+  /* The bytes after the line, up to any NUL, as a C string. */
+  raw = nl ? strndup (nl + 1, size - line_len - 1) : strdup ("");
+  if (raw == NULL)
+    return 0;
+  reply = ctl_respond ((const char *) data, line_len, echo_handler, raw);
+  free (raw);
   if (reply == NULL)            /* out of memory: allowed */
     return 0;
   len = strlen (reply);
@@ -82,6 +153,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         memchr (reply, '\n', last - reply - 1) != NULL)
       abort ();
   }
+  else
+    check_text_body (reply, last);
   free (reply);
   return 0;
 }
