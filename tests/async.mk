@@ -1,7 +1,9 @@
 # Tests of the async filter and abdctl.
 check_PROGRAMS += tests/test-store
 tests_test_store_SOURCES = tests/test-store.c \
-	filters/async/store.c filters/async/store.h
+	filters/async/store.c filters/async/store.h \
+	filters/async/storefile.c filters/async/storefile.h
+tests_test_store_LDADD = $(XXHASH_LIBS)
 tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 ASYNC_SH_TESTS = \
