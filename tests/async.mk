@@ -22,6 +22,11 @@ ASYNC_SH_TESTS = \
 	tests/test-async-errors.sh \
 	tests/test-async-backpressure.sh \
 	tests/test-async-fio.sh \
-	tests/test-async-kernel.sh
+	tests/test-async-kernel.sh \
+	tests/test-async-store-kill.sh \
+	tests/test-async-store-failing-stop.sh \
+	tests/test-async-store-storm.sh \
+	tests/test-async-store-refuse.sh
 TESTS += tests/test-store $(ASYNC_SH_TESTS)
-EXTRA_DIST += tests/test-async-helpers.sh $(ASYNC_SH_TESTS)
+EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-store-write.py \
+	$(ASYNC_SH_TESTS)
