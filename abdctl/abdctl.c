@@ -16,13 +16,17 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "storefile.h"
 
 static void __attribute__ ((noreturn))
 usage (FILE *fp, int status)
 {
   fprintf (fp,
 "Usage: abdctl -s SOCKET [--json] COMMAND [ARG...]\n"
-"Send COMMAND to the control socket of an abd filter and print the answer.\n"
+"       abdctl store-info PATH\n"
+"Send COMMAND to the control socket of an abd filter and print the answer;\n"
+"or show what an async filter's store file (async-store-file=) holds,\n"
+"without starting nbdkit.\n"
 "\n"
 "Options:\n"
 "  -s, --socket=PATH  the filter's control socket (async-control=,\n"
@@ -41,8 +45,8 @@ usage (FILE *fp, int status)
 "  locate BLOCK           the server that holds cache block BLOCK, and its\n"
 "                         key\n"
 "\n"
-"Exit status: 0 on OK, 1 when the filter reports an error, 2 when the\n"
-"request could not be made.\n");
+"Exit status: 0 on OK, 1 when the filter reports an error (store-info: the\n"
+"file is not a valid store file), 2 when the request could not be made.\n");
   exit (status);
 }
 
@@ -74,6 +78,12 @@ main (int argc, char *argv[])
     case 'V': printf ("abdctl %s\n", PACKAGE_VERSION); exit (0);
     default: usage (stderr, 2);
     }
+  }
+  if (path == NULL && optind < argc &&
+      strcmp (argv[optind], "store-info") == 0) {
+    if (argc - optind != 2)
+      usage (stderr, 2);
+    exit (storefile_describe (argv[optind + 1], stdout) == 0 ? 0 : 1);
   }
   if (path == NULL || optind >= argc)
     usage (stderr, 2);

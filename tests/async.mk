@@ -1,7 +1,9 @@
 # Tests of the async filter and abdctl.
 check_PROGRAMS += tests/test-store
 tests_test_store_SOURCES = tests/test-store.c \
-	filters/async/store.c filters/async/store.h
+	filters/async/store.c filters/async/store.h \
+	filters/async/storefile.c filters/async/storefile.h
+tests_test_store_LDADD = $(XXHASH_LIBS)
 tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 ASYNC_SH_TESTS = \
@@ -20,6 +22,11 @@ ASYNC_SH_TESTS = \
 	tests/test-async-errors.sh \
 	tests/test-async-backpressure.sh \
 	tests/test-async-fio.sh \
-	tests/test-async-kernel.sh
+	tests/test-async-kernel.sh \
+	tests/test-async-store-kill.sh \
+	tests/test-async-store-failing-stop.sh \
+	tests/test-async-store-storm.sh \
+	tests/test-async-store-refuse.sh
 TESTS += tests/test-store $(ASYNC_SH_TESTS)
-EXTRA_DIST += tests/test-async-helpers.sh $(ASYNC_SH_TESTS)
+EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-store-write.py \
+	$(ASYNC_SH_TESTS)

@@ -13,6 +13,11 @@
  * fail with EIO until the errors stop; after draining, the lower device
  * equals the model and the store is empty.
  *
+ * Every other round keeps the store in a file (async-store-file): before
+ * the drain the store is closed without writing back, as if the process
+ * had died between two requests, and opened again from the file; every
+ * byte read through the rebuilt store must still equal the model.
+ *
  * Usage: test-store [SEED [OPS]]
  */
 
@@ -226,6 +231,11 @@ main (int argc, char *argv[])
   unsigned round, nrounds = argc > 1 ? 1 : 6;
   unsigned long flushes = 0, eio = 0;
 
+  char store_path[] = "/tmp/test-store.XXXXXX";
+  int fd = mkstemp (store_path);
+
+  CHECK (fd >= 0, "mkstemp: %m");
+  close (fd);
   for (round = 0; round < nrounds; round++, seed++) {
     struct store_params p;
     pthread_t writers[NWRITERS], flusher;
@@ -243,6 +253,10 @@ main (int argc, char *argv[])
     p.delay_ms = rnd_below (2) ? 0 : rnd_below (20);
     p.retry_min_ms = 1;
     p.retry_max_ms = 20;
+    p.store_file = round % 2 ? store_path : NULL;
+    p.store_id = "test-store";
+    if (p.store_file)
+      unlink (store_path);
 
     lower_volatile = malloc (dev_size);
     lower_durable = malloc (dev_size);
@@ -339,6 +353,27 @@ main (int argc, char *argv[])
       }
     }
 
+    if (p.store_file) {
+      /* Close without writing back, open again from the file. */
+      store_stop (store);
+      for (i = 0; i < NWRITERS; i++)
+        pthread_join (writers[i], NULL);
+      pthread_join (flusher, NULL);
+      store_free (store);
+      store = store_create (&p, &errmsg);
+      CHECK (store, "store_create from the file: %s", errmsg);
+      CHECK (store_read (store, buf, dev_size, 0, &io, &err) == 0,
+             "read after reopening failed: %d", err);
+      for (i = 0; i < dev_size; i++)
+        if (known[i] && buf[i] != model[i])
+          CHECK (false, "after reopening: byte %u is %u, model %u",
+                 i, buf[i], model[i]);
+      for (i = 0; i < NWRITERS; i++)
+        pthread_create (&writers[i], NULL, writer_thread,
+                        (void *) (uintptr_t) (seed + i));
+      pthread_create (&flusher, NULL, flusher_thread, NULL);
+    }
+
     /* Drain: stop failures, wait for everything, compare. */
     set_fail_writes (0);
     store_set_draining (store, true);
@@ -367,6 +402,7 @@ main (int argc, char *argv[])
     free (known);
     free (buf);
   }
+  unlink (store_path);
   printf ("test-store: %u rounds, %u ops each, %lu flushes checked, "
           "%lu EIO flushes, %u lower writes (%u failed)\n",
           nrounds, ops / nrounds, flushes, eio, lower_writes,

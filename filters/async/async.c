@@ -35,6 +35,7 @@
 #include "params.h"
 #include "stop.h"
 #include "store.h"
+#include "storefile.h"
 #include "writer.h"
 
 enum sync_writes { SYNC_THROUGH, SYNC_RATE, SYNC_HOLD };
@@ -52,12 +53,15 @@ static unsigned nwriters = ASYNC_WRITERS_DEFAULT;
 static uint32_t write_size = ASYNC_WRITE_SIZE_DEFAULT;
 static unsigned delay_ms = ASYNC_DELAY_DEFAULT;
 static unsigned exit_timeout = ASYNC_EXIT_TIMEOUT_DEFAULT;
+static const char *store_file;
+static const char *store_id = "";
 
 /* Set in .get_ready and .after_fork, read-only afterwards. */
 static int thread_model;
 static struct store *store;
 static nbdkit_next *background;         /* shared context to the lower layer */
 static struct ctl_server *control;
+static int exit_status;         /* set in .cleanup, used in .unload */
 
 /* The mode: sync if the control channel (or async-mode=) says so, while
  * the sync file exists, and for good once nbdkit was told to stop
@@ -204,6 +208,23 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   if (strcmp (key, "async-exit-timeout") == 0)
     return parse_unsigned (key, value, 0, ASYNC_EXIT_TIMEOUT_MAX,
                            &exit_timeout);
+  if (strcmp (key, "async-store-file") == 0) {
+    if (*value == '\0') {
+      nbdkit_error ("async-store-file: the path is empty");
+      return -1;
+    }
+    store_file = value;
+    return 0;
+  }
+  if (strcmp (key, "async-store-id") == 0) {
+    if (strlen (value) > STOREFILE_ID_MAX) {
+      nbdkit_error ("async-store-id: longer than %d bytes",
+                    STOREFILE_ID_MAX);
+      return -1;
+    }
+    store_id = value;
+    return 0;
+  }
   if (strncmp (key, "async-", 6) == 0) {
     nbdkit_error ("unknown parameter '%s' (see nbdkit-async-filter(1))", key);
     return -1;
@@ -228,7 +249,11 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   "async-write-size=SIZE      Largest coalesced lower write (default 256K).\n" \
   "async-writeback-delay=MS   Let new data settle first (default 50).\n" \
   "async-exit-timeout=SECS    Give up draining a failing lower device\n" \
-  "                           at exit after SECS (default 60, 0 = never)."
+  "                           at exit after SECS (default 60, 0 = never).\n" \
+  "async-store-file=PATH      Keep dirty data in this file (on tmpfs), so\n" \
+  "                           that it survives the process (default none).\n" \
+  "async-store-id=STRING      The device's name, recorded in the store file\n" \
+  "                           (default empty)."
 
 /*----------------------------------------------------------------------
  * The mode.
@@ -469,6 +494,36 @@ async_get_ready (int model)
   return 0;
 }
 
+/* The store file held data an earlier process acknowledged and did not
+ * write back (it died, or its lower device kept failing): write it all
+ * back and flush before the first client is served.  If the lower device
+ * keeps failing, refuse to start and leave it in the file.
+ */
+static int
+replay (void)
+{
+  struct store_stats st;
+  int err;
+
+  store_get_stats (store, &st);
+  nbdkit_error ("async: %s holds %" PRIu64 " bytes (%" PRIu64 " entries) "
+                "acknowledged by an earlier process and not yet written "
+                "back: writing them back before serving", store_file,
+                st.dirty_bytes, st.dirty_entries);
+  if (!writer_drain (exit_timeout) || writer_lower_flush (&err) == -1) {
+    store_get_stats (store, &st);
+    writer_stop ();
+    nbdkit_error ("async: could not write back the store file %s: %" PRIu64
+                  " bytes wait there; not serving (the next start tries "
+                  "again)", store_file, st.dirty_bytes);
+    return -1;
+  }
+  store_set_draining (store, false);
+  nbdkit_debug ("async: store file %s written back and flushed",
+                store_file);
+  return 0;
+}
+
 static int
 async_after_fork (nbdkit_backend *backend)
 {
@@ -499,6 +554,8 @@ async_after_fork (nbdkit_backend *backend)
   p.delay_ms = delay_ms;
   p.retry_min_ms = ASYNC_RETRY_MIN_MS;
   p.retry_max_ms = ASYNC_RETRY_MAX_MS;
+  p.store_file = store_file;
+  p.store_id = store_id;
   store = store_create (&p, &errmsg);
   if (store == NULL) {
     nbdkit_error ("async: %s", errmsg ? errmsg : "cannot create the store");
@@ -510,6 +567,9 @@ async_after_fork (nbdkit_backend *backend)
 
   if (writer_start (store, background, nwriters, p.batch_blocks,
                     thread_model < NBDKIT_THREAD_MODEL_PARALLEL) == -1)
+    return -1;
+  /* nbdkit accepts no connection before .after_fork returns. */
+  if (!store_is_empty (store) && replay () == -1)
     return -1;
 
   if (sync_file) {
@@ -551,10 +611,19 @@ async_cleanup (nbdkit_backend *backend)
   if (!gave_up)
     writer_drain (exit_timeout);
   lost = writer_stop ();
-  if (lost)
+  if (lost && store_file) {
+    nbdkit_error ("async: the lower device kept failing: %" PRIu64 " bytes "
+                  "of acknowledged writes are not written back; they wait "
+                  "in the store file %s, and the next start with it writes "
+                  "them back first", lost, store_file);
+    exit_status = ASYNC_EXIT_KEPT;
+  }
+  else if (lost) {
     nbdkit_error ("async: the lower device kept failing: %" PRIu64 " bytes "
                   "of acknowledged writes could NOT be written and are LOST",
                   lost);
+    exit_status = ASYNC_EXIT_LOST;
+  }
   else if (store)
     nbdkit_debug ("async: all dirty data written and flushed");
 
@@ -569,6 +638,16 @@ async_cleanup (nbdkit_backend *backend)
   store = NULL;
   free (sync_file_dir);
   sync_file_dir = NULL;
+}
+
+/* The last callback nbdkit makes (the layers below are unloaded by now):
+ * the only place a filter can choose nbdkit's exit status.
+ */
+static void
+async_unload (void)
+{
+  if (exit_status)
+    exit (exit_status);
 }
 
 static void *
@@ -951,6 +1030,7 @@ static struct nbdkit_filter filter = {
   .get_ready         = async_get_ready,
   .after_fork        = async_after_fork,
   .cleanup           = async_cleanup,
+  .unload            = async_unload,
   .open              = async_open,
   .prepare           = async_prepare,
   .can_flush         = async_can_flush,

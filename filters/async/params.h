@@ -24,5 +24,12 @@
 #define ASYNC_SYNC_FILE_POLL_MS   100
 #define ASYNC_RETRY_MIN_MS        100               /* lower error backoff */
 #define ASYNC_RETRY_MAX_MS        5000
+/* nbdkit's exit status when a stop leaves dirty data behind (set from
+ * .unload, the last callback: nbdkit 1.32 itself always exits 0): kept
+ * in the store file (EX_TEMPFAIL: the next start writes it back), or lost
+ * without one.
+ */
+#define ASYNC_EXIT_KEPT           75
+#define ASYNC_EXIT_LOST           1
 
 #endif /* ABD_ASYNC_PARAMS_H */

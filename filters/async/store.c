@@ -43,6 +43,7 @@
 #include <bsd/sys/tree.h>
 
 #include "store.h"
+#include "storefile.h"
 
 #define EPOCH_RING 4096         /* live epochs at most (waiting flushes) */
 #define FLUSH_BATCHES 64        /* flush after this many completed batches */
@@ -100,8 +101,12 @@ struct store {
   uint32_t start_ms;            /* CLOCK_MONOTONIC ms at creation */
 
   /* Data arena: nslots blocks; free slots are chained through their first
-   * four bytes, slots never used yet are above slot_bump.
+   * four bytes, slots never used yet are above slot_bump.  With a store
+   * file, the arena is in the file and every entry in the tree has a
+   * record there, numbered by its index in the pool; seq numbers them.
    */
+  struct storefile *file;
+  uint64_t seq;
   char *data;
   size_t data_bytes;
   uint32_t nslots, slot_bump, slot_free, free_slots;
@@ -251,6 +256,23 @@ entry_release (struct store *s, struct entry *e)
   s->free_entries++;
 }
 
+/* Publish E's record in the store file, after its data is in place. */
+static void
+record_publish (struct store *s, struct entry *e)
+{
+  if (s->file)
+    storefile_put (s->file, e - s->pool, ++s->seq, e->blk,
+                   e->kind == STORE_DATA ? 1 : e->count,
+                   e->kind == STORE_DATA ? e->slot : NO_SLOT, e->kind);
+}
+
+static void
+record_retire (struct store *s, struct entry *e)
+{
+  if (s->file)
+    storefile_clear (s->file, e - s->pool);
+}
+
 static void
 wake_space_waiters (struct store *s)
 {
@@ -369,6 +391,7 @@ tree_insert (struct store *s, struct entry *e, uint32_t epoch)
   e->dirtied_ms = now_ms ();
   RB_INSERT (entry_tree, &s->tree, e);
   account_insert (s, e);
+  record_publish (s, e);
   /* Wake a writer if none will look before this entry is due. */
   if (urgent (s) || !s->wake_armed ||
       ms_diff (e->dirtied_ms + s->delay_ms, s->wake_at_ms) > 0) {
@@ -385,6 +408,7 @@ tree_remove (struct store *s, struct entry *e)
 {
   RB_REMOVE (entry_tree, &s->tree, e);
   account_remove (s, e);
+  record_retire (s, e);         /* before its slot can be reused */
   if (e->kind == STORE_DATA)
     slot_release (s, e->slot);
   entry_release (s, e);
@@ -405,6 +429,7 @@ range_resize (struct store *s, struct entry *e, uint64_t blk, uint64_t end)
   if (rekey)
     RB_INSERT (entry_tree, &s->tree, e);
   account_insert (s, e);
+  record_publish (s, e);
 }
 
 /* A client changed the content of E. */
@@ -558,6 +583,12 @@ range_split_for_block (struct store *s, struct entry *r, uint64_t blk,
   uint64_t r_blk = r->blk, r_end = entry_end (r);
   uint32_t epoch = r->epoch;
 
+  /* Zero or trimmed content reads as zeros.  D's record goes first: the
+   * block must not lose R's content before D holds it.
+   */
+  memset (slot_data (s, d->slot), 0, STORE_BLOCK_SIZE);
+  record_publish (s, d);
+
   /* Pieces of data whose lower write failed keep saying so. */
   d->flags = r->flags & EF_FAILED;
   if (blk + 1 < r_end) {
@@ -579,8 +610,6 @@ range_split_for_block (struct store *s, struct entry *r, uint64_t blk,
     tree_remove (s, r);
   }
 
-  /* Zero or trimmed content reads as zeros. */
-  memset (slot_data (s, d->slot), 0, STORE_BLOCK_SIZE);
   epoch_hold (s, epoch);
   tree_insert (s, d, epoch);
 }
@@ -867,9 +896,23 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
    */
   uint32_t carry = 0;
   bool carry_held = false;
+  /* With a store file: a record of the whole operation, published before
+   * the entries it replaces are cut and retired after the new ones are
+   * in: if the process dies in between, the blocks read as this
+   * operation's result, never as the lower device's older content.
+   */
+  struct entry *intent = NULL;
   int r = 0;
 
   pthread_mutex_lock (&s->lock);
+  if (s->file) {
+    while ((intent = entry_alloc (s)) == NULL)
+      wait_changed (s, true);
+    intent->kind = kind;
+    intent->blk = b0;
+    intent->count = b1 - b0;
+    record_publish (s, intent);
+  }
   while (pos < b1 && r == 0) {
     struct entry *e = tree_find_from (s, pos), *n;
 
@@ -987,6 +1030,11 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
    */
   if (carry_held)
     epoch_drop (s, carry);
+  if (intent) {
+    record_retire (s, intent);
+    entry_release (s, intent);
+    wake_space_waiters (s);
+  }
   epoch_advance (s);
   pthread_mutex_unlock (&s->lock);
   return r;
@@ -1541,6 +1589,151 @@ store_get_stats (struct store *s, struct store_stats *st)
   pthread_mutex_unlock (&s->lock);
 }
 
+/*----------------------------------------------------------------------
+ * Loading a store file.
+ */
+
+static int
+rec_cmp_newest_first (const void *a, const void *b)
+{
+  const struct storefile_rec *x = a, *y = b;
+
+  return x->seq > y->seq ? -1 : x->seq < y->seq;
+}
+
+/* Put entry E, described by the file, in the tree as DIRTY. */
+static void
+load_insert (struct store *s, struct entry *e)
+{
+  e->state = ST_DIRTY;
+  e->epoch = s->epoch_cur;
+  e->dirtied_ms = now_ms ();
+  epoch_hold (s, s->epoch_cur);
+  RB_INSERT (entry_tree, &s->tree, e);
+  account_insert (s, e);
+}
+
+/* Open the store file and rebuild the tree from its records.  Newest
+ * first, each record takes the blocks no newer record holds (records
+ * overlap only when a process died inside an operation): a data record
+ * whose block is taken is retired; a range partly taken is replaced by
+ * its free pieces, published before it is retired, so that a crash while
+ * loading leaves a file that says the same.  Then the free lists.
+ */
+static int
+store_load (struct store *s, const struct store_params *p, char **errmsg)
+{
+  struct storefile_geometry g = {
+    .size = s->size, .nslots = s->nslots,
+    .id = p->store_id ? p->store_id : ""
+  };
+  struct storefile_rec *recs;
+  size_t nrecs, i;
+  uint8_t *used = NULL;         /* per entry: 1 has a record, 2 in tree */
+  uint8_t *slot_used = NULL;
+  uint32_t spare = 0, top_entry = 0, top_slot = 0, k;
+
+  s->file = storefile_open (p->store_file, &g, p->lock_memory, &recs, &nrecs,
+                            errmsg);
+  if (s->file == NULL)
+    return -1;
+  s->data = storefile_data (s->file);
+  used = calloc (s->nslots, 1);
+  slot_used = calloc (s->nslots, 1);
+  if (used == NULL || slot_used == NULL) {
+    free (recs);
+    free (used);
+    free (slot_used);
+    if (asprintf (errmsg, "cannot load the store file: %m") == -1)
+      *errmsg = NULL;
+    return -1;
+  }
+  for (i = 0; i < nrecs; i++) {
+    used[recs[i].index] = 1;
+    if (recs[i].seq > s->seq)
+      s->seq = recs[i].seq;
+  }
+  qsort (recs, nrecs, sizeof *recs, rec_cmp_newest_first);
+
+  for (i = 0; i < nrecs; i++) {
+    const struct storefile_rec *r = &recs[i];
+    uint64_t end = r->blk + r->count, pos;
+    struct entry *e = &s->pool[r->index], *f;
+
+    f = tree_find_from (s, r->blk);
+    if (f == NULL || f->blk >= end) {
+      /* All its blocks are free: it goes in as it is. */
+      e->kind = r->kind;
+      e->blk = r->blk;
+      if (r->kind == STORE_DATA) {
+        e->slot = r->slot;
+        slot_used[r->slot] = 1;
+      }
+      else
+        e->count = r->count;
+      used[r->index] = 2;
+      load_insert (s, e);
+      continue;
+    }
+    /* Its free pieces, in entries that have no record. */
+    for (pos = r->blk; r->kind != STORE_DATA && pos < end; ) {
+      uint64_t gap_end;
+      struct entry *n;
+
+      f = tree_find_from (s, pos);
+      if (contains (f, pos)) {
+        pos = entry_end (f);
+        continue;
+      }
+      gap_end = f && f->blk < end ? f->blk : end;
+      while (spare < s->nslots && used[spare])
+        spare++;
+      if (spare == s->nslots) {
+        free (recs);
+        free (used);
+        free (slot_used);
+        if (asprintf (errmsg, "%s: too many overlapping records to rebuild "
+                      "the store with async-max-dirty=%" PRIu64,
+                      p->store_file, p->max_dirty) == -1)
+          *errmsg = NULL;
+        return -1;
+      }
+      n = &s->pool[spare];
+      used[spare] = 2;
+      n->kind = r->kind;
+      n->blk = pos;
+      n->count = gap_end - pos;
+      load_insert (s, n);
+      record_publish (s, n);
+      pos = gap_end;
+    }
+    storefile_clear (s->file, r->index);
+    used[r->index] = 0;
+  }
+  free (recs);
+
+  /* Free lists: everything below the highest used index that is free. */
+  for (k = 0; k < s->nslots; k++) {
+    if (used[k] == 2)
+      top_entry = k + 1;
+    if (slot_used[k])
+      top_slot = k + 1;
+  }
+  s->entry_bump = top_entry;
+  s->slot_bump = top_slot;
+  s->free_entries = s->nentries - top_entry;
+  s->free_slots = s->nslots - top_slot;
+  for (k = top_entry; k-- > 0; )
+    if (used[k] != 2)
+      entry_release (s, &s->pool[k]);
+  for (k = top_slot; k-- > 0; )
+    if (!slot_used[k])
+      slot_release (s, k);
+  free (used);
+  free (slot_used);
+  return 0;
+}
+
 struct store *
 store_create (const struct store_params *p, char **errmsg)
 {
@@ -1573,11 +1766,13 @@ store_create (const struct store_params *p, char **errmsg)
   /* Anonymous mappings: untouched pages cost nothing until used. */
   s->data_bytes = nslots * STORE_BLOCK_SIZE;
   s->pool_bytes = nslots * sizeof (struct entry);
-  s->data = mmap (NULL, s->data_bytes, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (s->data == MAP_FAILED) {
-    s->data = NULL;
-    goto oom;
+  if (p->store_file == NULL) {
+    s->data = mmap (NULL, s->data_bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s->data == MAP_FAILED) {
+      s->data = NULL;
+      goto oom;
+    }
   }
   s->pool = mmap (NULL, s->pool_bytes, PROT_READ | PROT_WRITE,
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -1586,12 +1781,17 @@ store_create (const struct store_params *p, char **errmsg)
     goto oom;
   }
   if (p->lock_memory &&
-      (mlock (s->data, s->data_bytes) == -1 ||
+      ((s->data && mlock (s->data, s->data_bytes) == -1) ||
        mlock (s->pool, s->pool_bytes) == -1)) {
     if (asprintf (errmsg, "cannot lock %zu bytes of memory (%m): raise the "
                   "locked-memory limit (ulimit -l, LimitMEMLOCK=) or lower "
                   "max dirty", s->data_bytes + s->pool_bytes) == -1)
       *errmsg = NULL;
+    store_free (s);
+    return NULL;
+  }
+
+  if (p->store_file && store_load (s, p, errmsg) == -1) {
     store_free (s);
     return NULL;
   }
@@ -1620,7 +1820,9 @@ store_free (struct store *s)
 {
   if (s == NULL)
     return;
-  if (s->data)
+  if (s->file)
+    storefile_close (s->file);  /* the records stay in the file */
+  else if (s->data)
     munmap (s->data, s->data_bytes);
   if (s->pool)
     munmap (s->pool, s->pool_bytes);

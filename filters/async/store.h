@@ -26,6 +26,12 @@
  * before it.  A client operation that would split a zero/trim range that is
  * being written back waits until that range is done.
  *
+ * With a store file (storefile.h) the data arena is a file mapped
+ * MAP_SHARED and every entry in the tree has a record there: published
+ * when the entry is inserted or changed (after its data), retired when it
+ * leaves the tree.  An operation that replaces entries publishes the
+ * replacement first.
+ *
  * Flush accounting: every client modification belongs to an epoch; a flush
  * request opens a new epoch and waits until no entry holds unflushed data of
  * an older one (store_flush_wait).
@@ -77,6 +83,8 @@ struct store_params {
   uint32_t delay_ms;            /* writeback delay */
   uint32_t retry_min_ms;        /* backoff after a lower error: first */
   uint32_t retry_max_ms;        /* ... doubling up to this */
+  const char *store_file;       /* NULL: data in anonymous memory */
+  const char *store_id;         /* the device's id in the store file */
 };
 
 struct store_stats {
@@ -93,7 +101,10 @@ struct store_stats {
   uint64_t space_waits;
 };
 
-/* Creating: returns NULL with *errmsg (malloc'd) on failure. */
+/* Creating: returns NULL with *errmsg (malloc'd) on failure.  With a
+ * store file (storefile.h), the entries its records describe are in the
+ * store at once, DIRTY: the caller writes them back before it serves.
+ */
 struct store *store_create (const struct store_params *p, char **errmsg);
 void store_free (struct store *s);
 

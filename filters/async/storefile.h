@@ -1,0 +1,112 @@
+/* abd async filter: the store file, where dirty data outlives the process.
+ *
+ * With async-store-file=PATH the store's data arena and a record of every
+ * entry live in a file mapped MAP_SHARED (on tmpfs: /run, /dev/shm).  The
+ * page cache keeps what the process wrote there when the process dies
+ * (SIGKILL, abort, OOM kill), so the next start finds every acknowledged
+ * byte and writes it back before it serves.  Nothing is fsync'd: a reboot
+ * or a power cut clears tmpfs, exactly as it clears RAM.
+ *
+ * Layout (version 1, little-endian, all offsets page-aligned):
+ *
+ *   header     4096 bytes: magic "ABDSTOR1", version, block size, device
+ *              size, number of slots, offsets, the device id given by
+ *              async-store-id=, and an XXH3 checksum of all of it.
+ *              Written once, into a temporary file renamed into place:
+ *              a header is whole or absent.
+ *   records    two 32-byte copies per entry of the store's entry pool
+ *              (entry i owns copies 2i and 2i+1): seq, first block,
+ *              blocks, slot, kind, check.  seq 0 means empty.
+ *   data       one 4096-byte slot per block of async-max-dirty.
+ *
+ * Crash consistency, when a SIGKILL can stop the process between any two
+ * instructions (only the order of stores within the process matters; a
+ * store that executed is in the page cache):
+ * - A record copy is written as: seq = 0; (release fence) the fields and
+ *   their check; seq = S (release store).  So a copy whose seq is not 0
+ *   is complete, and its check must match: a mismatch is damage, not a
+ *   crash.
+ * - An entry's record is changed by writing its other copy with a new,
+ *   higher seq, then clearing the old copy: of two valid copies of one
+ *   entry the higher seq wins.
+ * - Data is copied into its slot before the record that points to the
+ *   slot is published (release), and a record is retired (seq = 0) only
+ *   after its blocks are written back and the lower device flushed, or
+ *   after a newer record covers the same blocks.  A slot is reused only
+ *   after its record was retired.
+ * - When records overlap (the process died inside an operation that
+ *   replaces one entry by others), the record with the higher seq wins,
+ *   block by block: replacements are published before what they replace
+ *   is retired (store.c keeps this order), so every block shows either
+ *   its acknowledged content or that of the write in progress.
+ * A client write updates a data slot in place: if the process dies in the
+ * middle, that block holds part of the unacknowledged write, as a disk
+ * would.
+ */
+
+#ifndef ABD_ASYNC_STOREFILE_H
+#define ABD_ASYNC_STOREFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define STOREFILE_VERSION 1
+#define STOREFILE_ID_MAX 255            /* bytes of async-store-id */
+
+/* What the store expects the file to describe. */
+struct storefile_geometry {
+  uint64_t size;                /* device size in bytes */
+  uint32_t nslots;              /* data blocks (= entries) */
+  const char *id;               /* device id, "" if none */
+};
+
+/* One valid record, as read from the file. */
+struct storefile_rec {
+  uint32_t index;               /* the entry that owns it */
+  uint64_t seq;
+  uint64_t blk;
+  uint32_t count;               /* blocks */
+  uint32_t slot;                /* STORE_DATA: its slot, else UINT32_MAX */
+  uint32_t kind;                /* enum store_kind */
+};
+
+struct storefile;
+
+/* Open PATH (create it if missing), check it, lock it against a second
+ * process (flock), map it and, with LOCK_MEMORY, mlock the mapping.  A
+ * file that is damaged, truncated, of another format or version, or that
+ * holds records for another device (size or id) or another geometry, is
+ * refused with *ERRMSG (malloc'd) and left as it is.  A file holding no
+ * record is recreated for G if it does not match.  On success *RECS
+ * (malloc'd, *NRECS long) holds its valid records, checked: inside the
+ * device, slots in range and used once, no damaged copy.
+ */
+struct storefile *storefile_open (const char *path,
+                                  const struct storefile_geometry *g,
+                                  bool lock_memory,
+                                  struct storefile_rec **recs, size_t *nrecs,
+                                  char **errmsg);
+void storefile_close (struct storefile *f);
+
+/* The data arena: nslots blocks. */
+char *storefile_data (struct storefile *f);
+const char *storefile_path (struct storefile *f);
+
+/* Publish entry INDEX's record with sequence number SEQ (higher than any
+ * before it), after its data is in place.
+ */
+void storefile_put (struct storefile *f, uint32_t index, uint64_t seq,
+                    uint64_t blk, uint32_t count, uint32_t slot,
+                    uint32_t kind);
+
+/* Retire entry INDEX's record. */
+void storefile_clear (struct storefile *f, uint32_t index);
+
+/* abdctl store-info: print what the file at PATH holds to FP, without
+ * changing it.  Returns 0, or -1 with a message on stderr when it is not
+ * a valid store file.
+ */
+int storefile_describe (const char *path, FILE *fp);
+
+#endif /* ABD_ASYNC_STOREFILE_H */

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# nbdkit-async-filter, async-store-file: dirty data outlives SIGKILL.
+# Writes, zeroes and trims stay dirty (async-writeback-delay=60000);
+# nbdkit is SIGKILLed; abdctl store-info shows the data in the file; a new
+# nbdkit with the same file writes it all back and flushes before it
+# serves: the image is byte-exact through NBD at once, and on the file
+# after a clean stop; the store file is clean then.
+# ABD_TEST_NO_STORE=1 runs the same steps without the file (must fail).
+
+source "${abs_top_srcdir:-.}/tests/functions.sh"
+source "$abs_top_srcdir/tests/test-async-helpers.sh"
+
+size=$(( 16 * 1024 * 1024 ))
+store=$tmp/async.store
+store_args=(async-store-file="$store" async-store-id=test-disk)
+[ -z "${ABD_TEST_NO_STORE:-}" ] || store_args=()
+make_random "$tmp/disk" $size 1
+cp "$tmp/disk" "$tmp/expected"
+
+async_start one --filter="$ASYNC_FILTER" file "$tmp/disk" \
+    async-max-dirty=32M async-writeback-delay=60000 async-control="$tmp/ctl" \
+    "${store_args[@]+"${store_args[@]}"}"
+export uri EXPECTED=$tmp/expected
+"$PY" - <<'EOF2' || fail "client writes failed"
+import nbd, os, random
+rnd = random.Random(5)
+h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+model = bytearray(open(os.environ["EXPECTED"], "rb").read())
+for i in range(300):                 # scattered, unaligned writes
+    off = rnd.randrange(0, len(model) - 70000)
+    data = rnd.randbytes(rnd.choice([1, 512, 4096, 5000, 65536]))
+    h.pwrite(data, off); model[off:off+len(data)] = data
+for off, n in ((1 << 20, 3 << 20), ((6 << 20) + 100, 70000)):
+    h.zero(n, off); model[off:off+n] = bytes(n)
+data = rnd.randbytes(10000)          # a write into a zeroed range
+h.pwrite(data, (2 << 20) + 7); model[(2 << 20) + 7:(2 << 20) + 10007] = data
+h.flush()
+h.shutdown()
+open(os.environ["EXPECTED"], "wb").write(model)
+EOF2
+[ "$(st "$tmp/ctl" written_back_bytes)" -eq 0 ] || fail "written back early"
+kill -KILL "$pid"
+wait "$pid" || true
+cmp -s "$tmp/disk" "$tmp/expected" && fail "test bug: the image is exact before the restart"
+if [ -z "${ABD_TEST_NO_STORE:-}" ]; then
+    abdctl store-info "$store" > "$tmp/info" || fail "store-info failed"
+    grep -q "^state: dirty" "$tmp/info" || fail "store-info: not dirty"
+    grep -q "^device_id: test-disk" "$tmp/info" || fail "store-info: no id"
+fi
+
+# The restart: the image is exact for the first client already.
+async_start two --filter="$ASYNC_FILTER" file "$tmp/disk" \
+    async-max-dirty=32M async-writeback-delay=60000 \
+    "${store_args[@]+"${store_args[@]}"}"
+cmp -s "$tmp/disk" "$tmp/expected" ||
+    fail "after the restart the image differs: $(first_diff "$tmp/disk" "$tmp/expected")"
+"$PY" - <<'EOF2' || fail "read through NBD differs"
+import nbd, os
+h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+want = open(os.environ["EXPECTED"], "rb").read()
+got = b"".join(h.pread(1 << 20, o) for o in range(0, len(want), 1 << 20))
+assert got == want
+EOF2
+stop_nbdkit "$pid"
+cmp "$tmp/disk" "$tmp/expected" || fail "after a clean stop the image differs"
+abdctl store-info "$store" | grep -q "^state: clean" || fail "store not clean"
+grep -q "holds .* bytes .* acknowledged by an earlier process" "$log" ||
+    fail "no message about the replay"
+echo "$0: OK"
