@@ -1,13 +1,13 @@
 # Tests of nbdkit-memcache-filter.  The shell tests start real memcached
 # servers and nbdkit; test-memcache-helpers.sh is sourced by them.
 check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value
-tests_test_memcache_units_SOURCES = tests/test-memcache-units.c \
+tests_test_memcache_units_SOURCES = tests/test-memcache-units.c tests/unit-check.h \
 	filters/memcache/ring.c filters/memcache/ring.h
 tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/filters/memcache
 tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
 tests_test_memcache_units_LDADD = $(XXHASH_LIBS)
-tests_test_memcache_value_SOURCES = tests/test-memcache-value.c \
+tests_test_memcache_value_SOURCES = tests/test-memcache-value.c tests/unit-check.h \
 	filters/memcache/value.c filters/memcache/value.h
 tests_test_memcache_value_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS)
 tests_test_memcache_value_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS) \

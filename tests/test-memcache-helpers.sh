@@ -57,31 +57,13 @@ mc_key_of ()
     "$ABDCTL" -s "$1" locate "$2" | awk '$1 == "key:" { print $2 }'
 }
 
-# mc_py CODE: run Python with the nbd module and these helpers:
-#   mc_get(port, key) -> bytes or None, mc_set(port, key, value)
+# mc_py CODE: run Python with the nbd module and these helpers (from
+# tests/memcached_peer.py): mc_get(port, key) -> bytes or None,
+# mc_set(port, key, value)
 mc_py ()
 {
-    "$PY" -c '
-import os, socket, sys
-def _mc_conn(port, req):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(req)
-    return s, s.makefile("rb")
-def mc_get(port, key):
-    s, f = _mc_conn(port, b"get %s\r\n" % key.encode())
-    line = f.readline()
-    value = None
-    if line.startswith(b"VALUE"):
-        n = int(line.split()[3])
-        value = f.read(n + 2)[:n]
-        line = f.readline()
-    assert line == b"END\r\n", line
-    s.close()
-    return value
-def mc_set(port, key, value):
-    s, f = _mc_conn(port, b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value))
-    line = f.readline()
-    s.close()
-    assert line == b"STORED\r\n", line
+    PYTHONPATH=$abs_top_srcdir/tests "$PY" -c '
+import os, sys
+from memcached_peer import get as mc_get, put as mc_set
 '"$1"
 }

@@ -19,7 +19,6 @@
 #include <config.h>
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,34 +31,8 @@
 
 #include "ring.h"
 
-static unsigned checks, failures;
-
-#define CHECK(cond, ...)                                                \
-  do {                                                                  \
-    checks++;                                                           \
-    if (!(cond)) {                                                      \
-      failures++;                                                       \
-      fprintf (stderr, "test-memcache-units: FAIL at %s:%d: ",          \
-               __FILE__, __LINE__);                                     \
-      fprintf (stderr, __VA_ARGS__);                                    \
-      fprintf (stderr, "\n");                                           \
-    }                                                                   \
-  } while (0)
-
-/* ring.c reports parse errors with nbdkit_error; the test is not linked
- * with nbdkit, so it provides it and keeps the last message.
- */
-static char last_error[512];
-
-void
-nbdkit_error (const char *fs, ...)
-{
-  va_list args;
-
-  va_start (args, fs);
-  vsnprintf (last_error, sizeof last_error, fs, args);
-  va_end (args);
-}
+#define UNIT_NAME "test-memcache-units"
+#include "unit-check.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15;
 
@@ -104,10 +77,10 @@ reference_server (const char * const *names, size_t n, const char *id,
 static void
 make_ring (struct ring *ring, const char *list, const char *id)
 {
-  last_error[0] = '\0';
+  unit_last_error[0] = '\0';
   if (ring_parse (ring, list, 64) == -1) {
     fprintf (stderr, "test-memcache-units: FAIL: ring_parse (\"%s\"): %s\n",
-             list, last_error);
+             list, unit_last_error);
     exit (1);
   }
   ring->id_hash = ring_id_hash (id);
@@ -417,12 +390,12 @@ test_ring_parse (void)
   char list[64 * 20];
 
   for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    last_error[0] = '\0';
+    unit_last_error[0] = '\0';
     r.n = 99;
     CHECK (ring_parse (&r, bad[i], 64) == -1,
            "ring_parse (\"%s\"): expected -1 (refused), got 0 with %zu "
            "servers", bad[i], r.n);
-    CHECK (last_error[0] != '\0',
+    CHECK (unit_last_error[0] != '\0',
            "ring_parse (\"%s\"): refused without an nbdkit_error", bad[i]);
     CHECK (r.n == 0 && r.servers == NULL,
            "ring_parse (\"%s\"): after refusing, expected an empty ring, "
@@ -483,11 +456,5 @@ main (void)
   test_ring_ids ();
   test_ring_parse ();
 
-  if (failures) {
-    fprintf (stderr, "test-memcache-units: %u of %u checks failed\n",
-             failures, checks);
-    return 1;
-  }
-  printf ("test-memcache-units: all %u checks passed\n", checks);
-  return 0;
+  return unit_summary ();
 }

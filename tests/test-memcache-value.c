@@ -20,7 +20,6 @@
 #include <config.h>
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,32 +32,8 @@
 
 #include "value.h"
 
-static unsigned checks, failures;
-
-#define CHECK(cond, ...)                                                \
-  do {                                                                  \
-    checks++;                                                           \
-    if (!(cond)) {                                                      \
-      failures++;                                                       \
-      fprintf (stderr, "test-memcache-value: FAIL at %s:%d: ",          \
-               __FILE__, __LINE__);                                     \
-      fprintf (stderr, __VA_ARGS__);                                    \
-      fprintf (stderr, "\n");                                           \
-    }                                                                   \
-  } while (0)
-
-/* value.c reports errors with nbdkit_error; keep the last message. */
-static char last_error[512];
-
-void
-nbdkit_error (const char *fs, ...)
-{
-  va_list args;
-
-  va_start (args, fs);
-  vsnprintf (last_error, sizeof last_error, fs, args);
-  va_end (args);
-}
+#define UNIT_NAME "test-memcache-value"
+#include "unit-check.h"
 
 #define DATA_MAX 4096
 #define ID_HASH 0x0123456789abcdefULL
@@ -354,17 +329,17 @@ test_secret_file (void)
   p = secret_file (dir, "ok", VALUE_SECRET_SIZE, 0600);
   CHECK (value_read_secret_file (p, got) == 0 &&
          memcmp (got, secret, sizeof got) == 0, "0600, 32 bytes: %s",
-         last_error);
+         unit_last_error);
   p = secret_file (dir, "ro", VALUE_SECRET_SIZE, 0400);
-  CHECK (value_read_secret_file (p, got) == 0, "0400: %s", last_error);
+  CHECK (value_read_secret_file (p, got) == 0, "0400: %s", unit_last_error);
   p = secret_file (dir, "group", VALUE_SECRET_SIZE, 0640);
-  CHECK (value_read_secret_file (p, got) == -1 && strstr (last_error, "0640"),
-         "0640 accepted (or no mode in \"%s\")", last_error);
+  CHECK (value_read_secret_file (p, got) == -1 && strstr (unit_last_error, "0640"),
+         "0640 accepted (or no mode in \"%s\")", unit_last_error);
   p = secret_file (dir, "other", VALUE_SECRET_SIZE, 0604);
   CHECK (value_read_secret_file (p, got) == -1, "0604 accepted");
   p = secret_file (dir, "short", VALUE_SECRET_SIZE - 1, 0600);
-  CHECK (value_read_secret_file (p, got) == -1 && strstr (last_error, "31"),
-         "31 bytes accepted (or no size in \"%s\")", last_error);
+  CHECK (value_read_secret_file (p, got) == -1 && strstr (unit_last_error, "31"),
+         "31 bytes accepted (or no size in \"%s\")", unit_last_error);
   p = secret_file (dir, "long", VALUE_SECRET_SIZE, 0600);
   {
     FILE *f = fopen (p, "a");
@@ -386,7 +361,7 @@ main (void)
 {
   if (value_keys_init (secret, ID_HASH, EPOCH) == -1) {
     fprintf (stderr, "test-memcache-value: value_keys_init: %s\n",
-             last_error);
+             unit_last_error);
     return 1;
   }
   test_roundtrip ();
@@ -398,11 +373,5 @@ main (void)
   test_secret_file ();
   value_keys_free ();
 
-  if (failures) {
-    fprintf (stderr, "test-memcache-value: %u of %u checks failed\n",
-             failures, checks);
-    return 1;
-  }
-  printf ("test-memcache-value: all %u checks passed\n", checks);
-  return 0;
+  return unit_summary ();
 }

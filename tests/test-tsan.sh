@@ -22,7 +22,8 @@ if ! echo 'int main(void){return 0;}' |
 fi
 
 gcc "${cflags[@]}" -I"$src/filters/async" "$src/tests/test-store.c" \
-    "$src/filters/async/store.c" -o "$tmp/test-store-tsan"
+    "$src/filters/async/store.c" "$src/filters/async/storefile.c" \
+    -lxxhash -o "$tmp/test-store-tsan"
 gcc "${cflags[@]}" -I"$src/filters/memcache" \
     "$src/tests/test-health-threads.c" "$src/filters/memcache/health.c" \
     -o "$tmp/test-health-tsan"
