@@ -24,7 +24,8 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-restart.sh \
 	tests/test-memcache-stale.sh \
 	tests/test-memcache-concurrent.sh \
-	tests/test-memcache-attacker.sh
+	tests/test-memcache-attacker.sh \
+	tests/test-memcache-text.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
