@@ -122,7 +122,11 @@ mcx_poll_ms (int64_t deadline_ns)
   return (left + 999999) / 1000000;
 }
 
-/* Wait for EVENTS on C's socket until DEADLINE_NS. */
+/* Wait for EVENTS on C's socket until DEADLINE_NS.  Once the deadline
+ * has passed, what is ready at once still counts (poll with no timeout):
+ * a batch whose answer arrived in time is not failed because the caller
+ * was busy collecting another server's answer first.
+ */
 static int
 mcx_wait (struct mcx_conn *c, short events, int64_t deadline_ns,
           short *revents)
@@ -132,15 +136,15 @@ mcx_wait (struct mcx_conn *c, short events, int64_t deadline_ns,
 
   for (;;) {
     ms = mcx_poll_ms (deadline_ns);
-    if (ms < 0)
-      return mcx_fail (c, MCX_ETIMEDOUT, "timed out");
-    r = poll (&pfd, 1, ms);
+    r = poll (&pfd, 1, ms < 0 ? 0 : ms);
     if (r > 0) {
       *revents = pfd.revents;
       return 0;
     }
     if (r == -1 && errno != EINTR)
       return mcx_fail (c, MCX_EIO, "poll");
+    if (r == 0 && ms < 0)
+      return mcx_fail (c, MCX_ETIMEDOUT, "timed out");
   }
 }
 

@@ -8,7 +8,8 @@
  *                        exactly len bytes and "\r\n"
  *   EN O<i>              operation i is a get (a miss, if not quiet)
  *   HD|NS|EX|NF O<i>     operation i is a set or a delete
- *   SERVER_ERROR <text>  passed on without an index
+ *   SERVER_ERROR <text>  passed on without an index; at most one per
+ *                        command of the batch
  *   MN                   the end of the batch
  *
  * A line is printable ASCII ending in "\r\n", at most MCX_LINE_MAX bytes;
@@ -133,6 +134,9 @@ mcx_parse (struct mcx_parser *p, const char *buf, size_t len, size_t *used,
       size_t skip = sizeof "SERVER_ERROR" - 1;
       size_t msg = line_len - 2 > skip ? line_len - 2 - skip - 1 : 0;
 
+      /* Bounded, so that a server cannot keep a batch going forever. */
+      if (++p->nr_errors > p->n + 1)
+        return mcx_proto_error (p, "more SERVER_ERROR lines than commands");
       p->fn (p->opaque, MCX_NO_INDEX, MCX_SERVER_ERROR,
              msg ? line + skip + 1 : "", msg);
       pos += line_len;

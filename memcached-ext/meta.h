@@ -25,7 +25,8 @@
  * the batch goes on.
  *
  * Every batch has one deadline (CLOCK_MONOTONIC nanoseconds, mcx_now_ns)
- * for the whole of it, not per read.  Any error (timeout, I/O, protocol)
+ * for the whole of it, not per read; after it, only what has already
+ * arrived is read.  Any error (timeout, I/O, protocol)
  * leaves the connection broken: the caller must mcx_close it, because the
  * server may still answer the abandoned batch later.
  *
@@ -83,7 +84,8 @@ typedef void (*mcx_reply_fn) (void *opaque, size_t index, enum mcx_reply r,
                               const char *data, size_t len);
 
 /* The reply parser, exposed for tests and fuzzing.  Set OPS, N, ANSWERED
- * (N bytes, zeroed), MAX_VALUE, FN and OPAQUE, then feed it bytes.
+ * (N bytes, zeroed), MAX_VALUE, FN and OPAQUE, the rest zero, then feed
+ * it bytes.
  */
 struct mcx_parser {
   const struct mcx_op *ops;
@@ -92,6 +94,7 @@ struct mcx_parser {
   size_t max_value;             /* longest value accepted */
   mcx_reply_fn fn;
   void *opaque;
+  size_t nr_errors;             /* SERVER_ERROR lines so far */
   char error[96];               /* why the last MCX_EPROTO */
 };
 

@@ -152,6 +152,8 @@ test_parser (void)
     { "VA 3 O0\r\nabc\r\nMN\r\n", 1 },
     { "VA 0 O1\r\n\r\nNS O2\r\nNF O3\r\nMN\r\n", 1 },
     { "SERVER_ERROR out of memory\r\nMN\r\n", 1 },
+    { "SERVER_ERROR a\r\nSERVER_ERROR a\r\nSERVER_ERROR a\r\nSERVER_ERROR a\r\n"
+      "SERVER_ERROR a\r\nSERVER_ERROR a\r\n", MCX_EPROTO }, /* endless */
     { "EN O0\r\nHD O2\r\nMN\r\n", 1 },
     { "VA 3 O0\r\nab", 0 },                         /* incomplete */
     { "VA 17 O0\r\n", MCX_EPROTO },                 /* over the maximum */

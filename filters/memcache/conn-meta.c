@@ -45,6 +45,15 @@
 
 #define NS_PER_MS INT64_C (1000000)
 
+/* The longest value a multi-get accepts.  A value of the wrong length but
+ * of a plausible size (someone else's, or tampered with) is handed on and
+ * refused by value.c for that block alone, and counted; a longer one is
+ * a protocol error (memcached-ext): the batch fails, the connection is
+ * closed and the server goes down.  This also bounds the receive buffer
+ * of each connection.
+ */
+#define CONN_META_VALUE_MAX (2 * (VALUE_OVERHEAD + params.block_size))
+
 struct meta_slot {
   struct mcx_conn *c;           /* NULL: not connected */
   uint64_t incarnation;         /* of the server when c was opened */
@@ -231,7 +240,7 @@ conn_meta_mget (struct conn_session *s, const char * const *keys,
   s->meta_slot = conn_meta_acquire (s, s->meta_deadline_ns);
   if (s->meta_slot == NULL)
     return CONN_FAILED;
-  r = mcx_send (s->meta_slot->c, ops, n, VALUE_OVERHEAD + params.block_size);
+  r = mcx_send (s->meta_slot->c, ops, n, CONN_META_VALUE_MAX);
   if (r != MCX_OK) {
     struct meta_slot *slot = s->meta_slot;
 
