@@ -8,8 +8,13 @@
  *                                         is a Unix socket)
  *   test-meta-client timeout HOST PORT MS the server is stopped: a batch
  *                                         fails with a timeout in MS + slack
- *   test-meta-client killed HOST PORT PID kills PID (the server) after
- *                                         sending a batch: an error, at once
+ *   test-meta-client killed HOST PORT PID set|get
+ *                                         kills PID (the server) in the
+ *                                         middle of a batch of 64 x 1 MiB
+ *                                         sets (our writes fail), or of 64
+ *                                         gets (the caller has stopped it, so
+ *                                         our reads see the end): an error, at
+ *                                         once, not at the deadline
  */
 
 #include <config.h>
@@ -20,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "meta.h"
 
@@ -358,11 +364,11 @@ test_timeout (const char *host, unsigned port, int64_t ms)
     exit (1);
 }
 
-/* Send a batch of big gets, kill the server: an error long before the
+/* Kill the server in the middle of a batch: an error long before the
  * deadline.
  */
 static void
-test_killed (const char *host, unsigned port, pid_t server)
+test_killed (const char *host, unsigned port, pid_t server, bool get)
 {
   const size_t n = 64;
   const int64_t deadline_ms = 20000;
@@ -380,8 +386,8 @@ test_killed (const char *host, unsigned port, pid_t server)
     die ("connect", st);
   for (i = 0; i < n; i++) {
     make_key (keys[i], i, 0xdead);
-    ops[i] = (struct mcx_op) { .type = MCX_SET, .key = keys[i],
-                               .key_len = strlen (keys[i]),
+    ops[i] = (struct mcx_op) { .type = get ? MCX_GET : MCX_SET,
+                               .key = keys[i], .key_len = strlen (keys[i]),
                                .value = big, .value_len = MIB };
   }
   start = mcx_now_ns ();
@@ -408,14 +414,16 @@ int
 main (int argc, char *argv[])
 {
   signal (SIGPIPE, SIG_IGN);
+  alarm (120);                  /* a broken client must not hang the test */
   if (argc == 2 && strcmp (argv[1], "parser") == 0)
     test_parser ();
   else if (argc == 4 && strcmp (argv[1], "basic") == 0)
     test_basic (argv[2], atoi (argv[3]));
   else if (argc == 5 && strcmp (argv[1], "timeout") == 0)
     test_timeout (argv[2], atoi (argv[3]), atoll (argv[4]));
-  else if (argc == 5 && strcmp (argv[1], "killed") == 0)
-    test_killed (argv[2], atoi (argv[3]), atoi (argv[4]));
+  else if (argc == 6 && strcmp (argv[1], "killed") == 0)
+    test_killed (argv[2], atoi (argv[3]), atoi (argv[4]),
+                 strcmp (argv[5], "get") == 0);
   else {
     fprintf (stderr, "usage: see the comment in tests/test-meta-client.c\n");
     return 2;

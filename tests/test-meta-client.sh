@@ -29,7 +29,11 @@ cleanup_fn kill -CONT "$tcp_pid"
 kill -CONT "$tcp_pid"
 "$client" basic 127.0.0.1 "$tcp_port" || fail "basic after SIGCONT"
 
-# Killed in the middle of a batch of 64 x 1 MiB.
-"$client" killed "$tmp/mc.sock" 0 "$unix_pid" || fail "killed server (Unix socket)"
-"$client" killed 127.0.0.1 "$tcp_port" "$tcp_pid" || fail "killed server (TCP)"
+# Killed in the middle of a batch: of sets, of gets.
+"$client" killed "$tmp/mc.sock" 0 "$unix_pid" set || fail "killed server (Unix socket)"
+# The gets go to a stopped server, so it cannot answer them before it dies.
+kill -STOP "$tcp_pid"
+stopped () { [ "$(awk '{ print $3 }' "/proc/$tcp_pid/stat")" = T ]; }
+wait_for 10 stopped || fail "memcached did not stop"
+"$client" killed 127.0.0.1 "$tcp_port" "$tcp_pid" get || fail "killed server (TCP)"
 echo "$0: OK"
