@@ -24,8 +24,17 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-restart.sh \
 	tests/test-memcache-stale.sh \
 	tests/test-memcache-concurrent.sh \
-	tests/test-memcache-attacker.sh
+	tests/test-memcache-attacker.sh \
+	tests/test-memcache-text.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
 	$(MEMCACHE_SH_TESTS)
+
+# memcached-ext, the meta protocol client.
+check_PROGRAMS += tests/test-meta-client
+tests_test_meta_client_SOURCES = tests/test-meta-client.c
+tests_test_meta_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/memcached-ext
+tests_test_meta_client_LDADD = memcached-ext/libmcx.la
+TESTS += tests/test-meta-client.sh
+EXTRA_DIST += tests/test-meta-client.sh

@@ -6,6 +6,8 @@
 #
 #   fuzz-control  control-channel requests (common/control.c)
 #   fuzz-value    cached values and key names from memcached (value.c)
+#   fuzz-meta     meta protocol replies from memcached
+#                 (memcached-ext/meta-parse.c)
 #
 # A longer run: FUZZ_SECONDS=3600 bash tests/test-fuzz.sh.  A crash
 # leaves its input in the log (crash-*), reproducible with the built
@@ -18,7 +20,8 @@ src=$abs_top_srcdir
 
 cflags=(-g -O1 -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=undefined -DHAVE_CONFIG_H
-        -I"$abs_top_builddir" -I"$src/common" -I"$src/filters/memcache")
+        -I"$abs_top_builddir" -I"$src/common" -I"$src/filters/memcache"
+        -I"$src/memcached-ext")
 if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
      clang -x c -fsanitize=fuzzer - -o "$tmp/probe" 2>"$tmp/probe.err"; then
     cat "$tmp/probe.err"
@@ -30,8 +33,10 @@ clang "${cflags[@]}" "$src/tests/fuzz/fuzz-control.c" "$src/common/control.c" \
     -pthread -o "$tmp/fuzz-control"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-value.c" \
     "$src/filters/memcache/value.c" -lcrypto -pthread -o "$tmp/fuzz-value"
+clang "${cflags[@]}" "$src/tests/fuzz/fuzz-meta.c" \
+    "$src/memcached-ext/meta-parse.c" -o "$tmp/fuzz-meta"
 
-for target in control value; do
+for target in control value meta; do
     mkdir -p "$tmp/corpus-$target"
     cp "$src/tests/fuzz/corpus-$target"/* "$tmp/corpus-$target/"
     # The seeds alone first: each must run clean.
@@ -46,6 +51,7 @@ for target in control value; do
     tail -n 1 "$tmp/fuzz-$target.log"
 done
 if [ -n "${FUZZ_KEEP:-}" ]; then
-    mkdir -p "$FUZZ_KEEP" && cp "$tmp"/fuzz-control "$tmp"/fuzz-value "$FUZZ_KEEP"/
+    mkdir -p "$FUZZ_KEEP" && cp "$tmp"/fuzz-control "$tmp"/fuzz-value "$tmp"/fuzz-meta \
+        "$FUZZ_KEEP"/
 fi
 echo "$0: OK"

@@ -5,6 +5,19 @@ requires nbdkit memcached
 
 requires_python_nbd
 
+# MEMCACHE_PROTOCOL=meta|text: every nbdkit these tests start gets
+# memcache-protocol=$MEMCACHE_PROTOCOL (tests/test-memcache-text.sh runs
+# the suite again with text); unset, the filter's default (meta).
+eval "$(declare -f start_nbdkit | sed '1s/^start_nbdkit/_start_nbdkit_any_protocol/')"
+start_nbdkit ()
+{
+    if [ -n "${MEMCACHE_PROTOCOL:-}" ]; then
+        _start_nbdkit_any_protocol "$@" memcache-protocol="$MEMCACHE_PROTOCOL"
+    else
+        _start_nbdkit_any_protocol "$@"
+    fi
+}
+
 # mc_start_port NAME PORT [ARGS...]: memcached on 127.0.0.1:PORT (used to
 # restart a server on the same port).  Sets $mc_pid; stopped at exit.
 mc_start_port ()

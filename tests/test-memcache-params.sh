@@ -24,13 +24,14 @@ refused ()
 
 nbdkit -U "$tmp/nbd.sock" --filter="$MEMCACHE_FILTER" null size=1M "${good[@]}" \
     memcache-block-size=64K memcache-timeout=10 memcache-retry=50 \
-    memcache-ttl=0 memcache-write-policy=invalidate \
+    memcache-ttl=0 memcache-write-policy=invalidate memcache-protocol=text \
     memcache-control="$tmp/ctl.sock" --run true ||
     fail "good parameters refused"
 
 refused "memcache-servers=HOST:PORT,... is required" memcache-id=x
 refused "memcache-id=STRING is required" memcache-servers=127.0.0.1:1
 refused "memcache-id must not be empty" memcache-servers=127.0.0.1:1 memcache-id=
+refused "must be 'meta' or 'text'" "${good[@]}" memcache-protocol=binary
 
 # Strings that abdctl status prints cannot hold control characters (a
 # newline would forge status lines).

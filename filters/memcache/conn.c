@@ -1,5 +1,9 @@
 /* nbdkit-memcache-filter: connections to the memcached servers.
  *
+ * Two backends behind one interface: memcache-protocol=meta (the default)
+ * is in conn-meta.c; this file holds the sessions, the reporting of
+ * outcomes, and memcache-protocol=text, with libmemcached:
+ *
  * Each server has its own libmemcached handle template holding only that
  * server, so libmemcached never chooses or redistributes servers: the ring
  * (ring.c) has already chosen.  Behaviours: TCP_NODELAY on (a multi-get
@@ -27,6 +31,7 @@
 #include <nbdkit-filter.h>
 
 #include "conn.h"
+#include "conn-meta.h"
 #include "health.h"
 #include "params.h"
 #include "stats.h"
@@ -100,9 +105,12 @@ conn_make_template (struct conn_pool *pool, const struct ring_server *server,
 int
 conn_init (const struct ring *ring, unsigned timeout_ms)
 {
+  size_t i;
+
   read_timeout_ms = timeout_ms;
   store_timeout_ms = timeout_ms * MEMCACHE_STORE_TIMEOUT_FACTOR;
-  size_t i;
+  if (params.protocol == MEMCACHE_PROTOCOL_META)
+    return conn_meta_init (ring);
 
   pools = calloc (ring->n, sizeof *pools);
   if (pools == NULL) {
@@ -125,6 +133,7 @@ conn_free (void)
 {
   size_t i, j;
 
+  conn_meta_free ();
   for (i = 0; i < nr_pools; i++) {
     for (j = 0; j < pools[i].nr_idle; j++)
       memcached_free (pools[i].idle[j].mc);
@@ -147,9 +156,13 @@ conn_open (struct conn_session *s, size_t i, bool writing)
   s->server = i;
   s->failed = false;
   s->mc = NULL;
+  s->meta_slot = NULL;
+  s->meta_ops = NULL;
   s->writing = writing;
   if (!health_acquire (i, writing, &s->gen, &s->incarnation))
     return false;
+  if (params.protocol == MEMCACHE_PROTOCOL_META)
+    return true;                /* connections are taken per batch */
 
   pthread_mutex_lock (&pool->lock);
   while (pool->nr_idle > 0 && s->mc == NULL) {
@@ -186,6 +199,10 @@ conn_close (struct conn_session *s)
   struct conn_pool *pool = &pools[s->server];
   bool keep;
 
+  if (params.protocol == MEMCACHE_PROTOCOL_META) {
+    conn_meta_close (s);
+    return;
+  }
   keep = !s->failed && health_incarnation (s->server) == s->incarnation;
   if (keep) {
     pthread_mutex_lock (&pool->lock);
@@ -201,6 +218,30 @@ conn_close (struct conn_session *s)
   if (!keep)
     memcached_free (s->mc);
   s->mc = NULL;
+}
+
+void
+conn_report_ok (struct conn_session *s)
+{
+  health_report_ok (s->server, s->incarnation);
+}
+
+void
+conn_report_failure (struct conn_session *s, bool timeout,
+                     bool server_at_fault, const char *why)
+{
+  if (timeout) {
+    stats_add (stats.timeouts, 1);
+    stats_add (server_stats[s->server].timeouts, 1);
+  }
+  else {
+    stats_add (stats.errors, 1);
+    stats_add (server_stats[s->server].errors, 1);
+  }
+  nbdkit_debug ("memcache: server %zu: %s", s->server, why);
+  s->failed = true;
+  if (server_at_fault)
+    health_report_failure (s->server, s->incarnation);
 }
 
 /* Turn a libmemcached return code into an outcome, and report it. */
@@ -260,6 +301,17 @@ conn_latency (struct conn_session *s, uint64_t start_ns)
   stats_latency (s->server, (conn_now_ns () - start_ns) / 1000);
 }
 
+/* The meta backend's outcome R of a set or delete begun at START. */
+static enum conn_outcome
+conn_meta_mutation (struct conn_session *s, uint64_t start,
+                    enum conn_outcome r)
+{
+  conn_latency (s, start);
+  if (r == CONN_FAILED)
+    conn_uncertain (s);
+  return r;
+}
+
 enum conn_outcome
 conn_mget (struct conn_session *s, const char * const *keys,
            const size_t *key_lens, size_t n)
@@ -269,6 +321,13 @@ conn_mget (struct conn_session *s, const char * const *keys,
   if (s->failed)
     return CONN_FAILED;
   s->mget_start_ns = conn_now_ns ();
+  if (params.protocol == MEMCACHE_PROTOCOL_META) {
+    enum conn_outcome r = conn_meta_mget (s, keys, key_lens, n);
+
+    if (r != CONN_OK)
+      conn_latency (s, s->mget_start_ns);
+    return r;
+  }
   rc = memcached_mget (s->mc, keys, key_lens, n);
   if (rc != MEMCACHED_SUCCESS) {
     conn_latency (s, s->mget_start_ns);
@@ -285,6 +344,12 @@ conn_fetch (struct conn_session *s, conn_found_fn found, void *opaque)
 
   if (s->failed)
     return CONN_FAILED;
+  if (params.protocol == MEMCACHE_PROTOCOL_META) {
+    enum conn_outcome r = conn_meta_fetch (s, found, opaque);
+
+    conn_latency (s, s->mget_start_ns);
+    return r;
+  }
   if (memcached_result_create (s->mc, &result) == NULL)
     return conn_outcome (s, MEMCACHED_MEMORY_ALLOCATION_FAILURE);
   while (memcached_fetch_result (s->mc, &result, &rc) != NULL) {
@@ -311,6 +376,10 @@ conn_set (struct conn_session *s, const char *key, size_t key_len,
     return CONN_FAILED;
   }
   start = conn_now_ns ();
+  if (params.protocol == MEMCACHE_PROTOCOL_META)
+    return conn_meta_mutation (s, start,
+                               conn_meta_store (s, true, key, key_len, value,
+                                                value_len, ttl));
   memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
                           store_timeout_ms);
   rc = memcached_set (s->mc, key, key_len, value, value_len, ttl, 0);
@@ -331,6 +400,10 @@ conn_delete (struct conn_session *s, const char *key, size_t key_len)
     return CONN_FAILED;
   }
   start = conn_now_ns ();
+  if (params.protocol == MEMCACHE_PROTOCOL_META)
+    return conn_meta_mutation (s, start,
+                               conn_meta_store (s, false, key, key_len, NULL,
+                                                0, 0));
   memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
                           store_timeout_ms);
   rc = memcached_delete (s->mc, key, key_len, 0);

@@ -1,4 +1,7 @@
-/* nbdkit-memcache-filter: connections to the memcached servers. */
+/* nbdkit-memcache-filter: connections to the memcached servers, over the
+ * meta protocol (conn-meta.c, memcached-ext) or the text protocol
+ * (libmemcached), as memcache-protocol says.
+ */
 
 #ifndef MEMCACHE_CONN_H
 #define MEMCACHE_CONN_H
@@ -11,6 +14,9 @@
 
 #include "ring.h"
 
+struct mcx_op;                  /* memcached-ext/meta.h */
+struct meta_slot;               /* conn-meta.c */
+
 /* One request's use of one server: opened only if the server is usable,
  * always closed by the same thread.
  */
@@ -20,8 +26,15 @@ struct conn_session {
   uint64_t incarnation;         /* and its incarnation (health.h) */
   bool writing;                 /* opened to change cached values */
   bool failed;                  /* an operation failed; the server is down */
-  memcached_st *mc;
   uint64_t mget_start_ns;       /* for the latency of a multi-get */
+  /* memcache-protocol=text: */
+  memcached_st *mc;
+  /* memcache-protocol=meta: a multi-get between conn_mget and conn_fetch */
+  struct meta_slot *meta_slot;  /* the connection it holds */
+  struct mcx_op *meta_ops;
+  const char * const *meta_keys;
+  const size_t *meta_key_lens;
+  int64_t meta_deadline_ns;
 };
 
 enum conn_outcome {

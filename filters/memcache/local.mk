@@ -1,5 +1,5 @@
 # nbdkit-memcache-filter: a read cache in a pool of memcached servers.
-# Uses libmemcached (wire protocol), libcrypto (sealed values) and
+# Uses memcached-ext (meta protocol), libmemcached (text protocol), libcrypto (sealed values) and
 # libxxhash (placement).
 filter_LTLIBRARIES += filters/memcache/nbdkit-memcache-filter.la
 filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
@@ -8,13 +8,16 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/ring.c filters/memcache/ring.h \
 	filters/memcache/health.c filters/memcache/health.h \
 	filters/memcache/conn.c filters/memcache/conn.h \
+	filters/memcache/conn-meta.c filters/memcache/conn-meta.h \
 	filters/memcache/value.c filters/memcache/value.h \
 	filters/memcache/writeseq.c filters/memcache/writeseq.h \
 	filters/memcache/reader.c filters/memcache/reader.h \
 	filters/memcache/writer.c filters/memcache/writer.h \
 	filters/memcache/stats.c filters/memcache/stats.h
+filters_memcache_nbdkit_memcache_filter_la_CPPFLAGS = $(AM_CPPFLAGS) \
+	-I$(top_srcdir)/memcached-ext
 filters_memcache_nbdkit_memcache_filter_la_CFLAGS = \
 	$(AM_CFLAGS) $(NBDKIT_CFLAGS) $(LIBMEMCACHED_CFLAGS) $(LIBCRYPTO_CFLAGS)
 filters_memcache_nbdkit_memcache_filter_la_LIBADD = \
-	common/libabdcommon.la $(LIBMEMCACHED_LIBS) $(LIBCRYPTO_LIBS) $(XXHASH_LIBS)
+	common/libabdcommon.la memcached-ext/libmcx.la $(LIBMEMCACHED_LIBS) $(LIBCRYPTO_LIBS) $(XXHASH_LIBS)
 filters_memcache_nbdkit_memcache_filter_la_LDFLAGS = $(FILTER_LDFLAGS)

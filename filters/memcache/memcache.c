@@ -5,7 +5,10 @@
  *
  *   ring.c      server list and block placement (which server holds a block)
  *   health.c    shared server state (up, down, probing) and generations
- *   conn.c      libmemcached connections, one handle per server
+ *   conn.c      connections: sessions, outcomes, and the text protocol
+ *               (libmemcached, one handle per server per thread)
+ *   conn-meta.c the meta protocol (memcached-ext/), a pool of
+ *               CONN_META_PER_SERVER connections per server
  *   value.c     key names and sealed (encrypted, authenticated) values
  *   writeseq.c  ordering cache stores against writes in this process
  *   reader.c    the read path: multi-get, lower read, fill
@@ -48,6 +51,7 @@ struct memcache_params params = {
   .retry_ms     = MEMCACHE_RETRY_DEFAULT,
   .ttl          = MEMCACHE_TTL_DEFAULT,
   .write_policy = WRITE_POLICY_UPDATE,
+  .protocol     = MEMCACHE_PROTOCOL_META,
 };
 
 struct ring ring;
@@ -154,6 +158,17 @@ memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     }
     return 0;
   }
+  if (strcmp (key, "memcache-protocol") == 0) {
+    if (strcmp (value, "meta") == 0)
+      params.protocol = MEMCACHE_PROTOCOL_META;
+    else if (strcmp (value, "text") == 0)
+      params.protocol = MEMCACHE_PROTOCOL_TEXT;
+    else {
+      nbdkit_error ("memcache-protocol=%s: must be 'meta' or 'text'", value);
+      return -1;
+    }
+    return 0;
+  }
   if (strcmp (key, "memcache-key-file") == 0) {
     params.key_file = value;
     return 0;
@@ -212,6 +227,9 @@ memcache_config_complete (nbdkit_next_config_complete *next,
   "memcache-write-policy=update|invalidate\n" \
   "                                Store or delete written blocks\n" \
   "                                (default update).\n" \
+  "memcache-protocol=meta|text     memcached's meta protocol, 4 connections\n" \
+  "                                per server (default), or the text one,\n" \
+  "                                one connection per thread per server.\n" \
   "memcache-key-file=PATH          32-byte secret for the cached values\n" \
   "                                (default: a random one at every start).\n" \
   "memcache-control=PATH           Serve abdctl on this Unix socket."

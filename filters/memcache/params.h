@@ -57,6 +57,12 @@ enum write_policy {
   WRITE_POLICY_INVALIDATE,      /* every block written is deleted */
 };
 
+/* memcache-protocol: how the filter talks to memcached. */
+enum memcache_protocol {
+  MEMCACHE_PROTOCOL_META,       /* meta commands, memcached-ext (default) */
+  MEMCACHE_PROTOCOL_TEXT,       /* classic get/set/delete, libmemcached */
+};
+
 struct memcache_params {
   const char *servers;          /* memcache-servers, as given */
   const char *id;               /* memcache-id */
@@ -65,6 +71,7 @@ struct memcache_params {
   unsigned retry_ms;
   unsigned ttl;
   enum write_policy write_policy;
+  enum memcache_protocol protocol;
   const char *control;          /* memcache-control socket, or NULL */
   const char *key_file;         /* memcache-key-file, or NULL */
 };

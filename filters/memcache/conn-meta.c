@@ -1,0 +1,337 @@
+/* nbdkit-memcache-filter: connections over memcached's meta protocol
+ * (memcache-protocol=meta, the default), with memcached-ext.
+ *
+ * Each server has a pool of CONN_META_PER_SERVER non-blocking
+ * connections shared by all nbdkit threads: a host opens at most that
+ * many connections to a server, however many threads nbdkit runs
+ * (memcached's default limit, -c 1024, is shared by all hosts).  A
+ * connection is taken for one batch only (conn_meta_mget to
+ * conn_meta_fetch, or one store) and given back at once, so a thread
+ * never holds one while it reads the lower device.  A thread that finds
+ * none free waits on the pool's condition variable until the batch's
+ * deadline; if it passes, the server counts as timed out for this
+ * request (the session fails), but it is not marked down: it is this
+ * host that is busy, not the server that is slow.
+ *
+ * Like conn.c's handles, a connection is reused only within the server
+ * incarnation it was opened in (health.h), and one whose batch failed
+ * (timeout, error, protocol error: it may still carry a late answer) is
+ * closed, never reused.
+ *
+ * A multi-get is one batch ("mg <key> v q O<i>" per key, then "mn"): the
+ * reply names each hit by its index, and conn_meta_fetch hands back the
+ * key asked for at that index.  The whole batch has one deadline,
+ * memcache-timeout from the send; a store, memcache-timeout x
+ * MEMCACHE_STORE_TIMEOUT_FACTOR.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nbdkit-filter.h>
+
+#include "conn-meta.h"
+#include "health.h"
+#include "meta.h"
+#include "params.h"
+#include "stats.h"
+#include "value.h"
+
+#define NS_PER_MS INT64_C (1000000)
+
+/* The longest value a multi-get accepts.  A value of the wrong length but
+ * of a plausible size (someone else's, or tampered with) is handed on and
+ * refused by value.c for that block alone, and counted; a longer one is
+ * a protocol error (memcached-ext): the batch fails, the connection is
+ * closed and the server goes down.  This also bounds the receive buffer
+ * of each connection.
+ */
+#define CONN_META_VALUE_MAX (2 * (VALUE_OVERHEAD + params.block_size))
+
+struct meta_slot {
+  struct mcx_conn *c;           /* NULL: not connected */
+  uint64_t incarnation;         /* of the server when c was opened */
+  bool busy;                    /* a thread is using it */
+};
+
+struct meta_pool {
+  const struct ring_server *server;
+  pthread_mutex_t lock;         /* protects slots[] */
+  pthread_cond_t freed;         /* a slot was given back */
+  struct meta_slot slots[CONN_META_PER_SERVER];
+};
+
+static struct meta_pool *pools;
+static size_t nr_pools;
+
+int
+conn_meta_init (const struct ring *ring)
+{
+  pthread_condattr_t attr;
+  size_t i;
+
+  pools = calloc (ring->n, sizeof *pools);
+  if (pools == NULL) {
+    nbdkit_error ("calloc: %m");
+    return -1;
+  }
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  for (i = 0; i < ring->n; i++) {
+    pools[i].server = &ring->servers[i];
+    pthread_mutex_init (&pools[i].lock, NULL);
+    pthread_cond_init (&pools[i].freed, &attr);
+  }
+  pthread_condattr_destroy (&attr);
+  nr_pools = ring->n;
+  return 0;
+}
+
+void
+conn_meta_free (void)
+{
+  size_t i, j;
+
+  for (i = 0; i < nr_pools; i++) {
+    for (j = 0; j < CONN_META_PER_SERVER; j++)
+      mcx_close (pools[i].slots[j].c);
+    pthread_mutex_destroy (&pools[i].lock);
+    pthread_cond_destroy (&pools[i].freed);
+  }
+  free (pools);
+  pools = NULL;
+  nr_pools = 0;
+}
+
+/* Take a connection to S's server, connected in S's incarnation, before
+ * DEADLINE_NS.  Returns NULL after reporting why on S.
+ */
+static struct meta_slot *
+conn_meta_acquire (struct conn_session *s, int64_t deadline_ns)
+{
+  struct meta_pool *pool = &pools[s->server];
+  struct meta_slot *slot = NULL;
+  struct timespec ts = {
+    .tv_sec = deadline_ns / 1000000000,
+    .tv_nsec = deadline_ns % 1000000000,
+  };
+  size_t i;
+  int status;
+
+  pthread_mutex_lock (&pool->lock);
+  for (;;) {
+    /* A free connected slot of this incarnation, else any free slot. */
+    for (i = 0; i < CONN_META_PER_SERVER; i++) {
+      struct meta_slot *t = &pool->slots[i];
+
+      if (t->busy)
+        continue;
+      if (t->c && t->incarnation == s->incarnation) {
+        slot = t;
+        break;
+      }
+      if (slot == NULL)
+        slot = t;
+    }
+    if (slot != NULL)
+      break;
+    if (pthread_cond_timedwait (&pool->freed, &pool->lock, &ts) == ETIMEDOUT)
+      break;
+  }
+  if (slot)
+    slot->busy = true;
+  pthread_mutex_unlock (&pool->lock);
+
+  if (slot == NULL) {
+    conn_report_failure (s, true, false,
+                         "all connections busy until the deadline");
+    return NULL;
+  }
+  if (slot->c && slot->incarnation != s->incarnation) {
+    mcx_close (slot->c);
+    slot->c = NULL;
+  }
+  if (slot->c == NULL) {
+    slot->c = mcx_connect (pool->server->host, pool->server->port,
+                           deadline_ns, &status);
+    slot->incarnation = s->incarnation;
+    if (slot->c == NULL) {
+      conn_report_failure (s, status == MCX_ETIMEDOUT, true,
+                           mcx_strstatus (status));
+      pthread_mutex_lock (&pool->lock);
+      slot->busy = false;
+      pthread_cond_signal (&pool->freed);
+      pthread_mutex_unlock (&pool->lock);
+      return NULL;
+    }
+  }
+  return slot;
+}
+
+/* Give SLOT back; its connection is closed unless the batch went well. */
+static void
+conn_meta_release (struct conn_session *s, struct meta_slot *slot, bool ok)
+{
+  struct meta_pool *pool = &pools[s->server];
+  struct mcx_conn *dead = NULL;
+
+  pthread_mutex_lock (&pool->lock);
+  if (!ok || mcx_broken (slot->c)) {
+    dead = slot->c;
+    slot->c = NULL;
+  }
+  slot->busy = false;
+  pthread_cond_signal (&pool->freed);
+  pthread_mutex_unlock (&pool->lock);
+  mcx_close (dead);
+}
+
+/* The outcome of a batch that failed with STATUS. */
+static enum conn_outcome
+conn_meta_failed (struct conn_session *s, struct meta_slot *slot, int status)
+{
+  char why[160];
+
+  snprintf (why, sizeof why, "%s: %s", mcx_strstatus (status),
+            mcx_error (slot->c));
+  conn_meta_release (s, slot, false);
+  conn_report_failure (s, status == MCX_ETIMEDOUT,
+                       status != MCX_ENOMEM && status != MCX_EINVAL, why);
+  return CONN_FAILED;
+}
+
+void
+conn_meta_close (struct conn_session *s)
+{
+  /* A multi-get sent and never fetched: its answer is still coming. */
+  if (s->meta_slot)
+    conn_meta_release (s, s->meta_slot, false);
+  s->meta_slot = NULL;
+  free (s->meta_ops);
+  s->meta_ops = NULL;
+}
+
+enum conn_outcome
+conn_meta_mget (struct conn_session *s, const char * const *keys,
+                const size_t *key_lens, size_t n)
+{
+  struct mcx_op *ops;
+  size_t i;
+  int r;
+
+  s->meta_deadline_ns = mcx_now_ns () + params.timeout_ms * NS_PER_MS;
+  free (s->meta_ops);
+  s->meta_ops = ops = calloc (n, sizeof *ops);
+  if (ops == NULL) {
+    conn_report_failure (s, false, false, "out of memory");
+    return CONN_FAILED;
+  }
+  for (i = 0; i < n; i++)
+    ops[i] = (struct mcx_op) { .type = MCX_GET, .key = keys[i],
+                               .key_len = key_lens[i] };
+  s->meta_keys = keys;
+  s->meta_key_lens = key_lens;
+  s->meta_slot = conn_meta_acquire (s, s->meta_deadline_ns);
+  if (s->meta_slot == NULL)
+    return CONN_FAILED;
+  r = mcx_send (s->meta_slot->c, ops, n, CONN_META_VALUE_MAX);
+  if (r != MCX_OK) {
+    struct meta_slot *slot = s->meta_slot;
+
+    s->meta_slot = NULL;
+    return conn_meta_failed (s, slot, r);
+  }
+  return CONN_OK;
+}
+
+struct conn_meta_fetch_ctx {
+  struct conn_session *s;
+  conn_found_fn found;
+  void *opaque;
+};
+
+static void
+conn_meta_hit (void *opaque, size_t index, enum mcx_reply r, const char *data,
+               size_t len)
+{
+  struct conn_meta_fetch_ctx *ctx = opaque;
+  struct conn_session *s = ctx->s;
+
+  if (r == MCX_HIT)
+    ctx->found (ctx->opaque, s->meta_keys[index], s->meta_key_lens[index],
+                data, len);
+  else if (r == MCX_SERVER_ERROR)
+    nbdkit_debug ("memcache: server %zu: SERVER_ERROR %.*s", s->server,
+                  (int) len, data);
+}
+
+enum conn_outcome
+conn_meta_fetch (struct conn_session *s, conn_found_fn found, void *opaque)
+{
+  struct conn_meta_fetch_ctx ctx = { s, found, opaque };
+  struct meta_slot *slot = s->meta_slot;
+  int r;
+
+  if (slot == NULL)
+    return CONN_FAILED;
+  s->meta_slot = NULL;
+  r = mcx_recv (slot->c, s->meta_deadline_ns, conn_meta_hit, &ctx);
+  free (s->meta_ops);
+  s->meta_ops = NULL;
+  if (r != MCX_OK)
+    return conn_meta_failed (s, slot, r);
+  conn_meta_release (s, slot, true);
+  conn_report_ok (s);
+  return CONN_OK;
+}
+
+/* A store's replies (quiet: none when done): anything but HD, or NF for
+ * a delete (nothing to delete), means it was not done.
+ */
+struct conn_meta_store_ctx {
+  bool set;
+  bool refused;
+};
+
+static void
+conn_meta_store_reply (void *opaque, size_t index, enum mcx_reply r,
+                       const char *data, size_t len)
+{
+  struct conn_meta_store_ctx *ctx = opaque;
+
+  if (r != MCX_STORED && (ctx->set || r != MCX_NOT_FOUND))
+    ctx->refused = true;
+}
+
+enum conn_outcome
+conn_meta_store (struct conn_session *s, bool set, const char *key,
+                 size_t key_len, const void *value, size_t value_len,
+                 unsigned ttl)
+{
+  const struct mcx_op op = {
+    .type = set ? MCX_SET : MCX_DELETE, .key = key, .key_len = key_len,
+    .value = value, .value_len = value_len, .ttl = ttl,
+  };
+  int64_t deadline = mcx_now_ns ()
+    + params.timeout_ms * MEMCACHE_STORE_TIMEOUT_FACTOR * NS_PER_MS;
+  struct conn_meta_store_ctx ctx = { .set = set };
+  struct meta_slot *slot;
+  int r;
+
+  slot = conn_meta_acquire (s, deadline);
+  if (slot == NULL)
+    return CONN_FAILED;
+  r = mcx_batch (slot->c, &op, 1, 0, deadline, conn_meta_store_reply,
+                 &ctx);
+  if (r != MCX_OK)
+    return conn_meta_failed (s, slot, r);
+  conn_meta_release (s, slot, true);
+  conn_report_ok (s);
+  return ctx.refused ? CONN_REFUSED : CONN_OK;
+}

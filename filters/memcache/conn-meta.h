@@ -1,0 +1,36 @@
+/* nbdkit-memcache-filter: the meta protocol backend of conn.c.
+ *
+ * conn.c owns sessions and decides which backend serves them; these are
+ * its meta halves, and the two reporting helpers they share with conn.c.
+ */
+
+#ifndef MEMCACHE_CONN_META_H
+#define MEMCACHE_CONN_META_H
+
+#include "conn.h"
+
+/* Connections per server per nbdkit process (so per host). */
+#define CONN_META_PER_SERVER 4
+
+extern int conn_meta_init (const struct ring *ring);
+extern void conn_meta_free (void);
+extern void conn_meta_close (struct conn_session *s);
+extern enum conn_outcome conn_meta_mget (struct conn_session *s,
+                                         const char * const *keys,
+                                         const size_t *key_lens, size_t n);
+extern enum conn_outcome conn_meta_fetch (struct conn_session *s,
+                                          conn_found_fn found, void *opaque);
+extern enum conn_outcome conn_meta_store (struct conn_session *s,
+                                          bool set, const char *key,
+                                          size_t key_len, const void *value,
+                                          size_t value_len, unsigned ttl);
+
+/* In conn.c: an operation of S went as the server intended. */
+extern void conn_report_ok (struct conn_session *s);
+/* In conn.c: S failed (TIMEOUT or another error, WHY for the debug log);
+ * if SERVER_AT_FAULT, the server goes down.
+ */
+extern void conn_report_failure (struct conn_session *s, bool timeout,
+                                 bool server_at_fault, const char *why);
+
+#endif /* MEMCACHE_CONN_META_H */

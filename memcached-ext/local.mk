@@ -1,0 +1,8 @@
+# abd memcached-ext: a small client for memcached's meta protocol, linked
+# into the memcache filter (and its tests) as a convenience library.
+noinst_LTLIBRARIES += memcached-ext/libmcx.la
+memcached_ext_libmcx_la_SOURCES = \
+	memcached-ext/meta.h \
+	memcached-ext/meta-parse.c \
+	memcached-ext/meta-conn.c
+memcached_ext_libmcx_la_CFLAGS = $(AM_CFLAGS)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# nbdkit-memcache-filter: the memcache tests again with
+# memcache-protocol=text (libmemcached), the other backend of conn.c; the
+# suite itself runs with the default, meta.
+
+source "${abs_top_srcdir:-.}/tests/functions.sh"
+requires nbdkit memcached
+export MEMCACHE_PROTOCOL=text
+for t in read write stale corrupt attacker concurrent stopped restart error ids; do
+    echo "== test-memcache-$t.sh, memcache-protocol=text"
+    bash "$abs_top_srcdir/tests/test-memcache-$t.sh" ||
+        fail "test-memcache-$t.sh with memcache-protocol=text"
+done
+echo "$0: OK"
