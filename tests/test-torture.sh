@@ -86,7 +86,7 @@ done
 # are lost at the cut), with power cuts often enough that every run
 # checks several: the runs above may reach few by chance.
 if [ -z "${TORTURE_FAULTS:-}" ]; then
-    run async 3 powercut,mode,restart 10 3 --fault-gap 60
+    run async 3 powercut,mode,restart 15 2 --fault-gap 30
 fi
 [ ${#failed[@]} -eq 0 ] || fail "torture runs failed: ${failed[*]}"
 echo "$0: OK"
