@@ -31,10 +31,13 @@ TESTS += tests/test-fuzz.sh
 EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c tests/fuzz/fuzz-meta.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
 
-# The kernel NBD client in a QEMU guest (tests/kernel/).
-TESTS += tests/test-kernel-nbd.sh
-EXTRA_DIST += tests/test-kernel-nbd.sh tests/kernel/mkinitramfs.sh \
-	tests/kernel/guest.sh
+# The kernel NBD client in a QEMU guest (tests/kernel/): the whole stack,
+# and a power cut under ext4 over the async filter in sync mode.
+TESTS += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh
+EXTRA_DIST += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
+	tests/kernel/mkinitramfs.sh tests/kernel/vm.sh \
+	tests/kernel/guest-lib.sh tests/kernel/guest.sh \
+	tests/kernel/guest-powercut.sh
 
 # UPS integration (scripts/ups/) with the real NUT daemons.
 TESTS += tests/test-ups-nut.sh tests/test-ups-upssched.sh \

@@ -20,12 +20,8 @@
 #   abd-kernel-nbd: PASS written_back_bytes=N memcache_hits=N ...
 
 source "$abs_top_srcdir/tests/functions.sh"
+source "$abs_top_srcdir/tests/kernel/guest-lib.sh"
 
-# step WHAT: say on the console what is being done, with the guest uptime.
-step ()
-{
-    echo "abd-guest: [$(cut -d' ' -f1 /proc/uptime)] $*"
-}
 [ $# -eq 1 ] || fail "usage: $0 SHARE"
 share=$1
 img=$share/img
@@ -33,10 +29,7 @@ requires nbdkit nbd-client memcached mkfs.ext4 sha256sum
 [ -x "$ABDCTL" ] || fail "abdctl not built: $ABDCTL"
 
 step "modprobe nbd, start memcached and nbdkit"
-# nbdkit 1.32 reserves a ~192 MiB .bss: without overcommit it does not
-# start in a small guest.
-echo 1 > /proc/sys/vm/overcommit_memory
-modprobe nbd || fail "modprobe nbd failed"
+guest_prepare
 
 memcached -s "$tmp/mc.sock" -u root -m 64 >"$tmp/memcached.log" 2>&1 &
 mc_pid=$!
@@ -83,28 +76,14 @@ nbdkit_ready ()
 wait_for 60 nbdkit_ready || fail "nbdkit did not start"
 
 step "attach /dev/nbd0, mkfs.ext4, mount"
-# -b 4096: the filesystem's block size, so the kernel never sends 512-byte
-# requests; -t 30: a lost server fails the I/O in 30 s instead of hanging.
-nbd-client -unix "$nbd_sock" /dev/nbd0 -b 4096 -t 30 ||
-    fail "nbd-client could not attach /dev/nbd0"
+nbd_attach "$nbd_sock" $(( 256 * 1024 * 1024 ))
 cleanup_fn nbd-client -d /dev/nbd0
-size=$(blockdev --getsize64 /dev/nbd0)
-[ "$size" -eq $(( 256 * 1024 * 1024 )) ] || fail "/dev/nbd0 has $size bytes"
-
-# Lazy initialisation, and mount -o noinit_itable so that the kernel does
-# not zero the inode tables in the background either: the image is sparse
-# (all zeros) already, and 24 MiB of zeros through the emulated stack only
-# cost time.  nodiscard: the file plugin cannot punch holes over 9p, so a
-# trim of the whole device would become 256 MiB of zero writes.
-mkfs.ext4 -q -E lazy_itable_init=1,lazy_journal_init=1,nodiscard /dev/nbd0 ||
-    fail "mkfs.ext4 /dev/nbd0 failed"
 mnt=$tmp/mnt
-mkdir "$mnt"
 unmount_if_mounted ()
 {
     if mountpoint -q "$mnt"; then umount "$mnt"; fi
 }
-mount -o noinit_itable /dev/nbd0 "$mnt" || fail "mount /dev/nbd0 failed"
+mkfs_mount "$mnt"
 cleanup_fn unmount_if_mounted
 
 # write_set NAME FILE:SIZE...: random files under $mnt/NAME, their sums

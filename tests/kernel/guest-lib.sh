@@ -1,0 +1,48 @@
+# The guest half shared by the kernel tests: helpers for the scripts that
+# run inside the QEMU guest (tests/kernel/guest*.sh), sourced after
+# tests/functions.sh.  Not a test.
+
+# step WHAT: say on the console what is being done, with the guest uptime.
+step ()
+{
+    echo "abd-guest: [$(cut -d' ' -f1 /proc/uptime)] $*"
+}
+
+# guest_prepare: let nbdkit start, load nbd.ko.
+guest_prepare ()
+{
+    # nbdkit 1.32 reserves a ~192 MiB .bss: without overcommit it does not
+    # start in a small guest.
+    echo 1 > /proc/sys/vm/overcommit_memory
+    modprobe nbd || fail "modprobe nbd failed"
+}
+
+# nbd_attach SOCKET SIZE: attach the NBD server on the Unix SOCKET as
+# /dev/nbd0 and check that it has SIZE bytes.  Not detached at exit: a
+# test that cuts the power leaves it attached to a dead server.
+nbd_attach ()
+{
+    local size
+    # -b 4096: the filesystem's block size, so the kernel never sends
+    # 512-byte requests; -t 30: a lost server fails the I/O in 30 s
+    # instead of hanging.
+    nbd-client -unix "$1" /dev/nbd0 -b 4096 -t 30 ||
+        fail "nbd-client could not attach /dev/nbd0"
+    size=$(blockdev --getsize64 /dev/nbd0)
+    [ "$size" -eq "$2" ] || fail "/dev/nbd0 has $size bytes, not $2"
+}
+
+# mkfs_mount MNT: ext4 on /dev/nbd0, mounted on MNT (created).
+mkfs_mount ()
+{
+    # Lazy initialisation, and mount -o noinit_itable so that the kernel
+    # does not zero the inode tables in the background either: the image
+    # is sparse (all zeros) already, and 24 MiB of zeros through the
+    # emulated stack only cost time.  nodiscard: the file plugin cannot
+    # punch holes over 9p, so a trim of the whole device would become
+    # 256 MiB of zero writes.
+    mkfs.ext4 -q -E lazy_itable_init=1,lazy_journal_init=1,nodiscard \
+        /dev/nbd0 || fail "mkfs.ext4 /dev/nbd0 failed"
+    mkdir -p "$1"
+    mount -o noinit_itable /dev/nbd0 "$1" || fail "mount /dev/nbd0 failed"
+}
