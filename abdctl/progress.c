@@ -12,9 +12,14 @@
  * (busy, say) is skipped.
  *
  * Shown on stdout: on a terminal one line, redrawn, with a bar; otherwise
- * (a log, a pipe) one plain line per interval.  Progress is bytes written
- * back since the flush began against those plus what is still dirty, so
- * it can step back if clients write faster than the lower device takes.
+ * (a log, a pipe) one plain line per interval.
+ *
+ * Progress is measured in dirty bytes, because data stays dirty until the
+ * lower device is flushed after its write (written_back_bytes counts it
+ * earlier, so it overlaps dirty_bytes): done is the most that was dirty
+ * since the flush began, less what is dirty now.  If clients write
+ * faster than the lower device takes it, the total grows and the
+ * percentage steps back.
  */
 
 #include <config.h>
@@ -96,14 +101,20 @@ fmt_eta (char *buf, int64_t secs)
   return buf;
 }
 
+/* *MOST_DIRTY: the most dirty bytes seen since the flush began. */
 static void
-progress_show (bool tty, uint64_t start_wb, const struct sample *s)
+progress_show (bool tty, uint64_t *most_dirty, const struct sample *s)
 {
   char done_s[SIZE_BUF], total_s[SIZE_BUF], rate_s[SIZE_BUF], eta_s[SIZE_BUF];
   char dirty_s[SIZE_BUF];
-  uint64_t done = s->written_back > start_wb ? s->written_back - start_wb : 0;
-  uint64_t total = done + s->dirty;
-  int pct = total ? (int) (100 * done / total) : 100;
+  uint64_t total, done;
+  int pct;
+
+  if (s->dirty > *most_dirty)
+    *most_dirty = s->dirty;
+  total = *most_dirty;
+  done = total - s->dirty;
+  pct = total ? (int) (100 * done / total) : 100;
 
   fmt_size (done_s, done);
   fmt_size (total_s, total);
@@ -125,7 +136,7 @@ progress_show (bool tty, uint64_t start_wb, const struct sample *s)
             rate_s, eta_s);
   }
   else
-    printf ("flush: %d%% written back (%s of %s), %s dirty, %s/s, "
+    printf ("flush: %d%% done (%s of %s), %s still dirty, %s/s, "
             "time left %s\n", pct, done_s, total_s, dirty_s, rate_s,
             s->eta < 0 ? "unknown" : eta_s);
   fflush (stdout);
@@ -136,6 +147,7 @@ progress_flush (const char *path, const char *request, double interval)
 {
   bool tty = isatty (STDOUT_FILENO);
   struct sample first = { 0 }, s;
+  uint64_t most_dirty = 0;
   struct answer a;
   double start = now_s ();
   char size_s[SIZE_BUF];
@@ -149,7 +161,7 @@ progress_flush (const char *path, const char *request, double interval)
   if (fd == -1)
     return EXIT_FAILED;
   if (have_first)
-    progress_show (tty, first.written_back, &first);
+    progress_show (tty, &most_dirty, &first);
 
   for (;;) {
     struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -165,7 +177,7 @@ progress_flush (const char *path, const char *request, double interval)
       first = s;
       have_first = true;
     }
-    progress_show (tty, first.written_back, &s);
+    progress_show (tty, &most_dirty, &s);
   }
 
   rc = ask_receive (fd, path, &a, stderr);
