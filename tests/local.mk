@@ -17,7 +17,8 @@ EXTRA_DIST += $(CONTROL_SH_TESTS)
 # Tests of abdctl over both filters (abdctl/); test-async-abdctl.sh has
 # its exit statuses against the async filter.
 ABDCTL_SH_TESTS = \
-	tests/test-abdctl-status.sh
+	tests/test-abdctl-status.sh \
+	tests/test-abdctl-metrics.sh
 TESTS += $(ABDCTL_SH_TESTS)
 EXTRA_DIST += tests/test-abdctl-helpers.sh $(ABDCTL_SH_TESTS)
 
