@@ -18,7 +18,8 @@ EXTRA_DIST += $(CONTROL_SH_TESTS)
 # its exit statuses against the async filter.
 ABDCTL_SH_TESTS = \
 	tests/test-abdctl-status.sh \
-	tests/test-abdctl-metrics.sh
+	tests/test-abdctl-metrics.sh \
+	tests/test-abdctl-completion.sh
 TESTS += $(ABDCTL_SH_TESTS)
 EXTRA_DIST += tests/test-abdctl-helpers.sh $(ABDCTL_SH_TESTS)
 
