@@ -1,5 +1,20 @@
 bin_PROGRAMS += abdctl/abdctl
-abdctl_abdctl_SOURCES = abdctl/abdctl.c common/control.h \
+abdctl_abdctl_SOURCES = abdctl/abdctl.c abdctl/abdctl.h abdctl/answer.c \
+	abdctl/show.c abdctl/progress.c abdctl/metrics.c common/control.h \
 	filters/async/storefile.c filters/async/storefile.h
 abdctl_abdctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 abdctl_abdctl_LDADD = $(XXHASH_LIBS)
+
+# Bash completion, installed where bash-completion looks for it by
+# command name.
+bashcompdir = $(datadir)/bash-completion/completions
+EXTRA_DIST += abdctl/abdctl.bash-completion
+install-data-local: install-abdctl-completion
+install-abdctl-completion:
+	$(MKDIR_P) '$(DESTDIR)$(bashcompdir)'
+	$(INSTALL_DATA) '$(srcdir)/abdctl/abdctl.bash-completion' \
+	  '$(DESTDIR)$(bashcompdir)/abdctl'
+uninstall-local: uninstall-abdctl-completion
+uninstall-abdctl-completion:
+	rm -f '$(DESTDIR)$(bashcompdir)/abdctl'
+.PHONY: install-abdctl-completion uninstall-abdctl-completion

@@ -19,6 +19,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-syncfile-failsafe.sh \
 	tests/test-async-params.sh \
 	tests/test-async-abdctl.sh \
+	tests/test-abdctl-progress.sh \
 	tests/test-async-errors.sh \
 	tests/test-async-backpressure.sh \
 	tests/test-async-fio.sh \

@@ -17,6 +17,10 @@ set -o pipefail
 : "${POWERCUT_PLUGIN:=$abs_top_builddir/plugins/powercut/.libs/nbdkit-powercut-plugin.so}"
 export ASYNC_FILTER MEMCACHE_FILTER ABDCTL POWERCUT_PLUGIN
 
+# abdctl's default socket comes from here when set: not in tests, which
+# name their sockets.
+unset ABDCTL_SOCKET
+
 _cleanup_cmds=()
 # cleanup_fn CMD ARGS...: run at exit, last registered first.
 cleanup_fn ()
@@ -202,10 +206,11 @@ abdctl ()
     "$ABDCTL" "$@"
 }
 
-# status_field SOCKET NAME: one numeric or string field of `abdctl status`.
+# status_field SOCKET NAME: one numeric or string field of `abdctl --raw
+# status` (the filter's own name: value lines).
 status_field ()
 {
-    "$ABDCTL" -s "$1" status | awk -v k="$2:" '$1 == k { print $2; exit }'
+    "$ABDCTL" -s "$1" --raw status | awk -v k="$2:" '$1 == k { print $2; exit }'
 }
 
 # wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail

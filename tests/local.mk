@@ -14,6 +14,15 @@ CONTROL_SH_TESTS = \
 TESTS += $(CONTROL_SH_TESTS)
 EXTRA_DIST += $(CONTROL_SH_TESTS)
 
+# Tests of abdctl over both filters (abdctl/); test-async-abdctl.sh has
+# its exit statuses against the async filter.
+ABDCTL_SH_TESTS = \
+	tests/test-abdctl-status.sh \
+	tests/test-abdctl-metrics.sh \
+	tests/test-abdctl-completion.sh
+TESTS += $(ABDCTL_SH_TESTS)
+EXTRA_DIST += tests/test-abdctl-helpers.sh $(ABDCTL_SH_TESTS)
+
 # Tests of the whole stack (async over memcache over a plugin).
 TESTS += tests/test-stack-fio.sh
 EXTRA_DIST += tests/test-stack-fio.sh

@@ -3,8 +3,9 @@
 # mode, unknown command, bad flush timeout (only decimal digits, 0..86400),
 # flush timed out, malformed request, an empty word), 2 on usage errors and when the request cannot be made (no such
 # socket, nothing listening, not a socket, path too long); `--json` output
-# is valid JSON with the same fields and numbers as the text; every status
-# field is present; `flush 5` returns 0 once drained.
+# is valid JSON with the same fields and numbers as the --raw text; every
+# status field is present; `flush 5` returns 0 once drained.  Usage errors
+# (no command, options that exclude each other) exit 2.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
@@ -84,7 +85,15 @@ h.shutdown()' || fail "writes failed"
 expect_err 1 'timed out' -s "$ctl" flush 0
 
 # 2: usage errors and requests that cannot be made.
-expect_err 2 'Usage'    status
+expect_err 2 'Usage'
+expect_err 2 'Usage'    --json
+expect_err 2 'Usage'    -s "$ctl" --json --raw status
+expect_err 2 'Usage'    -s "$ctl" status --progress
+expect_err 2 'Usage'    -s "$ctl" flush --progress --json
+expect_err 2 'interval' -s "$ctl" flush --progress --interval=0
+expect_err 2 'interval' -s "$ctl" flush --progress --interval
+expect_err 2 'Usage'    -s "$ctl" metrics extra
+expect_err 2 'Usage'    store-info
 expect_err 2 'Usage'    -s "$ctl"
 expect_err 2 'Usage'    -s
 expect_err 2 'Usage'    --bogus -s "$ctl" status
@@ -111,7 +120,11 @@ h = nbd.NBD(); h.connect_uri(os.environ["uri"])
 h.pwrite(os.urandom(10000), 5000); h.zero(65536, 1 << 20); h.trim(8192, 2 << 20)
 h.shutdown()' || fail "writes failed"
 sleep 6      # let the writeback rate of the earlier flush age out
-"$ABDCTL" -s "$ctl" status > "$tmp/text" || fail "status failed"
+"$ABDCTL" -s "$ctl" --raw status > "$tmp/text" || fail "--raw status failed"
+"$ABDCTL" -s "$ctl" status --raw > "$tmp/text2" || fail "status --raw failed"
+# (Only oldest_dirty_age_ms moves.)
+diff <(grep -v ^oldest "$tmp/text") <(grep -v ^oldest "$tmp/text2") >/dev/null ||
+    failures+=("--raw before and after status differ")
 "$ABDCTL" -s "$ctl" --json status > "$tmp/json1" || fail "--json status failed"
 "$ABDCTL" -s "$ctl" -j status > "$tmp/json2" || fail "-j status failed"
 "$ABDCTL" -s "$ctl" status --json > "$tmp/json3" || fail "status --json failed"

@@ -92,7 +92,7 @@ async_start slow --filter="$ASYNC_FILTER" --filter=delay file "$tmp/disk" \
 export uri DISK=$tmp/disk EXPECTED=$tmp/expected
 "$PY" "$tmp/write.py" 7 150 4096 16384 || fail "slow: writes failed"
 kill -TERM "$pid"
-wait_for 20 bash -c '[ "$("$ABDCTL" -s "$1" status | grep "^draining:")" = "draining: 1" ]' \
+wait_for 20 bash -c '[ "$("$ABDCTL" -s "$1" --raw status | grep "^draining:")" = "draining: 1" ]' \
     _ "$ctl" || fail "slow: abdctl status does not show draining: 1"
 [ "$(st "$ctl" mode)" = sync ] && [ "$(st "$ctl" mode_reason)" = draining ] ||
     fail "slow: draining, but mode $(st "$ctl" mode) ($(st "$ctl" mode_reason))"
@@ -127,7 +127,7 @@ DISK=$tmp/disk EXPECTED=$tmp/expected timeout 120 nbdkit -U "$tmp/run.sock" \
     --filter="$ASYNC_FILTER" --filter=delay file "$tmp/disk" delay-write=10ms \
     async-control="$tmp/run.ctl" async-writeback-delay=60000 \
     --run "uri=\$uri \"$PY\" \"$tmp/write.py\" 8 64 65536 65536 &&
-           \"$ABDCTL\" -s \"$tmp/run.ctl\" status > \"$tmp/run-status\"" \
+           \"$ABDCTL\" -s \"$tmp/run.ctl\" --raw status > \"$tmp/run-status\"" \
     2>"$log" || rc=$?
 [ "$rc" -eq 0 ] || { cat "$log" >&2; fail "--run: nbdkit exited with status $rc"; }
 grep -q "^dirty_bytes: [1-9]" "$tmp/run-status" ||

@@ -30,7 +30,7 @@ cat > "$tmp/mc.py" <<'EOF'
 import nbd, os, random, subprocess, sys
 ctl, abdctl = os.environ["CTL"], os.environ["ABDCTL"]
 def status(field):
-    out = subprocess.run([abdctl, "-s", ctl, "status"], check=True,
+    out = subprocess.run([abdctl, "-s", ctl, "--raw", "status"], check=True,
                          capture_output=True, text=True).stdout
     for line in out.splitlines():
         k, v = line.split(": ", 1)

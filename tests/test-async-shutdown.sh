@@ -75,7 +75,7 @@ ctl=$tmp/ctl-run.sock
 cat > "$tmp/run.sh" <<EOF
 set -e
 "$PY" "$tmp/write.py" 13
-"$ABDCTL" -s "$ctl" status > "$tmp/run-status"
+"$ABDCTL" -s "$ctl" --raw status > "$tmp/run-status"
 EOF
 export BASE=$tmp/base EXPECTED=$tmp/expected
 unset uri
