@@ -8,6 +8,9 @@ requires memcached unshare mount
 # where abd.service puts them, but under $tmp/run (see in_run):
 # $tmp/run/abd/async.ctl and $tmp/run/abd/memcache.ctl, also in $actl and
 # $mctl.  Sets $mc1_port, $mc2_port, $uri, $pid as async_start does.
+# Written data stays dirty until a flush: a long write-back delay, and a
+# write size larger than the tests' writes (a full-size run is written
+# back at once, whatever the delay).
 abdctl_stack_start ()
 {
     start_memcached one; mc1_port=$mc_port
@@ -19,7 +22,7 @@ abdctl_stack_start ()
     async_start stack --filter="$ASYNC_FILTER" --filter="$MEMCACHE_FILTER" \
         "$@" file "$tmp/disk" \
         async-control="$actl" async-writeback-delay=60000 \
-        async-exit-timeout=5 \
+        async-write-size=4M async-exit-timeout=5 \
         memcache-servers="127.0.0.1:$mc1_port,127.0.0.1:$mc2_port" \
         memcache-id=abdctl-test memcache-control="$mctl" memcache-timeout=500
     wait_for 10 test -S "$mctl" || fail "no memcache control socket"

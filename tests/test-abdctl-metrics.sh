@@ -122,7 +122,7 @@ ln -s "$actl" "$tmp/half/abd/async.ctl"
 rc=0; in_run "$tmp/half" "$ABDCTL" metrics > "$tmp/half.prom" 2>"$tmp/err" || rc=$?
 [ $rc -eq 2 ] || fail "metrics with memcache gone: exit $rc"
 grep -qx 'abd_up{layer="memcache"} 0' "$tmp/half.prom" || fail "no abd_up 0 for memcache"
-grep -qx 'abd_async_dirty_bytes 1048576' "$tmp/half.prom" || fail "no async metrics"
+grep -qx 'abd_async_dirty_bytes 1048576' "$tmp/half.prom" || { cat "$tmp/half.prom" "$tmp/err"; fail "no async metrics"; }
 ! grep -q '^abd_memcache' "$tmp/half.prom" || fail "memcache metrics without an answer"
 [ -z "$(command -v promtool)" ] || promtool check metrics < "$tmp/half.prom" ||
     fail "promtool: half"
