@@ -497,6 +497,25 @@ async_get_ready (int model)
     }
   }
 
+  /* A store file that would be refused stops nbdkit here, before it
+   * forks (with systemd's Type=forking only the parent's exit status
+   * counts): everything but the device size, which is known only once
+   * the lower device is opened in .after_fork, where the file is
+   * checked again, opened and written back.
+   */
+  if (store_file) {
+    struct storefile_geometry g = {
+      .size = 0, .nslots = max_dirty / STORE_BLOCK_SIZE, .id = store_id
+    };
+    char *errmsg;
+
+    if (storefile_check (store_file, &g, &errmsg) == -1) {
+      nbdkit_error ("async: %s", errmsg ? errmsg : "out of memory");
+      free (errmsg);
+      return -1;
+    }
+  }
+
   /* Bind the control socket before nbdkit forks, so a bad path stops it
    * at start; its thread starts in .after_fork.
    */
