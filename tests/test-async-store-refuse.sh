@@ -129,6 +129,17 @@ cmp "$tmp/disk" "$tmp/expected" || fail "the good file was not written back"
 h.pwrite(open(os.environ["EXPECTED"], "rb").read(8192), 0); h.shutdown()'
 [ "$(st "$tmp/good.ctl" store_file_dirty_bytes)" -eq 8192 ] ||
     fail "status: store_file_dirty_bytes $(st "$tmp/good.ctl" store_file_dirty_bytes), expected 8192"
+# A second nbdkit on the same file, forking: refused before the fork.
+rc=0
+timeout 60 nbdkit --log=stderr -U "$tmp/second.sock" -P "$tmp/second.pid" \
+    --filter="$ASYNC_FILTER" file "$tmp/disk" async-max-dirty=4M \
+    async-store-file="$good" async-store-id=disk-a 2>"$tmp/second.log" || rc=$?
+if [ -s "$tmp/second.pid" ]; then
+    kill_wait "$(cat "$tmp/second.pid")" 10 || true
+    fail "a second nbdkit started on a store file in use"
+fi
+[ "$rc" -ne 0 ] && grep -q "in use by another process" "$tmp/second.log" ||
+    { cat "$tmp/second.log"; fail "a second nbdkit on the file: not refused (exit $rc)"; }
 stop_nbdkit "$pid"
 cmp "$tmp/disk" "$tmp/expected" || fail "the good file was not written back"
 echo "$0: OK"

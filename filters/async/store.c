@@ -362,8 +362,8 @@ wait_changed (struct store *s, bool for_space)
 {
   if (for_space) {
     s->space_waiters++;
-    /* With memory and entries free, only the drain budget stops it. */
-    if (s->free_slots > 0 && s->free_entries > 0)
+    /* With memory free, the drain budget stops it. */
+    if (s->free_slots > 0 && !drain_admits (s))
       s->st.drain_budget_waits++;
     else
       s->st.space_waits++;
