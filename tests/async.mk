@@ -2,6 +2,7 @@
 check_PROGRAMS += tests/test-store
 tests_test_store_SOURCES = tests/test-store.c \
 	filters/async/store.c filters/async/store.h \
+	filters/async/drainrate.c filters/async/drainrate.h \
 	filters/async/storefile.c filters/async/storefile.h
 tests_test_store_LDADD = $(XXHASH_LIBS)
 tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
@@ -27,7 +28,14 @@ ASYNC_SH_TESTS = \
 	tests/test-async-store-kill.sh \
 	tests/test-async-store-failing-stop.sh \
 	tests/test-async-store-storm.sh \
-	tests/test-async-store-refuse.sh
-TESTS += tests/test-store $(ASYNC_SH_TESTS)
+	tests/test-async-store-refuse.sh \
+	tests/test-async-drain-budget.sh
+check_PROGRAMS += tests/test-drainrate
+tests_test_drainrate_SOURCES = tests/test-drainrate.c \
+	filters/async/drainrate.c filters/async/drainrate.h
+tests_test_drainrate_LDADD = -lm
+tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
+
+TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-store-write.py \
 	$(ASYNC_SH_TESTS)

@@ -135,10 +135,12 @@ tmp = sys.argv[1]
 fields = """mode mode_reason draining sync_writes max_dirty_bytes dirty_bytes
 dirty_data_bytes dirty_ranges dirty_entries oldest_dirty_age_ms
 writes_in_flight bytes_in_flight written_back_bytes written_back_requests
-lower_flushes writeback_rate_bytes_per_sec drain_estimate_seconds
+lower_flushes writeback_rate_bytes_per_sec drain_rate_bytes_per_sec
+drain_estimate_seconds max_drain_seconds drain_budget_bytes
 lower_write_errors lower_flush_errors failed_bytes client_write_requests
-client_written_bytes space_waits""".split()
-strings = {"mode", "mode_reason", "sync_writes"}
+client_written_bytes space_waits drain_budget_waits store_file
+store_file_dirty_bytes""".split()
+strings = {"mode", "mode_reason", "sync_writes", "store_file"}
 text = {}
 for line in open(tmp + "/text").read().splitlines():
     k, sep, v = line.partition(": ")
@@ -164,7 +166,17 @@ assert int(text["dirty_data_bytes"]) == 3 * 4096, text["dirty_data_bytes"]
 assert int(text["dirty_entries"]) == 5 and int(text["dirty_ranges"]) == 3, text
 assert int(text["max_dirty_bytes"]) == 256 << 20
 assert int(text["lower_write_errors"]) == 0 and int(text["failed_bytes"]) == 0
-assert int(text["drain_estimate_seconds"]) == -1, "rate 0 but an estimate"
+# The drain estimate uses the rate measured while the writers were busy
+# (the flushes above), not the recent rate, which is 0 by now: 5 entries
+# of 4 KiB cost (3 data blocks, 2 ranges) at that rate.
+rate = int(text["drain_rate_bytes_per_sec"])
+assert int(text["writeback_rate_bytes_per_sec"]) == 0, text
+assert rate > 0, "no drain rate measured"
+want = -(-5 * 4096 // rate)
+assert abs(int(text["drain_estimate_seconds"]) - want) <= 1, (text, want)
+assert int(text["max_drain_seconds"]) == 0 and int(text["drain_budget_bytes"]) == 0
+assert int(text["drain_budget_waits"]) == 0, text
+assert text["store_file"] == "" and int(text["store_file_dirty_bytes"]) == 0
 m = json.loads(open(tmp + "/json4").read())
 assert m == {"mode": "async", "mode_reason": "control"}, m
 EOF

@@ -97,6 +97,11 @@ badp 'async-writeback-delay' async-writeback-delay=-5
 badp 'async-writeback-delay' async-writeback-delay=1s
 badp 'async-exit-timeout' async-exit-timeout=86401
 badp 'async-exit-timeout' async-exit-timeout=abc
+badp 'async-max-drain-seconds: expected whole seconds' async-max-drain-seconds=86401
+badp 'async-max-drain-seconds: expected whole seconds' async-max-drain-seconds=-1
+badp 'async-max-drain-seconds: expected whole seconds' async-max-drain-seconds=10m
+badp 'async-max-drain-seconds: expected whole seconds' async-max-drain-seconds=1.5
+badp 'async-max-drain-seconds: expected whole seconds' async-max-drain-seconds=
 # Words and booleans.
 badp 'async-mode'       async-mode=bogus
 badp 'async-mode'       async-mode=SYNC
@@ -120,9 +125,11 @@ bad 'async-mode' --filter="$ASYNC_FILTER" memory 1M async-mode=bogus
 
 # Values at the limits are accepted.
 good async-max-dirty=64K async-write-size=4K async-writers=1 \
-     async-writeback-delay=0 async-exit-timeout=0 async-sync-rate=4K
+     async-writeback-delay=0 async-exit-timeout=0 async-sync-rate=4K \
+     async-max-drain-seconds=0
 good async-max-dirty=1G async-write-size=32M async-writers=256 \
-     async-writeback-delay=60000 async-exit-timeout=86400
+     async-writeback-delay=60000 async-exit-timeout=86400 \
+     async-max-drain-seconds=86400
 good async-mode=sync async-sync-writes=hold async-mlock=false \
      async-sync-file="$tmp/nothing-here" async-control="$tmp/ctl.sock"
 good async-mode=async async-sync-writes=rate async-mlock=no async-write-size=256K
@@ -134,7 +141,8 @@ nbdkit --filter="$ASYNC_FILTER" null --help > "$tmp/help" 2>&1 ||
     failures+=("nbdkit --filter=async null --help failed")
 for p in async-max-dirty async-mlock async-mode async-sync-file \
          async-sync-writes async-sync-rate async-control async-writers \
-         async-write-size async-writeback-delay async-exit-timeout; do
+         async-write-size async-writeback-delay async-exit-timeout \
+         async-max-drain-seconds async-store-file async-store-id; do
     grep -q -- "$p=" "$tmp/help" || failures+=("--help does not mention $p")
 done
 

@@ -6,6 +6,13 @@
 # device of another size or id, or made with another async-max-dirty.
 # abdctl store-info refuses the damaged ones too.  A good file still works
 # afterwards.
+#
+# The file is checked in .get_ready, before nbdkit forks: so each bad
+# file (but one) is also refused by nbdkit forking into the background
+# as it does by default (no -f; systemd's Type=forking), with a non-zero
+# exit status from the process that was started.  The exception is a
+# file of another device size: that size is known only once the lower
+# device is opened, after the fork.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
@@ -42,6 +49,22 @@ refused ()
     grep -E "$re" "$tmp/$name.log" || { cat "$tmp/$name.log"; fail "$name: no message /$re/"; }
     cmp -s "$tmp/disk" "$tmp/pristine" || fail "$name: the image changed"
     cmp -s "$tmp/$name.store" "$tmp/$name.before" || fail "$name: the file changed"
+
+    # Forking (no -f): the started process exits non-zero, nothing runs.
+    rm -f "$tmp/$name.pid"
+    rc=0
+    timeout 60 nbdkit --log=stderr -U "$tmp/$name-fork.sock" \
+        -P "$tmp/$name.pid" --filter="$ASYNC_FILTER" file "$img" \
+        async-max-dirty=4M async-store-file="$tmp/$name.store" \
+        async-store-id=disk-a "$@" 2>"$tmp/$name-fork.log" || rc=$?
+    if [ -s "$tmp/$name.pid" ]; then
+        kill_wait "$(cat "$tmp/$name.pid")" 10 || true
+        fail "$name: forking nbdkit started (pid file written)"
+    fi
+    [ "$rc" -ne 0 ] || { cat "$tmp/$name-fork.log"; fail "$name: forking nbdkit exited 0"; }
+    [ "$rc" -ne 124 ] || fail "$name: forking nbdkit did not exit"
+    grep -qE "$re" "$tmp/$name-fork.log" || { cat "$tmp/$name-fork.log"; fail "$name: forking: no message /$re/"; }
+    cmp -s "$tmp/$name.store" "$tmp/$name.before" || fail "$name: forking: the file changed"
 }
 
 cp "$good" "$tmp/header.store"
@@ -94,8 +117,29 @@ cp "$good" "$tmp/geom.store"
 refused geom "made with async-max-dirty=4194304, not 8388608" async-max-dirty=8M
 
 # The good file still works: written back at start, image as written.
+# abdctl status names the file and what it holds.
 async_start good --filter="$ASYNC_FILTER" file "$tmp/disk" async-max-dirty=4M \
-    async-store-file="$good" async-store-id=disk-a
+    async-store-file="$good" async-store-id=disk-a \
+    async-writeback-delay=60000 async-control="$tmp/good.ctl"
+[ "$(st "$tmp/good.ctl" store_file)" = "$good" ] || fail "status: store_file"
+[ "$(st "$tmp/good.ctl" store_file_dirty_bytes)" -eq 0 ] ||
+    fail "status: store_file_dirty_bytes after the write-back at start"
+cmp "$tmp/disk" "$tmp/expected" || fail "the good file was not written back"
+"$PY" -c 'import nbd, os; h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+h.pwrite(open(os.environ["EXPECTED"], "rb").read(8192), 0); h.shutdown()'
+[ "$(st "$tmp/good.ctl" store_file_dirty_bytes)" -eq 8192 ] ||
+    fail "status: store_file_dirty_bytes $(st "$tmp/good.ctl" store_file_dirty_bytes), expected 8192"
+# A second nbdkit on the same file, forking: refused before the fork.
+rc=0
+timeout 60 nbdkit --log=stderr -U "$tmp/second.sock" -P "$tmp/second.pid" \
+    --filter="$ASYNC_FILTER" file "$tmp/disk" async-max-dirty=4M \
+    async-store-file="$good" async-store-id=disk-a 2>"$tmp/second.log" || rc=$?
+if [ -s "$tmp/second.pid" ]; then
+    kill_wait "$(cat "$tmp/second.pid")" 10 || true
+    fail "a second nbdkit started on a store file in use"
+fi
+[ "$rc" -ne 0 ] && grep -q "in use by another process" "$tmp/second.log" ||
+    { cat "$tmp/second.log"; fail "a second nbdkit on the file: not refused (exit $rc)"; }
 stop_nbdkit "$pid"
 cmp "$tmp/disk" "$tmp/expected" || fail "the good file was not written back"
 echo "$0: OK"

@@ -255,6 +255,11 @@ main (int argc, char *argv[])
     p.retry_max_ms = 20;
     p.store_file = round % 2 ? store_path : NULL;
     p.store_id = "test-store";
+    /* Some rounds with a drain budget: its initial 64K budget makes
+     * clients wait until the writers have measured a rate.
+     */
+    p.max_drain_s = rnd_below (3) == 0 ? 1 : 0;
+    p.drain_initial_budget = 0;
     if (p.store_file)
       unlink (store_path);
 

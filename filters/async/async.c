@@ -43,6 +43,7 @@ static const char *const sync_writes_names[] = { "through", "rate", "hold" };
 
 /* Parameters (params.h has the defaults and limits). */
 static uint64_t max_dirty = ASYNC_MAX_DIRTY_DEFAULT;
+static unsigned max_drain_s = ASYNC_MAX_DRAIN_DEFAULT;
 static bool lock_memory;
 static bool start_sync;
 static const char *sync_file;
@@ -132,6 +133,16 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   if (strcmp (key, "async-max-dirty") == 0)
     return parse_size (key, value, ASYNC_MAX_DIRTY_MIN, ASYNC_MAX_DIRTY_MAX,
                        &max_dirty);
+  if (strcmp (key, "async-max-drain-seconds") == 0) {
+    if (nbdkit_parse_unsigned (key, value, &max_drain_s) == -1 ||
+        max_drain_s > ASYNC_MAX_DRAIN_MAX) {
+      nbdkit_error ("async-max-drain-seconds: expected whole seconds, "
+                    "0 (no limit) to %d, got '%s'", ASYNC_MAX_DRAIN_MAX,
+                    value);
+      return -1;
+    }
+    return 0;
+  }
   if (strcmp (key, "async-mlock") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1) {
       nbdkit_error ("async-mlock: expected a boolean (true or false), "
@@ -234,6 +245,9 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
 
 #define async_config_help \
   "async-max-dirty=SIZE       RAM for dirty data (default 256M).\n" \
+  "async-max-drain-seconds=N  Admit dirty data only while writing it back\n" \
+  "                           takes at most N s at the measured rate\n" \
+  "                           (default 0: no limit but async-max-dirty).\n" \
   "async-mlock=BOOL           Lock that memory (default false).\n" \
   "async-mode=async|sync      Start mode (default async: flushes are\n" \
   "                           acknowledged from RAM, for UPS-backed hosts).\n" \
@@ -483,6 +497,25 @@ async_get_ready (int model)
     }
   }
 
+  /* A store file that would be refused stops nbdkit here, before it
+   * forks (with systemd's Type=forking only the parent's exit status
+   * counts): everything but the device size, which is known only once
+   * the lower device is opened in .after_fork, where the file is
+   * checked again, opened and written back.
+   */
+  if (store_file) {
+    struct storefile_geometry g = {
+      .size = 0, .nslots = max_dirty / STORE_BLOCK_SIZE, .id = store_id
+    };
+    char *errmsg;
+
+    if (storefile_check (store_file, &g, &errmsg) == -1) {
+      nbdkit_error ("async: %s", errmsg ? errmsg : "out of memory");
+      free (errmsg);
+      return -1;
+    }
+  }
+
   /* Bind the control socket before nbdkit forks, so a bad path stops it
    * at start; its thread starts in .after_fork.
    */
@@ -556,6 +589,10 @@ async_after_fork (nbdkit_backend *backend)
   p.retry_max_ms = ASYNC_RETRY_MAX_MS;
   p.store_file = store_file;
   p.store_id = store_id;
+  p.max_drain_s = max_drain_s;
+  p.drain_initial_budget = (uint64_t) max_drain_s * ASYNC_DRAIN_INITIAL_RATE;
+  if (p.drain_initial_budget > ASYNC_DRAIN_INITIAL_MAX)
+    p.drain_initial_budget = ASYNC_DRAIN_INITIAL_MAX;
   store = store_create (&p, &errmsg);
   if (store == NULL) {
     nbdkit_error ("async: %s", errmsg ? errmsg : "cannot create the store");
@@ -938,19 +975,28 @@ status_reply (struct ctl_reply *r)
   ctl_reply_u64 (r, "written_back_requests", st.written_back_requests);
   ctl_reply_u64 (r, "lower_flushes", st.lower_flushes);
   ctl_reply_u64 (r, "writeback_rate_bytes_per_sec", (uint64_t) rate);
-  if (st.dirty_bytes == 0)
+  ctl_reply_u64 (r, "drain_rate_bytes_per_sec", (uint64_t) st.drain_rate);
+  /* The same cost over the same rate as the drain budget's. */
+  if (st.drain_cost_bytes == 0)
     ctl_reply_i64 (r, "drain_estimate_seconds", 0);
-  else if (rate < 1)
+  else if (!st.drain_rate_known || st.drain_rate < 1)
     ctl_reply_i64 (r, "drain_estimate_seconds", -1);
   else
     ctl_reply_i64 (r, "drain_estimate_seconds",
-                   (int64_t) (st.dirty_bytes / rate + 0.999));
+                   (int64_t) (st.drain_cost_bytes / st.drain_rate + 0.999));
+  ctl_reply_u64 (r, "max_drain_seconds", st.max_drain_seconds);
+  ctl_reply_u64 (r, "drain_budget_bytes", st.drain_budget_bytes);
   ctl_reply_u64 (r, "lower_write_errors", st.lower_write_errors);
   ctl_reply_u64 (r, "lower_flush_errors", st.lower_flush_errors);
   ctl_reply_u64 (r, "failed_bytes", st.failed_bytes);
   ctl_reply_u64 (r, "client_write_requests", st.client_write_requests);
   ctl_reply_u64 (r, "client_written_bytes", st.client_written_bytes);
   ctl_reply_u64 (r, "space_waits", st.space_waits);
+  ctl_reply_u64 (r, "drain_budget_waits", st.drain_budget_waits);
+  ctl_reply_str (r, "store_file", store_file ? store_file : "");
+  /* Every entry has a record in the file: a crash leaves all of it. */
+  ctl_reply_u64 (r, "store_file_dirty_bytes",
+                 st.store_file ? st.dirty_bytes : 0);
 }
 
 static int

@@ -3,6 +3,7 @@ filter_LTLIBRARIES += filters/async/nbdkit-async-filter.la
 filters_async_nbdkit_async_filter_la_SOURCES = \
 	filters/async/async.c \
 	filters/async/store.c filters/async/store.h \
+	filters/async/drainrate.c filters/async/drainrate.h \
 	filters/async/storefile.c filters/async/storefile.h \
 	filters/async/writer.c filters/async/writer.h \
 	filters/async/stop.c filters/async/stop.h \

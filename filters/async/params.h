@@ -21,6 +21,14 @@
 #define ASYNC_EXIT_TIMEOUT_MAX    86400
 #define ASYNC_FLUSH_TIMEOUT_DEFAULT 60              /* abdctl flush [SECONDS] */
 #define ASYNC_FLUSH_TIMEOUT_MAX   86400
+#define ASYNC_MAX_DRAIN_DEFAULT   0                 /* async-max-drain-seconds */
+#define ASYNC_MAX_DRAIN_MAX       86400             /* (0: no drain budget) */
+/* The drain budget before the writers have measured a rate: N seconds of
+ * 100 scattered 4 KiB writes a second (a disk's random-write rate), and
+ * at most 1 MiB, which drains in seconds on any device worth caching.
+ */
+#define ASYNC_DRAIN_INITIAL_RATE  (100 * 4096)
+#define ASYNC_DRAIN_INITIAL_MAX   (1ULL << 20)
 #define ASYNC_SYNC_FILE_POLL_MS   100
 #define ASYNC_RETRY_MIN_MS        100               /* lower error backoff */
 #define ASYNC_RETRY_MAX_MS        5000

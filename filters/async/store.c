@@ -42,6 +42,7 @@
 #endif
 #include <bsd/sys/tree.h>
 
+#include "drainrate.h"
 #include "store.h"
 #include "storefile.h"
 
@@ -49,6 +50,11 @@
 #define FLUSH_BATCHES 64        /* flush after this many completed batches */
 #define FLUSH_AGE_MS 50         /* or when the oldest completion is this old */
 #define NO_SLOT UINT32_MAX
+/* The smallest drain budget: enough dirty data for the writers to measure
+ * the rate again after it fell to nothing (a failing device), which they
+ * can only do while they have something to write.
+ */
+#define DRAIN_BUDGET_MIN STORE_MIN_SIZE
 
 enum entry_state { ST_DIRTY, ST_WRITEBACK, ST_WRITTEN };
 #define EF_REDIRTY 1            /* modified since its batch took it */
@@ -137,6 +143,11 @@ struct store {
   uint32_t backoff_ms, retry_at_ms;
   uint64_t failed_entries;
 
+  /* The drain budget (async-max-drain-seconds): max_drain_s 0 is none. */
+  uint32_t max_drain_s;
+  uint64_t drain_initial_budget;
+  struct drain_rate meter;      /* busy while writes_in_flight > 0 */
+
   struct store_stats st;        /* counters kept as they happen */
 };
 
@@ -157,6 +168,15 @@ now_ms (void)
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return (uint32_t) ((uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static uint64_t
+now_us (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Milliseconds from A to B on a 32-bit clock that wraps. */
@@ -203,15 +223,69 @@ slot_data (struct store *s, uint32_t slot)
 }
 
 /*----------------------------------------------------------------------
+ * The drain budget.
+ *
+ * With async-max-drain-seconds=N, dirty data is bounded by the time its
+ * write-back takes, not only by memory: a client may add an entry only
+ * while the store's cost (drainrate.h: 4 KiB per entry, a data block or a
+ * zeroed or trimmed range) stays within N seconds at the measured rate.
+ * Until the writers have measured a rate, the budget is the small
+ * drain_initial_budget (async.c: what even a disk doing 100 random writes
+ * a second drains in N seconds, and at most 1 MiB), so that the first
+ * burst after a start cannot fill the memory with more than a slow device
+ * can drain.  A client over the budget waits like one waiting for space
+ * (a space waiter: the writers hurry, which is also when the rate they
+ * measure is the one a drain gets), and is counted in drain_budget_waits.
+ */
+
+static uint64_t
+drain_cost (const struct store *s)
+{
+  return s->st.dirty_entries * STORE_BLOCK_SIZE;
+}
+
+/* Bytes of cost the budget allows now; UINT64_MAX without a budget. */
+static uint64_t
+drain_budget (struct store *s, bool *known, double *rate)
+{
+  double b;
+
+  *known = drain_rate_get (&s->meter, now_us (), rate);
+  if (s->max_drain_s == 0)
+    return UINT64_MAX;
+  if (!*known)
+    return s->drain_initial_budget;
+  b = *rate * s->max_drain_s;
+  if (b < DRAIN_BUDGET_MIN)
+    return DRAIN_BUDGET_MIN;
+  return b >= (double) UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t) b;
+}
+
+/* May a client add one more entry now?  Always into an empty store. */
+static bool
+drain_admits (struct store *s)
+{
+  uint64_t cost = drain_cost (s);
+  double rate;
+  bool known;
+
+  return s->max_drain_s == 0 || cost == 0 ||
+    cost + STORE_BLOCK_SIZE <= drain_budget (s, &known, &rate);
+}
+
+/*----------------------------------------------------------------------
  * Memory: slots and entries.
  */
 
+/* A slot for a client's new data block: NO_SLOT when memory is full or
+ * the drain budget is spent.
+ */
 static uint32_t
 slot_alloc (struct store *s)
 {
   uint32_t slot;
 
-  if (s->free_slots == 0)
+  if (s->free_slots == 0 || !drain_admits (s))
     return NO_SLOT;
   s->free_slots--;
   if (s->slot_free != NO_SLOT) {
@@ -288,7 +362,11 @@ wait_changed (struct store *s, bool for_space)
 {
   if (for_space) {
     s->space_waiters++;
-    s->st.space_waits++;
+    /* With memory free, the drain budget stops it. */
+    if (s->free_slots > 0 && !drain_admits (s))
+      s->st.drain_budget_waits++;
+    else
+      s->st.space_waits++;
   }
   pthread_cond_broadcast (&s->work);    /* space waiters make writers hurry */
   pthread_cond_wait (&s->changed, &s->lock);
@@ -1006,7 +1084,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         pos = gap_end;
         continue;
       }
-      if ((n = entry_alloc (s)) == NULL) {
+      if (!drain_admits (s) || (n = entry_alloc (s)) == NULL) {
         wait_changed (s, true);
         continue;
       }
@@ -1250,7 +1328,8 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
         break;
     }
     s->cursor = b->blk + b->nblocks;
-    s->st.writes_in_flight++;
+    if (s->st.writes_in_flight++ == 0)
+      drain_rate_busy (&s->meter, true, now_us ());
     s->st.bytes_in_flight += b->len;
     return true;
   }
@@ -1357,7 +1436,13 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
       }
     }
   }
-  s->st.writes_in_flight--;
+  /* A failed write took time and wrote nothing back. */
+  drain_rate_done (&s->meter,
+                   !ok ? 0 : b->kind == STORE_DATA
+                   ? (uint64_t) b->nblocks * STORE_BLOCK_SIZE
+                   : STORE_BLOCK_SIZE, now_us ());
+  if (--s->st.writes_in_flight == 0)
+    drain_rate_busy (&s->meter, false, now_us ());
   s->st.bytes_in_flight -= b->len;
   if (ok) {
     s->st.written_back_bytes += b->len;
@@ -1586,6 +1671,13 @@ store_get_stats (struct store *s, struct store_stats *st)
       oldest = age;
   }
   st->oldest_dirty_age_ms = oldest;
+  st->max_drain_seconds = s->max_drain_s;
+  st->drain_cost_bytes = drain_cost (s);
+  st->drain_budget_bytes = drain_budget (s, &st->drain_rate_known,
+                                         &st->drain_rate);
+  if (s->max_drain_s == 0)
+    st->drain_budget_bytes = 0;
+  st->store_file = s->file != NULL;
   pthread_mutex_unlock (&s->lock);
 }
 
@@ -1761,6 +1853,9 @@ store_create (const struct store_params *p, char **errmsg)
   s->nentries = s->free_entries = nslots;
   s->slot_free = NO_SLOT;
   s->epoch_cur = s->epoch_lo = 1;
+  s->max_drain_s = p->max_drain_s;
+  s->drain_initial_budget = p->drain_initial_budget > DRAIN_BUDGET_MIN
+    ? p->drain_initial_budget : DRAIN_BUDGET_MIN;
   RB_INIT (&s->tree);
 
   /* Anonymous mappings: untouched pages cost nothing until used. */

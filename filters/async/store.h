@@ -32,6 +32,12 @@
  * leaves the tree.  An operation that replaces entries publishes the
  * replacement first.
  *
+ * Admission: a client write that needs a new entry waits while the data
+ * memory (async-max-dirty) is full, and, with a drain budget
+ * (async-max-drain-seconds), while the dirty data would take longer than
+ * that to write back at the measured rate (drainrate.h).  Writes to
+ * blocks the store holds never wait for either.
+ *
  * Flush accounting: every client modification belongs to an epoch; a flush
  * request opens a new epoch and waits until no entry holds unflushed data of
  * an older one (store_flush_wait).
@@ -85,6 +91,8 @@ struct store_params {
   uint32_t retry_max_ms;        /* ... doubling up to this */
   const char *store_file;       /* NULL: data in anonymous memory */
   const char *store_id;         /* the device's id in the store file */
+  uint32_t max_drain_s;         /* drain budget in seconds, 0: none */
+  uint64_t drain_initial_budget;  /* bytes, until a rate is measured */
 };
 
 struct store_stats {
@@ -99,6 +107,14 @@ struct store_stats {
   uint64_t failed_bytes;
   uint64_t client_write_requests, client_written_bytes;
   uint64_t space_waits;
+  uint64_t drain_budget_waits;
+  /* The drain budget (see "The drain budget" in store.c). */
+  uint32_t max_drain_seconds;   /* 0: no budget */
+  bool drain_rate_known;
+  double drain_rate;            /* bytes per second while busy */
+  uint64_t drain_cost_bytes;    /* what the budget counts */
+  uint64_t drain_budget_bytes;  /* 0 without a budget */
+  bool store_file;              /* the data is in a store file */
 };
 
 /* Creating: returns NULL with *errmsg (malloc'd) on failure.  With a

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,6 +311,48 @@ geometry_matches (const struct header *h, const struct storefile_geometry *g)
     strcmp (h->id, g->id) == 0;
 }
 
+/* The refusal of a file that holds NRECS records (RECS) and does not
+ * match G (G->size 0: the device size is not known yet).
+ */
+static void
+geometry_refuse (const char *path, const struct header *h,
+                 const struct storefile_geometry *g,
+                 const struct storefile_rec *recs, size_t nrecs,
+                 char **errmsg)
+{
+  uint64_t bytes = 0;
+  size_t i;
+
+  for (i = 0; i < nrecs; i++)
+    bytes += (uint64_t) recs[i].count * STORE_BLOCK_SIZE;
+  if (g->size == 0 && strcmp (h->id, g->id) != 0) {
+    if (asprintf (errmsg, "%s holds %zu records (up to %" PRIu64 " dirty "
+                  "bytes) of another device (id '%s'); this device has "
+                  "id '%s': refusing to write them here; start with the "
+                  "device they belong to", path, nrecs, bytes, h->id,
+                  g->id) == -1)
+      *errmsg = NULL;
+  }
+  else if (g->size != 0 &&
+           (h->size != g->size || strcmp (h->id, g->id) != 0)) {
+    if (asprintf (errmsg, "%s holds %zu records (up to %" PRIu64 " dirty "
+                  "bytes) of another device (size %" PRIu64 ", id '%s'); "
+                  "this device has size %" PRIu64 ", id '%s': refusing "
+                  "to write them here; start with the device they "
+                  "belong to", path, nrecs, bytes, h->size, h->id,
+                  g->size, g->id) == -1)
+      *errmsg = NULL;
+  }
+  else if (asprintf (errmsg, "%s holds %zu records of dirty data and was "
+                     "made with async-max-dirty=%" PRIu64 ", not %" PRIu64
+                     ": start once with async-max-dirty=%" PRIu64 " to "
+                     "write them back", path, nrecs,
+                     (uint64_t) h->nslots * STORE_BLOCK_SIZE,
+                     (uint64_t) g->nslots * STORE_BLOCK_SIZE,
+                     (uint64_t) h->nslots * STORE_BLOCK_SIZE) == -1)
+    *errmsg = NULL;
+}
+
 struct storefile *
 storefile_open (const char *path, const struct storefile_geometry *g,
                 bool lock_memory, struct storefile_rec **recs, size_t *nrecs,
@@ -381,28 +424,7 @@ storefile_open (const char *path, const struct storefile_geometry *g,
 
   if (!geometry_matches (&h, g)) {
     if (*nrecs > 0) {
-      uint64_t bytes = 0;
-      size_t i;
-
-      for (i = 0; i < *nrecs; i++)
-        bytes += (uint64_t) (*recs)[i].count * STORE_BLOCK_SIZE;
-      if (h.size != g->size || strcmp (h.id, g->id) != 0) {
-        if (asprintf (errmsg, "%s holds %zu records (up to %" PRIu64 " dirty "
-                      "bytes) of another device (size %" PRIu64 ", id '%s'); "
-                      "this device has size %" PRIu64 ", id '%s': refusing "
-                      "to write them here; start with the device they "
-                      "belong to", path, *nrecs, bytes, h.size, h.id,
-                      g->size, g->id) == -1)
-          *errmsg = NULL;
-      }
-      else if (asprintf (errmsg, "%s holds %zu records of dirty data and was "
-                         "made with async-max-dirty=%" PRIu64 ", not %" PRIu64
-                         ": start once with async-max-dirty=%" PRIu64 " to "
-                         "write them back", path, *nrecs,
-                         (uint64_t) h.nslots * STORE_BLOCK_SIZE,
-                         (uint64_t) g->nslots * STORE_BLOCK_SIZE,
-                         (uint64_t) h.nslots * STORE_BLOCK_SIZE) == -1)
-        *errmsg = NULL;
+      geometry_refuse (path, &h, g, *recs, *nrecs, errmsg);
       goto fail;
     }
     /* Nothing in it: make it anew for this device. */
@@ -437,6 +459,75 @@ storefile_open (const char *path, const struct storefile_geometry *g,
   *nrecs = 0;
   storefile_close (f);
   return NULL;
+}
+
+int
+storefile_check (const char *path, const struct storefile_geometry *g,
+                 char **errmsg)
+{
+  struct storefile_geometry want = *g;
+  struct storefile_rec *recs = NULL;
+  size_t nrecs = 0;
+  struct header h;
+  struct stat st;
+  char *map, *copy, *dir;
+  int fd, r = -1;
+
+  *errmsg = NULL;
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 && errno == ENOENT) {
+    /* It will be created: its directory must exist. */
+    copy = strdup (path);
+    dir = copy ? dirname (copy) : NULL;
+    if (dir && stat (dir, &st) == 0 && S_ISDIR (st.st_mode)) {
+      free (copy);
+      return 0;
+    }
+    if (asprintf (errmsg, "%s: cannot create the store file: %s is not an "
+                  "existing directory", path, dir ? dir : "?") == -1)
+      *errmsg = NULL;
+    free (copy);
+    return -1;
+  }
+  if (fd == -1 || fstat (fd, &st) == -1) {
+    if (asprintf (errmsg, "%s: cannot open the store file: %m", path) == -1)
+      *errmsg = NULL;
+    if (fd >= 0)
+      close (fd);
+    return -1;
+  }
+  /* Whether another process holds it; released at once (close). */
+  if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
+    if (asprintf (errmsg, "%s: the store file is in use by another process "
+                  "(flock: %m)", path) == -1)
+      *errmsg = NULL;
+    close (fd);
+    return -1;
+  }
+  if (header_read (fd, path, st.st_size, &h, errmsg) == -1) {
+    close (fd);
+    return -1;
+  }
+  map = mmap (NULL, h.file_size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) {
+    if (asprintf (errmsg, "%s: mmap: %m", path) == -1)
+      *errmsg = NULL;
+    close (fd);
+    return -1;
+  }
+  if (records_scan (&h, (struct record *) (map + h.records_offset), path,
+                    &recs, &nrecs, errmsg) == 0) {
+    if (want.size == 0)
+      want.size = h.size;       /* not known yet */
+    if (nrecs > 0 && !geometry_matches (&h, &want))
+      geometry_refuse (path, &h, g, recs, nrecs, errmsg);
+    else
+      r = 0;
+  }
+  free (recs);
+  munmap (map, h.file_size);
+  close (fd);
+  return r;
 }
 
 void

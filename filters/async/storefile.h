@@ -89,6 +89,15 @@ struct storefile *storefile_open (const char *path,
                                   char **errmsg);
 void storefile_close (struct storefile *f);
 
+/* Check the file at PATH as storefile_open would, changing and keeping
+ * nothing: for .get_ready, so that a bad file stops nbdkit before it
+ * forks.  G->size 0 means the device size is not known yet (it is
+ * checked by storefile_open).  A missing file is fine if its directory
+ * exists.  Returns 0, or -1 with *ERRMSG (malloc'd).
+ */
+int storefile_check (const char *path, const struct storefile_geometry *g,
+                     char **errmsg);
+
 /* The data arena: nslots blocks. */
 char *storefile_data (struct storefile *f);
 const char *storefile_path (struct storefile *f);
