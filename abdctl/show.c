@@ -109,6 +109,33 @@ str (struct fields *fs, const char *name)
   return s ? s : "?";
 }
 
+/* async-max-drain-seconds and async-store-file. */
+static void
+show_async_budget (FILE *fp, struct fields *fs)
+{
+  char a[SIZE_BUF], b[SIZE_BUF];
+  uint64_t secs = u64 (fs, "max_drain_seconds");
+  uint64_t budget = u64 (fs, "drain_budget_bytes");
+  uint64_t drain_rate = u64 (fs, "drain_rate_bytes_per_sec");
+  uint64_t waits = u64 (fs, "drain_budget_waits");
+  const char *file = fields_str (fs, "store_file");
+
+  if (secs == 0)
+    show_line (fp, 2, "drain budget", "off (drain rate %s/s)",
+               fmt_size (a, drain_rate));
+  else
+    show_line (fp, 2, "drain budget", "%s: %" PRIu64 " s at %s/s; %"
+               PRIu64 " waits", fmt_size (a, budget), secs,
+               fmt_size (b, drain_rate), waits);
+  show_line (fp, 2, "store file", "%s%s%s",
+             file && *file ? file : "none (a crash loses dirty data)",
+             file && *file ? ", " : "",
+             file && *file ? fmt_size (a, u64 (fs, "store_file_dirty_bytes"))
+             : "");
+  if (!(file && *file))
+    (void) u64 (fs, "store_file_dirty_bytes");
+}
+
 static void
 show_async (FILE *fp, struct fields *fs)
 {
@@ -155,6 +182,7 @@ show_async (FILE *fp, struct fields *fs)
              u64 (fs, "client_write_requests"),
              fmt_size_raw (a, u64 (fs, "client_written_bytes")));
   show_line (fp, 2, "space waits", "%" PRIu64, u64 (fs, "space_waits"));
+  show_async_budget (fp, fs);
 }
 
 /* Lookups answered from memcached, of all lookups. */
