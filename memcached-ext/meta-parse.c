@@ -91,12 +91,17 @@ mcx_parse (struct mcx_parser *p, const char *buf, size_t len, size_t *used,
   *used = 0;
   *need = 0;
   for (;;) {
-    const char *line = buf + pos, *nl;
+    const char *line, *nl;
     const char *tok[MCX_TOKENS_MAX];
     size_t tok_len[MCX_TOKENS_MAX], nr_tok = 0;
     size_t avail = len - pos, line_len, i, start, index;
     int r;
 
+    if (avail == 0) {           /* (BUF may be NULL then) */
+      *need = 1;
+      return 0;
+    }
+    line = buf + pos;
     nl = memchr (line, '\n', avail < MCX_LINE_MAX ? avail : MCX_LINE_MAX);
     if (nl == NULL) {
       if (avail >= MCX_LINE_MAX)

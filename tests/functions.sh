@@ -59,7 +59,10 @@ cleanup_fn rm -rf "$tmp"
 #   nbdkit exits normally.  (Found by trying, not from a documented rule.)
 # - tests/preload-once.c, which takes LD_PRELOAD out of nbdkit's
 #   environment, so the programs nbdkit starts do not inherit any of it.
-if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
+# (A test run by another test finds the wrapper already first in $PATH:
+# ABD_SANITIZER_WRAPPED says so, and nothing is done again.)
+if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && [ -z "${ABD_SANITIZER_WRAPPED:-}" ] &&
+   command -v nbdkit >/dev/null; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     # ABD_SANITIZER_PRELOAD becomes the whole list, for the programs that
@@ -94,7 +97,7 @@ if [ -n "${ABD_SANITIZER_PRELOAD:-}" ] && command -v nbdkit >/dev/null; then
         "$ABD_SANITIZER_PRELOAD" "$(command -v nbdkit)" \
         > "$tmp/sanitizer-bin/nbdkit"
     chmod +x "$tmp/sanitizer-bin/nbdkit"
-    export PATH="$tmp/sanitizer-bin:$PATH"
+    export PATH="$tmp/sanitizer-bin:$PATH" ABD_SANITIZER_WRAPPED=1
 fi
 
 # requires CMD...: skip (exit 77) unless every command runs.

@@ -7,6 +7,8 @@
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 requires nbdkit
+# The store file under this test's directory, not the default under /dev/shm.
+export ABD_STORE=$tmp/async.store
 run=$abs_top_srcdir/scripts/abd-run
 umask 000
 

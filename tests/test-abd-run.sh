@@ -8,7 +8,7 @@
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 requires nbdkit memcached nbdcopy fio
 
-export ABD_DIR=$tmp/abd
+export ABD_DIR=$tmp/abd ABD_STORE=$tmp/abd.store
 run=$abs_top_srcdir/scripts/abd-run
 
 # abd-run waits for Ctrl-C.  A shell cannot catch a signal that was
@@ -54,6 +54,7 @@ grep -q 'nbdkit stopped' "$tmp/run.out" ||
     { cat "$tmp/run.out" >&2; fail "abd-run did not stop nbdkit"; }
 cmp -n 8M "$tmp/data" "$ABD_DIR/disk.img" ||
     fail "dirty data was not written to the image on Ctrl-C"
+[ ! -e "$ABD_STORE" ] || fail "the clean store file is left after a clean stop"
 ! pgrep -f "memcache-id=abd-run:$ABD_DIR/disk.img" >/dev/null ||
     fail "nbdkit still runs after abd-run stopped"
 
