@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: abdctl, the operator's client of the filters' control sockets:
  * options, which socket a command goes to, and the commands.  Exit
  * status: 0 when the filter answered OK, 1 when it answered ERR, 2 for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: what abdctl's files share: asking a control socket, the parsed
  * answer, and the three ways of showing it (human-readable status, flush
  * progress, Prometheus metrics).

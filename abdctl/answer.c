@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: abdctl's side of the control protocol (control.h): one request per
  * connection, the answer read to the end, its last line OK or ERR; and the
  * text body parsed into fields for show.c, progress.c and metrics.c.

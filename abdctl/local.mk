@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 bin_PROGRAMS += abdctl/abdctl
 abdctl_abdctl_SOURCES = abdctl/abdctl.c abdctl/abdctl.h abdctl/answer.c \
 	abdctl/show.c abdctl/progress.c abdctl/metrics.c common/control.h \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: `abdctl metrics`: the filters' status in the Prometheus text
  * exposition format (version 0.0.4), for node_exporter's textfile
  * collector.

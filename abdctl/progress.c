@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: `abdctl flush --progress`: the drain shown while a flush waits.
  *
  * One flush request, exactly as without --progress, and `status` polls on

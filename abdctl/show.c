@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: `abdctl status` for people: sizes in KiB/MiB/GiB (with the byte
  * count where it matters), the dirty share of the maximum, the memcache
  * hit ratio, durations in seconds.  Scripts use --json or --raw, whose

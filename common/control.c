@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: the control channel (see control.h for the protocol).
  *
  * Threads: ctl_listen binds the socket (before nbdkit forks, so that a bad

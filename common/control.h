@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: the control channel both filters serve on a Unix socket.
  *
  * Protocol (also in abdctl(1)).  The client sends one request line: words

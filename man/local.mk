@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Man pages are written in POD and built with pod2man.
 man_MANS += man/nbdkit-async-filter.1 man/nbdkit-memcache-filter.1 \
 	man/nbdkit-powercut-plugin.1 man/abdctl.1 man/abd.7

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # abd memcached-ext: a small client for memcached's meta protocol, linked
 # into the memcache filter (and its tests) as a convenience library.
 noinst_LTLIBRARIES += memcached-ext/libmcx.la

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd memcached-ext: connections and batches (see meta.h).
  *
  * A connection keeps the batch in flight between mcx_send and mcx_recv:

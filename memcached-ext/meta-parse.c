@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd memcached-ext: the parser of memcached meta replies.
  *
  * The server is untrusted, so this accepts only what a quiet batch

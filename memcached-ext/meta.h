@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd memcached-ext: a small client for memcached's meta protocol.
  *
  * One struct mcx_conn is one non-blocking connection to one server (TCP or

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Tests of the async filter and abdctl.
 check_PROGRAMS += tests/test-store
 tests_test_store_SOURCES = tests/test-store.c \

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # abd test helpers, sourced by every tests/*.sh.
 #
 # Every test: source this file, call `requires` for what it needs (exit 77 =

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Tests: automake TESTS, each exits 0 (pass), 77 (skipped) or else (fail).
 TEST_EXTENSIONS = .sh
 SH_LOG_COMPILER = bash

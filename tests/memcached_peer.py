@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # abd tests: a hostile memcached peer.  Whoever can reach a memcached
 # server can do all of this; the memcache filter must stay correct anyway.
 #

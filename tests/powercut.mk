@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Tests of nbdkit-powercut-plugin: each ends nbdkit with SIGKILL and checks
 # the image against tests/powercut_model.py.  test-powercut-helpers.sh is
 # sourced by them.

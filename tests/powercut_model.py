@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # The tests' model of nbdkit-powercut-plugin: what each 512-byte sector of
 # the image may hold after a power cut (SIGKILL of nbdkit).
 #

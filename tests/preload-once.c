@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd tests: LD_PRELOAD for one process only.
  *
  * Sanitizer builds run nbdkit with the ASan runtime preloaded (the filters

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # scripts/abd-run trusts no directory another user can make or fill: its
 # runtime directory (ABD_DIR) is made with mode 0700 even under umask 000,
 # and an existing one that is a symlink, someone else's, or writable by

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # scripts/abd-run, the README's first command: it starts memcached and
 # nbdkit with async over memcache over a sparse image, prints the NBD URI,
 # the nbd-client line and the status, serves data, and on Ctrl-C (SIGINT)

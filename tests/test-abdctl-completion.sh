@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # abdctl's bash completion: `make install` puts it in
 # $(datadir)/bash-completion/completions/abdctl; it completes commands,
 # options (per command), mode's sync|async and socket paths.  And

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Helpers for the tests of abdctl, sourced after tests/functions.sh and
 # tests/test-async-helpers.sh.  Not a test itself (not in TESTS).
 

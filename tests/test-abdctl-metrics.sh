@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # abdctl metrics: the Prometheus text format, checked by a strict parser
 # here (every line a comment, HELP, TYPE or sample of the exposition
 # grammar; HELP and TYPE once per metric, before its samples, and no

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # abdctl flush --progress over a slow lower device with dirty data: when
 # stdout is not a terminal it prints plain lines ("flush: N% done (X of
 # Y), Z still dirty, R/s, time left T") while the flush waits, at least

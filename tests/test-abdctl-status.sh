@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # abdctl's default sockets and its status for people: without -s, status
 # asks /run/abd/async.ctl and /run/abd/memcache.ctl, each that exists, one
 # after the other under its layer name (--json: one object with "async"

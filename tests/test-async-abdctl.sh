@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # abdctl against the async filter: exit status 0 on OK, 1 on ERR (bad
 # mode, unknown command, bad flush timeout (only decimal digits, 0..86400),
 # flush timed out, malformed request, an empty word), 2 on usage errors and when the request cannot be made (no such

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: bounded RAM.
 #
 # 1. Back-pressure: async-max-dirty=1M over a slow lower device (nbdkit's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter, async-max-drain-seconds=N: dirty data is bounded by
 # the time to drain it at the measured rate, not only by async-max-dirty.
 #

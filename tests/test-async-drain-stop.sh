@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: SIGTERM, SIGINT and the end of a --run command write
 # every dirty byte back, and flush, before nbdkit starts shutting down, so
 # filters below that sleep through nbdkit (delay, rate, retry,

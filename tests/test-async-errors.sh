@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: a failing lower device.  Errors are injected BELOW
 # the async filter (--filter=ASYNC --filter=error: the first is nearest the
 # client), only while a trigger file exists.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: zero and trim go into the store as ranges, without
 # data memory (dirty_data_bytes stays 0, even for a zero larger than
 # async-max-dirty); zeroed and trimmed ranges read as zeros.  On a sparse

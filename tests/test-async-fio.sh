@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter under fio (ioengine=nbd): 4 jobs of random writes,
 # mixed block sizes 4k-64k, iodepth 16, 8 MiB each (32 MiB), crc32c
 # verify headers, read back and verified in the same job through the

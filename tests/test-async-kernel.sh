@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter under the kernel block path and a real file system:
 #   nbdkit (async filter, file plugin, 256 MiB sparse image, Unix socket)
 #   -> nbdfuse exposes it as a file -> losetup --direct-io=off -> mkfs.ext4

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: multi-conn only when it is true.  Over a lower
 # device that does not advertise multi-conn (an inner nbdkit with
 # multi-conn-mode=disable, reached through the nbd plugin), in sync mode:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: one store serves every connection.  nbdinfo shows
 # can_multi_conn true (the file plugin below has it); a write, zero or trim on connection 1 is seen at
 # once by a read on connection 2 while it is still dirty; in sync mode a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: every bad parameter is refused at start: nbdkit
 # exits non-zero before serving, with a message naming the parameter
 # (nbdkit-async-filter(1): "A bad value is refused at start with a message

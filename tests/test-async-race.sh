@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: client writes racing writeback.  No writeback
 # delay, 8K lower writes, 16 writers, a small store (so writes wait for
 # space).  Four connections rewrite their own ranges over and over, each

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: many random writes of several sizes, overlapping,
 # read back byte-exact through the filter while they are still dirty (in
 # RAM, nothing written back yet), then `abdctl flush` puts exactly the

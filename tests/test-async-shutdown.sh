@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: a normal stop writes everything back.  Data that is
 # dirty when nbdkit gets SIGTERM or SIGINT, or when a --run command ends,
 # is on the lower file, byte-exact, when nbdkit has exited (with status 0).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter, async-store-file: a stop whose write-back keeps
 # failing (the error filter below fails every write while $tmp/fail
 # exists; async-exit-timeout=2) leaves the data in the store file, logs at

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter, async-store-file: dirty data outlives SIGKILL.
 # Writes, zeroes and trims stay dirty (async-writeback-delay=60000);
 # nbdkit is SIGKILLed; abdctl store-info shows the data in the file; a new

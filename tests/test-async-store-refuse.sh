@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter, async-store-file: a store file that cannot be
 # trusted is refused at start with a clear message, and neither the image
 # nor the file changes: random bytes in the header, a truncated file, a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter, async-store-file: SIGKILL in the middle of a write
 # storm.  A client keeps 16 writes and zeroes in flight (never two
 # overlapping ones at once) while writers write back and retire records;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Helper of tests/test-async-store-*.sh: SEED COUNT random writes of
 # random sizes (unaligned too) to $uri, then a flush (async mode: answered
 # from RAM); $EXPECTED gets $DISK's content with the writes applied.

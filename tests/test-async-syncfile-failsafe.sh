@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: async-sync-file fails safe.  Only "the file does
 # not exist, in a directory that does" means async mode:
 # - a sync file whose directory does not exist (or is a file) is refused

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: modes.
 # - async-mode=sync: when a client flush (or a FUA write) returns, the
 #   lower file already holds every earlier write (checked while nbdkit

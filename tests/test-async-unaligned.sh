@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: unaligned requests on a device whose size is not a
 # multiple of 4096: 1-byte writes, odd lengths at odd offsets, writes
 # straddling 4K blocks, writes, zeroes and trims that end at the device

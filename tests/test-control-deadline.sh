@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The control channel's request deadline (common/control.c) is for the
 # whole request, not for each read: a client that trickles one byte a
 # second is answered "ERR timed out" and closed 5 s after it connected,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Idle connections to a control socket (common/control.c) cannot lock
 # out a real client such as the UPS handler: with 32 connections open
 # that send nothing, `abdctl status` is still answered at once (well

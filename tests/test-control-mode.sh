@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Control sockets (common/control.c) are private: mode 0600 and owned by
 # nbdkit's user whatever the umask, for both filters; another user cannot
 # connect, root can.  The mode is set at bind, not by a chmod of the path

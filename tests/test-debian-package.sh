@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The Debian package: dpkg-buildpackage builds abd_*.deb from a copy of
 # the source tree (tracked files, as they are now); lintian reports no
 # error; dpkg -i installs it; nbdkit then finds the filters and the

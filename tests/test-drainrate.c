@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd tests: the write-back rate meter of the async filter (drainrate.c),
  * on a synthetic clock: idle time does not count, the average follows a
  * change of speed, failed writes and a stalled write pull it down.

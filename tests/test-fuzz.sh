@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Fuzz the parsers that read untrusted bytes, with libFuzzer plus
 # AddressSanitizer and UndefinedBehaviorSanitizer, for a bounded time
 # (FUZZ_SECONDS each, default 20), starting from the seed corpora in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Concurrent stress of the memcache filter's server health
  * (filters/memcache/health.c), shared by all of nbdkit's threads: many
  * threads acquire servers and report successes, failures and uncertain

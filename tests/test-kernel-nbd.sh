@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The whole stack under the real kernel NBD client: nbd.ko and nbd-client
 # attach async over memcache over a file as /dev/nbd0, with ext4 on it,
 # in a QEMU guest (tests/kernel/vm.sh).  $tmp holds the 256 MiB sparse

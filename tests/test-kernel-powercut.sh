@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A power cut under ext4 and the real kernel NBD client: every file that
 # fsync said was durable survives, and the filesystem is consistent.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: a peer that can reach the memcached servers, and
 # nothing else, can neither read nor change a block.  It lists the keys,
 # reads every value (no plaintext of the disk may show in keys or

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: several connections read and write at once for a
 # bounded time, with both write policies.  Each worker owns a region it
 # checks byte-exactly as it goes; all of them also write and read a shared

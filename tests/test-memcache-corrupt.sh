@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: a value that is not exactly what was stored for
 # the block is a miss, is counted, and the read still returns the right
 # data: garbage, the value of another block, a value with one data byte

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: once warm, reads are served from memcached even
 # when the lower device fails every read.  The error filter sits BELOW
 # memcache (--filter=memcache --filter=error: the first is nearest the

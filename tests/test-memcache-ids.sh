@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: two devices with different memcache-id values on
 # the same three servers stay isolated: each reads back its own image, warm
 # (from memcached) and after writes to the other; their keys differ in the

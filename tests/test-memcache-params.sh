@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: every bad parameter is refused at start with a
 # message naming the problem, and a good set of parameters starts (so the
 # refusals are not caused by something else).  No memcached is needed:

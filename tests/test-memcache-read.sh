@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: reads are byte-exact, cold and warm, aligned and
 # not, including the short last block; a warm read comes from memcached
 # only (no lower reads); blocks are spread over all three servers, one of

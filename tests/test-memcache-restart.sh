@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: a server killed with SIGKILL (connections reset,
 # then refused) costs nothing but misses: reads and writes keep succeeding
 # and stay byte-exact.  Restarted empty on the same port, it is probed,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: a server that goes away and comes back with its
 # old memory must never serve the old blocks.  memcached -e keeps its items
 # in a memory file across a graceful stop (SIGUSR1).  We warm the cache,

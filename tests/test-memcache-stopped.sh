@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: a frozen server (SIGSTOP: it still accepts TCP
 # connections but never answers) costs timeouts, never errors.  Reads and
 # writes keep succeeding and stay byte-exact; the server is marked down

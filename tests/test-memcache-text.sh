@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: the memcache tests again with
 # memcache-protocol=text (libmemcached), the other backend of conn.c; the
 # suite itself runs with the default, meta.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: unit test of the memcache filter's block placement (ring.c),
  * against what ring.c and nbdkit-memcache-filter(1) promise.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: unit test of the memcache filter's key names and sealed values
  * (filters/memcache/value.c), against what value.c promises.
  *

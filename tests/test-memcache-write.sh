@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: writes, zeroes and trims are visible at once
 # through the cache, with both write policies: aligned and unaligned
 # writes over warm blocks, FUA, the short last block, and a zero large

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd tests: memcached-ext's meta client against a real memcached, and
  * its reply parser against crafted replies.  Run by test-meta-client.sh:
  *

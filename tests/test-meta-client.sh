@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # memcached-ext's meta client (tests/test-meta-client.c) against real
 # memcached servers: one on a free loopback port, one on a Unix socket.
 # Batches of gets, sets and deletes, 1 MiB values, 256 keys; a stopped

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: unit test of the powercut plugin's cache (plugins/powercut/cache.c)
  * against a model, over a real temporary image file.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-powercut-plugin cache-max=SIZE: a cache that would grow past SIZE
 # is written back first, as a disk writes back its full cache.  With
 # cache-max=16K (four 4 KiB pages) and 1000 unflushed writes of every

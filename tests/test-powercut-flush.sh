@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-powercut-plugin: a power cut (SIGKILL of nbdkit) keeps exactly
 # what was flushed.  Three rounds over one image, each ended by SIGKILL:
 # 1. writes, zeroes and trims of every alignment are read back at once,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Helpers for the tests of nbdkit-powercut-plugin, sourced after
 # tests/functions.sh.  Not a test itself (not in TESTS).
 

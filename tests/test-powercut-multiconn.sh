@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-powercut-plugin: all connections share one cache.  can_multi_conn
 # is true; a write on one connection is read at once on another; two
 # connections write in parallel (threads) and a flush on a third makes

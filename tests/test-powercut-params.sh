@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-powercut-plugin: every bad parameter is refused at start, nbdkit
 # exits non-zero before serving, with a message naming the problem;
 # values at the limits are accepted; --help lists every parameter.

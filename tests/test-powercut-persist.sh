@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-powercut-plugin unflushed-persist=FRACTION seed=N: after a power
 # cut each 512-byte sector holds its last flushed content or content some
 # later write gave it, never anything else.  With 0.3, over 4096 sectors

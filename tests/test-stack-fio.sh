@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The whole stack, async over memcache over a file, under fio: random
 # writes of mixed sizes with --verify=crc32c (fio reads every block back
 # through the stack and checks it), then a second pass that only reads

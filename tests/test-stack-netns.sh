@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The stack across hosts, each host a network namespace joined to the
 # "stack" namespace by a veth pair (made and removed by this test):
 #

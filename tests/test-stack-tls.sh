@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The whole stack exported over TCP the way abd(7) SECURITY says to:
 # nbdkit --tls=require with a pre-shared key.  A client without TLS is
 # refused; a client with the key reads and writes exactly.

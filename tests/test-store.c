@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: unit test of the async filter's dirty store against a model.
  *
  * The lower device is two byte arrays: "volatile" (what lower writes

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The example systemd units in scripts/systemd: `systemd-analyze verify`
 # accepts each of them, and abd.service's ExecStart, with the settings of
 # abd.default, really starts the stack: the command line is taken from the

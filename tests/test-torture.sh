@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # scripts/torture, CI-sized: 20 seconds of random I/O with faults against
 # each stack (async, memcache, full), with two fixed seeds.  Every read is
 # checked byte-exactly against the model; the image is checked after every

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # ThreadSanitizer on the threaded code, linked directly into test drivers
 # (nbdkit itself cannot host TSan): the async filter's dirty store with its
 # writer and flusher threads (tests/test-store.c, against its model), and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # scripts/ups/abd-nut-notify driven by the real NUT daemons: dummy-ups
 # simulates a UPS (its status is a file), upsd serves it on a loopback
 # port, upsmon watches it and runs abd-nut-notify as NOTIFYCMD, which

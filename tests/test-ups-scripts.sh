@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # scripts/ups without a UPS daemon: abd-nut-notify, abd-upssched-cmd and
 # the apcupsd event scripts run by hand against two async filters (A has
 # async-sync-file=), each checked with `abdctl status`:

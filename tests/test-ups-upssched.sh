@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # scripts/ups/upssched.conf.example with NUT's real upssched, run the way
 # upsmon runs it (NOTIFYTYPE and UPSNAME in the environment), its timer
 # shortened from 10 s to 5 s, CMDSCRIPT abd-upssched-cmd, against an async

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: what the C unit tests share, included once by each test program
  * after it defines UNIT_NAME ("test-foo").
  *

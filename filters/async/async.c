@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: nbdkit-async-filter, a write-back cache in bounded RAM.
  *
  * This file holds the nbdkit callbacks, the parameters, the mode and the

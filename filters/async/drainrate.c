@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the write-back rate meter (see drainrate.h). */
 
 #include <config.h>

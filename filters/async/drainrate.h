@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the measured write-back rate that bounds dirty data by
  * the time it takes to drain (async-max-drain-seconds).
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-async-filter: write-back cache in bounded RAM.
 filter_LTLIBRARIES += filters/async/nbdkit-async-filter.la
 filters_async_nbdkit_async_filter_la_SOURCES = \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: parameter defaults and limits, in one place.
  * async.c (config, config_help), man/nbdkit-async-filter.pod and README.md
  * must agree with this table.

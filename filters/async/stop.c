@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: write everything back before nbdkit stops (see stop.h).
  *
  * The signal handler only writes the signal number to a pipe (nothing else

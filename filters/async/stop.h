@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: write everything back before nbdkit stops.
  *
  * nbdkit's own SIGINT/SIGTERM/SIGQUIT/SIGHUP handler sets its quit flag at

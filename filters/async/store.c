@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the dirty store (see store.h for the state machine).
  *
  * Invariants, all under s->lock:

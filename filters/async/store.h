@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the dirty store.
  *
  * The store holds every byte the client wrote that is not yet known to be

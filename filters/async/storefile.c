@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the store file (format and crash-consistency argument
  * in storefile.h).
  *

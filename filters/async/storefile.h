@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the store file, where dirty data outlives the process.
  *
  * With async-store-file=PATH the store's data arena and a record of every

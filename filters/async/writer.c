@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: writer and flusher threads (see writer.h).
  *
  * Threads: writer_start starts nwriters writer threads, one flusher and one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the threads that push dirty data to the lower device.
  *
  * writer_start opens nothing itself: it is given the shared background

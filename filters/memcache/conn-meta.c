@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: connections over memcached's meta protocol
  * (memcache-protocol=meta, the default), with memcached-ext.
  *

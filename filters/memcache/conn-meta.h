@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the meta protocol backend of conn.c.
  *
  * conn.c owns sessions and decides which backend serves them; these are

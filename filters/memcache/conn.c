@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: connections to the memcached servers.
  *
  * Two backends behind one interface: memcache-protocol=meta (the default)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: connections to the memcached servers, over the
  * meta protocol (conn-meta.c, memcached-ext) or the text protocol
  * (libmemcached), as memcache-protocol says.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: server health, incarnations and generations.
  *
  * Every server is in one of three states, and every transition is made in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: a read cache in a pool of memcached servers.
 # Uses memcached-ext (meta protocol), libmemcached (text protocol), libcrypto (sealed values) and
 # libxxhash (placement).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: a read cache in a pool of memcached servers.
  *
  * This file holds only the nbdkit callbacks and the parameters; the work

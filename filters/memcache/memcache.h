@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: state set up at start (.get_ready) and read-only
  * afterwards, so every thread reads it without a lock.
  */

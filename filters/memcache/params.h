@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the parameters, their defaults and limits.
  *
  * This is the one table of the filter's settings: memcache.c parses them

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the read path.
  *
  * A read is split into blocks and handled in batches of at most

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the read path. */
 
 #ifndef MEMCACHE_READER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the server list and block placement.
  *
  * Placement is a pure function of (server list as written, device id,

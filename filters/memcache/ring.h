@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the server list and block placement. */
 
 #ifndef MEMCACHE_RING_H

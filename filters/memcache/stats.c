@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: statistics and the control channel's commands.
  *
  * The counters live here; the read and write paths bump them.  The

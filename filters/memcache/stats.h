@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: statistics and the control channel. */
 
 #ifndef MEMCACHE_STATS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: key names and sealed values.
  *
  * memcached has no authentication: whoever reaches a server can list its

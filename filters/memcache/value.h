@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the key names and the sealed value format. */
 
 #ifndef MEMCACHE_VALUE_H

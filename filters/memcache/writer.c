@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the write path (pwrite, zero, trim).
  *
  * What happens to a write, top to bottom (writer_write):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the write path (pwrite, zero, trim). */
 
 #ifndef MEMCACHE_WRITER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd powercut plugin: the volatile write cache (see cache.h).
  *
  * Why 4 KiB pages with a per-sector dirty mask, not a tree of sectors: the

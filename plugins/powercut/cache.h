@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd powercut plugin: the volatile write cache of a simulated disk.
  *
  * The cache holds every 512-byte sector written since the last flush and

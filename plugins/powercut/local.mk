@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-powercut-plugin: a disk with a volatile write cache, for tests of
 # flush promises (what a power cut keeps).
 plugin_LTLIBRARIES += plugins/powercut/nbdkit-powercut-plugin.la

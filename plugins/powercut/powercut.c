@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* abd: nbdkit-powercut-plugin, a disk with a volatile write cache.
  *
  * It serves an image file the way a disk with a write cache serves its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the control channel's request parser and reply
  * builder (common/control.c), which read bytes from any process allowed
  * to connect to a control socket.

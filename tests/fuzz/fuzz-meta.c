@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the meta reply parser of memcached-ext
  * (memcached-ext/meta-parse.c), which reads whatever bytes a memcached
  * server sends back for a batch.

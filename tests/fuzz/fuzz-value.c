@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: opening a cached value (filters/memcache/value.c),
  * which reads whatever bytes a memcached server returns: garbage, another
  * block's value, a truncated or forged value, and the key names it

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # The guest half shared by the kernel tests: helpers for the scripts that
 # run inside the QEMU guest (tests/kernel/guest*.sh), sourced after
 # tests/functions.sh.  Not a test.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The guest half of tests/test-kernel-powercut.sh: runs inside the VM, as
 # root, with the host's root filesystem (and so this build tree) mounted
 # read-only and SHARE, a writable directory of the host, at the same path.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Build the tiny initramfs that tests/test-kernel-nbd.sh boots: a static
 # busybox, the modules needed to mount the host's root over virtio-9p,
 # and an /init that mounts it, puts the guest's own /proc /sys /dev and

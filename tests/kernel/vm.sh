@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # The host half shared by the kernel tests (tests/test-kernel-*.sh): find
 # a kernel to boot, boot it under QEMU with a guest script, and check an
 # ext4 image afterwards.  Sourced after tests/functions.sh; not a test.
