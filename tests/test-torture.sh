@@ -3,10 +3,11 @@
 # scripts/torture, CI-sized: 20 seconds of random I/O with faults against
 # each stack (async, memcache, full), with two fixed seeds.  Every read is
 # checked byte-exactly against the model; the image is checked after every
-# SIGTERM and after every sync-mode power cut; any mismatch, unexpected
-# error, stall or nbdkit crash fails the run (scripts/torture --help).
-# Each run must also have done real work: requests, faults, data written
-# back by the async filter, reads served by memcached.
+# SIGTERM, after every sync-mode power cut and after every crash; any
+# mismatch, unexpected error, stall or unexpected nbdkit death fails the
+# run (scripts/torture --help).  Each run must also have done real work:
+# requests, faults, data written back by the async filter, reads served by
+# memcached.
 #
 # Under the async filter the disk is nbdkit-powercut-plugin (torture
 # --lower): unflushed writes are lost when nbdkit exits.  So a power cut
@@ -16,11 +17,23 @@
 # the async stack has power cuts often, so that several are checked
 # whatever the timing.
 #
-# Left out: the abrupt close of a connection with requests in flight
-# ("disconnect").  nbdkit 1.32 itself aborts on it ("raw_send_socket:
-# Assertion `sock >= 0' failed", plain `nbdkit file`, no abd filter), so
-# every run would fail on nbdkit, not on abd.  The graceful disconnect
-# with requests in flight (NBD_CMD_DISC, "disc") is in.
+# The async filter keeps its dirty data in a store file (torture's
+# default), so a SIGKILL of nbdkit in async mode ("crash") must lose no
+# acknowledged byte: after the restart has written the file back, the
+# image and a read of everything must equal the model of acknowledged
+# writes (only requests in flight at the kill are unknown).  The async
+# runs must have checked at least one such write-back ("crash.replays"),
+# and one more short run of the async stack crashes often, so that
+# several are checked whatever the timing.
+#
+# The abrupt close of a connection with requests in flight
+# ("disconnect") is in again.  nbdkit 1.32 itself often aborts on it
+# ("raw_send_socket: Assertion `sock >= 0' failed", plain `nbdkit file`,
+# no abd filter); with the store file that abort costs nothing, so
+# torture handles it, and only it, as a crash (restart, write-back,
+# check against the model: "crash.aborts"); any other death of nbdkit
+# still fails the run.  The graceful disconnect with requests in flight
+# (NBD_CMD_DISC, "disc") is in too.
 #
 # TORTURE_FAULTS replaces the list of fault kinds; TORTURE_ARGS adds
 # arguments (TORTURE_ARGS=--break-model makes the model wrong on purpose:
@@ -38,24 +51,29 @@ fi
 [ -f "$MEMCACHE_FILTER" ] || fail "memcache filter not built: $MEMCACHE_FILTER"
 [ -x "$ABDCTL" ] || fail "abdctl not built: $ABDCTL"
 
-faults=${TORTURE_FAULTS:-werr,rerr,disc,restart,powercut,mode,syncfile,mc_stop,mc_kill,mc_stale}
+faults=${TORTURE_FAULTS:-werr,rerr,disc,disconnect,restart,powercut,crash,mode,syncfile,mc_stop,mc_kill,mc_stale}
 failed=()
-# run STACK SEED FAULTS SECONDS MIN_CUTS [ARGS...]: one torture run and its
-# checks; MIN_CUTS power cuts at least must have been checked.
+last_counters=
+# counter NAME: a counter of the last run (0 when it is missing).
+counter ()
+{
+    sed -n "s/.*[ ,]$1=\([0-9]*\).*/\1/p;t;\$s/.*/0/p" <<<"$last_counters"
+}
+# run STACK SEED FAULTS SECONDS MINIMA [ARGS...]: one torture run and its
+# checks; MINIMA is a space-separated list of COUNTER=N (or "-"): each
+# counter must be at least N.
 run ()
 {
-    local stack=$1 seed=$2 kinds=$3 secs=$4 min_cuts=$5
+    local stack=$1 seed=$2 kinds=$3 secs=$4 minima=$5 min
     shift 5
-    local out=$tmp/torture-$stack-$seed.out rc=0 last why= counters
+    local out=$tmp/torture-$stack-$seed.out rc=0 last why=
     # shellcheck disable=SC2086
     "$abs_top_srcdir/scripts/torture" --seconds "$secs" --seed "$seed" \
         --stack "$stack" --faults "$kinds" "$@" ${TORTURE_ARGS:-} \
         >"$out" 2>&1 || rc=$?
     last=$(tail -n 1 "$out")
     echo "$stack seed $seed: exit $rc: $last"
-    counters=$(grep '^torture: counters:' "$out" || true)
-    # (0 when the counter is missing)
-    field () { sed -n "s/.*[ ,]$1=\([0-9]*\).*/\1/p;t;\$s/.*/0/p" <<<"$counters"; }
+    last_counters=$(grep '^torture: counters:' "$out" || true)
     if [ "$rc" -ne 0 ]; then
         why="exit status $rc"
     elif ! [[ $last =~ ^torture:\ ([0-9]+)\ ops,\ ([0-9]+)\ faults\ .*\ ([0-9]+)\ mismatches,\ seed\ $seed$ ]]; then
@@ -64,12 +82,17 @@ run ()
         why="${BASH_REMATCH[3]} mismatches"
     elif [ "${BASH_REMATCH[1]}" -lt 200 ] || [ "${BASH_REMATCH[2]}" -lt 1 ]; then
         why="too little was done (${BASH_REMATCH[1]} ops, ${BASH_REMATCH[2]} faults)"
-    elif [ "$stack" != memcache ] && [ "$(field async.written_back_bytes)" -le 0 ]; then
+    elif [ "$stack" != memcache ] && [ "$(counter async.written_back_bytes)" -le 0 ]; then
         why="the async filter wrote nothing back"
-    elif [ "$stack" != async ] && [ "$(field memcache.hits)" -le 0 ]; then
+    elif [ "$stack" != async ] && [ "$(counter memcache.hits)" -le 0 ]; then
         why="no read was served from memcached"
-    elif [ "$(field powercut.cuts)" -lt "$min_cuts" ]; then
-        why="fewer than $min_cuts power cuts were checked"
+    else
+        for min in $minima; do
+            [ "$min" = - ] && continue
+            if [ "$(counter "${min%=*}")" -lt "${min#*=}" ]; then
+                why="${min%=*} is below ${min#*=}"
+            fi
+        done
     fi
     if [ -n "$why" ]; then
         echo "---- $stack seed $seed ----" >&2
@@ -78,16 +101,26 @@ run ()
     fi
 }
 
+async_replays=0
 for stack in async memcache full; do
     for seed in 1 2; do
-        run $stack $seed "$faults" 20 0
+        run $stack $seed "$faults" 20 -
+        if [ $stack = async ]; then
+            async_replays=$((async_replays + $(counter crash.replays)))
+        fi
     done
 done
+if [[ $faults == *crash* ]] && [ $async_replays -lt 1 ]; then
+    failed+=("async: no crash write-back was checked")
+fi
 # Sync mode's flush promise over the powercut plugin (unflushed writes
 # are lost at the cut), with power cuts often enough that every run
-# checks several: the runs above may reach few by chance.
+# checks several: the runs above may reach few by chance.  And async
+# mode's promise with the store file, crashes as often.
 if [ -z "${TORTURE_FAULTS:-}" ]; then
-    run async 3 powercut,mode,restart 15 2 --fault-gap 30
+    run async 3 powercut,mode,restart 15 powercut.cuts=2 --fault-gap 30
+    run async 4 crash,disconnect,mode,syncfile,werr 15 crash.replays=2 \
+        --fault-gap 30
 fi
 [ ${#failed[@]} -eq 0 ] || fail "torture runs failed: ${failed[*]}"
 echo "$0: OK"
