@@ -18,6 +18,38 @@ guest_prepare ()
     modprobe nbd || fail "modprobe nbd failed"
 }
 
+# guest_nbdkit_start SOCKET... -- ARGS...: nbdkit ARGS in the foreground
+# of a background job, on the Unix socket $nbd_sock with the pidfile
+# $tmp/nbdkit.pid, its messages in $tmp/nbdkit.log (shown at exit); then
+# wait until the pidfile, $nbd_sock and every SOCKET (control sockets)
+# exist.  Sets $nbdkit_pid; stopped at exit.
+guest_nbdkit_start ()
+{
+    local sockets=()
+    while [ "$1" != -- ]; do sockets+=("$1"); shift; done
+    shift
+    nbdkit -f --log=stderr -U "$nbd_sock" -P "$tmp/nbdkit.pid" "$@" \
+        2>"$tmp/nbdkit.log" &
+    nbdkit_pid=$!
+    cleanup_fn kill_wait "$nbdkit_pid" 60
+    cleanup_fn _guest_show_nbdkit_log
+    wait_for 60 _guest_nbdkit_ready "${sockets[@]}" ||
+        fail "nbdkit did not start"
+}
+_guest_show_nbdkit_log ()
+{
+    echo "--- nbdkit log"
+    cat "$tmp/nbdkit.log"
+    echo "---"
+}
+_guest_nbdkit_ready ()
+{
+    local s
+    kill -0 "$nbdkit_pid" 2>/dev/null || fail "nbdkit exited at start"
+    [ -s "$tmp/nbdkit.pid" ] && [ -S "$nbd_sock" ] || return 1
+    for s in "$@"; do [ -S "$s" ] || return 1; done
+}
+
 # nbd_attach SOCKET SIZE: attach the NBD server on the Unix SOCKET as
 # /dev/nbd0 and check that it has SIZE bytes.  Not detached at exit: a
 # test that cuts the power leaves it attached to a dead server.

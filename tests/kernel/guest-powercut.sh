@@ -39,25 +39,9 @@ guest_prepare
 # unflushed reaches the image, so a missing flush loses the most.
 async_ctl=$tmp/async.ctl
 nbd_sock=$tmp/nbd.sock
-nbdkit -f --log=stderr -U "$nbd_sock" -P "$tmp/nbdkit.pid" \
+guest_nbdkit_start "$async_ctl" -- \
     --filter="$ASYNC_FILTER" "$POWERCUT_PLUGIN" file="$share/img" \
-    async-mode=sync async-control="$async_ctl" \
-    2>"$tmp/nbdkit.log" &
-nbdkit_pid=$!
-cleanup_fn kill_wait "$nbdkit_pid" 60
-show_nbdkit_log ()
-{
-    echo "--- nbdkit log"
-    cat "$tmp/nbdkit.log"
-    echo "---"
-}
-cleanup_fn show_nbdkit_log
-nbdkit_ready ()
-{
-    kill -0 "$nbdkit_pid" 2>/dev/null || fail "nbdkit exited at start"
-    [ -s "$tmp/nbdkit.pid" ] && [ -S "$nbd_sock" ] && [ -S "$async_ctl" ]
-}
-wait_for 60 nbdkit_ready || fail "nbdkit did not start"
+    async-mode=sync async-control="$async_ctl"
 
 step "attach /dev/nbd0, mkfs.ext4, mount"
 nbd_attach "$nbd_sock" $(( 256 * 1024 * 1024 ))

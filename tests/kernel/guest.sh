@@ -51,30 +51,13 @@ wait_for 30 test -S "$tmp/mc.sock" || fail "memcached did not start"
 async_ctl=$tmp/async.ctl
 mc_ctl=$tmp/memcache.ctl
 nbd_sock=$tmp/nbd.sock
-nbdkit -f --log=stderr -U "$nbd_sock" -P "$tmp/nbdkit.pid" \
+guest_nbdkit_start "$async_ctl" "$mc_ctl" -- \
     --filter="$ASYNC_FILTER" --filter="$MEMCACHE_FILTER" \
     file "$img" \
     async-control="$async_ctl" async-writeback-delay=60000 \
     async-write-size=8M async-max-dirty=128M \
     memcache-servers="$tmp/mc.sock" memcache-id=kernel-nbd \
-    memcache-timeout=2000 memcache-control="$mc_ctl" \
-    2>"$tmp/nbdkit.log" &
-nbdkit_pid=$!
-cleanup_fn kill_wait "$nbdkit_pid" 60
-show_nbdkit_log ()
-{
-    echo "--- nbdkit log"
-    cat "$tmp/nbdkit.log"
-    echo "---"
-}
-cleanup_fn show_nbdkit_log
-nbdkit_ready ()
-{
-    kill -0 "$nbdkit_pid" 2>/dev/null || fail "nbdkit exited at start"
-    [ -s "$tmp/nbdkit.pid" ] && [ -S "$nbd_sock" ] &&
-        [ -S "$async_ctl" ] && [ -S "$mc_ctl" ]
-}
-wait_for 60 nbdkit_ready || fail "nbdkit did not start"
+    memcache-timeout=2000 memcache-control="$mc_ctl"
 
 step "attach /dev/nbd0, mkfs.ext4, mount"
 nbd_attach "$nbd_sock" $(( 256 * 1024 * 1024 ))
