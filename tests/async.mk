@@ -38,5 +38,5 @@ tests_test_drainrate_LDADD = -lm
 tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
-EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-store-write.py \
+EXTRA_DIST += tests/test-async-helpers.sh tests/abd_control.py tests/test-async-store-write.py \
 	$(ASYNC_SH_TESTS)

@@ -34,22 +34,13 @@ field_eq () { [ "$(st "$1" "$2")" -eq "$3" ]; }
 # fast as it answers; then write "samples max_dirty_bytes max_dirty
 # max_dirty_data" to OUT.
 cat > "$tmp/poll.py" <<'EOF'
-import os, socket, sys
+import os, sys
+import abd_control
 ctl, out = sys.argv[1], sys.argv[2]
 stop = os.path.join(os.path.dirname(out), "stop-poll")
 n = mx = mxd = limit = 0
 while not os.path.exists(stop):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(ctl)
-    s.sendall(b"status\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    f = dict(l.split(": ", 1) for l in data.decode().splitlines() if ": " in l)
+    f = abd_control.status(ctl)
     if "dirty_bytes" not in f:
         sys.exit("poller: bad status answer: %r" % data)
     n += 1
@@ -75,7 +66,7 @@ async_start bp --filter="$ASYNC_FILTER" --filter=delay file "$tmp/img" \
     async-control="$ctl"
 [ "$(st "$ctl" max_dirty_bytes)" -eq $MiB ] || fail "max_dirty_bytes is not 1 MiB"
 
-"$PY" "$tmp/poll.py" "$ctl" "$tmp/poll.out" &
+PYTHONPATH=$abs_top_srcdir/tests "$PY" "$tmp/poll.py" "$ctl" "$tmp/poll.out" &
 poller=$!
 stop_poller () { kill "$1" 2>/dev/null || true; }
 cleanup_fn stop_poller "$poller"
