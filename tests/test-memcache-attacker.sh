@@ -62,7 +62,7 @@ peer '
 snap = m.snapshot(ports)
 assert len(snap) == 256, "expected 256 cached blocks, the peer sees %d" % len(snap)
 for (port, key), v in snap.items():
-    assert key.startswith("abd2:") and len(key) == 37, "key %r" % key
+    assert key.startswith("abd3:") and len(key) == 27, "key %r" % key
     assert os.environ["ID"] not in key, "key %r names the device" % key
     assert os.environ["MARKER"].encode() not in v, "plaintext in a value"
     assert os.environ["MARKER"][:8].encode() not in v, "plaintext in a value"

@@ -8,7 +8,7 @@
  * longer value, garbage and the previous format (version 1) are refused,
  * and a refused value leaves no byte of it in the output.  No plaintext
  * appears in a value; two seals of the same data differ.  Key names are
- * "abd2:" + 32 hex digits, distinct for every block and generation,
+ * "abd3:" + 22 base64url digits, distinct for every block and generation,
  * show neither, and value_key_parse inverts them and nothing else.  The
  * secret file is refused unless it is private and exactly 32 bytes.
  *
@@ -252,12 +252,14 @@ test_keys (void)
 
   memset (key, 'X', sizeof key);
   len = value_key (key, &id);
-  CHECK (len == 37 && strlen (key) == 37 && strncmp (key, "abd2:", 5) == 0,
-         "key: expected abd2: + 32 hex digits, got \"%s\" (%zu)", key, len);
+  CHECK (len == 27 && strlen (key) == 27 && strncmp (key, "abd3:", 5) == 0,
+         "key: expected abd3: + 22 base64url digits, got \"%s\" (%zu)",
+         key, len);
   CHECK (key[VALUE_KEY_MAX] == 'X', "value_key wrote past VALUE_KEY_MAX");
   for (i = 5; i < len; i++)
-    CHECK ((key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f'),
-           "key byte %zu: expected lower-case hex, got 0x%02x", i,
+    CHECK ((key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'z') ||
+           (key[i] >= 'A' && key[i] <= 'Z') || key[i] == '-' || key[i] == '_',
+           "key byte %zu: expected base64url, got 0x%02x", i,
            (unsigned char) key[i]);
   snprintf (plain, sizeof plain, "%" PRIx64, id.block);
   CHECK (strstr (key + 5, plain) == NULL || strlen (plain) < 5,
@@ -288,14 +290,19 @@ test_keys (void)
 
   /* Names this process did not make. */
   memcpy (other, key, len + 1);
-  other[5] = other[5] == 'a' ? 'A' : 'G';
-  CHECK (!value_key_parse (other, len, &block, &gen), "upper/non-hex parsed");
+  other[5] = '+';
+  CHECK (!value_key_parse (other, len, &block, &gen), "non-base64url parsed");
+  /* The last digit carries 2 bits; another spelling of them is refused. */
+  memcpy (other, key, len + 1);
+  other[len - 1] = other[len - 1] == 'B' ? 'C' : 'B';
+  CHECK (!value_key_parse (other, len, &block, &gen),
+         "a key with non-zero padding bits parsed");
   CHECK (!value_key_parse (key, len - 1, &block, &gen), "short key parsed");
   CHECK (!value_key_parse ("abd1:0123456789abcdef:0:0:1000", 30, &block, &gen),
          "a version 1 key parsed");
   memcpy (other, key, len + 1);
-  other[3] = '1';
-  CHECK (!value_key_parse (other, len, &block, &gen), "abd1: prefix parsed");
+  other[3] = '2';
+  CHECK (!value_key_parse (other, len, &block, &gen), "abd2: prefix parsed");
 }
 
 /* Write LEN bytes to a new file in DIR with MODE; return its path. */

@@ -9,7 +9,7 @@
  *
  *   secret --HMAC-SHA256(label, id_hash, epoch)--> value key, name key
  *
- * Key name:  "abd2:" + hex (AES-256 (name key, block || generation))
+ * Key name:  "abd3:" + base64url (AES-256 (name key, block || generation))
  *
  *   A permutation of (block, generation), so names never collide, tell
  *   an observer nothing about the device or block, and can be turned back
@@ -71,9 +71,18 @@
 #define VALUE_AD_SIZE 48
 
 static const char value_magic[4] = { 'A', 'B', 'D', '2' };
-static const char value_key_prefix[] = "abd2:";
+/* The 16 bytes of a name in base64url without padding: 22 characters,
+ * the last one carrying 2 bits (its other 4 are zero).  Not hex: every
+ * byte of a key is memory in every item, and 10 bytes fewer per 4K block
+ * let a memcached tuned for blocks (memcached-ext/abd-memcached.conf)
+ * give more than 97% of its chunk bytes to block data.
+ */
+static const char value_key_prefix[] = "abd3:";
+static const char value_b64[] =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 #define VALUE_KEY_PREFIX_LEN (sizeof value_key_prefix - 1)
-#define VALUE_KEY_LEN (VALUE_KEY_PREFIX_LEN + 32)
+#define VALUE_KEY_B64_LEN 22
+#define VALUE_KEY_LEN (VALUE_KEY_PREFIX_LEN + VALUE_KEY_B64_LEN)
 
 /* Set by value_keys_init (once in the filter, more often in tests),
  * read-only afterwards.
@@ -305,10 +314,11 @@ value_name_block (unsigned char out[16], uint64_t block, uint64_t generation)
 size_t
 value_key (char *key, const struct value_ident *ident)
 {
-  static const char hex[] = "0123456789abcdef";
   struct value_ctx *c = value_ctx ();
   unsigned char in[16], out[16];
-  int len, i;
+  char *p = key + VALUE_KEY_PREFIX_LEN;
+  uint32_t bits = 0;
+  int len, i, nbits = 0;
 
   value_name_block (in, ident->block, ident->generation);
   memcpy (key, value_key_prefix, VALUE_KEY_PREFIX_LEN);
@@ -321,20 +331,31 @@ value_key (char *key, const struct value_ident *ident)
     memset (out, 0, sizeof out);
   }
   for (i = 0; i < 16; i++) {
-    key[VALUE_KEY_PREFIX_LEN + 2 * i] = hex[out[i] >> 4];
-    key[VALUE_KEY_PREFIX_LEN + 2 * i + 1] = hex[out[i] & 15];
+    bits = bits << 8 | out[i];
+    nbits += 8;
+    while (nbits >= 6) {
+      nbits -= 6;
+      *p++ = value_b64[(bits >> nbits) & 63];
+    }
   }
-  key[VALUE_KEY_LEN] = '\0';
+  *p++ = value_b64[(bits << (6 - nbits)) & 63];
+  *p = '\0';
   return VALUE_KEY_LEN;
 }
 
 static int
-value_hex_digit (char ch)
+value_b64_digit (char ch)
 {
+  if (ch >= 'A' && ch <= 'Z')
+    return ch - 'A';
+  if (ch >= 'a' && ch <= 'z')
+    return ch - 'a' + 26;
   if (ch >= '0' && ch <= '9')
-    return ch - '0';
-  if (ch >= 'a' && ch <= 'f')
-    return ch - 'a' + 10;
+    return ch - '0' + 52;
+  if (ch == '-')
+    return 62;
+  if (ch == '_')
+    return 63;
   return -1;
 }
 
@@ -344,19 +365,27 @@ value_key_parse (const char *key, size_t len, uint64_t *block,
 {
   struct value_ctx *c;
   unsigned char in[16], out[16];
-  int outlen, i;
+  uint32_t bits = 0;
+  int outlen, i, nbits = 0, n = 0;
 
   if (len != VALUE_KEY_LEN ||
       memcmp (key, value_key_prefix, VALUE_KEY_PREFIX_LEN) != 0)
     return false;
-  for (i = 0; i < 16; i++) {
-    int hi = value_hex_digit (key[VALUE_KEY_PREFIX_LEN + 2 * i]);
-    int lo = value_hex_digit (key[VALUE_KEY_PREFIX_LEN + 2 * i + 1]);
+  for (i = 0; i < VALUE_KEY_B64_LEN; i++) {
+    int d = value_b64_digit (key[VALUE_KEY_PREFIX_LEN + i]);
 
-    if (hi < 0 || lo < 0)
+    if (d < 0)
       return false;
-    in[i] = hi << 4 | lo;
+    bits = bits << 6 | d;
+    nbits += 6;
+    if (nbits >= 8) {
+      nbits -= 8;
+      in[n++] = bits >> nbits;
+    }
   }
+  /* One spelling per name: the bits after the 16 bytes are zero. */
+  if (n != 16 || (bits & ((1u << nbits) - 1)) != 0)
+    return false;
   c = value_ctx ();
   if (c == NULL || EVP_DecryptUpdate (c->unname, out, &outlen, in, 16) != 1 ||
       outlen != 16)

@@ -14,7 +14,7 @@
 #define VALUE_TAG_SIZE 16               /* AES-GCM tag, after the data */
 #define VALUE_OVERHEAD (VALUE_HEADER_SIZE + VALUE_TAG_SIZE)
 
-/* "abd2:" + 32 hex digits + NUL, with room to spare. */
+/* "abd3:" + 22 base64url digits + NUL, with room to spare. */
 #define VALUE_KEY_MAX 48
 
 /* What identifies one cached block.  All of it is bound into the value's
