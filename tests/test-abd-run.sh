@@ -39,6 +39,20 @@ for want in "NBD URI:  nbd+unix:///?socket=$ABD_DIR/abd.sock" \
     grep -qF -- "$want" "$tmp/run.out" ||
         { cat "$tmp/run.out" >&2; fail "abd-run did not print '$want'"; }
 done
+# memcached runs with memcached-ext/abd-memcached.conf's options (-R).
+mc_port=$(sed -n 's/.*memcache (127\.0\.0\.1:\([0-9]*\)).*/\1/p' "$tmp/run.out" | head -1)
+reqs=$(python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"stats settings\r\n")
+buf = b""
+while not buf.endswith(b"END\r\n"):
+    buf += s.recv(65536)
+print(dict(l.split()[1:3] for l in buf.decode().splitlines()
+           if l.startswith("STAT "))["reqs_per_event"])' "$mc_port")
+want=$(sed -n 's/^ABD_MEMCACHED_OPTIONS=.*-R \([0-9]*\).*/\1/p' \
+       "$abs_top_srcdir/memcached-ext/abd-memcached.conf")
+[ -n "$want" ] && [ "$reqs" -eq "$want" ] ||
+    fail "memcached runs without abd-memcached.conf's -R $want (reqs_per_event $reqs)"
 [ "$(stat -c %s "$ABD_DIR/disk.img")" -eq $((64 * 1024 * 1024)) ] ||
     fail "the image is not 64M"
 
