@@ -7,3 +7,8 @@ memcached_ext_libmcx_la_SOURCES = \
 	memcached-ext/meta-parse.c \
 	memcached-ext/meta-conn.c
 memcached_ext_libmcx_la_CFLAGS = $(AM_CFLAGS)
+
+# memcached's options for a server of abd blocks (abd-memcached.service,
+# scripts/abd-run): installed as $(pkgdatadir)/abd-memcached.conf.
+memcachedextdir = $(pkgdatadir)
+dist_memcachedext_DATA = memcached-ext/abd-memcached.conf
