@@ -234,6 +234,26 @@ health_generation (size_t i)
 }
 
 uint64_t
+health_generation_to_keep (size_t i)
+{
+  uint64_t gen;
+
+  pthread_mutex_lock (&health_lock);
+  gen = servers[i].generation + (servers[i].tainted ? 1 : 0);
+  pthread_mutex_unlock (&health_lock);
+  return gen;
+}
+
+void
+health_restore_generation (size_t i, uint64_t gen)
+{
+  pthread_mutex_lock (&health_lock);
+  servers[i].generation = gen;
+  servers[i].tainted = false;
+  pthread_mutex_unlock (&health_lock);
+}
+
+uint64_t
 health_incarnation (size_t i)
 {
   uint64_t incarnation;

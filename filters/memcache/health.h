@@ -57,6 +57,14 @@ extern void health_invalidate_all (void);
 extern uint64_t health_generation (size_t i);
 extern uint64_t health_incarnation (size_t i);
 
+/* For the warm-restart state file (state.h), while no request runs: the
+ * generation under which server I's values may still be trusted by the
+ * next process (the current one, or the next if the server is tainted),
+ * and setting it at start.
+ */
+extern uint64_t health_generation_to_keep (size_t i);
+extern void health_restore_generation (size_t i, uint64_t gen);
+
 extern void health_view (size_t i, struct health_view *view);
 extern const char *health_state_name (enum health_state state);
 

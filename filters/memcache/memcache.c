@@ -15,11 +15,17 @@
  *   reader.c    the read path: multi-get, lower read, fill
  *   writer.c    the write path: lower first, then update or invalidate
  *   stats.c     counters and the control channel (abdctl status)
+ *   state.c     the warm-restart state file (memcache-state-file)
  *
  * Lifetime: parameters are parsed in .config and checked in
  * .config_complete; the servers, health and connection state are set up in
  * .get_ready and freed in .unload.  The control socket is bound in
  * .get_ready, its thread started in .after_fork and stopped in .cleanup.
+ * The epoch and the keys are chosen in .after_fork, before anything is
+ * served: a warm restart needs the lower device's size to decide.  With
+ * memcache-state-file, the state file is taken (and removed) in
+ * .get_ready, the lower device flushed in .cleanup, after the last
+ * request, and the file written in .unload.
  */
 
 #include <config.h>
@@ -42,6 +48,7 @@
 #include "params.h"
 #include "reader.h"
 #include "ring.h"
+#include "state.h"
 #include "stats.h"
 #include "value.h"
 #include "writer.h"
@@ -62,10 +69,18 @@ static struct ctl_server *control;
 
 /* The secret the value keys are derived from: read from
  * memcache-key-file in .config_complete, or random in .get_ready; wiped
- * once the keys are derived.
+ * once the keys are derived (.after_fork).
  */
 static unsigned char secret[VALUE_SECRET_SIZE];
 static bool secret_from_file;
+
+/* With memcache-state-file: a context on the lower device, opened in
+ * .after_fork (its size) and closed in .cleanup (a flush); the size; and
+ * whether the stop was clean, so that .unload writes the state file.
+ */
+static nbdkit_next *lower;
+static uint64_t lower_size;
+static bool stop_clean;
 
 /* Parse an unsigned number of VALUE for KEY within [MIN, MAX]. */
 static int
@@ -174,6 +189,15 @@ memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     params.key_file = value;
     return 0;
   }
+  if (strcmp (key, "memcache-state-file") == 0) {
+    if (value[0] != '/') {
+      nbdkit_error ("memcache-state-file=%s: must be an absolute path",
+                    value);
+      return -1;
+    }
+    params.state_file = value;
+    return 0;
+  }
   if (strcmp (key, "memcache-control") == 0) {
     if (value[0] != '/') {
       nbdkit_error ("memcache-control=%s: must be an absolute path", value);
@@ -212,6 +236,12 @@ memcache_config_complete (nbdkit_next_config_complete *next,
       return -1;
     secret_from_file = true;
   }
+  if (params.state_file && !params.key_file) {
+    nbdkit_error ("memcache-state-file needs memcache-key-file: with a "
+                  "random secret at every start nothing cached could be "
+                  "used again");
+    return -1;
+  }
   return next (nxdata);
 }
 
@@ -233,6 +263,8 @@ memcache_config_complete (nbdkit_next_config_complete *next,
   "                                one connection per thread per server.\n" \
   "memcache-key-file=PATH          32-byte secret for the cached values\n" \
   "                                (default: a random one at every start).\n" \
+  "memcache-state-file=PATH        Keep the cache across a clean restart\n" \
+  "                                (needs memcache-key-file).\n" \
   "memcache-control=PATH           Serve abdctl on this Unix socket."
 
 static int
@@ -247,9 +279,17 @@ memcache_get_ready (int thread_model)
     nbdkit_error ("getrandom: %m");
     return -1;
   }
-  if (value_keys_init (secret, ring.id_hash, epoch) == -1)
-    return -1;
-  OPENSSL_cleanse (secret, sizeof secret);
+  if (params.state_file) {
+    const struct state_expect expect = {
+      .id_hash = ring.id_hash,
+      .servers = params.servers,
+      .nr_servers = ring.n,
+      .block_size = params.block_size,
+    };
+
+    if (state_take (params.state_file, secret, &expect) == -1)
+      return -1;
+  }
   if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, epoch) == -1 ||
       conn_init (&ring, params.timeout_ms) == -1)
@@ -260,14 +300,55 @@ memcache_get_ready (int thread_model)
     if (control == NULL)
       return -1;
   }
-  nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
-                ", epoch %016" PRIx64, ring.n, ring.id_hash, epoch);
+  return 0;
+}
+
+/* The lower device's size, through a context kept open until .cleanup. */
+static int
+memcache_open_lower (nbdkit_backend *backend)
+{
+  int64_t size;
+
+  lower = nbdkit_next_context_open (backend, 0, "", 1);
+  if (lower == NULL) {
+    nbdkit_error ("memcache: cannot open the lower device");
+    return -1;
+  }
+  if (lower->prepare (lower) == -1)
+    return -1;
+  size = lower->get_size (lower);
+  if (size == -1)
+    return -1;
+  lower_size = size;
   return 0;
 }
 
 static int
 memcache_after_fork (nbdkit_backend *backend)
 {
+  const char *start = "cold";
+  uint64_t nonce_used = 0;
+
+  if (params.state_file) {
+    const char *reason;
+
+    if (memcache_open_lower (backend) == -1)
+      return -1;
+    if (state_start (lower_size, &epoch, &nonce_used, &reason))
+      start = "warm";
+    else
+      nbdkit_debug ("memcache: cold start: %s", reason);
+  }
+  if (value_keys_init (secret, ring.id_hash, epoch) == -1)
+    return -1;
+  OPENSSL_cleanse (secret, sizeof secret);
+  if (nonce_used)
+    value_nonce_resume (nonce_used);
+  stats_set_start (epoch, start);
+  nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
+                ", epoch %016" PRIx64 ", %s start", ring.n, ring.id_hash,
+                epoch, start);
+
   if (control && ctl_serve (control, stats_control, NULL) == -1)
     return -1;
   return 0;
@@ -276,14 +357,37 @@ memcache_after_fork (nbdkit_backend *backend)
 static void
 memcache_cleanup (nbdkit_backend *backend)
 {
+  int err = 0;
+
   ctl_stop (control);
   control = NULL;
+  /* Every request is done (the async filter above drained in its own
+   * .cleanup, which runs before this one): what the lower device holds
+   * now is what the state file will vouch for, so it must be on stable
+   * storage first.
+   */
+  if (lower) {
+    int can_flush = lower->can_flush (lower);
+
+    stop_clean = can_flush == 0 ||
+      (can_flush == 1 && lower->flush (lower, 0, &err) == 0);
+    if (!stop_clean)
+      nbdkit_error ("memcache: flushing the lower device at stop failed: "
+                    "the next start is cold");
+    lower->finalize (lower);
+    nbdkit_next_context_close (lower);
+    lower = NULL;
+  }
 }
 
 static void
 memcache_unload (void)
 {
   conn_free ();
+  if (stop_clean)
+    state_save (epoch, lower_size);
+  state_free ();
+  OPENSSL_cleanse (secret, sizeof secret);
   value_keys_free ();
   stats_free ();
   health_free ();

@@ -13,7 +13,10 @@
 /* The servers of memcache-servers, and the hash of memcache-id. */
 extern struct ring ring;
 
-/* Random at every start: nothing a previous process stored is trusted. */
+/* Chosen in .after_fork: random at every start, so that nothing an
+ * earlier process stored is trusted, unless memcache-state-file vouches
+ * for the cache an earlier process left after a clean stop (state.h).
+ */
 extern uint64_t epoch;
 
 #endif /* MEMCACHE_MEMCACHE_H */

@@ -75,6 +75,7 @@ struct memcache_params {
   enum memcache_protocol protocol;
   const char *control;          /* memcache-control socket, or NULL */
   const char *key_file;         /* memcache-key-file, or NULL */
+  const char *state_file;       /* memcache-state-file, or NULL */
 };
 
 /* Defined in memcache.c. */

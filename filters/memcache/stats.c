@@ -34,6 +34,7 @@ struct server_stats *server_stats;
 /* Set by stats_init, read-only afterwards. */
 static const struct ring *stats_ring;
 static uint64_t stats_epoch;
+static const char *stats_start = "cold";
 
 int
 stats_init (const struct ring *ring, uint64_t epoch)
@@ -46,6 +47,13 @@ stats_init (const struct ring *ring, uint64_t epoch)
   stats_ring = ring;
   stats_epoch = epoch;
   return 0;
+}
+
+void
+stats_set_start (uint64_t epoch, const char *start)
+{
+  stats_epoch = epoch;
+  stats_start = start;
 }
 
 void
@@ -112,6 +120,7 @@ stats_reply_status (struct ctl_reply *r)
   snprintf (epoch, sizeof epoch, "%016" PRIx64, stats_epoch);
   ctl_reply_str (r, "id", params.id);
   ctl_reply_str (r, "epoch", epoch);
+  ctl_reply_str (r, "start", stats_start);
   ctl_reply_u64 (r, "block_size", params.block_size);
   ctl_reply_str (r, "write_policy",
                  params.write_policy == WRITE_POLICY_UPDATE

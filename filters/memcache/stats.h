@@ -49,6 +49,12 @@ extern struct server_stats *server_stats;
   __atomic_fetch_add (&(field), (n), __ATOMIC_RELAXED)
 
 extern int stats_init (const struct ring *ring, uint64_t epoch);
+
+/* The epoch this process uses and how it started ("cold", or "warm" from
+ * memcache-state-file), as abdctl status shows them; START must be a
+ * string that lives for the process (a literal).
+ */
+extern void stats_set_start (uint64_t epoch, const char *start);
 extern void stats_free (void);
 
 /* Record one round trip to server I that took US microseconds. */

@@ -290,6 +290,18 @@ value_keys_init (const unsigned char secret[VALUE_SECRET_SIZE],
   return 0;
 }
 
+uint64_t
+value_nonce_used (void)
+{
+  return __atomic_load_n (&nonce_counter, __ATOMIC_RELAXED);
+}
+
+void
+value_nonce_resume (uint64_t used)
+{
+  __atomic_store_n (&nonce_counter, used, __ATOMIC_RELAXED);
+}
+
 void
 value_keys_free (void)
 {

@@ -51,6 +51,13 @@ extern int value_keys_init (const unsigned char secret[VALUE_SECRET_SIZE],
                             uint64_t id_hash, uint64_t epoch);
 extern void value_keys_free (void);
 
+/* The nonce counter: the last nonce used under the current keys, and
+ * setting it after value_keys_init when the keys are those of an earlier
+ * process (warm restart, state.h), so that no nonce is used twice.
+ */
+extern uint64_t value_nonce_used (void);
+extern void value_nonce_resume (uint64_t used);
+
 /* Write the key name of IDENT's block and generation into KEY
  * (VALUE_KEY_MAX bytes); returns its length.  The name is a keyed
  * permutation of (block, generation): it tells nobody without the secret

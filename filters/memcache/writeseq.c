@@ -49,7 +49,6 @@
 #include "writeseq.h"
 
 #define WRITESEQ_SLOTS 16384    /* a power of 2 */
-#define WRITESEQ_VERSIONS (1u << 22)    /* a power of 2 */
 
 struct writeseq_slot {
   uint64_t seq;                 /* writes begun */
@@ -165,4 +164,16 @@ writeseq_version_bump (uint64_t block)
 {
   return __atomic_add_fetch (&versions[block & (WRITESEQ_VERSIONS - 1)], 1,
                              __ATOMIC_ACQ_REL);
+}
+
+uint32_t
+writeseq_version_slot (size_t slot)
+{
+  return __atomic_load_n (&versions[slot], __ATOMIC_ACQUIRE);
+}
+
+void
+writeseq_version_slot_set (size_t slot, uint32_t version)
+{
+  __atomic_store_n (&versions[slot], version, __ATOMIC_RELEASE);
 }

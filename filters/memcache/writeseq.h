@@ -7,7 +7,11 @@
 #define MEMCACHE_WRITESEQ_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/* Block versions are kept in this many slots (block mod the count). */
+#define WRITESEQ_VERSIONS (1u << 22)    /* a power of 2 */
 
 struct writeseq_ticket {
   uint64_t seq;                 /* the slot's sequence after our begin */
@@ -60,5 +64,12 @@ extern bool writeseq_fill_still_valid (uint64_t block, uint64_t seq);
  */
 extern uint32_t writeseq_version (uint64_t block);
 extern uint32_t writeseq_version_bump (uint64_t block);
+
+/* The version table slot by slot (0 <= SLOT < WRITESEQ_VERSIONS), for the
+ * warm-restart state file (state.h): read at a clean stop, set at start,
+ * both while no request runs.
+ */
+extern uint32_t writeseq_version_slot (size_t slot);
+extern void writeseq_version_slot_set (size_t slot, uint32_t version);
 
 #endif /* MEMCACHE_WRITESEQ_H */
