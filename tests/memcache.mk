@@ -26,6 +26,8 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-stale.sh \
 	tests/test-memcache-concurrent.sh \
 	tests/test-memcache-attacker.sh \
+	tests/test-memcache-warm.sh \
+	tests/test-memcache-warm-cold.sh \
 	tests/test-memcache-text.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
