@@ -322,6 +322,34 @@ secret_file (const char *dir, const char *name, size_t len, mode_t mode)
   return path;
 }
 
+/* Every name parses back to its block and generation, over many of them
+ * (single bits, all-zero and all-one generations, then pseudo-random
+ * pairs), and consecutive names differ.
+ */
+static void
+test_keys_many (void)
+{
+  struct value_ident id = base;
+  char key[VALUE_KEY_MAX], prev[VALUE_KEY_MAX] = "";
+  uint64_t block, gen, x = 0x9e3779b97f4a7c15;
+  unsigned i;
+
+  for (i = 0; i < 20000; i++) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    id.block = i < 128 ? UINT64_C (1) << (i % 64) : x;
+    id.generation = i < 128 ? (i < 64 ? 0 : UINT64_MAX) : x >> 3;
+    value_key (key, &id);
+    if (!value_key_parse (key, strlen (key), &block, &gen) ||
+        block != id.block || gen != id.generation) {
+      CHECK (false, "key \"%s\" of block %" PRIu64 " generation %" PRIu64
+             " does not parse back", key, id.block, id.generation);
+      return;
+    }
+    CHECK (strcmp (key, prev) != 0, "two names \"%s\"", key);
+    strcpy (prev, key);
+  }
+}
+
 static void
 test_secret_file (void)
 {
@@ -378,6 +406,7 @@ main (void)
   test_tampered ();
   test_old_format ();
   test_keys ();
+  test_keys_many ();
   test_secret_file ();
   value_keys_free ();
 
