@@ -132,7 +132,10 @@ echo "payload share: default memcached $default_share," \
 "$PY" -c "import sys; sys.exit(0 if $tuned_share > $default_share else 1)" ||
     fail "tuned memcached ($tuned_share) is no better than the default ($default_share)"
 # 1 MiB reads are batches of 256 gets and a no-op: -R 512 serves each
-# without a yield.
-[ "$tuned_yields" -eq 0 ] ||
-    fail "tuned memcached yielded $tuned_yields times within a batch"
+# without a yield (measured: none), where -R 20 yields 12 times a batch.
+# (Not asserted as 0: a client that pipelined two batches on one
+# connection could make one yield now and then.)
+echo "conn_yields: default memcached $default_yields, tuned $tuned_yields"
+[ $((tuned_yields * 10)) -lt "$default_yields" ] ||
+    fail "tuned memcached yielded $tuned_yields times, default $default_yields"
 echo "$0: OK"
