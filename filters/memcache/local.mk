@@ -14,7 +14,8 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/writeseq.c filters/memcache/writeseq.h \
 	filters/memcache/reader.c filters/memcache/reader.h \
 	filters/memcache/writer.c filters/memcache/writer.h \
-	filters/memcache/stats.c filters/memcache/stats.h
+	filters/memcache/stats.c filters/memcache/stats.h \
+	filters/memcache/startcheck.c filters/memcache/startcheck.h
 filters_memcache_nbdkit_memcache_filter_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/memcached-ext
 filters_memcache_nbdkit_memcache_filter_la_CFLAGS = \
