@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -276,21 +277,23 @@ writer_drain (unsigned exit_timeout)
       return false;
     if (t - last_report >= DRAIN_REPORT_S) {
       double rate;
+      char failed[64] = "";
 
       store_get_stats (store, &st);
       rate = (st.written_back_bytes - written_at_start) / (t - start);
+      if (st.lower_write_errors)
+        snprintf (failed, sizeof failed, ", %" PRIu64 " lower writes "
+                  "failed so far", st.lower_write_errors);
       if (rate > 0 && t - last_progress < DRAIN_REPORT_S)
         abd_log (LOG_INFO, "async",
-                 "draining: %.1f MiB left, %.1f MiB/s, about %.0f s to go, "
-                 "%" PRIu64 " lower write errors so far",
+                 "draining: %.1f MiB left, %.1f MiB/s, about %.0f s to go%s",
                  st.dirty_bytes / 1048576.0, rate / 1048576.0,
-                 st.dirty_bytes / rate, st.lower_write_errors);
+                 st.dirty_bytes / rate, failed);
       else
         abd_log (LOG_INFO, "async",
                  "draining: %.1f MiB left, nothing written back for "
-                 "%.0f s, %" PRIu64 " lower write errors so far",
-                 st.dirty_bytes / 1048576.0, t - last_progress,
-                 st.lower_write_errors);
+                 "%.0f s%s", st.dirty_bytes / 1048576.0, t - last_progress,
+                 failed);
       last_report = t;
     }
     usleep (10000);

@@ -197,9 +197,9 @@ health_report_failure (size_t i, uint64_t incarnation)
     health_go_down (h);
     if (was_up)
       abd_log (LOG_WARNING, "memcache",
-               "server %s is down (timeout or connection error): its "
-               "blocks are read from the lower device, next try in "
-               "%" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
+               "server %s is down (a request timed out or its connection "
+               "failed): its blocks are read from the lower device, next "
+               "try in %" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
     else
       nbdkit_debug ("memcache: server %s: still down, next try in "
                     "%" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
