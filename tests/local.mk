@@ -33,6 +33,9 @@ TESTS += tests/test-debian-package.sh
 EXTRA_DIST += tests/test-debian-package.sh
 TESTS += tests/test-systemd-units.sh
 EXTRA_DIST += tests/test-systemd-units.sh
+# README.md's examples, run in order in private namespaces.
+TESTS += tests/test-readme.sh
+EXTRA_DIST += tests/test-readme.sh tests/readme_blocks.py README.md
 TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
 TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
