@@ -46,11 +46,13 @@ EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value
 
 # The kernel NBD client in a QEMU guest (tests/kernel/): the whole stack,
 # and a power cut under ext4 over the async filter in sync mode.
-TESTS += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh
+TESTS += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
+	tests/test-kernel-units.sh
 EXTRA_DIST += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
+	tests/test-kernel-units.sh \
 	tests/kernel/mkinitramfs.sh tests/kernel/vm.sh \
 	tests/kernel/guest-lib.sh tests/kernel/guest.sh \
-	tests/kernel/guest-powercut.sh
+	tests/kernel/guest-powercut.sh tests/kernel/guest-units.sh
 
 # UPS integration (scripts/ups/) with the real NUT daemons.
 TESTS += tests/test-ups-nut.sh tests/test-ups-upssched.sh \

@@ -13,8 +13,8 @@
 # message naming the setting) without ABD_SIZE, under /dev, or with a
 # size that is not a multiple of 4096.
 #
-# abd-nbd.service (the kernel's NBD client is not on this machine: its
-# command lines are checked, not run against /dev/nbd0): bound to
+# abd-nbd.service (run against the kernel's NBD client in a QEMU guest by
+# tests/test-kernel-units.sh; here its lines are checked): bound to
 # abd.service and ordered after it, wanted by it; nbd-client with
 # -nonetlink -persist -block-size 4096 -connections; the stack really
 # advertises multi-conn when ABD_NBD_CONNECTIONS is above 1; its
@@ -44,17 +44,7 @@ for u in abd.service abd-memcached.service abd-nbd.service; do
     fi
 done
 
-# unit_line UNIT KEY: the KEY= line of UNIT, continuation lines joined
-# and $$ unescaped, as systemd reads it.
-unit_line ()
-{
-    awk -v k="$2=" '
-        index($0, k) == 1 { on = 1; $0 = substr($0, length(k) + 1) }
-        on { if (sub(/\\$/, "")) printf "%s ", $0; else { print; exit } }
-    ' "$units/$1" | sed 's/\$\$/$/g'
-}
-
-exec_start=$(unit_line abd.service ExecStart)
+exec_start=$(unit_line "$units/abd.service" ExecStart)
 [ -n "$exec_start" ] || fail "no ExecStart in abd.service"
 case $exec_start in
     *--filter=async*--filter=memcache*) ;;
@@ -79,7 +69,7 @@ while IFS='=' read -r name value; do
 done < "$units/abd.default"
 
 # abd.service's ExecStartPre: abd-prepare-device, from the tree.
-pre=$(unit_line abd.service ExecStartPre)
+pre=$(unit_line "$units/abd.service" ExecStartPre)
 [ "$pre" = /usr/libexec/abd/abd-prepare-device ] ||
     fail "abd.service's ExecStartPre is not abd-prepare-device: $pre"
 prepare=$abs_top_srcdir/scripts/systemd/abd-prepare-device
@@ -161,7 +151,7 @@ for want in '^BindsTo=abd.service$' '^After=abd.service$' \
             '^WantedBy=.*\babd.service\b' '^Type=forking$'; do
     grep -q "$want" "$nbd_unit" || fail "abd-nbd.service: no line $want"
 done
-nbd_start=$(unit_line abd-nbd.service ExecStart)
+nbd_start=$(unit_line "$units/abd-nbd.service" ExecStart)
 for opt in "-unix /run/abd/abd.sock \${ABD_NBD_DEVICE}" -nonetlink -persist \
            "-block-size 4096" "-connections \${ABD_NBD_CONNECTIONS}"; do
     case " $nbd_start " in
@@ -171,7 +161,7 @@ for opt in "-unix /run/abd/abd.sock \${ABD_NBD_DEVICE}" -nonetlink -persist \
 done
 # ExecStartPost with a stand-in nbd-client that reports the device
 # connected at the third check, then one that never does.
-post=$(unit_line abd-nbd.service ExecStartPost)
+post=$(unit_line "$units/abd-nbd.service" ExecStartPost)
 case $post in
     *"/usr/sbin/nbd-client -c "*) ;;
     *) fail "abd-nbd.service's ExecStartPost does not run nbd-client -c" ;;
