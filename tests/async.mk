@@ -12,6 +12,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
 	tests/test-async-shutdown.sh \
 	tests/test-async-drain-stop.sh \
+	tests/test-async-drain-log.sh \
 	tests/test-async-unaligned.sh \
 	tests/test-async-race.sh \
 	tests/test-async-extents.sh \

@@ -217,6 +217,17 @@ status_field ()
     "$ABDCTL" -s "$1" --raw status | awk -v k="$2:" '$1 == k { print $2; exit }'
 }
 
+# unit_line FILE KEY: the KEY= line of the systemd unit FILE as systemd
+# reads it: continuation lines joined, $$ unescaped (variables such as
+# ${ABD_DEVICE} are left for the caller to expand).
+unit_line ()
+{
+    awk -v k="$2=" '
+        index($0, k) == 1 { on = 1; $0 = substr($0, length(k) + 1) }
+        on { if (sub(/\\$/, "")) printf "%s ", $0; else { print; exit } }
+    ' "$1" | sed 's/\$\$/$/g'
+}
+
 # wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail
 # after SECONDS of real time (not a count of polls, which a loaded machine
 # stretches).  CMD is run again each time: to poll a value, pass a

@@ -33,6 +33,9 @@ TESTS += tests/test-debian-package.sh
 EXTRA_DIST += tests/test-debian-package.sh
 TESTS += tests/test-systemd-units.sh
 EXTRA_DIST += tests/test-systemd-units.sh
+# README.md's examples, run in order in private namespaces.
+TESTS += tests/test-readme.sh
+EXTRA_DIST += tests/test-readme.sh tests/readme_blocks.py README.md
 TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
 TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
@@ -43,11 +46,13 @@ EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value
 
 # The kernel NBD client in a QEMU guest (tests/kernel/): the whole stack,
 # and a power cut under ext4 over the async filter in sync mode.
-TESTS += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh
+TESTS += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
+	tests/test-kernel-units.sh
 EXTRA_DIST += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
+	tests/test-kernel-units.sh \
 	tests/kernel/mkinitramfs.sh tests/kernel/vm.sh \
 	tests/kernel/guest-lib.sh tests/kernel/guest.sh \
-	tests/kernel/guest-powercut.sh
+	tests/kernel/guest-powercut.sh tests/kernel/guest-units.sh
 
 # UPS integration (scripts/ups/) with the real NUT daemons.
 TESTS += tests/test-ups-nut.sh tests/test-ups-upssched.sh \

@@ -22,6 +22,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-ids.sh \
 	tests/test-memcache-corrupt.sh \
 	tests/test-memcache-stopped.sh \
+	tests/test-memcache-log.sh \
 	tests/test-memcache-restart.sh \
 	tests/test-memcache-stale.sh \
 	tests/test-memcache-concurrent.sh \

@@ -29,9 +29,14 @@ cleanup_fn dpkg --purge abd
 dpkg -i "$deb" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "dpkg -i failed"; }
 files=$(dpkg -L abd)
 for f in /usr/bin/abdctl /etc/default/abd /lib/systemd/system/abd.service \
-         /usr/share/man/man7/abd.7.gz; do
+         /usr/libexec/abd/abd-prepare-device /usr/share/man/man7/abd.7.gz; do
     grep -qx "$f" <<<"$files" || fail "$f is not in the package"
 done
+# abd.service's ExecStartPre, where the unit runs it.
+ABD_DEVICE=$tmp/prepared.img ABD_SIZE=8M /usr/libexec/abd/abd-prepare-device ||
+    fail "the installed abd-prepare-device failed"
+[ "$(stat -c %s "$tmp/prepared.img")" -eq $(( 8 << 20 )) ] ||
+    fail "the installed abd-prepare-device did not make an 8M image"
 
 # The installed stack, by short names, over the installed powercut plugin.
 start_memcached pkg

@@ -24,11 +24,22 @@
 #include <stdlib.h>
 
 #include "health.h"
+#include "memcache.h"
+
+#define SERVERS 3
 
 void nbdkit_error (const char *fs, ...) { (void) fs; }
 void nbdkit_debug (const char *fs, ...) { (void) fs; }
+void abd_log (int priority, const char *label, const char *fs, ...)
+{
+  (void) fs;
+}
 
-#define SERVERS 3
+/* health.c names servers in its messages. */
+static struct ring_server stub_servers[SERVERS] = {
+  { .name = "s0" }, { .name = "s1" }, { .name = "s2" },
+};
+struct ring ring = { .servers = stub_servers, .n = SERVERS };
 #define THREADS 8
 
 static unsigned ops_per_thread = 20000;

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +24,7 @@
 
 #include <nbdkit-filter.h>
 
+#include "log.h"
 #include "writer.h"
 
 #define MAX_WRITERS 256
@@ -239,16 +241,30 @@ writer_start (struct store *s, nbdkit_next *next, unsigned nwriters,
   return 0;
 }
 
+/* Progress of a long drain goes to the log every DRAIN_REPORT_S seconds
+ * at info level: a stop of a large store on a slow device may take many
+ * minutes, and the operator (journalctl -u abd) must see it move.
+ */
+#define DRAIN_REPORT_S 5
+
 bool
 writer_drain (unsigned exit_timeout)
 {
   struct store_stats st;
-  uint64_t progress = 0;
-  double last_progress = now_s (), last_report = now_s ();
+  uint64_t progress = 0, written_at_start;
+  double start = now_s (), last_progress = start, last_report = start;
+  bool announced = false;
 
   if (store == NULL)
     return true;
   store_set_draining (store, true);
+  store_get_stats (store, &st);
+  written_at_start = st.written_back_bytes;
+  if (!store_is_empty (store)) {
+    abd_log (LOG_INFO, "async", "draining: writing back %.1f MiB of dirty "
+             "data to the lower device", st.dirty_bytes / 1048576.0);
+    announced = true;
+  }
   while (nstarted > 0 && !store_is_empty (store)) {
     uint64_t p = store_progress (store);
     double t = now_s ();
@@ -259,16 +275,35 @@ writer_drain (unsigned exit_timeout)
     }
     if (exit_timeout && t - last_progress > exit_timeout)
       return false;
-    if (t - last_report >= 5) {
+    if (t - last_report >= DRAIN_REPORT_S) {
+      double rate;
+      char failed[64] = "";
+
       store_get_stats (store, &st);
-      nbdkit_debug ("async: draining: %" PRIu64 " bytes left, "
-                    "%" PRIu64 " lower write errors so far",
-                    st.dirty_bytes, st.lower_write_errors);
+      rate = (st.written_back_bytes - written_at_start) / (t - start);
+      if (st.lower_write_errors)
+        snprintf (failed, sizeof failed, ", %" PRIu64 " lower writes "
+                  "failed so far", st.lower_write_errors);
+      if (rate > 0 && t - last_progress < DRAIN_REPORT_S)
+        abd_log (LOG_INFO, "async",
+                 "draining: %.1f MiB left, %.1f MiB/s, about %.0f s to go%s",
+                 st.dirty_bytes / 1048576.0, rate / 1048576.0,
+                 st.dirty_bytes / rate, failed);
+      else
+        abd_log (LOG_INFO, "async",
+                 "draining: %.1f MiB left, nothing written back for "
+                 "%.0f s%s", st.dirty_bytes / 1048576.0, t - last_progress,
+                 failed);
       last_report = t;
     }
     usleep (10000);
   }
-  return store_is_empty (store);
+  if (!store_is_empty (store))
+    return false;
+  if (announced)
+    abd_log (LOG_INFO, "async", "drained: all dirty data written back in "
+             "%.1f s", now_s () - start);
+  return true;
 }
 
 uint64_t

@@ -45,6 +45,8 @@
 #include <nbdkit-filter.h>
 
 #include "health.h"
+#include "log.h"
+#include "memcache.h"
 
 struct server_health {
   enum health_state state;
@@ -150,7 +152,7 @@ health_acquire (size_t i, bool writing, uint64_t *gen, uint64_t *incarnation)
       health_untaint (h);
       h->next_probe_ns = now + h->backoff_ms * UINT64_C (1000000);
       use = true;
-      nbdkit_debug ("memcache: server %zu: probing", i);
+      nbdkit_debug ("memcache: server %s: probing", ring.servers[i].name);
     }
     break;
   }
@@ -176,8 +178,9 @@ health_report_ok (size_t i, uint64_t incarnation)
     h->state = HEALTH_UP;
     h->backoff_ms = retry_ms;
     health_untaint (h);
-    nbdkit_debug ("memcache: server %zu: up (generation %" PRIu64 ")",
-                  i, h->generation);
+    abd_log (LOG_INFO, "memcache",
+             "server %s is up again (generation %" PRIu64 ")",
+             ring.servers[i].name, h->generation);
   }
   pthread_mutex_unlock (&health_lock);
 }
@@ -189,9 +192,17 @@ health_report_failure (size_t i, uint64_t incarnation)
 
   pthread_mutex_lock (&health_lock);
   if (h->incarnation == incarnation && h->state != HEALTH_DOWN) {
+    bool was_up = h->state == HEALTH_UP;
+
     health_go_down (h);
-    nbdkit_debug ("memcache: server %zu: down, next probe in %" PRIu64 " ms",
-                  i, h->backoff_ms);
+    if (was_up)
+      abd_log (LOG_WARNING, "memcache",
+               "server %s is down (a request timed out or its connection "
+               "failed): its blocks are read from the lower device, next "
+               "try in %" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
+    else
+      nbdkit_debug ("memcache: server %s: still down, next try in "
+                    "%" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
   }
   pthread_mutex_unlock (&health_lock);
 }

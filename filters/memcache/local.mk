@@ -15,7 +15,8 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/reader.c filters/memcache/reader.h \
 	filters/memcache/writer.c filters/memcache/writer.h \
 	filters/memcache/stats.c filters/memcache/stats.h \
-	filters/memcache/state.c filters/memcache/state.h
+	filters/memcache/state.c filters/memcache/state.h \
+	filters/memcache/startcheck.c filters/memcache/startcheck.h
 filters_memcache_nbdkit_memcache_filter_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/memcached-ext
 filters_memcache_nbdkit_memcache_filter_la_CFLAGS = \

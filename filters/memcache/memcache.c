@@ -15,7 +15,8 @@
  *   reader.c    the read path: multi-get, lower read, fill
  *   writer.c    the write path: lower first, then update or invalidate
  *   stats.c     counters and the control channel (abdctl status)
- *   state.c     the warm-restart state file (memcache-state-file)
+ *   state.c       the warm-restart state file (memcache-state-file)
+ *   startcheck.c  a warning at start for each server that does not answer
  *
  * Lifetime: parameters are parsed in .config and checked in
  * .config_complete; the servers, health and connection state are set up in
@@ -49,6 +50,7 @@
 #include "reader.h"
 #include "ring.h"
 #include "state.h"
+#include "startcheck.h"
 #include "stats.h"
 #include "value.h"
 #include "writer.h"
@@ -294,6 +296,8 @@ memcache_get_ready (int thread_model)
       stats_init (&ring, epoch) == -1 ||
       conn_init (&ring, params.timeout_ms) == -1)
     return -1;
+  /* Before nbdkit forks: a person starting it sees the warnings. */
+  startcheck_servers (&ring);
   /* Bound before nbdkit forks, so a bad path stops it at start. */
   if (params.control) {
     control = ctl_listen ("memcache-control", params.control);

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# README.md's examples run as written, in order, as a newcomer pastes
+# them into a root shell on a fresh machine (tests/readme_blocks.py
+# extracts them: every ```sh block, except those marked with an HTML
+# comment `<!-- test-readme: skip: REASON -->` on the line before it: the
+# ones that run until Ctrl-C, install into the system, need systemd or
+# the kernel's NBD client, or take an hour).  Every code block must be
+# fenced with an info string, so none is left out unnoticed.
+#
+# "Fresh machine": the blocks run from the top of the build tree in
+# private namespaces (unshare: mount, network, PID): /tmp and /var/tmp are
+# empty tmpfs, the loopback interface is this test's own (the example's
+# fixed memcached ports are free), and every process they leave behind
+# dies with the namespace.  Nothing the examples write reaches the host.
+#
+# Asserted from their output: the 64 MiB written through the async
+# filter is on the image ("on disk"); the mode switch prints "sync"; the
+# memcache example reads the same data twice and the second read comes
+# from memcached (at least one hit per 4K block of the 64 MiB); the
+# examples stop every nbdkit and memcached they started and leave no
+# socket behind (so they can be run again).
+
+source "${abs_top_srcdir:-.}/tests/functions.sh"
+requires nbdkit nbdcopy memcached jq md5sum unshare ip timeout
+[ "$(id -u)" -eq 0 ] ||
+    { echo "$0: SKIP: private namespaces need root"; exit 77; }
+[ -x "$ABDCTL" ] || fail "abdctl not built: $ABDCTL"
+[ -f "$MEMCACHE_FILTER" ] || fail "memcache filter not built: $MEMCACHE_FILTER"
+[ -x "$abs_top_builddir/abdctl/abdctl" ] && [ -f "$abs_top_builddir/filters/async/.libs/nbdkit-async-filter.so" ] ||
+    fail "the examples use the build tree's abdctl/ and filters/: not built"
+
+python3 "$abs_top_srcdir/tests/readme_blocks.py" "$abs_top_srcdir/README.md" \
+    > "$tmp/blocks.sh" || fail "README.md has code blocks the test cannot run"
+
+# Inside the namespaces.  The blocks and the sanitizer wrapper (if any)
+# are copied to the new /tmp before /var/tmp (which holds $tmp) is hidden.
+cat > "$tmp/inner.sh" <<'INNER'
+set -eu
+ip link set lo up
+mount -t tmpfs tmpfs /tmp
+cp "$1/blocks.sh" /tmp/.readme-blocks.sh
+if [ -d "$1/sanitizer-bin" ]; then
+    cp -r "$1/sanitizer-bin" /tmp/.readme-bin
+    PATH=/tmp/.readme-bin:$PATH
+fi
+mount -t tmpfs tmpfs /var/tmp
+cd "$2"
+rc=0
+bash -e -o pipefail /tmp/.readme-blocks.sh || rc=$?
+echo "==== blocks exit status: $rc"
+# What the examples left running (they should stop all of it).
+left ()
+{
+    { pgrep -x -l nbdkit; pgrep -x -l memcached; } | grep .
+}
+for i in $(seq 100); do
+    left >/dev/null || break
+    sleep 0.1
+done
+echo "==== left running: $(left | tr '\n' ' ')"
+echo "==== left in /tmp: $(ls /tmp)"
+INNER
+
+rc=0
+timeout 600 unshare --mount --net --pid --fork --kill-child --mount-proc \
+    bash "$tmp/inner.sh" "$tmp" "$abs_top_builddir" > "$tmp/out" 2>&1 || rc=$?
+cat "$tmp/out"
+[ "$rc" -eq 0 ] || fail "the namespace exited with status $rc"
+grep -qx '==== blocks exit status: 0' "$tmp/out" || fail "a README block failed"
+
+grep -qx 'on disk' "$tmp/out" || fail "the 64 MiB example did not print 'on disk'"
+grep -qx 'mode: sync' "$tmp/out" && grep -qx '"sync"' "$tmp/out" ||
+    fail "the mode switch did not print sync"
+sums=$(grep -E '^[0-9a-f]{32}  -$' "$tmp/out" | sort -u)
+[ "$(grep -cE '^[0-9a-f]{32}  -$' "$tmp/out")" -eq 2 ] &&
+    [ "$(wc -l <<<"$sums")" -eq 1 ] ||
+    fail "the memcache example's two reads differ: $sums"
+hits=$(sed -n 's/^  hit ratio: .*(\([0-9]*\) hits.*/\1/p' "$tmp/out")
+[ -n "$hits" ] || fail "no hit ratio in the memcache example's status"
+[ "$hits" -ge $(( 64 * 1024 * 1024 / 4096 )) ] ||
+    fail "the second read was not served from memcached: $hits hits"
+grep -qx '==== left running: ' "$tmp/out" ||
+    fail "the examples left processes running"
+grep -q '^==== left in /tmp: .*abd\.sock' "$tmp/out" &&
+    fail "the examples left nbdkit's socket behind"
+echo "$0: OK ($hits hits)"
