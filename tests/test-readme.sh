@@ -78,7 +78,9 @@ sums=$(grep -E '^[0-9a-f]{32}  -$' "$tmp/out" | sort -u)
     fail "the memcache example's two reads differ: $sums"
 hits=$(sed -n 's/^  hit ratio: .*(\([0-9]*\) hits.*/\1/p' "$tmp/out")
 [ -n "$hits" ] || fail "no hit ratio in the memcache example's status"
-[ "$hits" -ge $(( 64 * 1024 * 1024 / 4096 )) ] ||
+# Nearly every block of the second read (90%): a server that answers
+# later than the timeout on a busy machine is skipped for a moment.
+[ "$hits" -ge $(( 64 * 1024 * 1024 / 4096 * 9 / 10 )) ] ||
     fail "the second read was not served from memcached: $hits hits"
 grep -qx '==== left running: ' "$tmp/out" ||
     fail "the examples left processes running"
