@@ -70,6 +70,10 @@ EXTRA_DIST += tests/preload-once.c
 TESTS += tests/test-tsan.sh
 EXTRA_DIST += tests/test-tsan.sh tests/test-health-threads.c
 
-# The model-checked torture run with a fault schedule (scripts/torture).
+# The model-checked torture run with a fault schedule (scripts/torture,
+# a launcher of the package tests/torture/).
 TESTS += tests/test-torture.sh
-EXTRA_DIST += tests/test-torture.sh scripts/torture
+EXTRA_DIST += tests/test-torture.sh scripts/torture \
+	tests/torture/__init__.py tests/torture/procs.py \
+	tests/torture/model.py tests/torture/ops.py tests/torture/faults.py \
+	tests/torture/run.py tests/torture/main.py
