@@ -17,6 +17,8 @@ set -o pipefail
 : "${ABDCTL:=$abs_top_builddir/abdctl/abdctl}"
 : "${POWERCUT_PLUGIN:=$abs_top_builddir/plugins/powercut/.libs/nbdkit-powercut-plugin.so}"
 export ASYNC_FILTER MEMCACHE_FILTER ABDCTL POWERCUT_PLUGIN
+# The tests' Python imports abd's test library, tests/abdtest/.
+export PYTHONPATH=$abs_top_srcdir/tests${PYTHONPATH:+:$PYTHONPATH}
 
 # abdctl's default socket comes from here when set: not in tests, which
 # name their sockets.
@@ -181,7 +183,7 @@ stop_nbdkit ()
 # free_port: print a TCP port on 127.0.0.1 that nothing listens on.
 free_port ()
 {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 -c 'import abdtest.procs; print(abdtest.procs.free_port())'
 }
 
 # start_memcached NAME [ARGS...]: memcached on a free loopback port.  Sets

@@ -2,7 +2,9 @@
 # Tests: automake TESTS, each exits 0 (pass), 77 (skipped) or else (fail).
 TEST_EXTENSIONS = .sh
 SH_LOG_COMPILER = bash
-EXTRA_DIST += tests/functions.sh
+EXTRA_DIST += tests/functions.sh tests/abdtest/__init__.py \
+	tests/abdtest/__main__.py tests/abdtest/control.py \
+	tests/abdtest/device.py tests/abdtest/procs.py tests/abdtest/workload.py
 include tests/async.mk
 include tests/memcache.mk
 include tests/powercut.mk

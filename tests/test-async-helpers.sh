@@ -73,17 +73,7 @@ st ()
 # make_random PATH SIZE SEED: PATH gets SIZE bytes of seeded random data.
 make_random ()
 {
-    "$PY" -c '
-import random, sys
-path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rnd = random.Random(seed)
-with open(path, "wb") as f:
-    left = size
-    while left:
-        n = min(left, 1 << 20)
-        f.write(rnd.randbytes(n))
-        left -= n
-' "$1" "$2" "$3"
+    "$PY" -m abdtest random-file "$1" "$2" "$3"
 }
 
 # first_diff A B: print where two files first differ (for failure messages).
