@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the async filter and abdctl.
 check_PROGRAMS += tests/test-store
-tests_test_store_SOURCES = tests/test-store.c \
+tests_test_store_SOURCES = tests/test-store.c tests/unit-rand.h \
 	filters/async/store.c filters/async/store.h \
 	filters/async/drainrate.c filters/async/drainrate.h \
 	filters/async/storefile.c filters/async/storefile.h
