@@ -17,7 +17,12 @@ ASYNC_SH_TESTS = \
 	tests/test-async-extents.sh \
 	tests/test-async-multiconn.sh \
 	tests/test-async-multiconn-lower.sh \
-	tests/test-async-syncflush.sh \
+	tests/test-async-sync-flush.sh \
+	tests/test-async-mode-switch.sh \
+	tests/test-async-sync-file.sh \
+	tests/test-async-sync-writes-through.sh \
+	tests/test-async-sync-writes-hold.sh \
+	tests/test-async-mode-switch-inflight.sh \
 	tests/test-async-syncfile-failsafe.sh \
 	tests/test-async-params.sh \
 	tests/test-async-abdctl.sh \
@@ -38,5 +43,5 @@ tests_test_drainrate_LDADD = -lm
 tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
-EXTRA_DIST += tests/test-async-helpers.sh tests/abd_control.py tests/test-async-store-write.py \
+EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh tests/test-async-store-write.py \
 	$(ASYNC_SH_TESTS)

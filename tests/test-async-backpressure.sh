@@ -35,12 +35,12 @@ field_eq () { [ "$(st "$1" "$2")" -eq "$3" ]; }
 # max_dirty_data" to OUT.
 cat > "$tmp/poll.py" <<'EOF'
 import os, sys
-import abd_control
+from abdtest import control
 ctl, out = sys.argv[1], sys.argv[2]
 stop = os.path.join(os.path.dirname(out), "stop-poll")
 n = mx = mxd = limit = 0
 while not os.path.exists(stop):
-    f = abd_control.status(ctl)
+    f = control.status(ctl)
     if "dirty_bytes" not in f:
         sys.exit("poller: bad status answer: %r" % data)
     n += 1
@@ -66,7 +66,7 @@ async_start bp --filter="$ASYNC_FILTER" --filter=delay file "$tmp/img" \
     async-control="$ctl"
 [ "$(st "$ctl" max_dirty_bytes)" -eq $MiB ] || fail "max_dirty_bytes is not 1 MiB"
 
-PYTHONPATH=$abs_top_srcdir/tests "$PY" "$tmp/poll.py" "$ctl" "$tmp/poll.out" &
+"$PY" "$tmp/poll.py" "$ctl" "$tmp/poll.out" &
 poller=$!
 stop_poller () { kill "$1" 2>/dev/null || true; }
 cleanup_fn stop_poller "$poller"

@@ -54,6 +54,17 @@ class Device:
             return None
         return off + next(i for i in range(len(got)) if got[i] != want[i])
 
+    def file_diff(self, path):
+        """The first byte at which the file PATH differs from the model,
+        or None."""
+        with open(path, "rb") as f:
+            disk = f.read()
+        if disk == self.data:
+            return None
+        if len(disk) != self.size:
+            return min(len(disk), self.size)
+        return next(i for i in range(self.size) if disk[i] != self.data[i])
+
     def verify(self, off, got, what="read"):
         """Raise Mismatch unless GOT, read at OFF, equals the model."""
         bad = self.first_diff(off, got)

@@ -6,6 +6,8 @@ import random
 
 import nbd
 
+from abdtest.device import Device, Mismatch
+
 # Write sizes that cross block edges in every way: a byte, sub-block,
 # exactly a block, one more, many blocks, odd megabytes.
 SIZES = [1, 7, 512, 4095, 4096, 4097, 8192, 12345, 65536, 65537, 131072,
@@ -58,3 +60,40 @@ def spaced_writes(h, dev, rnd, start, count, n, gap):
         data = rnd.randbytes(n)
         h.pwrite(data, off)
         dev.write(off, data)
+
+
+class Client:
+    """A connection and the model of what the device must hold: it starts
+    as the file BASE (the lower file under the filter), and every write
+    made through the client is applied to it."""
+
+    def __init__(self, base, uri=None, seed=1):
+        self.h = connect(uri)
+        self.size = self.h.get_size()
+        self.dev = Device(self.size, base)
+        self.rnd = random.Random(seed)
+
+    def write(self, off, n, fua=False):
+        """N random bytes at OFF, with FUA if asked."""
+        data = self.rnd.randbytes(n)
+        self.h.pwrite(data, off, nbd.CMD_FLAG_FUA if fua else 0)
+        self.dev.write(off, data)
+
+    def scattered(self, count, n=65536):
+        """COUNT writes of N bytes at distinct places, none adjacent;
+        returns their offsets."""
+        slots = self.rnd.sample(range(0, self.size // (2 * n)), count)
+        for s in slots:
+            self.write(s * 2 * n, n)
+        return [s * 2 * n for s in slots]
+
+    def expect_on_file(self, path, what):
+        """Raise Mismatch unless the file PATH holds the model."""
+        d = self.dev.file_diff(path)
+        if d is not None:
+            raise Mismatch("%s: the lower file differs at byte %d" % (what, d))
+
+    def save(self, path):
+        """The model to PATH; the connection is shut down."""
+        self.dev.save(path)
+        self.h.shutdown()
