@@ -27,7 +27,9 @@ ASYNC_SH_TESTS = \
 	tests/test-async-params.sh \
 	tests/test-async-abdctl.sh \
 	tests/test-abdctl-progress.sh \
-	tests/test-async-errors.sh \
+	tests/test-async-lower-write-errors.sh \
+	tests/test-async-lower-flush-errors.sh \
+	tests/test-async-exit-lost-data.sh \
 	tests/test-async-backpressure.sh \
 	tests/test-async-fio.sh \
 	tests/test-async-kernel.sh \
@@ -43,5 +45,6 @@ tests_test_drainrate_LDADD = -lm
 tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
-EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh tests/test-async-store-write.py \
+EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
+	tests/test-async-errors-helpers.sh tests/async_errors_client.py tests/test-async-store-write.py \
 	$(ASYNC_SH_TESTS)

@@ -66,7 +66,7 @@ Faults, on a seeded schedule:
                lower writes failed.  Any other error is a failure.  A
                failed write leaves its range unknown until rewritten.
                (nbdkit 1.32's error filter cannot fail flushes: lower
-               flush errors are left to tests/test-async-errors.sh.)
+               flush errors are left to tests/test-async-lower-flush-errors.sh.)
   mode         abdctl mode sync / mode async
   syncfile     the async-sync-file appears for a while
   mc_stop      a memcached server SIGSTOPped for a while, then SIGCONT
