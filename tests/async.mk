@@ -25,7 +25,11 @@ ASYNC_SH_TESTS = \
 	tests/test-async-mode-switch-inflight.sh \
 	tests/test-async-syncfile-failsafe.sh \
 	tests/test-async-params.sh \
-	tests/test-async-abdctl.sh \
+	tests/test-abdctl-exit-ok.sh \
+	tests/test-abdctl-exit-err.sh \
+	tests/test-abdctl-exit-usage.sh \
+	tests/test-abdctl-flush-timeout.sh \
+	tests/test-abdctl-json.sh \
 	tests/test-abdctl-progress.sh \
 	tests/test-async-lower-write-errors.sh \
 	tests/test-async-lower-flush-errors.sh \
@@ -46,5 +50,6 @@ tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
-	tests/test-async-errors-helpers.sh tests/async_errors_client.py tests/test-async-store-write.py \
+	tests/test-async-errors-helpers.sh \
+	tests/test-abdctl-exit-helpers.sh tests/async_errors_client.py tests/test-async-store-write.py \
 	$(ASYNC_SH_TESTS)

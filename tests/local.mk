@@ -17,8 +17,9 @@ CONTROL_SH_TESTS = \
 TESTS += $(CONTROL_SH_TESTS)
 EXTRA_DIST += $(CONTROL_SH_TESTS)
 
-# Tests of abdctl over both filters (abdctl/); test-async-abdctl.sh has
-# its exit statuses against the async filter.
+# Tests of abdctl over both filters (abdctl/); its exit statuses and JSON
+# against the async filter are test-abdctl-exit-*.sh, -flush-timeout.sh
+# and -json.sh (tests/async.mk).
 ABDCTL_SH_TESTS = \
 	tests/test-abdctl-status.sh \
 	tests/test-abdctl-metrics.sh \
