@@ -13,7 +13,9 @@ ASYNC_SH_TESTS = \
 	tests/test-async-shutdown.sh \
 	tests/test-async-drain-stop.sh \
 	tests/test-async-unaligned.sh \
-	tests/test-async-race.sh \
+	tests/test-async-race-async.sh \
+	tests/test-async-race-mode-switch.sh \
+	tests/test-async-race-sync.sh \
 	tests/test-async-extents.sh \
 	tests/test-async-multiconn.sh \
 	tests/test-async-multiconn-lower.sh \
@@ -51,5 +53,6 @@ tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
 	tests/test-async-errors-helpers.sh \
-	tests/test-abdctl-exit-helpers.sh tests/async_errors_client.py tests/test-async-store-write.py \
+	tests/test-abdctl-exit-helpers.sh \
+	tests/test-async-race-helpers.sh tests/async_race_client.py tests/async_errors_client.py tests/test-async-store-write.py \
 	$(ASYNC_SH_TESTS)
