@@ -37,6 +37,8 @@ ASYNC_SH_TESTS = \
 	tests/test-async-lower-flush-errors.sh \
 	tests/test-async-exit-lost-data.sh \
 	tests/test-async-backpressure.sh \
+	tests/test-async-memory-bound.sh \
+	tests/test-async-mlock.sh \
 	tests/test-async-fio.sh \
 	tests/test-async-kernel.sh \
 	tests/test-async-store-kill.sh \
