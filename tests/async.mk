@@ -56,5 +56,5 @@ TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
 	tests/test-async-errors-helpers.sh \
 	tests/test-abdctl-exit-helpers.sh \
-	tests/test-async-race-helpers.sh tests/async_race_client.py tests/async_errors_client.py tests/test-async-store-write.py \
+	tests/test-async-race-helpers.sh tests/async_race_client.py tests/async_errors_client.py \
 	$(ASYNC_SH_TESTS)

@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """The shared workloads from the shell (tests/*.sh):
 
-  python3 -m abdtest write --seed S --count N [--base FILE] --expected FILE [--flush]
-      N random writes (workload.random_writes) to $uri over a model that
-      starts as FILE (or zeros); the model is saved as --expected
+  python3 -m abdtest write --seed S --count N [--sizes N,N...] [--uniform]
+                           [--base FILE] --expected FILE [--flush]
+      N random writes (workload.random_writes; sizes from --sizes, default
+      workload.SIZES; --uniform: at uniform random offsets only) to $uri
+      over a model that starts as FILE (or zeros); the model is saved as
+      --expected
   python3 -m abdtest check --expected FILE [--reads N] [--seed S]
       read all of $uri, and N reads at random places: it must equal FILE
   python3 -m abdtest random-file PATH SIZE SEED
@@ -15,7 +18,7 @@ import argparse
 import random
 
 from abdtest.device import Device, check_or_exit
-from abdtest.workload import connect, random_bytes, random_writes
+from abdtest.workload import SIZES, connect, random_bytes, random_writes
 
 
 def main():
@@ -27,6 +30,9 @@ def main():
     w.add_argument("--base")
     w.add_argument("--expected", required=True)
     w.add_argument("--flush", action="store_true")
+    w.add_argument("--uniform", action="store_true")
+    w.add_argument("--sizes", type=lambda a: [int(x) for x in a.split(",")],
+                   default=SIZES)
     w.add_argument("--uri")
     c = sub.add_parser("check")
     c.add_argument("--expected", required=True)
@@ -45,7 +51,11 @@ def main():
     h = connect(a.uri)
     if a.cmd == "write":
         dev = Device(h.get_size(), a.base)
-        random_writes(h, dev, random.Random(a.seed), a.count)
+        if a.uniform:
+            random_writes(h, dev, random.Random(a.seed), a.count, a.sizes,
+                          hot=0, aligned=False)
+        else:
+            random_writes(h, dev, random.Random(a.seed), a.count, a.sizes)
         if a.flush:
             h.flush()
         dev.save(a.expected)

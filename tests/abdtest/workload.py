@@ -37,14 +37,18 @@ def random_bytes(path, size, seed):
 def random_writes(h, dev, rnd, count, sizes=SIZES, hot=256 * 1024,
                   aligned=True):
     """COUNT writes of random data through H, applied to the model DEV:
-    sizes from SIZES; offsets in turn in the first HOT bytes (so that
-    writes overlap), 4 KiB-aligned anywhere (if ALIGNED), anywhere."""
-    kinds = 3 if aligned else 2
+    sizes from SIZES; offsets in turn in the first HOT bytes (if HOT, so
+    that writes overlap), 4 KiB-aligned anywhere (if ALIGNED), anywhere.
+    With neither, offsets are uniform and mostly unaligned: writes then
+    seldom fill an aligned run, which the async filter writes back at
+    once."""
+    kinds = (["hot"] if hot else []) + (["aligned"] if aligned else []) + ["any"]
     for i in range(count):
         n = min(rnd.choice(sizes), dev.size)
-        if i % kinds == 0:
+        kind = kinds[i % len(kinds)]
+        if kind == "hot":
             off = min(rnd.randrange(0, hot), dev.size - n)
-        elif kinds == 3 and i % kinds == 1:
+        elif kind == "aligned":
             off = rnd.randrange(0, dev.size - n + 1) & ~4095
         else:
             off = rnd.randrange(0, dev.size - n + 1)
