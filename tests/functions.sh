@@ -38,7 +38,7 @@ kill_wait ()
 # free_port: print a TCP port on 127.0.0.1 that nothing listens on.
 free_port ()
 {
-    PYTHONPATH=$abs_top_srcdir/tests python3 -c \
+    PYTHONPATH=$abs_top_srcdir/tests PYTHONDONTWRITEBYTECODE=1 python3 -c \
         'import abdtest.procs; print(abdtest.procs.free_port())'
 }
 
@@ -74,6 +74,7 @@ wait_for ()
 
 # The tests' Python imports abd's test library, tests/abdtest/.
 export PYTHONPATH=$abs_top_srcdir/tests${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONDONTWRITEBYTECODE=1     # no __pycache__ in the source tree
 
 # abdctl's default socket comes from here when set: not in tests, which
 # name their sockets.

@@ -4,7 +4,8 @@ TEST_EXTENSIONS = .sh
 SH_LOG_COMPILER = bash
 EXTRA_DIST += tests/functions.sh tests/abdtest/__init__.py \
 	tests/abdtest/__main__.py tests/abdtest/control.py \
-	tests/abdtest/device.py tests/abdtest/procs.py tests/abdtest/workload.py
+	tests/abdtest/device.py tests/abdtest/procs.py tests/abdtest/workload.py \
+	tests/abdtest/testenv.py tests/abdtest/powercut.py
 include tests/async.mk
 include tests/memcache.mk
 include tests/powercut.mk

@@ -19,7 +19,7 @@ cp "$tmp/disk" "$tmp/orig"
 
 cat > "$tmp/ops.py" <<'EOF_PY'
 import nbd, os, random, sys
-import powercut_model as pm
+from abdtest import powercut as pm
 
 phase, state = sys.argv[1], sys.argv[2]
 h = nbd.NBD()
@@ -78,7 +78,7 @@ EOF_PY
 
 cat > "$tmp/check.py" <<'EOF_PY'
 import os, sys
-import powercut_model as pm
+from abdtest import powercut as pm
 m = pm.load(sys.argv[1])
 bad, old, newer = m.check_image(os.environ["DISK"], allow_pending=False)
 pm.fail_if_bad(bad, sys.argv[2])
