@@ -28,3 +28,30 @@ abdctl_flush_fails ()
     [ $rc -eq 1 ] || fail "abdctl flush: exit $rc, expected 1 ($out)"
     echo "abdctl flush: $out"
 }
+
+# failing_start PARAMS...: an empty $size-byte $tmp/img (a copy in
+# $tmp/pristine and $tmp/expected), and the async filter over the error
+# filter, whose lower writes fail with EIO while $tmp/fail exists; its
+# control socket is $ctl.
+failing_start ()
+{
+    truncate -s $size "$tmp/img"
+    cp "$tmp/img" "$tmp/pristine"
+    cp "$tmp/img" "$tmp/expected"
+    ctl=$tmp/ctl.sock
+    async_start failing --filter="$ASYNC_FILTER" --filter=error file "$tmp/img" \
+        error-pwrite=EIO error-pwrite-rate=1 error-pwrite-file="$tmp/fail" \
+        async-control="$ctl" "$@"
+}
+
+# errors_grow FIELD: the status counter FIELD (lower_write_errors,
+# lower_flush_errors) becomes non-zero, then grows: the filter retries.
+errors_grow ()
+{
+    local e1
+    wait_for 10 field_gt "$ctl" "$1" 0 ||
+        fail "no $1 while the lower device fails"
+    e1=$(st "$ctl" "$1")
+    wait_for 15 field_gt "$ctl" "$1" "$e1" ||
+        fail "$1 does not grow (no retries?): stays $e1"
+}

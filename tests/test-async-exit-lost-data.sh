@@ -7,13 +7,7 @@
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-errors-helpers.sh"
 
-truncate -s $size "$tmp/img3"
-cp "$tmp/img3" "$tmp/pristine"
-cp "$tmp/img3" "$tmp/expected"
-ctl=$tmp/s.ctl
-async_start s --filter="$ASYNC_FILTER" --filter=error file "$tmp/img3" \
-    error-pwrite=EIO error-pwrite-rate=1 error-pwrite-file="$tmp/fail" \
-    async-control="$ctl" async-exit-timeout=2
+failing_start async-exit-timeout=2
 touch "$tmp/fail"
 dirty=$(client write 4) || fail "client writes failed"
 wait_for 10 field_gt "$ctl" lower_write_errors 0 ||
@@ -34,6 +28,6 @@ grep -E "async: .*could NOT be written" "$slog" ||
 lost=$(grep -oE '[0-9]+ bytes of acknowledged writes could NOT be written' "$slog" |
        awk '{print $1}')
 [ "$lost" = "$dirty" ] || fail "log says $lost bytes lost, expected $dirty"
-cmp -s "$tmp/img3" "$tmp/pristine" || fail "the file changed although writes failed"
+cmp -s "$tmp/img" "$tmp/pristine" || fail "the file changed although writes failed"
 
 echo "$0: OK"

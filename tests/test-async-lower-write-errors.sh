@@ -11,23 +11,13 @@
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-errors-helpers.sh"
 
-truncate -s $size "$tmp/img"
-cp "$tmp/img" "$tmp/pristine"
-cp "$tmp/img" "$tmp/expected"
-ctl=$tmp/w.ctl
-async_start w --filter="$ASYNC_FILTER" --filter=error file "$tmp/img" \
-    error-pwrite=EIO error-pwrite-rate=1 error-pwrite-file="$tmp/fail" \
-    async-control="$ctl" async-writeback-delay=0 async-exit-timeout=5
+failing_start async-writeback-delay=0 async-exit-timeout=5
 
 touch "$tmp/fail"
 dirty=$(client write 1) || fail "client writes failed (they should go to RAM)"
 echo "wrote $dirty bytes of blocks with the lower device failing"
 
-wait_for 10 field_gt "$ctl" lower_write_errors 0 ||
-    fail "no lower_write_errors while the lower device fails"
-e1=$(st "$ctl" lower_write_errors)
-wait_for 15 field_gt "$ctl" lower_write_errors "$e1" ||
-    fail "lower_write_errors does not grow (no retries?): stays $e1"
+errors_grow lower_write_errors
 [ "$(st "$ctl" dirty_bytes)" -eq "$dirty" ] ||
     fail "dirty_bytes $(st "$ctl" dirty_bytes), expected $dirty: data dropped?"
 [ "$(st "$ctl" failed_bytes)" -gt 0 ] || fail "failed_bytes is 0"
