@@ -25,10 +25,11 @@ size=$(( 16 * 1024 * 1024 ))
 # bytes apart from a random start, to $uri; the image ($DISK's content
 # before) is saved as $EXPECTED.
 cat > "$tmp/write.py" <<'EOF'
-import nbd, os, random, sys
+import os, random, sys
+from abdtest.workload import connect
 seed, count, n, gap = map(int, sys.argv[1:5])
 rnd = random.Random(seed)
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+h = connect()
 model = bytearray(open(os.environ["DISK"], "rb").read())
 start = rnd.randrange(0, (len(model) - count * gap) // 4096) * 4096
 for i in range(count):
@@ -104,8 +105,9 @@ kill -0 "$pid" || fail "slow: a second signal stopped nbdkit before the drain"
 [ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "slow: drained too fast to test (test bug)"
 # A client write while draining: through to the file when it returns.
 "$PY" - "$tmp/expected" <<'EOF' || fail "slow: a write while draining"
-import nbd, os, sys
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+import os, sys
+from abdtest.workload import connect
+h = connect()
 off, data = 15 << 20, os.urandom(8192)        # not among the dirty blocks
 h.pwrite(data, off)
 with open(os.environ["DISK"], "rb") as f:

@@ -16,11 +16,11 @@ pc_image "$tmp/disk" $size
 export DISK=$tmp/disk
 
 cat > "$tmp/ops.py" <<'EOF_PY'
-import nbd, os, random, sys
+import os, random, sys
+from abdtest.workload import connect
 from abdtest import powercut as pm
 
-h = nbd.NBD()
-h.connect_uri(os.environ["uri"])
+h = connect()
 m = pm.Model(open(os.environ["DISK"], "rb").read())
 size = len(m.cur)
 rnd = random.Random(3)

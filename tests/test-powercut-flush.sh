@@ -19,11 +19,11 @@ cp "$tmp/disk" "$tmp/orig"
 
 cat > "$tmp/ops.py" <<'EOF_PY'
 import nbd, os, random, sys
+from abdtest.workload import connect
 from abdtest import powercut as pm
 
 phase, state = sys.argv[1], sys.argv[2]
-h = nbd.NBD()
-h.connect_uri(os.environ["uri"])
+h = connect()
 m = pm.Model(open(os.environ["DISK"], "rb").read())
 size = len(m.cur)
 rnd = random.Random(phase)
