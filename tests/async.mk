@@ -11,7 +11,8 @@ tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
 	tests/test-async-shutdown.sh \
-	tests/test-async-drain-stop.sh \
+	tests/test-async-drain-sleeping-filters.sh \
+	tests/test-async-drain-slow.sh \
 	tests/test-async-unaligned.sh \
 	tests/test-async-race-async.sh \
 	tests/test-async-race-mode-switch.sh \
@@ -56,5 +57,6 @@ TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
 	tests/test-async-errors-helpers.sh \
 	tests/test-abdctl-exit-helpers.sh \
-	tests/test-async-race-helpers.sh tests/async_race_client.py tests/async_errors_client.py \
+	tests/test-async-race-helpers.sh \
+	tests/test-async-drain-helpers.sh tests/async_race_client.py tests/async_errors_client.py \
 	$(ASYNC_SH_TESTS)

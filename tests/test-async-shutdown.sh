@@ -3,7 +3,8 @@
 # nbdkit-async-filter: a normal stop writes everything back.  Data that is
 # dirty when nbdkit gets SIGTERM or SIGINT, or when a --run command ends,
 # is on the lower file, byte-exact, when nbdkit has exited (with status 0).
-# Filters below that sleep (delay, rate, retry): test-async-drain-stop.sh.
+# Filters below that sleep (delay, rate, retry):
+# test-async-drain-sleeping-filters.sh; a slow drain: test-async-drain-slow.sh.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
