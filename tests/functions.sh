@@ -17,6 +17,7 @@ set -o pipefail
 : "${ABDCTL:=$abs_top_builddir/abdctl/abdctl}"
 : "${POWERCUT_PLUGIN:=$abs_top_builddir/plugins/powercut/.libs/nbdkit-powercut-plugin.so}"
 export ASYNC_FILTER MEMCACHE_FILTER ABDCTL POWERCUT_PLUGIN
+
 # The helpers that hold no test state; scripts/abd-run sources this file
 # with ABD_HELPERS_ONLY=1 for these alone.
 

@@ -82,18 +82,20 @@ EXTRA_DIST += tests/test-torture.sh scripts/torture \
 	tests/torture/model.py tests/torture/ops.py tests/torture/faults.py \
 	tests/torture/run.py tests/torture/main.py
 
-# The slow system tests: a QEMU guest, the kernel's loop device and ext4,
-# the NUT daemons, network namespaces, systemd, a Debian package build,
-# the torture runs, fuzzing and ThreadSanitizer.  `make check-fast` runs
-# every other test (a few minutes on two cores); `make check` and CI run
-# them all.
+# The slow tests: the system tests (a QEMU guest, the kernel's loop device
+# and ext4, the NUT daemons, network namespaces, systemd, a Debian package
+# build), the torture runs, fuzzing, ThreadSanitizer, the memcache suite
+# run again over the text protocol, and the drain budget's rate
+# measurement (8 s windows).  `make check-fast` runs every other test;
+# `make check` and CI run them all.
 SLOW_TESTS = \
 	tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
 	tests/test-async-kernel.sh \
 	tests/test-ups-nut.sh tests/test-ups-upssched.sh \
 	tests/test-stack-netns.sh tests/test-systemd-units.sh \
 	tests/test-debian-package.sh tests/test-torture.sh tests/test-fuzz.sh \
-	tests/test-tsan.sh
+	tests/test-tsan.sh tests/test-memcache-text.sh \
+	tests/test-async-drain-budget.sh
 check-fast:
 	$(MAKE) $(AM_MAKEFLAGS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'
 .PHONY: check-fast
