@@ -55,3 +55,17 @@ errors_grow ()
     wait_for 15 field_gt "$ctl" "$1" "$e1" ||
         fail "$1 does not grow (no retries?): stays $e1"
 }
+
+# recovers TRIGGER: remove TRIGGER (the lower device works again): the
+# dirty data drains, `abdctl flush` succeeds, the file is the expected
+# image, and a client flush succeeds.
+recovers ()
+{
+    rm "$1"
+    wait_for 30 field_eq "$ctl" dirty_bytes 0 ||
+        fail "dirty data did not drain after the lower device recovered"
+    abdctl -s "$ctl" flush 10 || fail "abdctl flush failed after recovery"
+    cmp "$tmp/img" "$tmp/expected" ||
+        fail "file differs from the expected image after recovery: $(first_diff "$tmp/img" "$tmp/expected")"
+    [ "$(client flush)" = ok ] || fail "client flush fails after recovery"
+}

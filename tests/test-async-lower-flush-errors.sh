@@ -46,14 +46,8 @@ abdctl -s "$ctl" mode sync >/dev/null
 [ "$(client flush)" = EIO ] || fail "sync mode: client flush did not return EIO"
 abdctl -s "$ctl" mode async >/dev/null
 
-rm "$tmp/failflush"
-wait_for 30 field_eq "$ctl" dirty_bytes 0 ||
-    fail "dirty data did not drain after lower flushes recovered"
-abdctl -s "$ctl" flush 10 || fail "abdctl flush failed after recovery"
+recovers "$tmp/failflush"
 [ "$(st "$ctl" lower_flushes)" -gt 0 ] || fail "lower_flushes is 0"
-cmp "$tmp/img" "$tmp/expected" ||
-    fail "file differs after flush recovery: $(first_diff "$tmp/img" "$tmp/expected")"
-[ "$(client flush)" = ok ] || fail "client flush fails after flush recovery"
 echo "flush errors: $(st "$ctl" lower_flush_errors) lower flush errors, recovered"
 stop_nbdkit "$pid"
 echo "$0: OK"

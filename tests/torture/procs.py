@@ -81,6 +81,7 @@ class Nbdkit:
             self.env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
             self.env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         self.starts = 0
+        self.start_pos = 0      # where the last start's log begins
         with open(self.img, "wb") as f:
             f.truncate(size)
 
@@ -143,6 +144,7 @@ class Nbdkit:
         for p in (self.sock, self.actl, self.mctl):
             if os.path.exists(p):
                 os.unlink(p)
+        self.start_pos = self.log_size()
         with open(self.log, "a") as f:
             f.write("---- start %d: %s\n" % (self.starts, variant))
         self.proc = spawn(self.argv(variant, servers), self.log, self.env)
@@ -169,6 +171,12 @@ class Nbdkit:
             return os.path.getsize(self.log)
         except OSError:
             return 0
+
+    def log_since_start(self):
+        """What this nbdkit (the last one started) has logged."""
+        with open(self.log, "rb") as f:
+            f.seek(self.start_pos)
+            return f.read().decode(errors="replace")
 
     def replayed_bytes(self, pos):
         """What the async filter said it found in the store file at the
