@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the async filter and abdctl.
 check_PROGRAMS += tests/test-store
-tests_test_store_SOURCES = tests/test-store.c \
+tests_test_store_SOURCES = tests/test-store.c tests/unit-rand.h \
 	filters/async/store.c filters/async/store.h \
 	filters/async/drainrate.c filters/async/drainrate.h \
 	filters/async/storefile.c filters/async/storefile.h
@@ -11,20 +11,36 @@ tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
 	tests/test-async-shutdown.sh \
-	tests/test-async-drain-stop.sh \
 	tests/test-async-drain-log.sh \
+	tests/test-async-drain-sleeping-filters.sh \
+	tests/test-async-drain-slow.sh \
 	tests/test-async-unaligned.sh \
-	tests/test-async-race.sh \
+	tests/test-async-race-async.sh \
+	tests/test-async-race-mode-switch.sh \
+	tests/test-async-race-sync.sh \
 	tests/test-async-extents.sh \
 	tests/test-async-multiconn.sh \
 	tests/test-async-multiconn-lower.sh \
-	tests/test-async-syncflush.sh \
+	tests/test-async-sync-flush.sh \
+	tests/test-async-mode-switch.sh \
+	tests/test-async-sync-file.sh \
+	tests/test-async-sync-writes-through.sh \
+	tests/test-async-sync-writes-hold.sh \
+	tests/test-async-mode-switch-inflight.sh \
 	tests/test-async-syncfile-failsafe.sh \
 	tests/test-async-params.sh \
-	tests/test-async-abdctl.sh \
+	tests/test-abdctl-exit-ok.sh \
+	tests/test-abdctl-exit-err.sh \
+	tests/test-abdctl-exit-usage.sh \
+	tests/test-abdctl-flush-timeout.sh \
+	tests/test-abdctl-json.sh \
 	tests/test-abdctl-progress.sh \
-	tests/test-async-errors.sh \
+	tests/test-async-lower-write-errors.sh \
+	tests/test-async-lower-flush-errors.sh \
+	tests/test-async-exit-lost-data.sh \
 	tests/test-async-backpressure.sh \
+	tests/test-async-memory-bound.sh \
+	tests/test-async-mlock.sh \
 	tests/test-async-fio.sh \
 	tests/test-async-kernel.sh \
 	tests/test-async-store-kill.sh \
@@ -39,5 +55,9 @@ tests_test_drainrate_LDADD = -lm
 tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
-EXTRA_DIST += tests/test-async-helpers.sh tests/abd_control.py tests/test-async-store-write.py \
+EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
+	tests/test-async-errors-helpers.sh \
+	tests/test-abdctl-exit-helpers.sh \
+	tests/test-async-race-helpers.sh \
+	tests/test-async-drain-helpers.sh tests/async_race_client.py tests/async_errors_client.py \
 	$(ASYNC_SH_TESTS)

@@ -18,6 +18,65 @@ set -o pipefail
 : "${POWERCUT_PLUGIN:=$abs_top_builddir/plugins/powercut/.libs/nbdkit-powercut-plugin.so}"
 export ASYNC_FILTER MEMCACHE_FILTER ABDCTL POWERCUT_PLUGIN
 
+# The helpers that hold no test state; scripts/abd-run sources this file
+# with ABD_HELPERS_ONLY=1 for these alone.
+
+# kill_wait PID [SECONDS]: SIGTERM, then wait for the process to be gone;
+# SIGKILL after SECONDS (default 60).
+kill_wait ()
+{
+    local pid=$1 secs=${2:-60} i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for (( i=0; i<secs*10; i++ )); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "$0: process $pid did not exit in ${secs}s, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    return 1
+}
+
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on.
+free_port ()
+{
+    PYTHONPATH=$abs_top_srcdir/tests PYTHONDONTWRITEBYTECODE=1 python3 -c \
+        'import abdtest.procs; print(abdtest.procs.free_port())'
+}
+
+# wait_port PORT PID SECONDS: until something accepts connections on
+# 127.0.0.1:PORT; fails (status 1) when the process PID has exited or
+# after SECONDS.
+wait_port ()
+{
+    local port=$1 pid=$2 deadline=$(( $(date +%s) + $3 ))
+    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail
+# after SECONDS of real time (not a count of polls, which a loaded machine
+# stretches).  CMD is run again each time: to poll a value, pass a
+# command that computes it (bash -c '...', a function), not "$(...)".
+wait_for ()
+{
+    local secs=$1 deadline; shift
+    deadline=$(( $(date +%s) + secs ))
+    while :; do
+        if "$@"; then return 0; fi
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
+[ -z "${ABD_HELPERS_ONLY:-}" ] || return 0
+
+# The tests' Python imports abd's test library, tests/abdtest/.
+export PYTHONPATH=$abs_top_srcdir/tests${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONDONTWRITEBYTECODE=1     # no __pycache__ in the source tree
+
 # abdctl's default socket comes from here when set: not in tests, which
 # name their sockets.
 unset ABDCTL_SOCKET
@@ -136,21 +195,6 @@ fail ()
     exit 1
 }
 
-# kill_wait PID [SECONDS]: SIGTERM, then wait for the process to be gone;
-# SIGKILL after SECONDS (default 60).
-kill_wait ()
-{
-    local pid=$1 secs=${2:-60} i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i=0; i<secs*10; i++ )); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    echo "$0: process $pid did not exit in ${secs}s, killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    return 1
-}
-
 # start_nbdkit NAME ARGS...: start nbdkit on the Unix socket $tmp/NAME.sock
 # with pidfile $tmp/NAME.pid; ARGS are passed to nbdkit (filters, plugin,
 # parameters).  Sets $sock and $pid.  Stopped (SIGTERM, wait) at exit.
@@ -178,30 +222,18 @@ stop_nbdkit ()
     kill_wait "$1" 120 || fail "nbdkit $1 had to be killed"
 }
 
-# free_port: print a TCP port on 127.0.0.1 that nothing listens on.
-free_port ()
-{
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # start_memcached NAME [ARGS...]: memcached on a free loopback port.  Sets
 # $mc_port and $mc_pid; stopped at exit.
 start_memcached ()
 {
-    local name=$1 i; shift
+    local name=$1; shift
     requires memcached
     mc_port=$(free_port)
     memcached -l 127.0.0.1 -p "$mc_port" -U 0 -u root -m 64 "$@" \
         >"$tmp/memcached-$name.log" 2>&1 &
     mc_pid=$!
     cleanup_fn kill_wait "$mc_pid" 10
-    for (( i=0; i<100; i++ )); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$mc_port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    fail "memcached $name did not start"
+    wait_port "$mc_port" "$mc_pid" 10 || fail "memcached $name did not start"
 }
 
 # abdctl ARGS...: the built abdctl.
@@ -226,21 +258,6 @@ unit_line ()
         index($0, k) == 1 { on = 1; $0 = substr($0, length(k) + 1) }
         on { if (sub(/\\$/, "")) printf "%s ", $0; else { print; exit } }
     ' "$1" | sed 's/\$\$/$/g'
-}
-
-# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail
-# after SECONDS of real time (not a count of polls, which a loaded machine
-# stretches).  CMD is run again each time: to poll a value, pass a
-# command that computes it (bash -c '...', a function), not "$(...)".
-wait_for ()
-{
-    local secs=$1 deadline; shift
-    deadline=$(( $(date +%s) + secs ))
-    while :; do
-        if "$@"; then return 0; fi
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
 }
 
 # The filters must be built for these tests.

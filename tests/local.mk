@@ -2,7 +2,10 @@
 # Tests: automake TESTS, each exits 0 (pass), 77 (skipped) or else (fail).
 TEST_EXTENSIONS = .sh
 SH_LOG_COMPILER = bash
-EXTRA_DIST += tests/functions.sh
+EXTRA_DIST += tests/functions.sh tests/abdtest/__init__.py \
+	tests/abdtest/__main__.py tests/abdtest/control.py \
+	tests/abdtest/device.py tests/abdtest/procs.py tests/abdtest/workload.py \
+	tests/abdtest/testenv.py tests/abdtest/powercut.py
 include tests/async.mk
 include tests/memcache.mk
 include tests/powercut.mk
@@ -15,8 +18,9 @@ CONTROL_SH_TESTS = \
 TESTS += $(CONTROL_SH_TESTS)
 EXTRA_DIST += $(CONTROL_SH_TESTS)
 
-# Tests of abdctl over both filters (abdctl/); test-async-abdctl.sh has
-# its exit statuses against the async filter.
+# Tests of abdctl over both filters (abdctl/); its exit statuses and JSON
+# against the async filter are test-abdctl-exit-*.sh, -flush-timeout.sh
+# and -json.sh (tests/async.mk).
 ABDCTL_SH_TESTS = \
 	tests/test-abdctl-status.sh \
 	tests/test-abdctl-metrics.sh \
@@ -75,6 +79,29 @@ EXTRA_DIST += tests/preload-once.c
 TESTS += tests/test-tsan.sh
 EXTRA_DIST += tests/test-tsan.sh tests/test-health-threads.c
 
-# The model-checked torture run with a fault schedule (scripts/torture).
+# The model-checked torture run with a fault schedule (scripts/torture,
+# a launcher of the package tests/torture/).
 TESTS += tests/test-torture.sh
-EXTRA_DIST += tests/test-torture.sh scripts/torture
+EXTRA_DIST += tests/test-torture.sh scripts/torture \
+	tests/torture/__init__.py tests/torture/procs.py \
+	tests/torture/model.py tests/torture/ops.py tests/torture/faults.py \
+	tests/torture/run.py tests/torture/main.py
+
+# The slow tests: the system tests (a QEMU guest, the kernel's loop device
+# and ext4, the NUT daemons, network namespaces, systemd, a Debian package
+# build), the torture runs, fuzzing, ThreadSanitizer, the memcache suite
+# run again over the text protocol, and the drain budget's rate
+# measurement (8 s windows).  `make check-fast` runs every other test;
+# `make check` and CI run them all.
+SLOW_TESTS = \
+	tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
+	tests/test-async-kernel.sh \
+	tests/test-ups-nut.sh tests/test-ups-upssched.sh \
+	tests/test-stack-netns.sh tests/test-systemd-units.sh \
+	tests/test-debian-package.sh tests/test-torture.sh tests/test-fuzz.sh \
+	tests/test-tsan.sh tests/test-memcache-text.sh \
+	tests/test-async-drain-budget.sh tests/test-kernel-units.sh \
+	tests/test-readme.sh tests/test-memcached-tuned.sh
+check-fast:
+	$(MAKE) $(AM_MAKEFLAGS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'
+.PHONY: check-fast

@@ -3,6 +3,7 @@
 # servers and nbdkit; test-memcache-helpers.sh is sourced by them.
 check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value
 tests_test_memcache_units_SOURCES = tests/test-memcache-units.c tests/unit-check.h \
+	tests/unit-rand.h \
 	filters/memcache/ring.c filters/memcache/ring.h
 tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/filters/memcache

@@ -40,26 +40,21 @@ in_run ()
         sh -c 'mount --bind "$0" /run && exec "$@"' "$dir" "$@"
 }
 
-# nbd_write OFFSET LENGTH: LENGTH random bytes at OFFSET, 64 KiB a write.
-nbd_write ()
+# nbd_write OFFSET LENGTH: LENGTH random bytes at OFFSET, 64 KiB a write;
+# nbd_read OFFSET LENGTH: read them through the whole stack.
+nbd_write () { _nbd_io write "$@" || fail "nbd_write $1 $2 failed"; }
+nbd_read () { _nbd_io read "$@" || fail "nbd_read $1 $2 failed"; }
+_nbd_io ()
 {
     "$PY" -c '
-import nbd, os, sys
-off, n = int(sys.argv[1]), int(sys.argv[2])
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+import os, sys
+from abdtest.workload import connect
+what, off, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+h = connect(sys.argv[4])
 for o in range(off, off + n, 65536):
-    h.pwrite(os.urandom(min(65536, off + n - o)), o)
-h.shutdown()' "$1" "$2" || fail "nbd_write $1 $2 failed"
-}
-
-# nbd_read OFFSET LENGTH: read through the whole stack.
-nbd_read ()
-{
-    "$PY" -c '
-import nbd, os, sys
-off, n = int(sys.argv[1]), int(sys.argv[2])
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
-for o in range(off, off + n, 65536):
-    h.pread(min(65536, off + n - o), o)
-h.shutdown()' "$1" "$2" || fail "nbd_read $1 $2 failed"
+    if what == "write":
+        h.pwrite(os.urandom(min(65536, off + n - o)), o)
+    else:
+        h.pread(min(65536, off + n - o), o)
+h.shutdown()' "$1" "$2" "$3" "$uri"
 }

@@ -24,8 +24,9 @@ export uri
 dirty_blocks ()
 {
     "$PY" -c '
-import nbd, os, sys
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+import os, sys
+from abdtest.workload import connect
+h = connect()
 for i in range(int(sys.argv[1])):
     h.pwrite(os.urandom(65536), i * 262144)
 h.shutdown()' "$1" || fail "writes failed"

@@ -30,11 +30,11 @@ max_dirty=$(( 4 * 1024 * 1024 ))
 # one line per sample: time dirty_bytes estimate rate budget.
 cat > "$tmp/run.py" <<'EOF2'
 import nbd, os, random, socket, sys, threading, time
-import abd_control
+from abdtest import control
 ctl, secs, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 size = int(os.environ["SIZE"])
 def status():
-    return abd_control.status(ctl)
+    return control.status(ctl)
 stop = time.monotonic() + secs
 errors = []
 def client():
@@ -77,7 +77,7 @@ run ()
         delay-write=20ms async-max-dirty=$max_dirty async-writers=2 \
         async-control="$ctl" "$@"
     SIZE=$size EXPECTED=$tmp/expected uri=$uri \
-        PYTHONPATH=$abs_top_srcdir/tests timeout 120 "$PY" "$tmp/run.py" "$ctl" 8 "$tmp/$name.samples" ||
+        timeout 120 "$PY" "$tmp/run.py" "$ctl" 8 "$tmp/$name.samples" ||
         fail "$name: the client or the sampler failed"
     samples=$tmp/$name.samples
     echo "$name: $(wc -l < "$samples") samples; budget waits" \

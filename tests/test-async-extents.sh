@@ -31,9 +31,10 @@ export uri MODEL=$tmp/model
 
 # ops.py PHASE: apply the phase's requests to the export and to the model.
 cat > "$tmp/ops.py" <<'EOF'
-import nbd, os, random, sys
+import os, random, sys
+from abdtest.workload import connect
 M, K = 1 << 20, 1 << 10
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+h = connect()
 size = h.get_size()
 model = bytearray(open(os.environ["MODEL"], "rb").read())
 rnd = random.Random(42)

@@ -73,17 +73,20 @@ st ()
 # make_random PATH SIZE SEED: PATH gets SIZE bytes of seeded random data.
 make_random ()
 {
-    "$PY" -c '
-import random, sys
-path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rnd = random.Random(seed)
-with open(path, "wb") as f:
-    left = size
-    while left:
-        n = min(left, 1 << 20)
-        f.write(rnd.randbytes(n))
-        left -= n
-' "$1" "$2" "$3"
+    "$PY" -m abdtest random-file "$1" "$2" "$3"
+}
+
+# store_writes SEED COUNT [flush]: COUNT random writes of 1 byte to 64 KiB
+# at uniform random offsets (so seldom a full aligned run) to $uri, then
+# a flush if asked (async mode: answered from RAM, unless write-back has
+# failed); $tmp/expected gets $tmp/disk's content with the writes applied.
+store_writes ()
+{
+    local flush=()
+    [ "${3:-}" != flush ] || flush=(--flush)
+    "$PY" -m abdtest write --uri "$uri" --seed "$1" --count "$2" \
+        --sizes 1,512,4096,5000,65536 --uniform --base "$tmp/disk" \
+        --expected "$tmp/expected" "${flush[@]+"${flush[@]}"}"
 }
 
 # first_diff A B: print where two files first differ (for failure messages).
@@ -98,21 +101,17 @@ first_diff ()
 # if asked.
 write_blocks ()
 {
-    "$PY" - "$tmp/expected" "$1" "${2:-}" <<'EOF'
-import nbd, os, random, sys
+    "$PY" - "$tmp/expected" "$1" "${2:-}" "$uri" <<'EOF'
+import random, sys
+from abdtest.device import Device
+from abdtest.workload import connect, spaced_writes
 expected, region, flush = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "flush"
-rnd = random.Random(region)
-h = nbd.NBD()
-h.connect_uri(os.environ["uri"])
-with open(expected, "r+b") as f:
-    for i in range(32):
-        offset = region * 512 * 1024 + i * 16384
-        data = rnd.randbytes(4096)
-        h.pwrite(data, offset)
-        f.seek(offset)
-        f.write(data)
+h = connect(sys.argv[4])
+dev = Device(base=expected)
+spaced_writes(h, dev, random.Random(region), region * 512 * 1024, 32, 4096, 16384)
 if flush:
     h.flush()
 h.shutdown()
+dev.save(expected)
 EOF
 }

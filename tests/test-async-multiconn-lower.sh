@@ -27,10 +27,11 @@ print(json.load(sys.stdin)["exports"][0]["can_multi_conn"])')" = False ] ||
 # the lower connection that carried the write, after it, iff EXPECT is
 # "flushed".  Both clients see can_multi_conn() == (EXPECT == flushed).
 cat > "$tmp/ab.py" <<'EOF'
-import nbd, os, re, sys
+import os, re, sys
+from abdtest.workload import connect
 expect, off = sys.argv[1] == "flushed", int(sys.argv[2])
-a = nbd.NBD(); a.connect_uri(os.environ["uri"])
-b = nbd.NBD(); b.connect_uri(os.environ["uri"])
+a = connect()
+b = connect()
 for h in (a, b):
     if h.can_multi_conn() != expect:
         sys.exit("can_multi_conn() is %r" % h.can_multi_conn())

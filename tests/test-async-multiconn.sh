@@ -28,19 +28,13 @@ assert e["can_flush"] and e["can_fua"] and e["can_zero"] and e["can_trim"], e
 ' "$tmp/info.json" || fail "nbdinfo: wrong capabilities"
 
 cat > "$tmp/mc.py" <<'EOF'
-import nbd, os, random, subprocess, sys
-ctl, abdctl = os.environ["CTL"], os.environ["ABDCTL"]
-def status(field):
-    out = subprocess.run([abdctl, "-s", ctl, "--raw", "status"], check=True,
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        k, v = line.split(": ", 1)
-        if k == field:
-            return v
-    sys.exit("no status field " + field)
+import os, random, sys
+from abdtest.control import abdctl, status
+from abdtest.workload import connect
+ctl = os.environ["CTL"]
 
-h1 = nbd.NBD(); h1.connect_uri(os.environ["uri"])
-h2 = nbd.NBD(); h2.connect_uri(os.environ["uri"])
+h1 = connect()
+h2 = connect()
 assert h1.can_multi_conn() and h2.can_multi_conn()
 size = h1.get_size()
 model = bytearray(open(os.environ["ORIG"], "rb").read())
@@ -71,8 +65,8 @@ for i in range(300 if phase == "see" else 0):
     if got != bytes(model[off:off+n]):
         sys.exit("round %d: the other connection does not see %d bytes at %d" % (i, n, off))
 if phase == "see":
-    assert int(status("dirty_bytes")) > 0, "nothing dirty"
-    assert int(status("written_back_bytes")) == 0, "written back early"
+    assert int(status(ctl)["dirty_bytes"]) > 0, "nothing dirty"
+    assert int(status(ctl)["written_back_bytes"]) == 0, "written back early"
     for off in range(0, size, 1 << 20):
         if h2.pread(1 << 20, off) != bytes(model[off:off+(1 << 20)]):
             sys.exit("connection 2 reads something else at %d" % off)
@@ -89,19 +83,19 @@ for off in offs:
     data = rnd.randbytes(65536)
     h1.pwrite(data, off)
     model[off:off+65536] = data
-assert int(status("dirty_bytes")) > 0, "nothing dirty"
-subprocess.run([abdctl, "-s", ctl, "mode", "sync"], check=True, capture_output=True)
+assert int(status(ctl)["dirty_bytes"]) > 0, "nothing dirty"
+assert abdctl(ctl, "mode", "sync")[0] == 0, "abdctl mode sync failed"
 for off in offs[:3]:
     data = rnd.randbytes(5000)
     h1.pwrite(data, off + 1000)
     model[off+1000:off+6000] = data
-print("dirty before the flush on connection 2:", status("dirty_bytes"))
+print("dirty before the flush on connection 2:", status(ctl)["dirty_bytes"])
 h2.flush()
 disk = open(os.environ["DISK"], "rb").read()
 if disk != bytes(model):
     i = next(j for j in range(size) if disk[j] != model[j])
     sys.exit("after a flush on connection 2 the file differs at byte %d" % i)
-assert int(status("dirty_bytes")) == 0, "dirty after a sync-mode flush"
+assert int(status(ctl)["dirty_bytes"]) == 0, "dirty after a sync-mode flush"
 h1.shutdown(); h2.shutdown()
 open(os.environ["EXPECTED"], "wb").write(model)
 EOF

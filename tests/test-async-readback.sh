@@ -18,56 +18,10 @@ ctl=$tmp/ctl.sock
 async_start rb --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-control="$ctl" async-writeback-delay=60000 async-write-size=32M
 
-# writes.py MODE: MODE=write: random writes into the export and into a
-# model; the model is saved as $EXPECTED.  MODE=read: read the export
-# back (whole, in chunks, and at random unaligned places) and compare
-# with $EXPECTED.
-cat > "$tmp/writes.py" <<'EOF'
-import nbd, os, random, sys
-mode = sys.argv[1]
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
-size = h.get_size()
-exp_path = os.environ["EXPECTED"]
-if mode == "write":
-    base = os.environ.get("BASE")
-    model = bytearray(open(base, "rb").read()) if base else bytearray(size)
-    assert len(model) == size
-    rnd = random.Random(int(os.environ.get("SEED", "2")))
-    sizes = [1, 7, 512, 4095, 4096, 4097, 8192, 12345, 65536, 65537,
-             131072, 1 << 20, (1 << 20) + 333]
-    for i in range(1500):
-        count = rnd.choice(sizes)
-        if i % 3 == 0:
-            # A small hot region: many overlapping writes.
-            offset = rnd.randrange(0, 256 * 1024)
-        elif i % 3 == 1:
-            offset = rnd.randrange(0, size - count + 1) & ~4095
-        else:
-            offset = rnd.randrange(0, size - count + 1)
-        data = rnd.randbytes(count)
-        h.pwrite(data, offset)
-        model[offset:offset+count] = data
-    open(exp_path, "wb").write(model)
-else:
-    model = open(exp_path, "rb").read()
-    assert len(model) == size
-    chunk = 4 << 20
-    for off in range(0, size, chunk):
-        got = h.pread(min(chunk, size - off), off)
-        if got != model[off:off+len(got)]:
-            i = next(j for j in range(len(got)) if got[j] != model[off+j])
-            sys.exit("read-back differs at byte %d" % (off + i))
-    rnd = random.Random(3)
-    for i in range(500):
-        count = rnd.randint(1, 300000)
-        offset = rnd.randint(0, size - count)
-        if h.pread(count, offset) != model[offset:offset+count]:
-            sys.exit("read of %d at %d differs" % (count, offset))
-h.shutdown()
-EOF
-
-export uri EXPECTED=$tmp/expected BASE=$tmp/orig
-"$PY" "$tmp/writes.py" write || fail "writes failed"
+# 1500 random writes of several sizes, overlapping, over the model
+# $tmp/expected (abdtest write).
+"$PY" -m abdtest write --uri "$uri" --seed 2 --count 1500 --base "$tmp/orig" \
+    --expected "$tmp/expected" || fail "writes failed"
 
 # Everything is still in RAM: nothing was written back, the lower file is
 # untouched.
@@ -81,7 +35,8 @@ cmp -s "$tmp/expected" "$tmp/orig" && fail "the writes changed nothing (test bug
     fail "client_write_requests is not 1500"
 
 # Read-back while dirty.
-"$PY" "$tmp/writes.py" read || fail "read-back while dirty differs"
+read_back () { "$PY" -m abdtest check --uri "$uri" --expected "$1" --reads 500; }
+read_back "$tmp/expected" || fail "read-back while dirty differs"
 [ "$(st "$ctl" dirty_bytes)" -eq "$dirty" ] || fail "dirty_bytes changed by reads"
 
 # Flush: the lower file is the expected image, nothing is dirty.
@@ -92,7 +47,7 @@ cmp "$tmp/disk" "$tmp/expected" ||
 [ "$(st "$ctl" dirty_data_bytes)" -eq 0 ] || fail "dirty_data_bytes not 0 after flush"
 [ "$(st "$ctl" lower_flushes)" -gt 0 ] || fail "no lower flush after abdctl flush"
 # Reads after the flush come from the file and are still right.
-"$PY" "$tmp/writes.py" read || fail "read-back after flush differs"
+read_back "$tmp/expected" || fail "read-back after flush differs"
 stop_nbdkit "$pid"
 cmp "$tmp/disk" "$tmp/expected" || fail "after exit the lower file differs"
 
@@ -101,12 +56,12 @@ cmp "$tmp/disk" "$tmp/expected" || fail "after exit the lower file differs"
 ctl2=$tmp/ctl2.sock
 async_start mem --filter="$ASYNC_FILTER" memory $size \
     async-control="$ctl2" async-writeback-delay=60000 async-write-size=32M
-export uri EXPECTED=$tmp/expected-mem BASE= SEED=5
-"$PY" "$tmp/writes.py" write || fail "memory: writes failed"
+"$PY" -m abdtest write --uri "$uri" --seed 5 --count 1500 \
+    --expected "$tmp/expected-mem" || fail "memory: writes failed"
 [ "$(st "$ctl2" dirty_bytes)" -gt 0 ] || fail "memory: nothing dirty"
-"$PY" "$tmp/writes.py" read || fail "memory: read-back while dirty differs"
+read_back "$tmp/expected-mem" || fail "memory: read-back while dirty differs"
 abdctl -s "$ctl2" flush 30 || fail "memory: abdctl flush failed"
 [ "$(st "$ctl2" dirty_bytes)" -eq 0 ] || fail "memory: dirty after flush"
-"$PY" "$tmp/writes.py" read || fail "memory: read-back after flush differs"
+read_back "$tmp/expected-mem" || fail "memory: read-back after flush differs"
 stop_nbdkit "$pid"
 echo "$0: OK"

@@ -3,7 +3,8 @@
 # nbdkit-async-filter: a normal stop writes everything back.  Data that is
 # dirty when nbdkit gets SIGTERM or SIGINT, or when a --run command ends,
 # is on the lower file, byte-exact, when nbdkit has exited (with status 0).
-# Filters below that sleep (delay, rate, retry): test-async-drain-stop.sh.
+# Filters below that sleep (delay, rate, retry):
+# test-async-drain-sleeping-filters.sh; a slow drain: test-async-drain-slow.sh.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
@@ -11,30 +12,15 @@ requires timeout
 
 size=$(( 16 * 1024 * 1024 ))
 
-# write.py SEED: random writes (several sizes, overlapping, unaligned) to
-# $uri, starting from the image $BASE; the resulting image is saved as
-# $EXPECTED.
-cat > "$tmp/write.py" <<'EOF'
-import nbd, os, random, sys
-rnd = random.Random(int(sys.argv[1]))
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
-size = h.get_size()
-model = bytearray(open(os.environ["BASE"], "rb").read())
-assert len(model) == size
-for i in range(600):
-    count = rnd.choice([1, 100, 4096, 5000, 65536, 300000, 1 << 20])
-    if i % 2:
-        offset = rnd.randrange(0, 1 << 20)          # overlapping
-    else:
-        offset = rnd.randrange(0, size - count + 1)
-    offset = min(offset, size - count)
-    data = rnd.randbytes(count)
-    h.pwrite(data, offset)
-    model[offset:offset+count] = data
-h.flush()           # async mode: acknowledged from RAM, still dirty
-h.shutdown()
-open(os.environ["EXPECTED"], "wb").write(model)
-EOF
+# write_random SEED: random writes (abdtest write: several sizes, overlapping,
+# unaligned) to $uri over the image $tmp/base, then a flush (async mode:
+# acknowledged from RAM, still dirty); the image they make is saved as
+# $tmp/expected.
+write_random ()
+{
+    "$PY" -m abdtest write --seed "$1" --count 600 --base "$tmp/base" \
+        --expected "$tmp/expected" --flush
+}
 
 # One round: start the filter with a long writeback delay, write, check
 # that the data is dirty (and not on the file), stop nbdkit with SIGNAL,
@@ -47,8 +33,7 @@ stop_with ()
     ctl=$tmp/ctl-$sig.sock
     async_start "sd-$sig" --filter="$ASYNC_FILTER" file "$tmp/disk" \
         async-control="$ctl" async-writeback-delay=60000 async-write-size=32M
-    export uri BASE=$tmp/base EXPECTED=$tmp/expected
-    "$PY" "$tmp/write.py" "$seed" || fail "$sig: writes failed"
+    uri=$uri write_random "$seed" || fail "$sig: writes failed"
     [ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "$sig: nothing dirty before $sig"
     [ "$(st "$ctl" written_back_bytes)" -eq 0 ] ||
         fail "$sig: data was written back before $sig"
@@ -73,17 +58,13 @@ stop_with INT 12
 make_random "$tmp/disk" $size 13
 cp "$tmp/disk" "$tmp/base"
 ctl=$tmp/ctl-run.sock
-cat > "$tmp/run.sh" <<EOF
-set -e
-"$PY" "$tmp/write.py" 13
-"$ABDCTL" -s "$ctl" --raw status > "$tmp/run-status"
-EOF
-export BASE=$tmp/base EXPECTED=$tmp/expected
-unset uri
 rc=0
 timeout 60 nbdkit -U "$tmp/run.sock" --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-control="$ctl" async-writeback-delay=60000 async-write-size=32M \
-    --run "uri=\$uri bash $tmp/run.sh" 2>"$tmp/run.log" || rc=$?
+    --run "$PY -m abdtest write --uri \$uri --seed 13 --count 600 \
+           --base $tmp/base --expected $tmp/expected --flush &&
+           $ABDCTL -s $ctl --raw status > $tmp/run-status" \
+    2>"$tmp/run.log" || rc=$?
 cat "$tmp/run.log" >&2
 [ "$rc" -eq 0 ] || fail "--run: nbdkit exited with status $rc"
 dirty=$(awk '$1 == "dirty_bytes:" { print $2 }' "$tmp/run-status")

@@ -26,8 +26,7 @@ good=$tmp/good.store
 # A store file holding dirty data: write, then SIGKILL.
 async_start make --filter="$ASYNC_FILTER" file "$tmp/disk" async-max-dirty=4M \
     async-writeback-delay=60000 async-store-file="$good" async-store-id=disk-a
-export DISK=$tmp/disk EXPECTED=$tmp/expected uri
-"$PY" "$abs_top_srcdir/tests/test-async-store-write.py" 4 50 || fail "writes failed"
+store_writes 4 50 flush || fail "writes failed"
 kill -KILL "$pid"; wait "$pid" || true
 cmp -s "$tmp/disk" "$tmp/pristine" || fail "test bug: data written back early"
 abdctl store-info "$good" | grep -q "^state: dirty" || fail "test bug: not dirty"
@@ -126,8 +125,8 @@ async_start good --filter="$ASYNC_FILTER" file "$tmp/disk" async-max-dirty=4M \
 [ "$(st "$tmp/good.ctl" store_file_dirty_bytes)" -eq 0 ] ||
     fail "status: store_file_dirty_bytes after the write-back at start"
 cmp "$tmp/disk" "$tmp/expected" || fail "the good file was not written back"
-"$PY" -c 'import nbd, os; h = nbd.NBD(); h.connect_uri(os.environ["uri"])
-h.pwrite(open(os.environ["EXPECTED"], "rb").read(8192), 0); h.shutdown()'
+"$PY" -c 'import sys; from abdtest.workload import connect; h = connect(sys.argv[1])
+h.pwrite(open(sys.argv[2], "rb").read(8192), 0); h.shutdown()' "$uri" "$tmp/expected"
 [ "$(st "$tmp/good.ctl" store_file_dirty_bytes)" -eq 8192 ] ||
     fail "status: store_file_dirty_bytes $(st "$tmp/good.ctl" store_file_dirty_bytes), expected 8192"
 # A second nbdkit on the same file, forking: refused before the fork.

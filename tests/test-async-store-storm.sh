@@ -20,9 +20,10 @@ store_args=(async-store-file="$store")
 
 cat > "$tmp/storm.py" <<'EOF2'
 import nbd, os, pickle, random, signal, sys
+from abdtest.workload import connect
 seed = int(sys.argv[1])
 rnd = random.Random(seed)
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+h = connect()
 model = bytearray(open(os.environ["DISK"], "rb").read())
 kill_at = rnd.randrange(300, 1500)
 inflight = {}                  # cookie -> (offset, new bytes)

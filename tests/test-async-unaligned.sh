@@ -26,51 +26,43 @@ cp "$tmp/disk" "$tmp/orig"
 # and rewritten); TRIM=1 allows trims.  Then read the whole export back
 # and compare with the model.
 cat > "$tmp/ops.py" <<'EOF'
-import nbd, os, random, sys
+import os, random, sys
+from abdtest.device import Device, Mismatch
+from abdtest.workload import connect
 seed, nops, allow_trim = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 B = 4096
-h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+h = connect()
 size = h.get_size()
-model = bytearray(open(os.environ["MODEL"], "rb").read())
-assert len(model) == size, (len(model), size)
+dev = Device(size, os.environ["MODEL"])
 rnd = random.Random(seed)
 log = []
 
 def write(off, n):
     data = rnd.randbytes(n)
     h.pwrite(data, off)
-    model[off:off+n] = data
+    dev.write(off, data)
     log.append(("write", off, n))
 
 def zero(off, n):
     h.zero(n, off)
-    model[off:off+n] = bytes(n)
+    dev.zero(off, n)
     log.append(("zero", off, n))
 
 def trim(off, n):
     h.trim(n, off)
-    end = off + n
-    b0 = (off + B - 1) // B * B
-    b1 = size if end == size else end // B * B
-    if b0 < b1:
-        model[b0:b1] = bytes(b1 - b0)
+    dev.trim(off, n)            # the whole blocks inside read as zeros
     log.append(("trim", off, n))
 
 def check(what):
-    chunk = 1 << 20
-    for off in range(0, size, chunk):
-        got = h.pread(min(chunk, size - off), off)
-        want = bytes(model[off:off+len(got)])
-        if got != want:
-            i = next(j for j in range(len(got)) if got[j] != want[j])
-            sys.exit("%s: byte %d reads %d, model has %d; last ops %s" %
-                     (what, off + i, got[i], want[i], log[-5:]))
-    # Unaligned reads, some at the end.
-    for i in range(300):
-        n = rnd.randint(1, 20000)
-        off = size - n if i % 5 == 0 else rnd.randint(0, size - n)
-        if h.pread(n, off) != bytes(model[off:off+n]):
-            sys.exit("%s: read of %d at %d differs" % (what, n, off))
+    try:
+        dev.check(h, what, chunk=1 << 20)
+        # Unaligned reads, some at the end.
+        for i in range(300):
+            n = rnd.randint(1, 20000)
+            off = size - n if i % 5 == 0 else rnd.randint(0, size - n)
+            dev.verify(off, h.pread(n, off), what)
+    except Mismatch as e:
+        sys.exit("%s; last ops %s" % (e, log[-5:]))
 
 if os.environ.get("EDGES") == "1":
     last = size // B * B                 # start of the short last block
@@ -126,7 +118,7 @@ for i in range(nops):
         trim(off, n)
 check("random")
 h.shutdown()
-open(os.environ["MODEL"], "wb").write(model)
+dev.save(os.environ["MODEL"])
 EOF
 export MODEL=$tmp/model
 
@@ -135,7 +127,7 @@ ctl=$tmp/ctl.sock
 async_start un --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-control="$ctl" async-writeback-delay=60000 async-write-size=32M
 export uri
-[ "$("$PY" -c 'import nbd,os; h=nbd.NBD(); h.connect_uri(os.environ["uri"]); print(h.get_size())')" -eq $size ] ||
+[ "$("$PY" -c 'from abdtest.workload import connect; print(connect().get_size())')" -eq $size ] ||
     fail "the export's size is not $size"
 EDGES=1 "$PY" "$tmp/ops.py" 1 1500 1 || fail "phase 1: reads differ from the model"
 [ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "phase 1: nothing dirty"

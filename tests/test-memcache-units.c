@@ -35,17 +35,7 @@
 #define UNIT_NAME "test-memcache-units"
 #include "unit-check.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15;
-
-static uint64_t
-rnd (void)
-{
-  /* xorshift64*: the same sequence on every run. */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 2685821657736338717ULL;
-}
+#include "unit-rand.h"
 
 /* ---- placement --------------------------------------------------------- */
 

@@ -11,7 +11,7 @@
  * written back since the last flush, the file is exactly durable.  Runs
  * with unflushed-persist 0, 1 (every write also reaches the file) and 0.3.
  * (What a file may hold after leaks is checked by the shell tests, with
- * tests/powercut_model.py.)
+ * tests/abdtest/powercut.py.)
  *
  * Usage: test-powercut-cache [SEED [OPS]]
  */

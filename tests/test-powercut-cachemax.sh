@@ -16,11 +16,11 @@ pc_image "$tmp/disk" $size
 export DISK=$tmp/disk
 
 cat > "$tmp/ops.py" <<'EOF_PY'
-import nbd, os, random, sys
-import powercut_model as pm
+import os, random, sys
+from abdtest.workload import connect
+from abdtest import powercut as pm
 
-h = nbd.NBD()
-h.connect_uri(os.environ["uri"])
+h = connect()
 m = pm.Model(open(os.environ["DISK"], "rb").read())
 size = len(m.cur)
 rnd = random.Random(3)
@@ -46,7 +46,7 @@ pc_start cm file="$tmp/disk" cache-max=16K
 pc_cut "$pid"
 "$PY" -c '
 import os, sys
-import powercut_model as pm
+from abdtest import powercut as pm
 m = pm.load(sys.argv[1])
 bad, old, newer = m.check_image(os.environ["DISK"], allow_pending=True)
 pm.fail_if_bad(bad, "cache-max=16K")

@@ -19,11 +19,11 @@ cp "$tmp/disk" "$tmp/orig"
 
 cat > "$tmp/ops.py" <<'EOF_PY'
 import nbd, os, random, sys
-import powercut_model as pm
+from abdtest.workload import connect
+from abdtest import powercut as pm
 
 phase, state = sys.argv[1], sys.argv[2]
-h = nbd.NBD()
-h.connect_uri(os.environ["uri"])
+h = connect()
 m = pm.Model(open(os.environ["DISK"], "rb").read())
 size = len(m.cur)
 rnd = random.Random(phase)
@@ -78,7 +78,7 @@ EOF_PY
 
 cat > "$tmp/check.py" <<'EOF_PY'
 import os, sys
-import powercut_model as pm
+from abdtest import powercut as pm
 m = pm.load(sys.argv[1])
 bad, old, newer = m.check_image(os.environ["DISK"], allow_pending=False)
 pm.fail_if_bad(bad, sys.argv[2])

@@ -5,9 +5,6 @@
 requires nbdkit
 requires_python_nbd
 [ -f "$POWERCUT_PLUGIN" ] || fail "powercut plugin not built: $POWERCUT_PLUGIN"
-# The Python scripts import powercut_model from here.
-export PYTHONPATH=$abs_top_srcdir/tests${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONDONTWRITEBYTECODE=1     # no __pycache__ in the source tree
 
 # pc_start NAME ARGS...: nbdkit -f with the powercut plugin and ARGS, in
 # the background of this shell, on the socket $tmp/NAME.sock, logging to

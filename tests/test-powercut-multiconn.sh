@@ -16,7 +16,7 @@ export DISK=$tmp/disk
 
 cat > "$tmp/mc.py" <<'EOF_PY'
 import nbd, os, random, sys, threading
-import powercut_model as pm
+from abdtest import powercut as pm
 
 def connect():
     h = nbd.NBD()
@@ -68,7 +68,7 @@ pc_start mc file="$tmp/disk"
 pc_cut "$pid"
 "$PY" -c '
 import os, sys
-import powercut_model as pm
+from abdtest import powercut as pm
 m = pm.load(sys.argv[1])
 bad, old, newer = m.check_image(os.environ["DISK"], allow_pending=False)
 pm.fail_if_bad(bad, "multi-conn")

@@ -15,11 +15,11 @@ size=$(( 2 * 1024 * 1024 ))
 pc_image "$tmp/start" $size
 
 cat > "$tmp/ops.py" <<'EOF_PY'
-import nbd, os, random, sys
-import powercut_model as pm
+import os, random, sys
+from abdtest.workload import connect
+from abdtest import powercut as pm
 
-h = nbd.NBD()
-h.connect_uri(os.environ["uri"])
+h = connect()
 m = pm.Model(open(os.environ["DISK"], "rb").read())
 nsec = m.n
 rnd = random.Random(7)          # the same requests in every run
@@ -58,7 +58,7 @@ EOF_PY
 
 cat > "$tmp/check.py" <<'EOF_PY'
 import os, sys
-import powercut_model as pm
+from abdtest import powercut as pm
 m = pm.load(sys.argv[1])
 persist = float(sys.argv[2])
 bad, old, newer = m.check_image(os.environ["DISK"], allow_pending=True)

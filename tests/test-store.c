@@ -44,17 +44,7 @@ static pthread_mutex_t lower_lock = PTHREAD_MUTEX_INITIALIZER;
 static int fail_writes;        /* percent of lower writes failing (lower_lock) */
 static unsigned lower_writes, lower_write_failures;
 
-static uint64_t rng_state;
-
-static uint64_t
-rnd (void)
-{
-  /* xorshift64*: deterministic for a seed. */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 2685821657736338717ULL;
-}
+#include "unit-rand.h"
 
 static uint64_t
 rnd_below (uint64_t n)
