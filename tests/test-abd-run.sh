@@ -34,7 +34,7 @@ wait_for 60 test -S "$ABD_DIR/async.ctl" ||
 wait_for 10 grep -q 'running; press Ctrl-C' "$tmp/run.out" ||
     { cat "$tmp/run.out" >&2; fail "abd-run did not say it is running"; }
 for want in "NBD URI:  nbd+unix:///?socket=$ABD_DIR/abd.sock" \
-            "nbd-client -unix $ABD_DIR/abd.sock /dev/nbd0" \
+            "nbd-client -unix $ABD_DIR/abd.sock -block-size 4096 -connections 4 /dev/nbd0" \
             "dirty:" "memcache (127.0.0.1:"; do
     grep -qF -- "$want" "$tmp/run.out" ||
         { cat "$tmp/run.out" >&2; fail "abd-run did not print '$want'"; }
