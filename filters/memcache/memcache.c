@@ -12,14 +12,16 @@
  *               CONN_META_PER_SERVER connections per server
  *   value.c     key names and sealed (encrypted, authenticated) values
  *   writeseq.c  ordering cache stores against writes in this process
- *   reader.c    the read path: multi-get, lower read, fill
+ *   reader.c    the read path: multi-get, lower read, fill queued
+ *   filler.c    fills stored in the background, batched per server
  *   writer.c    the write path: lower first, then update or invalidate
  *   stats.c     counters and the control channel (abdctl status)
  *
  * Lifetime: parameters are parsed in .config and checked in
  * .config_complete; the servers, health and connection state are set up in
  * .get_ready and freed in .unload.  The control socket is bound in
- * .get_ready, its thread started in .after_fork and stopped in .cleanup.
+ * .get_ready; its thread and the fill thread are started in .after_fork
+ * and stopped in .cleanup.
  */
 
 #include <config.h>
@@ -37,6 +39,7 @@
 
 #include "conn.h"
 #include "control.h"
+#include "filler.h"
 #include "health.h"
 #include "memcache.h"
 #include "params.h"
@@ -252,7 +255,8 @@ memcache_get_ready (int thread_model)
   OPENSSL_cleanse (secret, sizeof secret);
   if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, epoch) == -1 ||
-      conn_init (&ring, params.timeout_ms) == -1)
+      conn_init (&ring, params.timeout_ms) == -1 ||
+      filler_init () == -1)
     return -1;
   /* Bound before nbdkit forks, so a bad path stops it at start. */
   if (params.control) {
@@ -270,12 +274,13 @@ memcache_after_fork (nbdkit_backend *backend)
 {
   if (control && ctl_serve (control, stats_control, NULL) == -1)
     return -1;
-  return 0;
+  return filler_start ();
 }
 
 static void
 memcache_cleanup (nbdkit_backend *backend)
 {
+  filler_stop ();
   ctl_stop (control);
   control = NULL;
 }
@@ -283,6 +288,7 @@ memcache_cleanup (nbdkit_backend *backend)
 static void
 memcache_unload (void)
 {
+  filler_free ();
   conn_free ();
   value_keys_free ();
   stats_free ();
