@@ -20,6 +20,7 @@ export uri IMG=$tmp/img
 
 nbdcopy "$uri" "$tmp/out"
 cmp "$tmp/img" "$tmp/out" || fail "cold read differs"
+mc_filled "$ctl"
 
 # Block A = 10, and block B on the same server.
 a=10
