@@ -26,6 +26,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-stale.sh \
 	tests/test-memcache-concurrent.sh \
 	tests/test-memcache-attacker.sh \
+	tests/test-memcache-slow.sh \
 	tests/test-memcache-text.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
