@@ -5,10 +5,11 @@
  * Each server has a pool of CONN_META_PER_SERVER non-blocking
  * connections shared by all nbdkit threads: a host opens at most that
  * many connections to a server, however many threads nbdkit runs
- * (memcached's default limit, -c 1024, is shared by all hosts).  A
- * connection is taken for one batch only (conn_meta_mget to
- * conn_meta_fetch, or one store) and given back at once, so a thread
- * never holds one while it reads the lower device.  A thread that finds
+ * (memcached's default limit, -c 1024, is shared by all hosts: 256 hosts
+ * of one filter instance each).  A connection is taken for one batch only
+ * (conn_meta_mget to conn_meta_fetch, or conn_meta_mutate_send to
+ * conn_meta_mutate_finish) and given back at once, so a thread never
+ * holds one while it reads the lower device.  A thread that finds
  * none free waits on the pool's condition variable until the batch's
  * deadline; if it passes, the server counts as timed out for this
  * request (the session fails), but it is not marked down: it is this
@@ -21,9 +22,11 @@
  *
  * A multi-get is one batch ("mg <key> v q O<i>" per key, then "mn"): the
  * reply names each hit by its index, and conn_meta_fetch hands back the
- * key asked for at that index.  The whole batch has one deadline,
- * memcache-timeout from the send; a store, memcache-timeout x
- * MEMCACHE_STORE_TIMEOUT_FACTOR.
+ * key asked for at that index.  Stores and deletes are one batch too
+ * ("ms <key> <len> T<ttl> q O<i>" with the value, "md <key> q O<i>",
+ * then "mn"): only those not done are answered.  A multi-get has one
+ * deadline for the whole batch, memcache-timeout from the send; stores
+ * and deletes, memcache-timeout x MEMCACHE_STORE_TIMEOUT_FACTOR.
  */
 
 #include <config.h>
