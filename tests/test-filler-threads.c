@@ -28,6 +28,7 @@
 
 #include "conn.h"
 #include "filler.h"
+#include "health.h"
 #include "memcache.h"
 #include "params.h"
 #include "stats.h"
@@ -97,6 +98,13 @@ size_t
 value_key (char *key, const struct value_ident *ident)
 {
   return snprintf (key, VALUE_KEY_MAX, "k%" PRIu64, ident->block);
+}
+
+void
+health_view (size_t i, struct health_view *view)
+{
+  memset (view, 0, sizeof *view);
+  view->state = HEALTH_UP;
 }
 
 bool

@@ -160,6 +160,7 @@ conn_open (struct conn_session *s, size_t i)
   s->meta_slot = NULL;
   s->meta_ops = NULL;
   s->meta_mutations = NULL;
+  s->background = false;
   if (!health_acquire (i, &s->gen, &s->incarnation))
     return false;
   if (params.protocol == MEMCACHE_PROTOCOL_META)
@@ -241,7 +242,7 @@ conn_report_failure (struct conn_session *s, bool timeout,
   }
   nbdkit_debug ("memcache: server %zu: %s", s->server, why);
   s->failed = true;
-  if (server_at_fault)
+  if (server_at_fault && !s->background)
     health_report_failure (s->server, s->incarnation);
 }
 
@@ -281,7 +282,8 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
   nbdkit_debug ("memcache: server %zu: %s", s->server,
                 memcached_strerror (s->mc, rc));
   s->failed = true;
-  health_report_failure (s->server, s->incarnation);
+  if (!s->background)
+    health_report_failure (s->server, s->incarnation);
   return CONN_FAILED;
 }
 

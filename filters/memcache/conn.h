@@ -41,6 +41,8 @@ struct conn_session {
   uint64_t gen;                 /* the server's generation at open */
   uint64_t incarnation;         /* and its incarnation (health.h) */
   bool failed;                  /* an operation failed; the server is down */
+  bool background;              /* the fill thread's: a failure only ends
+                                   the session (no client waits for it) */
   uint64_t batch_start_ns;      /* for the latency of a batch */
   /* memcache-protocol=text: */
   memcached_st *mc;

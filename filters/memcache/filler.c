@@ -20,6 +20,11 @@
  *     after its lower write: the value never authenticates afterwards
  *     (writeseq.h).  So a fill that lands late is never read.
  *
+ * A batch that fails (a timeout, a broken connection) is dropped, and its
+ * connection closed, but the server is not marked down: no client waited
+ * for it, and a server that is really slow or gone is noticed by the
+ * reads, which then skip it.  Fills are sent only to servers that are up.
+ *
  * Locking: filler_lock protects everything below it.  The entries the
  * thread is sending (the first `count` from `head`, of which it took the
  * first `taken`) are only read by it until it gives them back under the
@@ -37,6 +42,7 @@
 
 #include "conn.h"
 #include "filler.h"
+#include "health.h"
 #include "memcache.h"
 #include "params.h"
 #include "stats.h"
@@ -179,8 +185,14 @@ filler_session_for (const struct filler_entry *e)
     return NULL;
   }
   if (!batch.tried[b->server]) {
+    struct health_view h;
+
+    /* Never the probe of a server that is down: reads probe it. */
+    health_view (b->server, &h);
     batch.tried[b->server] = true;
-    batch.open[b->server] = conn_open (s, b->server);
+    batch.open[b->server] = h.state == HEALTH_UP &&
+      conn_open (s, b->server);
+    s->background = true;
   }
   if (!batch.open[b->server])
     return NULL;                /* down: its blocks are not looked up */
