@@ -10,7 +10,10 @@
  *
  * The queue is bounded (FILLER_QUEUE_BYTES of block data): when it is
  * full, a fill is dropped and counted (fills_dropped), the read never
- * waits.  A queued fill never lands after a later write of its block:
+ * waits.  It is large because a reader that streams (a copy, a scan) is
+ * much faster than the fills; its memory is touched only as deep as the
+ * queue ever gets: the data slots are handed out from a stack, most
+ * recently freed first.  A queued fill never lands after a later write of its block:
  *
  *   - just before it is sent, a fill is dropped (fills_raced) if a write
  *     of the block began since the read (writeseq_fill_still_valid), if
@@ -49,19 +52,21 @@
 #include "value.h"
 #include "writeseq.h"
 
-#define FILLER_QUEUE_BYTES (16 * 1024 * 1024)
+#define FILLER_QUEUE_BYTES (64 * 1024 * 1024)
 #define FILLER_BATCH_BYTES (512 * 1024)
 #define FILLER_MIN_ENTRIES 4    /* for the largest block sizes */
 
 struct filler_entry {
   struct filler_block b;
   uint32_t len;
+  size_t slot;                  /* its data: entry_data + slot x bs */
 };
 
 static pthread_mutex_t filler_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t filler_work = PTHREAD_COND_INITIALIZER;
 static struct filler_entry *entries;    /* capacity, a ring */
 static unsigned char *entry_data;       /* capacity x block_size */
+static size_t *free_slots;              /* capacity - count free slots */
 static size_t capacity, head, count;
 static bool running, stopping;
 static pthread_t thread;
@@ -80,6 +85,19 @@ static struct {
   size_t *first, *nr;                   /* ring.n: its mutations */
 } batch;
 
+/* Empty the queue: every slot free, slot 0 on top.  Called with
+ * filler_lock held, or before the thread starts.
+ */
+static void
+filler_empty (void)
+{
+  size_t i;
+
+  head = count = 0;
+  for (i = 0; i < capacity; i++)
+    free_slots[i] = capacity - 1 - i;
+}
+
 int
 filler_init (void)
 {
@@ -94,6 +112,7 @@ filler_init (void)
   /* The ring is touched page by page as it is used. */
   entries = calloc (capacity, sizeof *entries);
   entry_data = malloc (capacity * bs);
+  free_slots = malloc (capacity * sizeof *free_slots);
   batch.mutations = calloc (batch_max, sizeof *batch.mutations);
   batch.values = malloc (batch_max * (VALUE_OVERHEAD + bs));
   batch.keys = calloc (batch_max, sizeof *batch.keys);
@@ -105,7 +124,8 @@ filler_init (void)
   batch.open = calloc (ring.n, sizeof *batch.open);
   batch.first = calloc (ring.n, sizeof *batch.first);
   batch.nr = calloc (ring.n, sizeof *batch.nr);
-  if (entries == NULL || entry_data == NULL || batch.mutations == NULL ||
+  if (entries == NULL || entry_data == NULL || free_slots == NULL ||
+      batch.mutations == NULL ||
       batch.values == NULL || batch.keys == NULL || batch.key_lens == NULL ||
       batch.server_of == NULL || batch.sealed == NULL ||
       batch.sessions == NULL || batch.tried == NULL || batch.open == NULL ||
@@ -114,6 +134,7 @@ filler_init (void)
     filler_free ();
     return -1;
   }
+  filler_empty ();
   return 0;
 }
 
@@ -122,6 +143,7 @@ filler_free (void)
 {
   free (entries);
   free (entry_data);
+  free (free_slots);
   free (batch.mutations);
   free (batch.values);
   free (batch.keys);
@@ -136,6 +158,7 @@ filler_free (void)
   memset (&batch, 0, sizeof batch);
   entries = NULL;
   entry_data = NULL;
+  free_slots = NULL;
   capacity = head = count = 0;
 }
 
@@ -153,7 +176,8 @@ filler_queue (const struct filler_block *b, const void *data, uint32_t len)
   i = (head + count) % capacity;
   entries[i].b = *b;
   entries[i].len = len;
-  memcpy (entry_data + i * params.block_size, data, len);
+  entries[i].slot = free_slots[capacity - count - 1];
+  memcpy (entry_data + entries[i].slot * params.block_size, data, len);
   if (count++ == 0)
     pthread_cond_signal (&filler_work);
   pthread_mutex_unlock (&filler_lock);
@@ -230,7 +254,7 @@ filler_send (size_t first, size_t n)
     if (filler_session_for (e) == NULL)
       continue;
     if (value_seal (batch.values + j * (VALUE_OVERHEAD + bs), &ident,
-                    entry_data + e_idx * bs, e->len) == -1) {
+                    entry_data + e->slot * bs, e->len) == -1) {
       stats_add (stats.fill_errors, 1);
       continue;
     }
@@ -281,7 +305,7 @@ filler_send (size_t first, size_t n)
 static void *
 filler_thread (void *arg)
 {
-  size_t first, n;
+  size_t first, n, j;
 
   pthread_mutex_lock (&filler_lock);
   for (;;) {
@@ -296,6 +320,10 @@ filler_thread (void *arg)
     filler_send (first, n);
 
     pthread_mutex_lock (&filler_lock);
+    /* Their slots back on the stack, the first sent on top. */
+    for (j = n; j-- > 0; )
+      free_slots[capacity - count + (n - 1 - j)] =
+        entries[(first + j) % capacity].slot;
     head = (head + n) % capacity;
     count -= n;
   }
@@ -339,6 +367,6 @@ filler_stop (void)
   if (was_running)
     pthread_join (thread, NULL);
   pthread_mutex_lock (&filler_lock);
-  count = 0;
+  filler_empty ();
   pthread_mutex_unlock (&filler_lock);
 }
