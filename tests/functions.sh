@@ -217,6 +217,15 @@ status_field ()
     "$ABDCTL" -s "$1" --raw status | awk -v k="$2:" '$1 == k { print $2; exit }'
 }
 
+# mc_filled SOCKET: wait until the fills the memcache filter (control
+# SOCKET) queued have all been sent or dropped: it stores them in the
+# background (filters/memcache/filler.c).
+_mc_none_queued () { [ "$(status_field "$1" fills_queued)" = 0 ]; }
+mc_filled ()
+{
+    wait_for 20 _mc_none_queued "$1" || fail "fills still queued after 20 s"
+}
+
 # wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail
 # after SECONDS of real time (not a count of polls, which a loaded machine
 # stretches).  CMD is run again each time: to poll a value, pass a

@@ -59,14 +59,6 @@ mc_status ()
         "$PY" -c 'import json, sys; d = json.load(sys.stdin); print('"$2"')'
 }
 
-# mc_filled SOCKET: wait until the fills the filter queued (it stores
-# them in the background, filler.c) have all been sent or dropped.
-_mc_none_queued () { [ "$(status_field "$1" fills_queued)" = 0 ]; }
-mc_filled ()
-{
-    wait_for 20 _mc_none_queued "$1" || fail "fills still queued after 20 s"
-}
-
 # mc_server_of SOCKET BLOCK: the index of the server that holds BLOCK.
 mc_server_of ()
 {
