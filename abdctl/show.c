@@ -228,7 +228,9 @@ show_memcache (FILE *fp, struct fields *fs)
              str (fs, "write_policy"), u64 (fs, "timeout_ms"));
   show_line (fp, 2, "hit ratio", "%s", hit_ratio (a, fs));
   show_line (fp, 2, "fills", "%" PRIu64 " (%" PRIu64 " raced, %" PRIu64
-             " errors)", u64 (fs, "fills"), u64 (fs, "fills_raced"),
+             " dropped, %" PRIu64 " queued, %" PRIu64 " errors)",
+             u64 (fs, "fills"), u64 (fs, "fills_raced"),
+             u64 (fs, "fills_dropped"), u64 (fs, "fills_queued"),
              u64 (fs, "fill_errors"));
   show_line (fp, 2, "on writes", "%" PRIu64 " updates, %" PRIu64
              " invalidations, %" PRIu64 " mass invalidations",

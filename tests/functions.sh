@@ -249,6 +249,15 @@ status_field ()
     "$ABDCTL" -s "$1" --raw status | awk -v k="$2:" '$1 == k { print $2; exit }'
 }
 
+# mc_filled SOCKET: wait until the fills the memcache filter (control
+# SOCKET) queued have all been sent or dropped: it stores them in the
+# background (filters/memcache/filler.c).
+_mc_none_queued () { [ "$(status_field "$1" fills_queued)" = 0 ]; }
+mc_filled ()
+{
+    wait_for 20 _mc_none_queued "$1" || fail "fills still queued after 20 s"
+}
+
 # unit_line FILE KEY: the KEY= line of the systemd unit FILE as systemd
 # reads it: continuation lines joined, $$ unescaped (variables such as
 # ${ABD_DEVICE} are left for the caller to expand).

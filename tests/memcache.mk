@@ -30,6 +30,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-attacker.sh \
 	tests/test-memcache-warm.sh \
 	tests/test-memcache-warm-cold.sh \
+	tests/test-memcache-slow.sh \
 	tests/test-memcache-text.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)

@@ -17,6 +17,7 @@ abdctl_stack_start
 export uri
 nbd_write 0 $(( 1 << 20 ))
 nbd_read $(( 8 << 20 )) $(( 1 << 20 ))
+mc_filled "$mctl"
 nbd_read $(( 8 << 20 )) $(( 1 << 20 ))
 
 in_run "$tmp/run" "$ABDCTL" metrics > "$tmp/both.prom" || fail "metrics failed"

@@ -25,6 +25,7 @@ run=$tmp/run
 # (cold: 256 misses, warm: 256 hits of 4 KiB blocks: 50.0%).
 nbd_write 0 $(( 1 << 20 ))
 nbd_read $(( 8 << 20 )) $(( 1 << 20 ))
+mc_filled "$mctl"
 nbd_read $(( 8 << 20 )) $(( 1 << 20 ))
 
 # Both layers, in order, each under its name and path.

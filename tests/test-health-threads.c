@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Concurrent stress of the memcache filter's server health
  * (filters/memcache/health.c), shared by all of nbdkit's threads: many
- * threads acquire servers and report successes, failures and uncertain
- * outcomes at random.  Built with ThreadSanitizer by tests/test-tsan.sh
- * (data races fail the run); the checks here hold in any build:
+ * threads acquire servers and report successes and failures at random,
+ * and now and then drop every server's cache (health_invalidate_all).
+ * Built with ThreadSanitizer by tests/test-tsan.sh (data races fail the
+ * run); the checks here hold in any build:
  *
  * - a request given a generation never sees it go backwards;
- * - after an uncertain outcome under generation G, or a write that could
- *   not use the server while its generation was G, no request is ever
- *   given G again (nothing stored under G is trusted again);
- * - a server only slow to answer reads (failures, no write going by)
- *   keeps its generation: its cache stays useful.
+ * - after health_invalidate_all returned, no request is given a
+ *   generation from before it;
+ * - a server that fails (slow, frozen, restarted) keeps its generation:
+ *   block versions, not generations, make what it holds unreadable when
+ *   a write goes by (writeseq.h), so its cache stays useful.
  */
 
 #include <config.h>
@@ -58,51 +59,49 @@ worker (void *arg)
 {
   unsigned seed = (unsigned) (uintptr_t) arg;
   uint64_t last_gen[SERVERS] = { 0 };
-  uint64_t poisoned[SERVERS] = { 0 };     /* 0: none */
+  uint64_t dropped[SERVERS] = { 0 };     /* 0: none */
   unsigned n;
 
   for (n = 0; n < ops_per_thread; n++) {
-    size_t i = rand_r (&seed) % SERVERS;
-    bool writing = rand_r (&seed) % 2;
+    size_t i = rand_r (&seed) % SERVERS, k;
     uint64_t gen, inc;
     unsigned dice;
 
-    if (!health_acquire (i, writing, &gen, &inc)) {
-      if (writing && gen > poisoned[i])
-        poisoned[i] = gen;      /* a write went by: G is untrusted */
+    if (!health_acquire (i, &gen, &inc))
       continue;
-    }
     CHECK (gen >= last_gen[i], "server %zu: generation went back from %"
            PRIu64 " to %" PRIu64, i, last_gen[i], gen);
-    CHECK (gen > poisoned[i], "server %zu: given generation %" PRIu64
-           " after it became untrusted", i, gen);
+    CHECK (gen > dropped[i], "server %zu: given generation %" PRIu64
+           " after it was dropped", i, gen);
     last_gen[i] = gen;
     dice = rand_r (&seed) % 100;
-    if (dice < 2)
+    if (dice < 3)
       health_report_failure (i, inc);
-    else if (dice < 3 && writing) {
-      health_report_failure (i, inc);
-      health_report_uncertain (i, gen);
-      if (gen > poisoned[i])
-        poisoned[i] = gen;
-    }
     else
       health_report_ok (i, inc);
-    if (dice == 99 && n % 1000 == 0)
+    if (dice == 99 && n % 1000 == 0) {
+      uint64_t before[SERVERS];
+
+      for (k = 0; k < SERVERS; k++)
+        before[k] = health_generation (k);
       health_invalidate_all ();
+      for (k = 0; k < SERVERS; k++)
+        if (before[k] > dropped[k])
+          dropped[k] = before[k];
+    }
   }
   return NULL;
 }
 
-/* Reads only, failing now and then: the generation never changes. */
+/* Failing now and then: the generation never changes. */
 static void
-reads_keep_the_cache (void)
+failures_keep_the_cache (void)
 {
   uint64_t gen, inc, first = health_generation (0);
   unsigned n, ok = 0;
 
   for (n = 0; n < 20000; n++) {
-    if (!health_acquire (0, false, &gen, &inc))
+    if (!health_acquire (0, &gen, &inc))
       continue;
     ok++;
     if (n % 7 == 0)
@@ -142,7 +141,7 @@ main (int argc, char *argv[])
   health_free ();
   if (health_init (SERVERS, 1, 4) == -1)
     return 1;
-  reads_keep_the_cache ();
+  failures_keep_the_cache ();
   health_free ();
   if (atomic_load (&failures)) {
     fprintf (stderr, "test-health-threads: %u failed checks\n",

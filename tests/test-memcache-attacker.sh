@@ -56,6 +56,7 @@ start_nbdkit mc --filter="$MEMCACHE_FILTER" file "$tmp/img" \
 export uri
 nbdcopy "$uri" "$tmp/out"
 cmp "$tmp/img" "$tmp/out" || fail "cold read differs"
+mc_filled "$ctl"
 
 # What the peer sees: keys that name nothing, values that show nothing.
 peer '

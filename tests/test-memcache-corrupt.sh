@@ -20,6 +20,7 @@ export uri IMG=$tmp/img
 
 nbdcopy "$uri" "$tmp/out"
 cmp "$tmp/img" "$tmp/out" || fail "cold read differs"
+mc_filled "$ctl"
 
 # Block A = 10, and block B on the same server.
 a=10
@@ -30,22 +31,25 @@ done
 address=$("$ABDCTL" -s "$ctl" locate $a | awk '$1 == "address:" { print $2 }')
 export A=$a B=$b PORT=${address##*:} KEY_A=$(mc_key_of "$ctl" $a) KEY_B=$(mc_key_of "$ctl" $b)
 
-# read_a: read block A (and a bit around it) through the filter.
+# read_a [around]: read block A (or a bit around it) through the filter.
 read_a ()
 {
     "$PY" -c '
-import nbd, os
+import nbd, os, sys
 h = nbd.NBD(); h.connect_uri(os.environ["uri"])
 img = open(os.environ["IMG"], "rb").read()
 a = int(os.environ["A"])
-assert h.pread(4096, a * 4096) == img[a*4096:(a+1)*4096], "block A differs"
-assert h.pread(10000, a * 4096 - 3000) == img[a*4096-3000:a*4096+7000], "around A differs"
+if sys.argv[1:] == ["around"]:
+    assert h.pread(10000, a * 4096 - 3000) == img[a*4096-3000:a*4096+7000], "around A differs"
+else:
+    assert h.pread(4096, a * 4096) == img[a*4096:(a+1)*4096], "block A differs"
 h.shutdown()
-'
+' "$@"
 }
 
 # corrupt NAME PYTHON-EXPR FIELD: store the value EXPR (of `v`, A's good
-# value, and `w`, B's) under A's key; a read must count one more FIELD.
+# value, and `w`, B's) under A's key; a read must count one more FIELD,
+# and once its fill (sent in the background) is done, reads hit again.
 corrupt ()
 {
     local name=$1 expr=$2 field=$3 before after hits
@@ -58,6 +62,9 @@ assert v is not None and w is not None, "A or B not cached"
 mc_set(port, os.environ["KEY_A"], eval(os.environ["EXPR"]))
 ' || fail "$name: could not store the bad value"
     read_a || fail "$name: wrong data returned"
+    # Once the read's fill has replaced the bad value, reads around A hit.
+    mc_filled "$ctl"
+    read_a around || fail "$name: wrong data returned around A"
     after=$(status_field "$ctl" "$field")
     [ "$after" -eq $(( before + 1 )) ] ||
         fail "$name: $field went from $before to $after, expected +1"
@@ -65,6 +72,7 @@ mc_set(port, os.environ["KEY_A"], eval(os.environ["EXPR"]))
     # The read stored the right value again: now a clean hit.
     hits=$(status_field "$ctl" hits)
     read_a || fail "$name: wrong data on the second read"
+    read_a around || fail "$name: wrong data around A on the second read"
     [ "$(status_field "$ctl" hits)" -gt "$hits" ] || fail "$name: not refilled"
     [ "$(status_field "$ctl" "$field")" -eq "$after" ] ||
         fail "$name: the refilled value is rejected too"

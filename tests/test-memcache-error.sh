@@ -27,6 +27,7 @@ img = open(os.environ["IMG"], "rb").read()
 assert h.pread(1024*1024, 0) == img[:1024*1024]
 h.shutdown()
 ' || fail "warming read failed"
+mc_filled "$ctl"
 
 # From now on every lower read fails.
 touch "$tmp/err"

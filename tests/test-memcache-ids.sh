@@ -29,6 +29,7 @@ for pass in cold warm; do
     for d in a b; do
         eval "nbdcopy \"\$uri_$d\" \"\$tmp/out-$d\""
         cmp "$tmp/img-$d" "$tmp/out-$d" || fail "$pass read of $d differs"
+        mc_filled "$tmp/ctl-$d.sock"
     done
 done
 for d in a b; do

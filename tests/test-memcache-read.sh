@@ -29,6 +29,7 @@ start_nbdkit mc --filter="$MEMCACHE_FILTER" file "$tmp/img" \
 # Cold, then warm: both byte-exact.
 nbdcopy "$uri" "$tmp/out1"
 cmp "$tmp/img" "$tmp/out1" || fail "cold read differs from the image"
+mc_filled "$ctl"
 [ "$(status_field "$ctl" misses)" -eq $blocks ] ||
     fail "cold read: expected $blocks misses"
 [ "$(status_field "$ctl" fills)" -eq $blocks ] ||

@@ -28,6 +28,7 @@ export uri IMG=$tmp/img PORT1=$port1
 
 nbdcopy "$uri" "$tmp/out"
 cmp "$tmp/img" "$tmp/out" || fail "cold read differs"
+mc_filled "$ctl"
 
 # The blocks on server1, and the key of the first one.
 blocks1=()

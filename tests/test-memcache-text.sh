@@ -7,7 +7,7 @@
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 requires nbdkit memcached
 export MEMCACHE_PROTOCOL=text
-for t in read write stale corrupt attacker concurrent stopped restart error ids \
+for t in read write stale corrupt attacker concurrent stopped restart slow error ids \
          warm; do
     echo "== test-memcache-$t.sh, memcache-protocol=text"
     bash "$abs_top_srcdir/tests/test-memcache-$t.sh" ||

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # ThreadSanitizer on the threaded code, linked directly into test drivers
 # (nbdkit itself cannot host TSan): the async filter's dirty store with its
-# writer and flusher threads (tests/test-store.c, against its model), and
-# the memcache filter's server health under eight threads
-# (tests/test-health-threads.c).  Any data race TSan reports fails the
+# writer and flusher threads (tests/test-store.c, against its model), the
+# memcache filter's server health under eight threads
+# (tests/test-health-threads.c) and its fill queue with its thread
+# (tests/test-filler-threads.c).  Any data race TSan reports fails the
 # test (halt_on_error), as does any failed check of the drivers.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
@@ -29,10 +30,15 @@ gcc "${cflags[@]}" -I"$src/filters/async" "$src/tests/test-store.c" \
 gcc "${cflags[@]}" -I"$src/filters/memcache" \
     "$src/tests/test-health-threads.c" "$src/filters/memcache/health.c" \
     -o "$tmp/test-health-tsan"
+gcc "${cflags[@]}" -I"$src/filters/memcache" \
+    $(pkg-config --cflags libmemcached) \
+    "$src/tests/test-filler-threads.c" "$src/filters/memcache/filler.c" \
+    -o "$tmp/test-filler-tsan"
 
 for seed in 11 12; do
     "$tmp/test-store-tsan" "$seed" 1500 ||
         fail "test-store under TSan, seed $seed"
 done
 "$tmp/test-health-tsan" 20000 || fail "test-health-threads under TSan"
+"$tmp/test-filler-tsan" 20000 || fail "test-filler-threads under TSan"
 echo "$0: OK"

@@ -5,10 +5,11 @@
  * Each server has a pool of CONN_META_PER_SERVER non-blocking
  * connections shared by all nbdkit threads: a host opens at most that
  * many connections to a server, however many threads nbdkit runs
- * (memcached's default limit, -c 1024, is shared by all hosts).  A
- * connection is taken for one batch only (conn_meta_mget to
- * conn_meta_fetch, or one store) and given back at once, so a thread
- * never holds one while it reads the lower device.  A thread that finds
+ * (memcached's default limit, -c 1024, is shared by all hosts: 256 hosts
+ * of one filter instance each).  A connection is taken for one batch only
+ * (conn_meta_mget to conn_meta_fetch, or conn_meta_mutate_send to
+ * conn_meta_mutate_finish) and given back at once, so a thread never
+ * holds one while it reads the lower device.  A thread that finds
  * none free waits on the pool's condition variable until the batch's
  * deadline; if it passes, the server counts as timed out for this
  * request (the session fails), but it is not marked down: it is this
@@ -21,9 +22,11 @@
  *
  * A multi-get is one batch ("mg <key> v q O<i>" per key, then "mn"): the
  * reply names each hit by its index, and conn_meta_fetch hands back the
- * key asked for at that index.  The whole batch has one deadline,
- * memcache-timeout from the send; a store, memcache-timeout x
- * MEMCACHE_STORE_TIMEOUT_FACTOR.
+ * key asked for at that index.  Stores and deletes are one batch too
+ * ("ms <key> <len> T<ttl> q O<i>" with the value, "md <key> q O<i>",
+ * then "mn"): only those not done are answered.  A multi-get has one
+ * deadline for the whole batch, memcache-timeout from the send; stores
+ * and deletes, memcache-timeout x MEMCACHE_STORE_TIMEOUT_FACTOR.
  */
 
 #include <config.h>
@@ -218,30 +221,22 @@ conn_meta_close (struct conn_session *s)
   s->meta_ops = NULL;
 }
 
-enum conn_outcome
-conn_meta_mget (struct conn_session *s, const char * const *keys,
-                const size_t *key_lens, size_t n)
+/* Send OPS (N of them, owned by S from now on) as one batch on a
+ * connection of S's server, to be collected before DEADLINE_NS.
+ */
+static enum conn_outcome
+conn_meta_send (struct conn_session *s, struct mcx_op *ops, size_t n,
+                size_t max_value, int64_t deadline_ns)
 {
-  struct mcx_op *ops;
-  size_t i;
   int r;
 
-  s->meta_deadline_ns = mcx_now_ns () + params.timeout_ms * NS_PER_MS;
   free (s->meta_ops);
-  s->meta_ops = ops = calloc (n, sizeof *ops);
-  if (ops == NULL) {
-    conn_report_failure (s, false, false, "out of memory");
-    return CONN_FAILED;
-  }
-  for (i = 0; i < n; i++)
-    ops[i] = (struct mcx_op) { .type = MCX_GET, .key = keys[i],
-                               .key_len = key_lens[i] };
-  s->meta_keys = keys;
-  s->meta_key_lens = key_lens;
-  s->meta_slot = conn_meta_acquire (s, s->meta_deadline_ns);
+  s->meta_ops = ops;
+  s->meta_deadline_ns = deadline_ns;
+  s->meta_slot = conn_meta_acquire (s, deadline_ns);
   if (s->meta_slot == NULL)
     return CONN_FAILED;
-  r = mcx_send (s->meta_slot->c, ops, n, CONN_META_VALUE_MAX);
+  r = mcx_send (s->meta_slot->c, ops, n, max_value);
   if (r != MCX_OK) {
     struct meta_slot *slot = s->meta_slot;
 
@@ -249,6 +244,54 @@ conn_meta_mget (struct conn_session *s, const char * const *keys,
     return conn_meta_failed (s, slot, r);
   }
   return CONN_OK;
+}
+
+/* Collect the batch conn_meta_send sent, calling FN for every reply. */
+static enum conn_outcome
+conn_meta_recv (struct conn_session *s, mcx_reply_fn fn, void *opaque)
+{
+  struct meta_slot *slot = s->meta_slot;
+  int r;
+
+  if (slot == NULL)
+    return CONN_FAILED;
+  s->meta_slot = NULL;
+  r = mcx_recv (slot->c, s->meta_deadline_ns, fn, opaque);
+  free (s->meta_ops);
+  s->meta_ops = NULL;
+  if (r != MCX_OK)
+    return conn_meta_failed (s, slot, r);
+  conn_meta_release (s, slot, true);
+  conn_report_ok (s);
+  return CONN_OK;
+}
+
+static struct mcx_op *
+conn_meta_ops (struct conn_session *s, size_t n)
+{
+  struct mcx_op *ops = calloc (n ? n : 1, sizeof *ops);
+
+  if (ops == NULL)
+    conn_report_failure (s, false, false, "out of memory");
+  return ops;
+}
+
+enum conn_outcome
+conn_meta_mget (struct conn_session *s, const char * const *keys,
+                const size_t *key_lens, size_t n)
+{
+  struct mcx_op *ops = conn_meta_ops (s, n);
+  size_t i;
+
+  if (ops == NULL)
+    return CONN_FAILED;
+  for (i = 0; i < n; i++)
+    ops[i] = (struct mcx_op) { .type = MCX_GET, .key = keys[i],
+                               .key_len = key_lens[i] };
+  s->meta_keys = keys;
+  s->meta_key_lens = key_lens;
+  return conn_meta_send (s, ops, n, CONN_META_VALUE_MAX,
+                         mcx_now_ns () + params.timeout_ms * NS_PER_MS);
 }
 
 struct conn_meta_fetch_ctx {
@@ -276,63 +319,55 @@ enum conn_outcome
 conn_meta_fetch (struct conn_session *s, conn_found_fn found, void *opaque)
 {
   struct conn_meta_fetch_ctx ctx = { s, found, opaque };
-  struct meta_slot *slot = s->meta_slot;
-  int r;
 
-  if (slot == NULL)
-    return CONN_FAILED;
-  s->meta_slot = NULL;
-  r = mcx_recv (slot->c, s->meta_deadline_ns, conn_meta_hit, &ctx);
-  free (s->meta_ops);
-  s->meta_ops = NULL;
-  if (r != MCX_OK)
-    return conn_meta_failed (s, slot, r);
-  conn_meta_release (s, slot, true);
-  conn_report_ok (s);
-  return CONN_OK;
-}
-
-/* A store's replies (quiet: none when done): anything but HD, or NF for
- * a delete (nothing to delete), means it was not done.
- */
-struct conn_meta_store_ctx {
-  bool set;
-  bool refused;
-};
-
-static void
-conn_meta_store_reply (void *opaque, size_t index, enum mcx_reply r,
-                       const char *data, size_t len)
-{
-  struct conn_meta_store_ctx *ctx = opaque;
-
-  if (r != MCX_STORED && (ctx->set || r != MCX_NOT_FOUND))
-    ctx->refused = true;
+  return conn_meta_recv (s, conn_meta_hit, &ctx);
 }
 
 enum conn_outcome
-conn_meta_store (struct conn_session *s, bool set, const char *key,
-                 size_t key_len, const void *value, size_t value_len,
-                 unsigned ttl)
+conn_meta_mutate_send (struct conn_session *s, struct conn_mutation *m,
+                       size_t n, unsigned ttl)
 {
-  const struct mcx_op op = {
-    .type = set ? MCX_SET : MCX_DELETE, .key = key, .key_len = key_len,
-    .value = value, .value_len = value_len, .ttl = ttl,
-  };
-  int64_t deadline = mcx_now_ns ()
-    + params.timeout_ms * MEMCACHE_STORE_TIMEOUT_FACTOR * NS_PER_MS;
-  struct conn_meta_store_ctx ctx = { .set = set };
-  struct meta_slot *slot;
-  int r;
+  struct mcx_op *ops = conn_meta_ops (s, n);
+  size_t i;
 
-  slot = conn_meta_acquire (s, deadline);
-  if (slot == NULL)
+  if (ops == NULL)
     return CONN_FAILED;
-  r = mcx_batch (slot->c, &op, 1, 0, deadline, conn_meta_store_reply,
-                 &ctx);
-  if (r != MCX_OK)
-    return conn_meta_failed (s, slot, r);
-  conn_meta_release (s, slot, true);
-  conn_report_ok (s);
-  return ctx.refused ? CONN_REFUSED : CONN_OK;
+  for (i = 0; i < n; i++) {
+    ops[i] = (struct mcx_op) {
+      .type = m[i].value ? MCX_SET : MCX_DELETE,
+      .key = m[i].key, .key_len = m[i].key_len,
+      .value = m[i].value, .value_len = m[i].value_len, .ttl = ttl,
+    };
+    m[i].refused = false;
+  }
+  s->meta_mutations = m;
+  return conn_meta_send (s, ops, n, 0,
+                         mcx_now_ns () + params.timeout_ms
+                         * MEMCACHE_STORE_TIMEOUT_FACTOR * NS_PER_MS);
+}
+
+/* A batch of stores is quiet: only what was not done is answered.  A
+ * delete that found nothing to delete (NF) is done.
+ */
+static void
+conn_meta_mutation_reply (void *opaque, size_t index, enum mcx_reply r,
+                          const char *data, size_t len)
+{
+  struct conn_session *s = opaque;
+  struct conn_mutation *m;
+
+  if (index == MCX_NO_INDEX) {
+    nbdkit_debug ("memcache: server %zu: SERVER_ERROR %.*s", s->server,
+                  (int) len, data);
+    return;
+  }
+  m = &s->meta_mutations[index];
+  if (r != MCX_STORED && (m->value || r != MCX_NOT_FOUND))
+    m->refused = true;
+}
+
+enum conn_outcome
+conn_meta_mutate_finish (struct conn_session *s)
+{
+  return conn_meta_recv (s, conn_meta_mutation_reply, s);
 }

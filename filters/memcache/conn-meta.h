@@ -21,10 +21,10 @@ extern enum conn_outcome conn_meta_mget (struct conn_session *s,
                                          const size_t *key_lens, size_t n);
 extern enum conn_outcome conn_meta_fetch (struct conn_session *s,
                                           conn_found_fn found, void *opaque);
-extern enum conn_outcome conn_meta_store (struct conn_session *s,
-                                          bool set, const char *key,
-                                          size_t key_len, const void *value,
-                                          size_t value_len, unsigned ttl);
+extern enum conn_outcome conn_meta_mutate_send (struct conn_session *s,
+                                                struct conn_mutation *m,
+                                                size_t n, unsigned ttl);
+extern enum conn_outcome conn_meta_mutate_finish (struct conn_session *s);
 
 /* In conn.c: an operation of S went as the server intended. */
 extern void conn_report_ok (struct conn_session *s);

@@ -148,7 +148,7 @@ conn_free (void)
 }
 
 bool
-conn_open (struct conn_session *s, size_t i, bool writing)
+conn_open (struct conn_session *s, size_t i)
 {
   struct conn_pool *pool = &pools[i];
   memcached_st *stale[CONN_IDLE_MAX];
@@ -159,8 +159,9 @@ conn_open (struct conn_session *s, size_t i, bool writing)
   s->mc = NULL;
   s->meta_slot = NULL;
   s->meta_ops = NULL;
-  s->writing = writing;
-  if (!health_acquire (i, writing, &s->gen, &s->incarnation))
+  s->meta_mutations = NULL;
+  s->background = false;
+  if (!health_acquire (i, &s->gen, &s->incarnation))
     return false;
   if (params.protocol == MEMCACHE_PROTOCOL_META)
     return true;                /* connections are taken per batch */
@@ -241,7 +242,7 @@ conn_report_failure (struct conn_session *s, bool timeout,
   }
   nbdkit_debug ("memcache: server %zu: %s", s->server, why);
   s->failed = true;
-  if (server_at_fault)
+  if (server_at_fault && !s->background)
     health_report_failure (s->server, s->incarnation);
 }
 
@@ -281,36 +282,15 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
   nbdkit_debug ("memcache: server %zu: %s", s->server,
                 memcached_strerror (s->mc, rc));
   s->failed = true;
-  health_report_failure (s->server, s->incarnation);
+  if (!s->background)
+    health_report_failure (s->server, s->incarnation);
   return CONN_FAILED;
-}
-
-/* The outcome of a set or delete: a failure leaves the value unknown. */
-static enum conn_outcome
-conn_mutation_outcome (struct conn_session *s, memcached_return_t rc)
-{
-  enum conn_outcome r = conn_outcome (s, rc);
-
-  if (r == CONN_FAILED)
-    conn_uncertain (s);
-  return r;
 }
 
 static void
 conn_latency (struct conn_session *s, uint64_t start_ns)
 {
   stats_latency (s->server, (conn_now_ns () - start_ns) / 1000);
-}
-
-/* The meta backend's outcome R of a set or delete begun at START. */
-static enum conn_outcome
-conn_meta_mutation (struct conn_session *s, uint64_t start,
-                    enum conn_outcome r)
-{
-  conn_latency (s, start);
-  if (r == CONN_FAILED)
-    conn_uncertain (s);
-  return r;
 }
 
 enum conn_outcome
@@ -321,17 +301,17 @@ conn_mget (struct conn_session *s, const char * const *keys,
 
   if (s->failed)
     return CONN_FAILED;
-  s->mget_start_ns = conn_now_ns ();
+  s->batch_start_ns = conn_now_ns ();
   if (params.protocol == MEMCACHE_PROTOCOL_META) {
     enum conn_outcome r = conn_meta_mget (s, keys, key_lens, n);
 
     if (r != CONN_OK)
-      conn_latency (s, s->mget_start_ns);
+      conn_latency (s, s->batch_start_ns);
     return r;
   }
   rc = memcached_mget (s->mc, keys, key_lens, n);
   if (rc != MEMCACHED_SUCCESS) {
-    conn_latency (s, s->mget_start_ns);
+    conn_latency (s, s->batch_start_ns);
     return conn_outcome (s, rc);
   }
   return CONN_OK;
@@ -348,7 +328,7 @@ conn_fetch (struct conn_session *s, conn_found_fn found, void *opaque)
   if (params.protocol == MEMCACHE_PROTOCOL_META) {
     enum conn_outcome r = conn_meta_fetch (s, found, opaque);
 
-    conn_latency (s, s->mget_start_ns);
+    conn_latency (s, s->batch_start_ns);
     return r;
   }
   if (memcached_result_create (s->mc, &result) == NULL)
@@ -361,62 +341,73 @@ conn_fetch (struct conn_session *s, conn_found_fn found, void *opaque)
            memcached_result_length (&result));
   }
   memcached_result_free (&result);
-  conn_latency (s, s->mget_start_ns);
+  conn_latency (s, s->batch_start_ns);
   return conn_outcome (s, rc);
 }
 
-enum conn_outcome
-conn_set (struct conn_session *s, const char *key, size_t key_len,
-          const void *value, size_t value_len, unsigned ttl)
+/* memcache-protocol=text: one set or delete of the batch. */
+static enum conn_outcome
+conn_text_mutate (struct conn_session *s, struct conn_mutation *m,
+                  unsigned ttl)
 {
-  uint64_t start;
+  uint64_t start = conn_now_ns ();
   memcached_return_t rc;
+  enum conn_outcome r;
 
-  if (s->failed) {
-    conn_uncertain (s);         /* not sent: the old value may be there */
-    return CONN_FAILED;
-  }
-  start = conn_now_ns ();
-  if (params.protocol == MEMCACHE_PROTOCOL_META)
-    return conn_meta_mutation (s, start,
-                               conn_meta_store (s, true, key, key_len, value,
-                                                value_len, ttl));
-  memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
-                          store_timeout_ms);
-  rc = memcached_set (s->mc, key, key_len, value, value_len, ttl, 0);
-  memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
-                          read_timeout_ms);
+  if (m->value)
+    rc = memcached_set (s->mc, m->key, m->key_len, m->value, m->value_len,
+                        ttl, 0);
+  else
+    rc = memcached_delete (s->mc, m->key, m->key_len, 0);
   conn_latency (s, start);
-  return conn_mutation_outcome (s, rc);
+  r = conn_outcome (s, rc);
+  m->refused = r == CONN_REFUSED;
+  return r;
 }
 
 enum conn_outcome
-conn_delete (struct conn_session *s, const char *key, size_t key_len)
+conn_mutate_send (struct conn_session *s, struct conn_mutation *m, size_t n,
+                  unsigned ttl)
 {
-  uint64_t start;
-  memcached_return_t rc;
+  enum conn_outcome r = CONN_OK;
+  size_t i;
 
-  if (s->failed) {
-    conn_uncertain (s);         /* not sent: the old value may be there */
+  s->text_outcome = CONN_FAILED;
+  if (s->failed)
     return CONN_FAILED;
+  s->batch_start_ns = conn_now_ns ();
+  if (params.protocol == MEMCACHE_PROTOCOL_META) {
+    r = conn_meta_mutate_send (s, m, n, ttl);
+    if (r != CONN_OK)
+      conn_latency (s, s->batch_start_ns);
+    return r;
   }
-  start = conn_now_ns ();
-  if (params.protocol == MEMCACHE_PROTOCOL_META)
-    return conn_meta_mutation (s, start,
-                               conn_meta_store (s, false, key, key_len, NULL,
-                                                0, 0));
+
   memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
                           store_timeout_ms);
-  rc = memcached_delete (s->mc, key, key_len, 0);
+  for (i = 0; i < n && r != CONN_FAILED; i++)
+    if (conn_text_mutate (s, &m[i], ttl) == CONN_FAILED)
+      r = CONN_FAILED;
   memcached_behavior_set (s->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
                           read_timeout_ms);
-  conn_latency (s, start);
-  return conn_mutation_outcome (s, rc);
+  s->text_outcome = r;
+  return r;
 }
 
-void
-conn_uncertain (struct conn_session *s)
+enum conn_outcome
+conn_mutate_finish (struct conn_session *s)
 {
-  stats_add (stats.uncertain, 1);
-  health_report_uncertain (s->server, s->gen);
+  enum conn_outcome r;
+
+  if (params.protocol != MEMCACHE_PROTOCOL_META)
+    r = s->text_outcome;
+  else if (s->failed)
+    r = CONN_FAILED;
+  else {
+    r = conn_meta_mutate_finish (s);
+    conn_latency (s, s->batch_start_ns);
+  }
+  if (r == CONN_FAILED)
+    stats_add (stats.uncertain, 1);
+  return r;
 }

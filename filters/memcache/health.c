@@ -19,19 +19,25 @@
  * older incarnation is never used again, and reports made through one are
  * ignored (an old failure must not take down a server that came back).
  *
- * The generation is part of every key.  Invariant: a value is trusted only
- * while the server's generation is the one it was stored under.  The
- * generation changes when this device may have missed changing a value on
- * the server: a cache write or delete with an unknown outcome, or a write
- * of one of its blocks that skipped it because it was down or being
- * probed.  While the server is UP that happens at once; otherwise the
- * server is "tainted" and the generation changes before it is used again
- * (at the probe, and again when the probe succeeds if a write was skipped
- * meanwhile).  So a server that froze holding a set or delete, or that
- * restarted with its old memory while writes went by, can never serve what
- * it held before: its old keys are never asked for.  A server that was
- * only slow to answer reads, with no write going by, keeps its generation
- * and its cache.
+ * The generation is part of every key, and it changes only when every
+ * value this device put on every server must be dropped at once: a zero
+ * or trim too big to handle block by block (writer.c,
+ * health_invalidate_all).  Nothing else needs it, because a value is
+ * bound to its block's version (writeseq.h, value.h), which goes up after
+ * every write of the block reached the lower device:
+ *
+ *   - a store or delete whose outcome is unknown (timeout, broken
+ *     connection), even one the server carries out much later, can only
+ *     put a value sealed under a version that is already past, or remove
+ *     one: it can never make an old block readable;
+ *   - a write that skips a server because it is down or being probed
+ *     raises the version all the same, so whatever the server still
+ *     holds for the block (also after a restart with its old memory,
+ *     memcached -e) no longer authenticates.
+ *
+ * So a slow or frozen server keeps its cache: it goes down (its blocks
+ * are read from the lower device meanwhile) and, once a probe succeeds,
+ * serves what it held under the same generation.
  */
 
 #include <config.h>
@@ -52,7 +58,6 @@ struct server_health {
   enum health_state state;
   uint64_t generation;
   uint64_t incarnation;
-  bool tainted;                 /* change the generation before use */
   uint64_t downs;
   uint64_t backoff_ms;
   uint64_t next_probe_ns;       /* CLOCK_MONOTONIC: when DOWN, the next
@@ -122,18 +127,8 @@ health_go_down (struct server_health *h)
   h->next_probe_ns = health_now_ns () + h->backoff_ms * UINT64_C (1000000);
 }
 
-/* Called with health_lock held. */
-static void
-health_untaint (struct server_health *h)
-{
-  if (h->tainted) {
-    h->generation++;
-    h->tainted = false;
-  }
-}
-
 bool
-health_acquire (size_t i, bool writing, uint64_t *gen, uint64_t *incarnation)
+health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation)
 {
   struct server_health *h = &servers[i];
   uint64_t now = health_now_ns ();
@@ -149,19 +144,12 @@ health_acquire (size_t i, bool writing, uint64_t *gen, uint64_t *incarnation)
     if (now >= h->next_probe_ns) {
       h->state = HEALTH_PROBING;
       h->incarnation++;
-      health_untaint (h);
       h->next_probe_ns = now + h->backoff_ms * UINT64_C (1000000);
       use = true;
       nbdkit_debug ("memcache: server %s: probing", ring.servers[i].name);
     }
     break;
   }
-  /* A write that cannot reach the server leaves a value there that may
-   * be older than the lower device's: decided under the same lock as the
-   * state, so that a probe cannot bring the server back in between.
-   */
-  if (!use && writing)
-    h->tainted = true;
   *gen = h->generation;
   *incarnation = h->incarnation;
   pthread_mutex_unlock (&health_lock);
@@ -177,7 +165,6 @@ health_report_ok (size_t i, uint64_t incarnation)
   if (h->incarnation == incarnation && h->state == HEALTH_PROBING) {
     h->state = HEALTH_UP;
     h->backoff_ms = retry_ms;
-    health_untaint (h);
     abd_log (LOG_INFO, "memcache",
              "server %s is up again (generation %" PRIu64 ")",
              ring.servers[i].name, h->generation);
@@ -203,21 +190,6 @@ health_report_failure (size_t i, uint64_t incarnation)
     else
       nbdkit_debug ("memcache: server %s: still down, next try in "
                     "%" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
-  }
-  pthread_mutex_unlock (&health_lock);
-}
-
-void
-health_report_uncertain (size_t i, uint64_t gen)
-{
-  struct server_health *h = &servers[i];
-
-  pthread_mutex_lock (&health_lock);
-  if (h->generation == gen) {
-    if (h->state == HEALTH_UP)
-      h->generation++;
-    else
-      h->tainted = true;
   }
   pthread_mutex_unlock (&health_lock);
 }
@@ -250,7 +222,7 @@ health_generation_to_keep (size_t i)
   uint64_t gen;
 
   pthread_mutex_lock (&health_lock);
-  gen = servers[i].generation + (servers[i].tainted ? 1 : 0);
+  gen = servers[i].generation;
   pthread_mutex_unlock (&health_lock);
   return gen;
 }
@@ -260,7 +232,6 @@ health_restore_generation (size_t i, uint64_t gen)
 {
   pthread_mutex_lock (&health_lock);
   servers[i].generation = gen;
-  servers[i].tainted = false;
   pthread_mutex_unlock (&health_lock);
 }
 

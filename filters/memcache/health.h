@@ -31,11 +31,8 @@ extern void health_free (void);
  * keys with and *INCARNATION names the connections it may use; it must
  * report how its operations went with that incarnation.  When the server
  * is down and its probe time has come, the caller becomes the prober.
- * WRITING: the request changes cached values (a write's update or
- * invalidation); if it may not use the server, the server is tainted.
  */
-extern bool health_acquire (size_t i, bool writing, uint64_t *gen,
-                            uint64_t *incarnation);
+extern bool health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation);
 
 /* An operation made in INCARNATION completed as the server intended. */
 extern void health_report_ok (size_t i, uint64_t incarnation);
@@ -44,11 +41,6 @@ extern void health_report_ok (size_t i, uint64_t incarnation);
  * the server goes down at once.
  */
 extern void health_report_failure (size_t i, uint64_t incarnation);
-
-/* A cache write or delete made under GEN has an unknown outcome (it failed
- * or was not sent): nothing stored under GEN is trusted any more.
- */
-extern void health_report_uncertain (size_t i, uint64_t gen);
 
 /* Stop trusting everything on every server (a huge zero or trim). */
 extern void health_invalidate_all (void);
@@ -59,8 +51,8 @@ extern uint64_t health_incarnation (size_t i);
 
 /* For the warm-restart state file (state.h), while no request runs: the
  * generation under which server I's values may still be trusted by the
- * next process (the current one, or the next if the server is tainted),
- * and setting it at start.
+ * next process (the current one: block versions, saved with it, make
+ * every value of an older write fail), and setting it at start.
  */
 extern uint64_t health_generation_to_keep (size_t i);
 extern void health_restore_generation (size_t i, uint64_t gen);

@@ -12,7 +12,8 @@
  *               CONN_META_PER_SERVER connections per server
  *   value.c     key names and sealed (encrypted, authenticated) values
  *   writeseq.c  ordering cache stores against writes in this process
- *   reader.c    the read path: multi-get, lower read, fill
+ *   reader.c    the read path: multi-get, lower read, fill queued
+ *   filler.c    fills stored in the background, batched per server
  *   writer.c    the write path: lower first, then update or invalidate
  *   stats.c     counters and the control channel (abdctl status)
  *   state.c       the warm-restart state file (memcache-state-file)
@@ -21,12 +22,13 @@
  * Lifetime: parameters are parsed in .config and checked in
  * .config_complete; the servers, health and connection state are set up in
  * .get_ready and freed in .unload.  The control socket is bound in
- * .get_ready, its thread started in .after_fork and stopped in .cleanup.
- * The epoch and the keys are chosen in .after_fork, before anything is
- * served: a warm restart needs the lower device's size to decide.  With
- * memcache-state-file, the state file is taken (and removed) in
- * .get_ready, the lower device flushed in .cleanup, after the last
- * request, and the file written in .unload.
+ * .get_ready; its thread and the fill thread are started in .after_fork
+ * and stopped in .cleanup.  The epoch and the keys are chosen in
+ * .after_fork, before anything is served: a warm restart needs the lower
+ * device's size to decide.  With memcache-state-file, the state file is
+ * taken (and removed) in .get_ready, the lower device flushed in
+ * .cleanup, after the last request and the last fill, and the file
+ * written in .unload.
  */
 
 #include <config.h>
@@ -44,6 +46,7 @@
 
 #include "conn.h"
 #include "control.h"
+#include "filler.h"
 #include "health.h"
 #include "memcache.h"
 #include "params.h"
@@ -294,7 +297,8 @@ memcache_get_ready (int thread_model)
   }
   if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, epoch) == -1 ||
-      conn_init (&ring, params.timeout_ms) == -1)
+      conn_init (&ring, params.timeout_ms) == -1 ||
+      filler_init () == -1)
     return -1;
   /* Before nbdkit forks: a person starting it sees the warnings. */
   startcheck_servers (&ring);
@@ -355,7 +359,7 @@ memcache_after_fork (nbdkit_backend *backend)
 
   if (control && ctl_serve (control, stats_control, NULL) == -1)
     return -1;
-  return 0;
+  return filler_start ();
 }
 
 static void
@@ -363,6 +367,7 @@ memcache_cleanup (nbdkit_backend *backend)
 {
   int err = 0;
 
+  filler_stop ();
   ctl_stop (control);
   control = NULL;
   /* Every request is done (the async filter above drained in its own
@@ -387,6 +392,7 @@ memcache_cleanup (nbdkit_backend *backend)
 static void
 memcache_unload (void)
 {
+  filler_free ();
   conn_free ();
   if (stop_clean)
     state_save (epoch, lower_size);

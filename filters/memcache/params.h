@@ -23,9 +23,10 @@
 #define MEMCACHE_TIMEOUT_DEFAULT    5
 #define MEMCACHE_TIMEOUT_MIN        1
 #define MEMCACHE_TIMEOUT_MAX        60000
-/* Sets and deletes get this many times memcache-timeout: a store whose
- * outcome is unknown makes the server's whole cache untrusted (health.h),
- * so it is worth waiting a little longer for than a read.
+/* Sets and deletes get this many times memcache-timeout: they carry more
+ * bytes than a lookup, and a timeout marks the server down (its blocks
+ * are read from the lower device until a probe succeeds).  An unknown
+ * outcome costs nothing else: block versions make a late store harmless.
  */
 #define MEMCACHE_STORE_TIMEOUT_FACTOR 4
 

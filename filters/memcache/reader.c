@@ -11,12 +11,16 @@
  *      accepted only if its header and checksum match (value.c);
  *   3. read every run of adjacent blocks not found from the lower device
  *      with one request per run;
- *   4. store the blocks read in step 3 on their servers, unless a write to
- *      the block began meanwhile (writeseq.c).
+ *   4. queue the blocks read in step 3 to be stored on their servers in
+ *      the background (filler.c), unless a write of the block was in
+ *      progress before the lower read (writeseq.c); the read returns
+ *      without waiting for them.
  *
  * Whatever goes wrong with memcached, the read is served from the lower
  * device; only a lower device error fails it.  Blocks are always read and
- * stored whole, so the cache holds whole blocks only.
+ * stored whole, so the cache holds whole blocks only.  A session to a
+ * server is closed as soon as its multi-get is collected, so no
+ * connection is held while the lower device is read.
  */
 
 #include <config.h>
@@ -30,6 +34,7 @@
 #include <nbdkit-filter.h>
 
 #include "conn.h"
+#include "filler.h"
 #include "memcache.h"
 #include "params.h"
 #include "reader.h"
@@ -51,7 +56,7 @@ struct read_block {
   size_t server;
   enum block_state state;
   uint32_t version;             /* writeseq_version before the lookup */
-  bool fill;                    /* store it after the lower read */
+  bool fill;                    /* queue it after the lower read */
   uint64_t fill_seq;            /* writeseq_fill_begin */
   size_t key_len;
   char key[VALUE_KEY_MAX];
@@ -72,7 +77,6 @@ struct read_batch {
   size_t n;
   struct read_block *blocks;
   unsigned char *data;          /* n * block_size */
-  unsigned char *value;         /* VALUE_OVERHEAD + block_size */
   struct read_server *servers;  /* ring.n */
 };
 
@@ -90,7 +94,6 @@ reader_free_batch (struct read_batch *b)
   free (b->servers);
   free (b->blocks);
   free (b->data);
-  free (b->value);
 }
 
 static int
@@ -101,10 +104,8 @@ reader_alloc_batch (struct read_batch *b, size_t max_blocks)
   memset (b, 0, sizeof *b);
   b->blocks = calloc (max_blocks, sizeof *b->blocks);
   b->data = malloc (max_blocks * params.block_size);
-  b->value = malloc (VALUE_OVERHEAD + params.block_size);
   b->servers = calloc (ring.n, sizeof *b->servers);
-  if (b->blocks == NULL || b->data == NULL || b->value == NULL ||
-      b->servers == NULL)
+  if (b->blocks == NULL || b->data == NULL || b->servers == NULL)
     goto err;
   for (i = 0; i < ring.n; i++) {
     b->servers[i].keys = malloc (max_blocks * sizeof (char *));
@@ -159,7 +160,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
     srv = &b->servers[blk->server];
     if (!srv->wanted) {
       srv->wanted = true;
-      srv->open = conn_open (&srv->session, blk->server, false);
+      srv->open = conn_open (&srv->session, blk->server);
     }
     if (srv->open) {
       struct value_ident ident;
@@ -260,7 +261,8 @@ reader_lookup (struct read_batch *b)
 }
 
 /* Step 3: read the blocks not found, one request per run of adjacent
- * blocks.  The fill decision is taken before the lower read.
+ * blocks.  The fill decision is taken before the lower read: a write in
+ * progress would make the fill useless (its version goes up).
  */
 static int
 reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
@@ -309,48 +311,24 @@ reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
   return 0;
 }
 
-/* Step 4: store what was read from the lower device. */
+/* Step 4: queue what was read from the lower device to be stored. */
 static void
 reader_fill (struct read_batch *b)
 {
-  const uint32_t bs = params.block_size;
   size_t i;
 
   for (i = 0; i < b->n; i++) {
-    struct read_block *blk = &b->blocks[i];
-    struct conn_session *s = &b->servers[blk->server].session;
-    const unsigned char *data = b->data + i * bs;
-    struct value_ident ident;
+    const struct read_block *blk = &b->blocks[i];
+    const struct filler_block fb = {
+      .server = blk->server,
+      .generation = b->servers[blk->server].session.gen,
+      .block = blk->block,
+      .version = blk->version,
+      .seq = blk->fill_seq,
+    };
 
-    if (!blk->fill || s->failed)
-      continue;
-    reader_ident (b, blk, &ident);
-    if (value_seal (b->value, &ident, data, blk->len) == -1) {
-      stats_add (stats.fill_errors, 1);
-      continue;
-    }
-    switch (conn_set (s, blk->key, blk->key_len, b->value,
-                      VALUE_OVERHEAD + blk->len, params.ttl)) {
-    case CONN_OK:
-      break;
-    case CONN_REFUSED:
-      stats_add (stats.fill_errors, 1);
-      continue;
-    case CONN_FAILED:
-      continue;
-    }
-
-    if (writeseq_fill_still_valid (blk->block, blk->fill_seq)) {
-      stats_add (stats.fills, 1);
-      continue;
-    }
-    /* A write began after our lower read: what we stored may be older
-     * than the lower device.  Take it back.
-     */
-    stats_add (stats.fills_raced, 1);
-    stats_add (stats.invalidations, 1);
-    if (conn_delete (s, blk->key, blk->key_len) == CONN_REFUSED)
-      conn_uncertain (s);
+    if (blk->fill)
+      filler_queue (&fb, b->data + i * params.block_size, blk->len);
   }
 }
 
@@ -400,12 +378,11 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
 
     reader_place (&b, block, n, size);
     reader_lookup (&b);
-    r = reader_read_lower (&b, next, err);
-    if (r == 0)
-      reader_fill (&b);
     reader_close (&b);
+    r = reader_read_lower (&b, next, err);
     if (r == -1)
       break;
+    reader_fill (&b);
 
     /* Copy the part of the batch that was asked for. */
     start = block * bs > offset ? block * bs : offset;

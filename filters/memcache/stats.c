@@ -22,6 +22,7 @@
 
 #include <nbdkit-filter.h>
 
+#include "filler.h"
 #include "health.h"
 #include "params.h"
 #include "stats.h"
@@ -131,8 +132,11 @@ stats_reply_status (struct ctl_reply *r)
   ctl_reply_u64 (r, "skipped_down", stats_get (&stats.skipped_down));
   ctl_reply_u64 (r, "fills", stats_get (&stats.fills));
   ctl_reply_u64 (r, "fills_raced", stats_get (&stats.fills_raced));
+  ctl_reply_u64 (r, "fills_dropped", stats_get (&stats.fills_dropped));
+  ctl_reply_u64 (r, "fills_queued", filler_queued ());
   ctl_reply_u64 (r, "fill_errors", stats_get (&stats.fill_errors));
   ctl_reply_u64 (r, "updates", stats_get (&stats.updates));
+  ctl_reply_u64 (r, "updates_raced", stats_get (&stats.updates_raced));
   ctl_reply_u64 (r, "invalidations", stats_get (&stats.invalidations));
   ctl_reply_u64 (r, "mass_invalidations",
                  stats_get (&stats.mass_invalidations));

@@ -18,16 +18,20 @@ struct memcache_stats {
   uint64_t misses;              /* blocks looked up and not served */
   uint64_t skipped_down;        /* blocks not looked up: server down */
   uint64_t fills;               /* blocks stored after a lower read */
-  uint64_t fills_raced;         /* fills dropped or undone: a write came */
+  uint64_t fills_raced;         /* fills dropped: a write came */
+  uint64_t fills_dropped;       /* fills dropped: the queue was full */
   uint64_t fill_errors;         /* fills the server refused */
   uint64_t updates;             /* blocks stored by a write */
+  uint64_t updates_raced;       /* blocks whose version an overlapping
+                                   write raised again */
   uint64_t invalidations;       /* deletes sent */
   uint64_t mass_invalidations;  /* huge zero/trim: all generations bumped */
   uint64_t format_mismatches;   /* values of a wrong format or length */
   uint64_t auth_failures;       /* values that do not authenticate */
   uint64_t timeouts;            /* operations that timed out */
   uint64_t errors;              /* operations that failed otherwise */
-  uint64_t uncertain;           /* writes/deletes with unknown outcome */
+  uint64_t uncertain;           /* store/delete batches with unknown
+                                   outcome (harmless: versions) */
   uint64_t lower_reads;         /* pread requests sent to the lower device */
 };
 

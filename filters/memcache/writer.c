@@ -3,29 +3,35 @@
  *
  * What happens to a write, top to bottom (writer_write):
  *
- *   1. register it (writeseq.c), so that no read stores the old data of
- *      its blocks from now on;
+ *   1. register it (writeseq.c), so that reads do not queue fills of its
+ *      blocks from now on;
  *   2. send it to the lower device; the client's request waits for it;
- *   3. raise each block's version (writeseq.h), so that no value sealed
- *      before this write authenticates any more, whoever stores it and
- *      however late; then bring the cache up to date, block by block on
- *      each block's server:
- *      with memcache-write-policy=update, a pwrite that succeeded stores
- *      every block it covers whole; anything else (partial blocks, zero,
- *      trim, the invalidate policy, a failed lower write, which may have
- *      written part) deletes the block;
- *   4. unregister it; a block it stored while another write of the same
- *      block overlapped is deleted again.
+ *   3. raise each block's version (writeseq.h): from now on no value
+ *      sealed before, whoever stores it and however late it lands,
+ *      authenticates.  This step alone keeps the cache from serving a
+ *      block older than the lower device's; the next ones only keep the
+ *      cache useful and its memory clean;
+ *   4. bring the cache up to date: with memcache-write-policy=update, a
+ *      pwrite that succeeded stores every block it covers whole, sealed
+ *      under the new version; every other block (partial blocks, zero,
+ *      trim, the invalidate policy, a failed lower write) is deleted,
+ *      which only frees the memory of a value that no longer
+ *      authenticates.  Each server gets its share as one batch (quiet
+ *      "ms" and "md" commands with the meta protocol), in batches of at
+ *      most WRITER_BATCH_BYTES, all servers at once.  Their outcome does
+ *      not matter for correctness: a store or delete that timed out, and
+ *      may still be carried out later, cannot make an old value readable;
+ *   5. unregister it.  If another write of the same block overlapped it,
+ *      their lower writes and their stores may have run in different
+ *      orders, so the block's version is raised once more: what either
+ *      stored never authenticates.
  *
- * If a store or delete has an unknown outcome (the server answered with
- * an error), the server's generation changes; if it timed out or failed,
- * the server goes down, which changes it too (health.c).  Either way
- * nothing the server held for this device is trusted afterwards, so the
- * cache never holds a block older than the lower device's.  A server that
- * is already down is skipped: its generation changed when it went down.
+ * A server that is down is skipped: step 3 already made what it holds
+ * for these blocks unreadable, also if it comes back with its old memory.
  *
  * A write of more than WRITER_MASS_BLOCKS blocks (a big zero or trim)
- * changes every server's generation instead of deleting block by block.
+ * changes every server's generation instead of steps 3 to 5 (health.c):
+ * no key made before is asked for again.
  */
 
 #include <config.h>
@@ -47,77 +53,155 @@
 #include "writeseq.h"
 
 #define WRITER_MASS_BLOCKS 4096
+#define WRITER_BATCH_BYTES (512 * 1024)
 
-/* Sessions of one write, opened on first use. */
-struct writer_servers {
-  bool *tried;
-  bool *open;
+/* The cache updates of one write. */
+struct writer_updates {
+  bool *tried, *open;           /* ring.n: sessions, opened on first use */
   struct conn_session *sessions;
+  size_t max;                   /* blocks per batch */
+  uint32_t *versions;           /* max: each block's new version */
+  struct conn_mutation *mutations;      /* max, grouped by server */
+  size_t *server_of;            /* max */
+  char (*keys)[VALUE_KEY_MAX];  /* max */
+  unsigned char *values;        /* max sealed values */
+  size_t *first, *nr;           /* ring.n: its mutations in the batch */
 };
 
-static struct conn_session *
-writer_session (struct writer_servers *ws, size_t i)
-{
-  if (!ws->tried[i]) {
-    ws->tried[i] = true;
-    ws->open[i] = conn_open (&ws->sessions[i], i, true);
-  }
-  return ws->open[i] ? &ws->sessions[i] : NULL;
-}
-
 static void
-writer_delete (struct conn_session *s, uint64_t block)
+writer_updates_free (struct writer_updates *u)
 {
-  const struct value_ident ident = {
-    .id_hash = ring.id_hash,
-    .epoch = epoch,
-    .generation = s->gen,
-    .block = block,
-  };
-  char key[VALUE_KEY_MAX];
-  size_t key_len;
+  size_t i;
 
-  key_len = value_key (key, &ident);
-  stats_add (stats.invalidations, 1);
-  if (conn_delete (s, key, key_len) == CONN_REFUSED)
-    conn_uncertain (s);
+  if (u->open) {
+    for (i = 0; i < ring.n; i++)
+      if (u->open[i])
+        conn_close (&u->sessions[i]);
+  }
+  free (u->tried);
+  free (u->open);
+  free (u->sessions);
+  free (u->versions);
+  free (u->mutations);
+  free (u->server_of);
+  free (u->keys);
+  free (u->values);
+  free (u->first);
+  free (u->nr);
 }
 
-/* Store DATA (LEN bytes) as VERSION of BLOCK.  Returns true if it was
- * stored.
- */
-static bool
-writer_store (struct conn_session *s, uint64_t block, uint32_t version,
-              const void *data, uint32_t len, unsigned char *value)
+static int
+writer_updates_alloc (struct writer_updates *u, uint64_t n)
 {
-  const struct value_ident ident = {
-    .id_hash = ring.id_hash,
-    .epoch = epoch,
-    .generation = s->gen,
-    .block = block,
-    .version = version,
-  };
-  char key[VALUE_KEY_MAX];
-  size_t key_len;
+  const size_t bs = params.block_size;
+  size_t max = WRITER_BATCH_BYTES / bs;
 
-  key_len = value_key (key, &ident);
-  if (value_seal (value, &ident, data, len) == -1)
-    return false;
-  switch (conn_set (s, key, key_len, value, VALUE_OVERHEAD + len,
-                    params.ttl)) {
-  case CONN_OK:
-    stats_add (stats.updates, 1);
-    return true;
-  case CONN_REFUSED:
-    /* The old value may still be there (a set that failed for lack of
-     * memory), under the current generation.
-     */
-    conn_uncertain (s);
-    return false;
-  case CONN_FAILED:
-    return false;
+  if (max < 1)
+    max = 1;
+  if (n < max)
+    max = n;
+  memset (u, 0, sizeof *u);
+  u->max = max;
+  u->tried = calloc (ring.n, sizeof *u->tried);
+  u->open = calloc (ring.n, sizeof *u->open);
+  u->sessions = calloc (ring.n, sizeof *u->sessions);
+  u->first = calloc (ring.n, sizeof *u->first);
+  u->nr = calloc (ring.n, sizeof *u->nr);
+  u->versions = calloc (max, sizeof *u->versions);
+  u->mutations = calloc (max, sizeof *u->mutations);
+  u->server_of = calloc (max, sizeof *u->server_of);
+  u->keys = calloc (max, sizeof *u->keys);
+  u->values = malloc (max * (VALUE_OVERHEAD + bs));
+  if (u->tried == NULL || u->open == NULL || u->sessions == NULL ||
+      u->first == NULL || u->nr == NULL || u->versions == NULL ||
+      u->mutations == NULL || u->server_of == NULL || u->keys == NULL ||
+      u->values == NULL) {
+    writer_updates_free (u);
+    return -1;
   }
-  return false;
+  return 0;
+}
+
+static struct conn_session *
+writer_session (struct writer_updates *u, size_t i)
+{
+  if (!u->tried[i]) {
+    u->tried[i] = true;
+    u->open[i] = conn_open (&u->sessions[i], i);
+  }
+  return u->open[i] ? &u->sessions[i] : NULL;
+}
+
+/* Step 4 for the N blocks from FIRST (whose new versions are in
+ * u->versions): one batch per server.  STORE says which blocks are stored
+ * from BUF (the write's data, from OFFSET) rather than deleted.
+ */
+static void
+writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
+                     uint64_t size, bool store_whole, const void *buf,
+                     uint32_t count, uint64_t offset)
+{
+  const uint32_t bs = params.block_size;
+  size_t j, i, pos;
+
+  for (i = 0; i < ring.n; i++)
+    u->nr[i] = 0;
+  for (j = 0; j < n; j++) {
+    u->server_of[j] = ring_server_for_block (&ring, first + j);
+    if (writer_session (u, u->server_of[j]))
+      u->nr[u->server_of[j]]++;
+  }
+  for (pos = 0, i = 0; i < ring.n; i++) {
+    u->first[i] = pos;
+    pos += u->nr[i];
+    u->nr[i] = 0;
+  }
+
+  for (j = 0; j < n; j++) {
+    const uint64_t block = first + j, start = block * bs;
+    const uint32_t len = size - start < bs ? size - start : bs;
+    struct value_ident ident = {
+      .id_hash = ring.id_hash,
+      .epoch = epoch,
+      .block = block,
+      .version = u->versions[j],
+    };
+    struct conn_mutation *m;
+    unsigned char *value = u->values + j * (VALUE_OVERHEAD + bs);
+
+    i = u->server_of[j];
+    if (!u->open[i])
+      continue;                 /* down: step 3 was enough */
+    ident.generation = u->sessions[i].gen;
+    m = &u->mutations[u->first[i] + u->nr[i]++];
+    m->key = u->keys[j];
+    m->key_len = value_key (u->keys[j], &ident);
+    m->value = NULL;
+    m->value_len = 0;
+    if (store_whole && start >= offset && start + len <= offset + count &&
+        value_seal (value, &ident, (const char *) buf + (start - offset),
+                    len) == 0) {
+      m->value = value;
+      m->value_len = VALUE_OVERHEAD + len;
+    }
+  }
+
+  for (i = 0; i < ring.n; i++)
+    if (u->nr[i] > 0)
+      conn_mutate_send (&u->sessions[i], &u->mutations[u->first[i]],
+                        u->nr[i], params.ttl);
+  for (i = 0; i < ring.n; i++) {
+    if (u->nr[i] == 0 || conn_mutate_finish (&u->sessions[i]) != CONN_OK)
+      continue;
+    for (j = u->first[i]; j < u->first[i] + u->nr[i]; j++) {
+      const struct conn_mutation *m = &u->mutations[j];
+
+      if (m->value && !m->refused)
+        stats_add (stats.updates, 1);
+      else if (!m->value)
+        stats_add (stats.invalidations, 1);
+    }
+  }
 }
 
 static int
@@ -140,11 +224,10 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
               uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
   const uint32_t bs = params.block_size;
-  struct writer_servers ws = { 0 };
+  struct writer_updates u;
   struct writeseq_write w;
-  unsigned char *value = NULL;
-  bool *stored = NULL;
-  uint64_t first, n, i;
+  uint64_t first, n, i, done;
+  bool store_whole, updates;
   int64_t size;
   int r;
 
@@ -167,70 +250,46 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
   /* 2. */
   r = writer_lower (next, op, buf, count, offset, flags, err);
 
-  /* 3. */
   if (n > WRITER_MASS_BLOCKS) {
     stats_add (stats.mass_invalidations, 1);
     health_invalidate_all ();
-    goto end;
+    writeseq_write_end (&w);
+    writeseq_write_free (&w);
+    return r;
   }
 
-  ws.tried = calloc (ring.n, sizeof *ws.tried);
-  ws.open = calloc (ring.n, sizeof *ws.open);
-  ws.sessions = calloc (ring.n, sizeof *ws.sessions);
-  stored = calloc (n, sizeof *stored);
-  value = malloc (VALUE_OVERHEAD + bs);
-  if (ws.tried == NULL || ws.open == NULL || ws.sessions == NULL ||
-      stored == NULL || value == NULL) {
-    /* We cannot tell the servers; make them forget everything. */
-    nbdkit_debug ("memcache: out of memory in the write path");
-    stats_add (stats.mass_invalidations, 1);
-    health_invalidate_all ();
-    goto end;
-  }
+  /* 3 and 4, in batches. */
+  store_whole = op == WRITER_PWRITE && r == 0 &&
+    params.write_policy == WRITE_POLICY_UPDATE;
+  updates = writer_updates_alloc (&u, n) == 0;
+  if (!updates)
+    nbdkit_debug ("memcache: out of memory for the cache updates of a "
+                  "write: its blocks' versions are raised all the same");
+  for (done = 0; done < n; ) {
+    size_t batch = updates && n - done > u.max ? u.max : n - done;
 
-  for (i = 0; i < n; i++) {
-    uint64_t block = first + i;
-    uint64_t start = block * bs;
-    uint32_t len = size - start < bs ? size - start : bs;
-    uint32_t version = writeseq_version_bump (block);
-    struct conn_session *s;
+    for (i = 0; i < batch; i++) {
+      uint32_t v = writeseq_version_bump (first + done + i);
 
-    s = writer_session (&ws, ring_server_for_block (&ring, block));
-    if (s == NULL)
-      continue;                 /* down: already untrusted */
-    if (op == WRITER_PWRITE && r == 0 &&
-        params.write_policy == WRITE_POLICY_UPDATE &&
-        start >= offset && start + len <= offset + count)
-      stored[i] = writer_store (s, block, version,
-                                (const char *) buf + (start - offset), len,
-                                value);
-    else
-      writer_delete (s, block);
-  }
-
- end:
-  /* 4. */
-  writeseq_write_end (&w);
-  if (stored) {
-    for (i = 0; i < n; i++) {
-      uint64_t block = first + i;
-
-      if (stored[i] && !writeseq_write_kept (&w, block))
-        writer_delete (&ws.sessions[ring_server_for_block (&ring, block)],
-                       block);
+      if (updates)
+        u.versions[i] = v;
     }
+    if (updates)
+      writer_update_batch (&u, first + done, batch, size, store_whole,
+                           buf, count, offset);
+    done += batch;
   }
 
-  if (ws.open) {
-    for (i = 0; i < ring.n; i++)
-      if (ws.open[i])
-        conn_close (&ws.sessions[i]);
-  }
+  /* 5. */
+  writeseq_write_end (&w);
+  for (i = 0; i < n; i++)
+    if (!writeseq_write_kept (&w, first + i)) {
+      writeseq_version_bump (first + i);
+      stats_add (stats.updates_raced, 1);
+    }
+
+  if (updates)
+    writer_updates_free (&u);
   writeseq_write_free (&w);
-  free (ws.tried);
-  free (ws.open);
-  free (ws.sessions);
-  free (stored);
-  free (value);
   return r;
 }

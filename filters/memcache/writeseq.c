@@ -2,41 +2,47 @@
 /* nbdkit-memcache-filter: ordering cache stores against writes in this
  * process.
  *
- * The danger: a read misses block B, reads it from the lower device, and
- * stores it in memcached.  If a write of B runs meanwhile, the read may
- * store the old data after the write has stored or deleted the new, and
- * the cache would then hold a block older than the lower device's.  The
- * same holds for two overlapping writes with the update policy.
+ * Block versions are what keeps the cache correct: the version of a block
+ * goes up after every write of it reached the lower device, and a value
+ * sealed under an older version fails authentication, whoever stored it
+ * and however late (a fill or a store whose outcome was unknown, carried
+ * out by a server after it was frozen; a value replayed by someone else).
+ * Why this is enough: say block B's version is V now and no write of B is
+ * in progress.  Let W be the write whose version raise made V, at time t.
+ * Every lower write of B ended before t (each is followed by a raise).
+ * Who sealed a value of B under V?
  *
- * The rule, checked here without holding any lock across I/O:
+ *   - a read that took V (after t) before its lower read: it read B after
+ *     every lower write of B, so its data is the lower device's;
+ *   - W itself, if V came from W's first raise (after its lower write):
+ *     then no other write overlapped W (or W would have raised again at
+ *     its end), so W's lower write was the last, and its data is B's.
+ *
+ * So a value that authenticates holds the lower device's data, as long as
+ * writes that overlap raise the version again at their end (writer.c).
+ *
+ * The sequence numbers below only save work: a fill is not even queued
+ * while a write of the block is in progress, and a queued fill is dropped
+ * if a write began since its lower read (filler.c).  The rule, checked
+ * without holding any lock across I/O:
  *
  *   - a write increments its blocks' sequence numbers and in-progress
  *     counts before it goes to the lower device, and decrements the counts
- *     only after its cache stores and deletes are done;
+ *     after its cache stores and deletes are done;
  *   - a fill is started only if no write of the block is in progress, and
- *     its store may stay only if the sequence did not change between
- *     before its lower read and after its store completed;
- *   - a write's store may stay only if no other write of the block was in
- *     progress when it began and none began until its store completed.
- *
- * Whoever may not stay deletes what it stored (and if that delete fails,
- * the server's generation changes, which drops it as well).  Since a
- * store that completed before the check and any write that began after it
- * are ordered (that write's lower write, then its own store or delete,
- * come later), no stale store can survive.
+ *     sent only if the sequence did not change since before its lower
+ *     read;
+ *   - a write overlapped another if another write of the block was in
+ *     progress when it began, or one began before it ended.
  *
  * Blocks share slots (block mod WRITESEQ_SLOTS); a shared slot only makes
  * the rule more cautious.
  *
- * Block versions make the same promise without trusting the servers: the
- * version of a block goes up after every write of it reached the lower
- * device, and a value sealed under an older version fails authentication,
- * whoever stored it and however late.  Blocks share versions only beyond
- * WRITESEQ_VERSIONS blocks (16 GiB of 4K blocks); a shared version only
- * costs a neighbour its cached value.  The table is zero-filled memory
- * that the kernel maps as it is first written: about 4 bytes per block
- * ever written, at most 16 MiB.  A version wraps after 2^32 writes of one
- * block, long after any value sealed under it has been replaced.
+ * Blocks share versions only beyond WRITESEQ_VERSIONS blocks (16 GiB of 4K
+ * blocks); a shared version only costs a neighbour its cached value.  The
+ * table is zero-filled memory that the kernel maps as it is first
+ * written: about 4 bytes per block ever written, at most 16 MiB.  A
+ * version wraps after 2^32 raises of one entry.
  */
 
 #include <config.h>

@@ -38,7 +38,8 @@ extern int writeseq_write_begin (struct writeseq_write *w,
 extern void writeseq_write_end (struct writeseq_write *w);
 
 /* After writeseq_write_end: may the data this write stored for BLOCK stay
- * in the cache?  If not, the caller deletes it.
+ * in the cache?  If not (another write of the block overlapped), the
+ * caller raises the block's version again.
  */
 extern bool writeseq_write_kept (const struct writeseq_write *w,
                                  uint64_t block);
@@ -46,12 +47,14 @@ extern void writeseq_write_free (struct writeseq_write *w);
 
 /* A read that may fill BLOCK: call before reading it from the lower
  * device.  Returns false if a write of the block is in progress (do not
- * fill); else *SEQ is to be checked after the store.
+ * fill: the write will make the fill useless); else *SEQ is to be checked
+ * before the store.
  */
 extern bool writeseq_fill_begin (uint64_t block, uint64_t *seq);
 
-/* After the fill's store completed: true if no write of BLOCK started
- * since writeseq_fill_begin; if false, the caller deletes what it stored.
+/* Before the fill's store: true if no write of BLOCK started since
+ * writeseq_fill_begin; if false, the fill is dropped.  (An optimisation:
+ * the block version makes a fill that lands after a write unreadable.)
  */
 extern bool writeseq_fill_still_valid (uint64_t block, uint64_t seq);
 
@@ -59,8 +62,11 @@ extern bool writeseq_fill_still_valid (uint64_t block, uint64_t seq);
  * that a value stored before the block's last write, by a late store of
  * this process or by whoever replays an old value, never authenticates.
  * A write calls writeseq_version_bump for each block after its lower
- * write and before it stores the new data; a read takes
+ * write and before it stores the new data, and once more at its end if
+ * another write of the block overlapped it; a read takes
  * writeseq_version before it looks the block up or reads the lower device.
+ * The versions live in this process only: a process that reuses what an
+ * earlier one stored must restore them, or change the generation.
  */
 extern uint32_t writeseq_version (uint64_t block);
 extern uint32_t writeseq_version_bump (uint64_t block);

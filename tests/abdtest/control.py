@@ -13,21 +13,38 @@ ABDCTL = os.environ.get("ABDCTL") or os.path.join(
         os.path.abspath(__file__)))), "abdctl", "abdctl")
 
 
-def status(ctl, timeout=10):
-    """The filter's status fields, {name: value as text}; the reply's last
-    line (OK) is left out."""
+def _request(ctl, line, timeout):
+    """Send LINE (bytes) and return the whole reply as text."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(ctl)
-        s.sendall(b"status\n")
+        s.sendall(line)
         data = b""
         while True:
             b = s.recv(65536)
             if not b:
                 break
             data += b
-    return dict(l.split(": ", 1) for l in data.decode().splitlines()
+    return data.decode()
+
+
+def status(ctl, timeout=10):
+    """The filter's status fields, {name: value as text}; the reply's last
+    line (OK) is left out."""
+    return dict(l.split(": ", 1)
+                for l in _request(ctl, b"status\n", timeout).splitlines()
                 if ": " in l)
+
+
+def request_json(ctl, *words, timeout=10):
+    """The answer to WORDS --json: the reply's first line, parsed."""
+    line = " ".join(words + ("--json",)) + "\n"
+    return json.loads(_request(ctl, line.encode(), timeout).splitlines()[0])
+
+
+def status_json(ctl, timeout=10):
+    """The filter's status as JSON (nested objects kept)."""
+    return request_json(ctl, "status", timeout=timeout)
 
 
 def field(ctl, name):
