@@ -78,10 +78,28 @@ sums=$(grep -E '^[0-9a-f]{32}  -$' "$tmp/out" | sort -u)
     fail "the memcache example's two reads differ: $sums"
 hits=$(sed -n 's/^  hit ratio: .*(\([0-9]*\) hits.*/\1/p' "$tmp/out")
 [ -n "$hits" ] || fail "no hit ratio in the memcache example's status"
-# Nearly every block of the second read (90%): a server that answers
-# later than the timeout on a busy machine is skipped for a moment.
-[ "$hits" -ge $(( 64 * 1024 * 1024 / 4096 * 9 / 10 )) ] ||
-    fail "the second read was not served from memcached: $hits hits"
+# Every server that never timed out served the second read of each of its
+# blocks: as many hits as misses (the first read's).  A server that
+# answered later than the timeout on a busy machine was skipped for a
+# while; it is left out, but at least one server must have kept up.
+# The per-server lines:
+#   127.0.0.1:11311: up, hit ratio 50.0% (5339 hits, 5339 misses, ...)
+#     5851 ops, latency avg ... us; 0 timeouts, 0 errors, 0 times down
+steady=$(awk '
+    /^    [0-9.]+:[0-9]+: / { h = $0; sub(/.*\(/, "", h); split(h, a, " ")
+                             hits = a[1]; misses = a[3]; next }
+    /^      [0-9]+ ops, / && hits != "" {
+        if ($0 ~ / 0 timeouts, 0 errors, 0 times down/) {
+            if (hits == misses && hits > 0) ok++; else bad++
+        }
+        hits = ""
+    }
+    END { printf "%d %d\n", ok, bad }' "$tmp/out")
+read -r steady_ok steady_bad <<<"$steady"
+[ "$steady_bad" -eq 0 ] ||
+    fail "a server that never timed out missed blocks of the second read"
+[ "$steady_ok" -ge 1 ] ||
+    fail "no memcache server answered every request in time: cannot check hits"
 grep -qx '==== left running: ' "$tmp/out" ||
     fail "the examples left processes running"
 grep -q '^==== left in /tmp: .*abd\.sock' "$tmp/out" &&
