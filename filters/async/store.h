@@ -5,14 +5,15 @@
  * durable on the lower device, indexed by block number (4 KiB blocks) in a
  * red-black tree of entries.  It knows nothing of nbdkit: the lower device is
  * reached through the callbacks in struct store_io (client side) and by the
- * writer threads (writer.c) that take batches from it.
+ * writer threads (writeback.c) that take batches from it.
  *
  * An entry is one data block (its 4 KiB live in a slot of the data arena) or
  * a range of whole blocks that were zeroed or trimmed (no data memory).
  * Every entry covers whole blocks; a partial write to a block the store does
  * not hold first reads the block from the lower device (read-modify-write).
  *
- * The life of an entry (all transitions are in store.c, under the lock):
+ * The life of an entry (all transitions are in store-*.c, under the lock;
+ * store-impl.h lists the files):
  *
  *   (absent) --client write--> DIRTY --store_pick--> WRITEBACK
  *   WRITEBACK --lower write ok--> WRITTEN --lower flush ok--> (removed)
@@ -109,7 +110,7 @@ struct store_stats {
   uint64_t client_write_requests, client_written_bytes;
   uint64_t space_waits;
   uint64_t drain_budget_waits;
-  /* The drain budget (see "The drain budget" in store.c). */
+  /* The drain budget (see "The drain budget" in store-arena.c). */
   uint32_t max_drain_seconds;   /* 0: no budget */
   bool drain_rate_known;
   double drain_rate;            /* bytes per second while busy */
@@ -164,7 +165,7 @@ bool store_has_failed (struct store *s);
  */
 void store_wait_empty (struct store *s);
 
-/* Writer side (writer.c).  store_pick_wait blocks until a batch is ready
+/* Writer side (writeback.c).  store_pick_wait blocks until a batch is ready
  * (copying data into BUF, which holds batch_blocks blocks) and returns true,
  * or returns false once store_stop was called.  store_complete reports the
  * lower write's outcome.
