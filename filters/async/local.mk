@@ -10,7 +10,8 @@ ASYNC_STORE_SOURCES = \
 	filters/async/store-epoch.c \
 	filters/async/store-index.c \
 	filters/async/store-client.c \
-	filters/async/store-writeback.c
+	filters/async/store-writeback.c \
+	filters/async/store-check.c
 filters_async_nbdkit_async_filter_la_SOURCES = \
 	filters/async/async.c \
 	$(ASYNC_STORE_SOURCES) \

@@ -74,6 +74,7 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
   }
   if (pos < end && r == 0)
     r = gaps_push (&gaps, pos, end - pos);
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   if (r == -1)
     *err = ENOMEM;
@@ -211,6 +212,8 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
     if (entry_contains (tree_find_from (s, blk), blk))
       return 1;
   }
+  s->reserved_slots++;          /* held while the lock is dropped */
+  s->reserved_entries++;
   while ((op = lower_op_begin (s, blk, blk + 1, true)) == -1)
     ;
   pthread_mutex_unlock (&s->lock);
@@ -227,6 +230,8 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
     if (r == 0 && entry_contains (tree_find_from (s, blk), blk))
       r = 1;
   }
+  s->reserved_slots--;
+  s->reserved_entries--;
   if (r == 0) {
     char *p = slot_data (s, slot);
 
@@ -409,6 +414,7 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
     s->st.client_write_requests++;
     s->st.client_written_bytes += count;
   }
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   return r;
 }
@@ -445,6 +451,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
   if (s->file) {
     while ((intent = entry_alloc (s)) == NULL)
       wait_changed (s, true);
+    s->reserved_entries++;
     intent->kind = kind;
     intent->blk = b0;
     intent->count = b1 - b0;
@@ -505,6 +512,8 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
           /* Keep the count of the older of the two. */
           if (carry_held)
             epoch_drop (s, carry);
+          else
+            s->epoch_carries++;
           carry = epoch;
           carry_held = true;
         }
@@ -516,6 +525,8 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
       if (!carry_held || ms_diff (carry, e->epoch) > 0) {
         if (carry_held)
           epoch_drop (s, carry);
+        else
+          s->epoch_carries++;
         carry = e->epoch;
         carry_held = true;
       }
@@ -553,6 +564,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
       if (carry_held && ms_diff (carry, s->epoch_cur) > 0) {
         tree_insert (s, n, carry);      /* takes over the held count */
         carry_held = false;
+        s->epoch_carries--;
       }
       else {
         epoch_hold (s, s->epoch_cur);
@@ -565,14 +577,18 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
    * device; sync-mode flushes flush the lower device after waiting for the
    * store, which makes that durable.
    */
-  if (carry_held)
+  if (carry_held) {
     epoch_drop (s, carry);
+    s->epoch_carries--;
+  }
   if (intent) {
     record_retire (s, intent);
+    s->reserved_entries--;
     entry_release (s, intent);
     wake_space_waiters (s);
   }
   epoch_advance (s);
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   return r;
 }

@@ -103,6 +103,7 @@ store_flush_wait (struct store *s, int timeout_ms, int *err)
     r = -1;
   }
   s->flush_waiters--;
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   return r;
 }

@@ -6,7 +6,7 @@
  *
  * The store's files, one concept each:
  *   store.c            creating (and loading a store file), modes,
- *                      statistics, store_check
+ *                      statistics
  *   store-arena.c      memory: data slots, the entry pool, store-file
  *                      records, admission (space and the drain budget)
  *   store-epoch.c      epochs and the client's flush waits
@@ -16,6 +16,7 @@
  *                      write-through), zero and trim
  *   store-writeback.c  batches for the writeback threads (writeback.c),
  *                      their completions, and lower flushes
+ *   store-check.c      store_check: the invariants below, as code
  *
  * Locks.  The lock order is: removal, then lock.
  * - s->lock (a mutex) guards every field of struct store below it, every
@@ -41,13 +42,16 @@
  *   zero/trim ranges are waited for.
  * - * epoch_count[e] counts the entries holding unflushed modifications of
  *   epoch e (an entry counts once for its epoch and, with REDIRTY, once for
- *   its redirty_epoch), plus the counts a zero/trim holds while it runs
- *   (none between operations).  All epochs below epoch_lo are durable.
+ *   its redirty_epoch), plus epoch_carries: the counts running zero/trims
+ *   hold for entries they replaced.  Every entry's epochs are live
+ *   (epoch_lo .. epoch_cur); epoch_lo holds something unless it is
+ *   epoch_cur.  All epochs below epoch_lo are durable.
  * - * The byte accounting adds up: st.dirty_entries, st.dirty_bytes,
  *   st.dirty_data_bytes, failed_entries and st.failed_bytes are the sums
- *   over the tree; free_slots + data entries = nslots, free_entries +
- *   entries = nentries (between operations), and the free lists hold
- *   exactly that many.
+ *   over the tree; data entries + free_slots + reserved_slots = nslots,
+ *   entries + free_entries + reserved_entries = nentries, and the free
+ *   lists hold exactly the free ones that were used before.  No entry is
+ *   in WRITEBACK while no write is in flight.
  * - A read-modify-write never reads a block while a client write-through
  *   to it is in flight, and a write-through never starts while a
  *   read-modify-write of one of its blocks is between its lower read and
@@ -62,6 +66,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -160,6 +165,11 @@ struct store {
   size_t pool_bytes;
   uint32_t nentries, entry_bump, free_entries;
   struct entry *entry_free;
+  /* Taken from the free lists but in no entry of the tree yet, while the
+   * lock is dropped: a read-modify-write's slot and entry, a zero/trim's
+   * intent record.  Only store_check reads them.
+   */
+  uint32_t reserved_slots, reserved_entries;
 
   /* The index (store-index.c). */
   struct entry_tree tree;
@@ -168,6 +178,7 @@ struct store {
   /* Epochs (store-epoch.c). */
   uint32_t epoch_cur, epoch_lo;
   uint32_t epoch_count[EPOCH_RING];
+  uint32_t epoch_carries;       /* counts held by running zero/trims */
 
   /* Completed batches waiting for a lower flush (store-writeback.c). */
   uint32_t write_gen;
@@ -298,5 +309,18 @@ void entry_modified (struct store *s, struct entry *e);
 
 /* store-writeback.c. */
 bool writeback_urgent (struct store *s);
+
+/* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs
+ * it at the end of every store operation in a debug build (configure
+ * --enable-debug) and aborts on a broken invariant; in a release build it
+ * is nothing.
+ */
+int store_check_locked (struct store *s, char *why, size_t len);
+#ifdef ABD_DEBUG
+void store_debug_check (struct store *s, const char *where);
+#define STORE_DEBUG_CHECK(s) store_debug_check ((s), __func__)
+#else
+#define STORE_DEBUG_CHECK(s) ((void) 0)
+#endif
 
 #endif /* ABD_ASYNC_STORE_IMPL_H */

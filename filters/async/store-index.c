@@ -164,6 +164,7 @@ store_extent (struct store *s, uint64_t offset, uint32_t count,
     run_end = f->blk * STORE_BLOCK_SIZE + blocks_len (s, f->blk,
                                                       entry_blocks (f));
   }
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   *len = (run_end < end ? run_end : end) - offset;
   return kind;

@@ -139,6 +139,7 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
     if (pthread_cond_timedwait (&s->work, &s->lock, &ts) == ETIMEDOUT)
       s->wake_armed = false;
   }
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   return ok;
 }
@@ -230,6 +231,7 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
     epoch_advance (s);
   }
   pthread_cond_broadcast (&s->changed);
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
 }
 
@@ -360,6 +362,7 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
   epoch_advance (s);
   pthread_cond_broadcast (&s->changed);
   pthread_cond_broadcast (&s->work);
+  STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   pthread_rwlock_unlock (&s->removal);
 }

@@ -301,6 +301,7 @@ store_create (const struct store_params *p, char **errmsg)
   pthread_cond_init (&s->changed, NULL);
   pthread_cond_init (&s->work, NULL);
   pthread_cond_init (&s->flush_work, NULL);
+  STORE_DEBUG_CHECK (s);
   return s;
 
  oom:

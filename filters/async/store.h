@@ -49,6 +49,7 @@
 #define ABD_ASYNC_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define STORE_BLOCK_SIZE 4096
@@ -188,5 +189,11 @@ bool store_is_empty (struct store *s);
 uint64_t store_progress (struct store *s);  /* grows with every success */
 
 void store_get_stats (struct store *s, struct store_stats *st);
+
+/* Verify the store's invariants (store-impl.h lists them): returns 0, or
+ * -1 with what is wrong in WHY (LEN bytes).  Walks everything: for tests
+ * and debug builds.
+ */
+int store_check (struct store *s, char *why, size_t len);
 
 #endif /* ABD_ASYNC_STORE_H */
