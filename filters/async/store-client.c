@@ -508,8 +508,11 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         uint32_t epoch = e->epoch;
 
         tree_remove (s, e);
-        if (!carry_held || ms_diff (carry, epoch) > 0) {
-          /* Keep the count of the older of the two. */
+        if (!carry_held || ms_diff (epoch, carry) > 0) {
+          /* Keep the count of the older of the two (ms_diff (a, b) > 0:
+           * b is newer).  A carry holds two counts only when this zero
+           * waited for space at a gap and a client wrote there meanwhile.
+           */
           if (carry_held)
             epoch_drop (s, carry);
           else
@@ -522,7 +525,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         continue;
       }
       /* The held count of a resized range becomes (or joins) the carry. */
-      if (!carry_held || ms_diff (carry, e->epoch) > 0) {
+      if (!carry_held || ms_diff (e->epoch, carry) > 0) {
         if (carry_held)
           epoch_drop (s, carry);
         else
