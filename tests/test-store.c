@@ -16,8 +16,8 @@
  *
  * store_check verifies the store's invariants after every operation, and
  * every 500 operations the test breaks one on purpose (a byte counter, an
- * epoch count, two entries made to overlap, a slot given two owners) and
- * requires store_check to name it.
+ * epoch count, two entries made to overlap, a slot given two owners, the
+ * dirty list's length or order) and requires store_check to name it.
  *
  * Every other round keeps the store in a file (async-store-file): before
  * the drain the store is closed without writing back, as if the process
@@ -262,6 +262,15 @@ check_catches_broken_invariants (void)
   if (b) {
     slot = b->slot;
     EXPECT_CAUGHT ("two owners", b->slot = a->slot, b->slot = slot);
+  }
+  if (s->ndirty > 0)
+    EXPECT_CAUGHT ("dirty list", s->ndirty--, s->ndirty++);
+  e = dirty_oldest (s);
+  if (e && e->dirty_next != NO_ENTRY) {
+    uint32_t ms = e->dirtied_ms;
+
+    EXPECT_CAUGHT ("older than", e->dirtied_ms = ms + 1000000,
+                   e->dirtied_ms = ms);
   }
   pthread_mutex_unlock (&s->lock);
   check_store (0);

@@ -161,7 +161,7 @@ wait_changed (struct store *s, bool for_space)
     else
       s->st.space_waits++;
   }
-  pthread_cond_broadcast (&s->work);    /* space waiters make writers hurry */
+  writeback_wake (s);           /* space waiters make writers hurry */
   pthread_cond_wait (&s->changed, &s->lock);
   if (for_space)
     s->space_waiters--;

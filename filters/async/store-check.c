@@ -33,7 +33,7 @@ broken (char *why, size_t len, const char *fmt, ...)
 /* Sums over the tree, to compare with the counters the store keeps. */
 struct tally {
   uint64_t entries, data_entries, bytes, data_bytes;
-  uint64_t failed_entries, failed_bytes, writeback;
+  uint64_t failed_entries, failed_bytes, writeback, dirty;
 };
 
 /* One entry: its own invariants, and what it adds to the tallies. */
@@ -87,6 +87,8 @@ check_entry (struct store *s, const struct entry *e, uint64_t prev_end,
     epochs[e->redirty_epoch % EPOCH_RING]++;
   if (e->state == ST_WRITEBACK)
     t->writeback++;
+  if (e->state == ST_DIRTY)
+    t->dirty++;
   if (e->flags & EF_FAILED) {
     t->failed_entries++;
     t->failed_bytes += blocks_len (s, blk, n);
@@ -148,19 +150,60 @@ check_free_lists (struct store *s, uint8_t *slot_owned,
   return 0;
 }
 
+/* The dirty list: exactly the DIRTY entries of the tree (IN_TREE marks
+ * them by pool index; visited ones are marked 2), oldest first.
+ */
+static int
+check_dirty_list (struct store *s, uint8_t *in_tree, const struct tally *t,
+                  char *why, size_t len)
+{
+  uint32_t i = s->dirty_head, prev = NO_ENTRY, n = 0;
+
+  while (i != NO_ENTRY) {
+    const struct entry *e;
+
+    if (i >= s->entry_bump || in_tree[i] != 1)
+      return broken (why, len, "dirty list: link %" PRIu32 " is pool entry "
+                     "%" PRIu32 ", %s", n, i,
+                     i >= s->entry_bump ? "never used"
+                     : in_tree[i] ? "listed twice" : "not in the tree");
+    in_tree[i] = 2;
+    e = &s->pool[i];
+    if (e->state != ST_DIRTY || e->dirty_prev != prev)
+      return broken (why, len, "dirty list: entry at block %" PRIu64 " is "
+                     "%s", e->blk, e->state != ST_DIRTY ? "not DIRTY"
+                     : "linked back to the wrong entry");
+    if (prev != NO_ENTRY &&
+        ms_diff (s->pool[prev].dirtied_ms, e->dirtied_ms) < 0)
+      return broken (why, len, "dirty list: entry at block %" PRIu64 " is "
+                     "older than the one before it", e->blk);
+    prev = i;
+    i = e->dirty_next;
+    n++;
+  }
+  if (prev != s->dirty_tail || n != s->ndirty || n != t->dirty)
+    return broken (why, len, "dirty list: %" PRIu32 " entries (ndirty %"
+                   PRIu32 ") for %" PRIu64 " DIRTY entries in the tree%s", n,
+                   s->ndirty, t->dirty,
+                   prev != s->dirty_tail ? ", and the tail is wrong" : "");
+  return 0;
+}
+
 int
 store_check_locked (struct store *s, char *why, size_t len)
 {
   struct tally t = { 0 };
   uint8_t *slot_owned = calloc (s->nslots, 1);
+  uint8_t *in_tree = calloc (s->nentries, 1);
   uint32_t *epochs = calloc (EPOCH_RING, sizeof *epochs);
   uint64_t prev_end = UINT64_MAX, held = 0;
   struct entry *e;
   uint32_t ep;
   int r = 0;
 
-  if (slot_owned == NULL || epochs == NULL) {
+  if (slot_owned == NULL || in_tree == NULL || epochs == NULL) {
     free (slot_owned);
+    free (in_tree);
     free (epochs);
     return broken (why, len, "store_check: out of memory");
   }
@@ -169,6 +212,7 @@ store_check_locked (struct store *s, char *why, size_t len)
     r = check_entry (s, e, prev_end, slot_owned, epochs, &t, why, len);
     if (r == -1)
       goto out;
+    in_tree[e - s->pool] = 1;
     prev_end = entry_end (e);
   }
 
@@ -233,10 +277,13 @@ store_check_locked (struct store *s, char *why, size_t len)
     goto out;
   }
 
-  r = check_free_lists (s, slot_owned, &t, why, len);
+  r = check_dirty_list (s, in_tree, &t, why, len);
+  if (r == 0)
+    r = check_free_lists (s, slot_owned, &t, why, len);
 
  out:
   free (slot_owned);
+  free (in_tree);
   free (epochs);
   return r;
 }

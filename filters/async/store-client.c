@@ -135,7 +135,7 @@ range_split_for_block (struct store *s, struct entry *r, uint64_t blk,
     extra->count = r_end - (blk + 1);
     epoch_hold (s, epoch);
     tree_insert (s, extra, epoch);
-    extra->dirtied_ms = r->dirtied_ms;
+    entry_inherit_age (s, extra, r);
   }
   else
     entry_release (s, extra);
@@ -490,7 +490,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         n->count = e_end - b1;
         epoch_hold (s, e->epoch);
         tree_insert (s, n, e->epoch);
-        n->dirtied_ms = e->dirtied_ms;
+        entry_inherit_age (s, n, e);
         range_resize (s, e, e->blk, pos);
         /* The cut part's content is replaced: the new range inherits. */
         epoch_hold (s, e->epoch);

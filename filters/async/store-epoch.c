@@ -72,7 +72,7 @@ store_flush_wait (struct store *s, int timeout_ms, int *err)
   target = s->epoch_cur++;
   assert (s->epoch_count[s->epoch_cur % EPOCH_RING] == 0);
   epoch_advance (s);
-  pthread_cond_broadcast (&s->work);
+  writeback_wake (s);
   pthread_cond_signal (&s->flush_work);
 
   while (ms_diff (target, s->epoch_lo) <= 0) {
@@ -125,7 +125,7 @@ store_wait_empty (struct store *s)
   pthread_mutex_lock (&s->lock);
   while (!RB_EMPTY (&s->tree) && !s->stopping) {
     s->flush_waiters++;       /* make the writers hurry */
-    pthread_cond_broadcast (&s->work);
+    writeback_wake (s);
     pthread_cond_wait (&s->changed, &s->lock);
     s->flush_waiters--;
   }

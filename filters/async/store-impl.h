@@ -52,6 +52,8 @@
  *   entries + free_entries + reserved_entries = nentries, and the free
  *   lists hold exactly the free ones that were used before.  No entry is
  *   in WRITEBACK while no write is in flight.
+ * - * The dirty list holds exactly the DIRTY entries, oldest dirtied_ms
+ *   first.
  * - A read-modify-write never reads a block while a client write-through
  *   to it is in flight, and a write-through never starts while a
  *   read-modify-write of one of its blocks is between its lower read and
@@ -84,6 +86,7 @@
 #define FLUSH_BATCHES 64        /* flush after this many completed batches */
 #define FLUSH_AGE_MS 50         /* or when the oldest completion is this old */
 #define NO_SLOT UINT32_MAX
+#define NO_ENTRY UINT32_MAX
 /* The smallest drain budget: enough dirty data for the writers to measure
  * the rate again after it fell to nothing (a failing device), which they
  * can only do while they have something to write.
@@ -105,9 +108,16 @@ struct entry {
     uint32_t slot;              /* STORE_DATA: index in the data arena */
     uint32_t count;             /* STORE_ZERO, STORE_TRIM: blocks */
   };
-  uint32_t gen;                 /* WRITTEN: write generation */
+  union {
+    struct {                    /* DIRTY: the dirty list (store-index.c) */
+      uint32_t dirty_prev, dirty_next;  /* pool indices, NO_ENTRY: end */
+    };
+    struct {                    /* WRITEBACK and WRITTEN */
+      uint32_t gen;             /* WRITTEN: write generation */
+      uint32_t redirty_epoch;   /* with EF_REDIRTY: epoch of the redirty */
+    };
+  };
   uint32_t epoch;               /* oldest unflushed modification */
-  uint32_t redirty_epoch;       /* with EF_REDIRTY: epoch of the redirty */
   uint32_t dirtied_ms;          /* when it became DIRTY */
   uint8_t kind;                 /* enum store_kind */
   uint8_t state;                /* enum entry_state */
@@ -171,9 +181,14 @@ struct store {
    */
   uint32_t reserved_slots, reserved_entries;
 
-  /* The index (store-index.c). */
+  /* The index (store-index.c).  The dirty list links the DIRTY entries
+   * oldest first (by dirtied_ms), so that a writer knows without walking
+   * the tree whether anything is due and when it will be.
+   */
   struct entry_tree tree;
   uint64_t cursor;              /* writers sweep upwards from here */
+  uint32_t dirty_head, dirty_tail;      /* pool indices, NO_ENTRY: empty */
+  uint32_t ndirty;              /* entries in the dirty list */
 
   /* Epochs (store-epoch.c). */
   uint32_t epoch_cur, epoch_lo;
@@ -306,9 +321,16 @@ void tree_remove (struct store *s, struct entry *e);
 void range_resize (struct store *s, struct entry *e, uint64_t blk,
                    uint64_t end);
 void entry_modified (struct store *s, struct entry *e);
+struct entry *dirty_oldest (struct store *s);
+void dirty_list_append (struct store *s, struct entry *e);
+void dirty_list_add_sorted (struct store *s, struct entry *e);
+void dirty_list_remove (struct store *s, struct entry *e);
+void entry_inherit_age (struct store *s, struct entry *e,
+                        struct entry *from);
 
 /* store-writeback.c. */
 bool writeback_urgent (struct store *s);
+void writeback_wake (struct store *s);
 
 /* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs
  * it at the end of every store operation in a debug build (configure

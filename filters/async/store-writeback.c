@@ -25,8 +25,69 @@ writeback_urgent (struct store *s)
     s->free_slots < s->nslots / 2 || s->free_entries < s->nentries / 2;
 }
 
+/* The run starting at DIRTY entry E: E and the DIRTY data blocks right
+ * after it, at most batch_blocks.  Returns its length; *LAST is its end.
+ */
+static uint32_t
+run_at (struct store *s, struct entry *e, struct entry **last)
+{
+  struct entry *f;
+  uint32_t n = 1;
+
+  *last = e;
+  if (e->kind == STORE_DATA) {
+    for (f = RB_NEXT (entry_tree, &s->tree, e);
+         f && n < s->batch_blocks && f->blk == (*last)->blk + 1 &&
+           f->kind == STORE_DATA && f->state == ST_DIRTY;
+         f = RB_NEXT (entry_tree, &s->tree, f)) {
+      *last = f;
+      n++;
+    }
+  }
+  return n;
+}
+
+/* Take the run [E, LAST] of N entries into batch B (copying data into
+ * BUF): its entries go from DIRTY to WRITEBACK.
+ */
+static void
+take_run (struct store *s, struct store_batch *b, char *buf,
+          struct entry *e, struct entry *last, uint32_t n)
+{
+  struct entry *f, *next;
+  uint32_t i;
+
+  b->kind = e->kind;
+  b->blk = e->blk;
+  b->nblocks = e->kind == STORE_DATA ? n : e->count;
+  b->offset = e->blk * STORE_BLOCK_SIZE;
+  b->len = blocks_len (s, b->blk, b->nblocks);
+  b->buf = e->kind == STORE_DATA ? buf : NULL;
+  for (f = e, i = 0; ; f = next, i++) {
+    next = RB_NEXT (entry_tree, &s->tree, f);
+    dirty_list_remove (s, f);
+    f->state = ST_WRITEBACK;
+    if (f->kind == STORE_DATA)
+      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
+              STORE_BLOCK_SIZE);
+    if (f == last)
+      break;
+  }
+  s->cursor = b->blk + b->nblocks;
+  if (s->st.writes_in_flight++ == 0)
+    drain_rate_busy (&s->meter, true, now_us ());
+  s->st.bytes_in_flight += b->len;
+}
+
 /* Take the next batch in offset order from the cursor, or return false and
- * set *wait_ms to when something young becomes old enough.
+ * set *wait_ms to when the oldest DIRTY entry becomes due.
+ *
+ * A run is due when it is full (batch_blocks long: it cannot grow) or
+ * one of its entries has been DIRTY for delay_ms (young data may be
+ * rewritten or extended: wait for it), or at once when the writers must
+ * hurry.  The dirty list says whether anything is due without walking the
+ * tree: when nothing is, the only run worth a look is the one at the
+ * cursor, where a sequential stream goes on and fills full runs.
  */
 static bool
 pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
@@ -35,10 +96,29 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
   bool hurry = writeback_urgent (s);
   bool wrapped = false;
   uint64_t start = s->cursor;
-  struct entry *e = tree_find_from (s, start), *f, *last;
-  uint32_t n, i;
-  int32_t min_wait = INT32_MAX;
+  struct entry *oldest = dirty_oldest (s);
+  struct entry *e, *f, *last;
+  int32_t age;
+  uint32_t n;
 
+  if (oldest == NULL) {
+    *wait_ms = 1000;
+    return false;
+  }
+  age = ms_diff (oldest->dirtied_ms, now);
+  if (!hurry && age < (int32_t) s->delay_ms) {
+    e = tree_find_from (s, start);
+    if (e && e->state == ST_DIRTY &&
+        (n = run_at (s, e, &last)) >= s->batch_blocks) {
+      take_run (s, b, buf, e, last, n);
+      return true;
+    }
+    *wait_ms = s->delay_ms - (age > 0 ? age : 0);
+    return false;
+  }
+
+  /* Something is due: the first due run from the cursor on. */
+  e = tree_find_from (s, start);
   for (;;) {
     if (e == NULL || (wrapped && e->blk >= start)) {
       if (wrapped || start == 0)
@@ -51,62 +131,51 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
       e = RB_NEXT (entry_tree, &s->tree, e);
       continue;
     }
-
-    /* A run: E and the DIRTY data blocks right after it. */
-    n = 1;
-    last = e;
-    if (e->kind == STORE_DATA) {
-      for (f = RB_NEXT (entry_tree, &s->tree, e);
-           f && n < s->batch_blocks && f->blk == last->blk + 1 &&
-             f->kind == STORE_DATA && f->state == ST_DIRTY;
-           f = RB_NEXT (entry_tree, &s->tree, f)) {
-        last = f;
-        n++;
-      }
-    }
-
+    n = run_at (s, e, &last);
     if (!hurry && n < s->batch_blocks) {
-      /* Young data may be rewritten or extended: wait for it. */
-      int32_t oldest = INT32_MIN, age;
+      int32_t run_age = INT32_MIN;
 
       for (f = e; ; f = RB_NEXT (entry_tree, &s->tree, f)) {
         age = ms_diff (f->dirtied_ms, now);
-        if (age > oldest)
-          oldest = age;
+        if (age > run_age)
+          run_age = age;
         if (f == last)
           break;
       }
-      if (oldest < (int32_t) s->delay_ms) {
-        if ((int32_t) s->delay_ms - oldest < min_wait)
-          min_wait = s->delay_ms - oldest;
+      if (run_age < (int32_t) s->delay_ms) {
         e = RB_NEXT (entry_tree, &s->tree, last);
         continue;
       }
     }
-
-    /* Take it. */
-    b->kind = e->kind;
-    b->blk = e->blk;
-    b->nblocks = e->kind == STORE_DATA ? n : e->count;
-    b->offset = e->blk * STORE_BLOCK_SIZE;
-    b->len = blocks_len (s, b->blk, b->nblocks);
-    b->buf = e->kind == STORE_DATA ? buf : NULL;
-    for (f = e, i = 0; ; f = RB_NEXT (entry_tree, &s->tree, f), i++) {
-      f->state = ST_WRITEBACK;
-      if (f->kind == STORE_DATA)
-        memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
-                STORE_BLOCK_SIZE);
-      if (f == last)
-        break;
-    }
-    s->cursor = b->blk + b->nblocks;
-    if (s->st.writes_in_flight++ == 0)
-      drain_rate_busy (&s->meter, true, now_us ());
-    s->st.bytes_in_flight += b->len;
+    take_run (s, b, buf, e, last, n);
     return true;
   }
-  *wait_ms = min_wait == INT32_MAX ? 1000 : min_wait;
+  /* Not reached: the oldest DIRTY entry is due, so is its run. */
+  *wait_ms = 1;
   return false;
+}
+
+/* Wake one sleeping writer: if it takes a batch and more are due, it
+ * wakes the next (store_pick_wait).  Waking them all at once made every
+ * flush and every wait for space cost a context switch per writer.
+ */
+void
+writeback_wake (struct store *s)
+{
+  pthread_cond_signal (&s->work);
+}
+
+/* Is a batch ready for one more writer?  Then a writer that took one
+ * wakes the next (one at a time, instead of waking them all).
+ */
+static bool
+more_due (struct store *s)
+{
+  struct entry *oldest = dirty_oldest (s);
+
+  return oldest && s->retry_at_ms == 0 &&
+    (writeback_urgent (s) ||
+     ms_diff (oldest->dirtied_ms, now_ms ()) >= (int32_t) s->delay_ms);
 }
 
 bool
@@ -121,8 +190,11 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 
     if (s->retry_at_ms && ms_diff (now_ms (), s->retry_at_ms) > 0)
       wait_ms = ms_diff (now_ms (), s->retry_at_ms);
-    else if ((ok = pick (s, b, buf, &wait_ms)))
+    else if ((ok = pick (s, b, buf, &wait_ms))) {
+      if (more_due (s))
+        pthread_cond_signal (&s->work);
       break;
+    }
 
     /* Nothing due: sleep until the next entry is, or a signal. */
     if (!s->wake_armed || ms_diff (now_ms () + wait_ms, s->wake_at_ms) > 0) {
@@ -207,6 +279,7 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
         s->failed_entries++;
         s->st.failed_bytes += blocks_len (s, e->blk, entry_blocks (e));
       }
+      dirty_list_add_sorted (s, e);     /* last: it reuses redirty_epoch */
     }
   }
   /* A failed write took time and wrote nothing back. */
@@ -308,6 +381,7 @@ flushed_entry (struct store *s, struct entry *e, bool ok, uint32_t now)
     s->failed_entries++;
     s->st.failed_bytes += blocks_len (s, e->blk, entry_blocks (e));
   }
+  dirty_list_append (s, e);     /* last: it reuses gen and redirty_epoch */
 }
 
 void
@@ -315,10 +389,11 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
 {
   struct written_range *ranges;
   size_t n, i;
-  uint32_t now = now_ms ();
+  uint32_t now;
 
   pthread_rwlock_wrlock (&s->removal);
   pthread_mutex_lock (&s->lock);
+  now = now_ms ();              /* no entry in the dirty list is younger */
   ranges = s->written;
   n = s->nwritten;
   s->written = NULL;
@@ -361,7 +436,7 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
   }
   epoch_advance (s);
   pthread_cond_broadcast (&s->changed);
-  pthread_cond_broadcast (&s->work);
+  writeback_wake (s);
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
   pthread_rwlock_unlock (&s->removal);

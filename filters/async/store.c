@@ -125,6 +125,7 @@ load_insert (struct store *s, struct entry *e)
   e->dirtied_ms = now_ms ();
   epoch_hold (s, s->epoch_cur);
   RB_INSERT (entry_tree, &s->tree, e);
+  dirty_list_append (s, e);
   account_insert (s, e);
 }
 
@@ -275,6 +276,7 @@ store_create (const struct store_params *p, char **errmsg)
   s->nslots = s->free_slots = nslots;
   s->nentries = s->free_entries = nslots;
   s->slot_free = NO_SLOT;
+  s->dirty_head = s->dirty_tail = NO_ENTRY;
   s->epoch_cur = s->epoch_lo = 1;
   s->max_drain_s = p->max_drain_s;
   s->drain_initial_budget = p->drain_initial_budget > DRAIN_BUDGET_MIN
