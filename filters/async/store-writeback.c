@@ -14,6 +14,9 @@
 
 #include "store-impl.h"
 
+/* The most entries a writer looks at for a batch in offset order. */
+#define PICK_SCAN_MAX 64
+
 /*----------------------------------------------------------------------
  * Writers.
  */
@@ -99,7 +102,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
   struct entry *oldest = dirty_oldest (s);
   struct entry *e, *f, *last;
   int32_t age;
-  uint32_t n;
+  uint32_t n, visited;
 
   if (oldest == NULL) {
     *wait_ms = 1000;
@@ -117,9 +120,18 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
     return false;
   }
 
-  /* Something is due: the first due run from the cursor on. */
+  /* Something is due: the first due run from the cursor on, in offset
+   * order (kinder to a disk); but after PICK_SCAN_MAX entries that are
+   * not, the oldest entry's run (it is due), so that a pick costs no more
+   * than that however many young or written entries lie in the way.
+   */
   e = tree_find_from (s, start);
-  for (;;) {
+  for (visited = 0; ; visited++) {
+    if (visited == PICK_SCAN_MAX) {
+      n = run_at (s, oldest, &last);
+      take_run (s, b, buf, oldest, last, n);
+      return true;
+    }
     if (e == NULL || (wrapped && e->blk >= start)) {
       if (wrapped || start == 0)
         break;
