@@ -49,16 +49,20 @@ if [ -z "${ABD_TEST_NO_STORE:-}" ]; then
     grep -q "^device_id: test-disk" "$tmp/info" || fail "store-info: no id"
 fi
 
-# The restart: the image is exact for the first client already.
+# The restart: the image is exact for the first client already.  nbdkit
+# 1.32 makes its socket and pidfile before .after_fork, where the filter
+# writes the file back, and accepts the first connection after it: so
+# the file is compared once a client is connected, not when the socket
+# appears.
 async_start two --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-max-dirty=32M async-writeback-delay=60000 \
     "${store_args[@]+"${store_args[@]}"}"
-cmp -s "$tmp/disk" "$tmp/expected" ||
-    fail "after the restart the image differs: $(first_diff "$tmp/disk" "$tmp/expected")"
-"$PY" - <<'EOF2' || fail "read through NBD differs"
-import nbd, os
+"$PY" - "$tmp/disk" <<'EOF2' || fail "read through NBD, or the image, differs"
+import nbd, os, sys
 h = nbd.NBD(); h.connect_uri(os.environ["uri"])
 want = open(os.environ["EXPECTED"], "rb").read()
+if open(sys.argv[1], "rb").read() != want:
+    sys.exit("after the restart the image differs")
 got = b"".join(h.pread(1 << 20, o) for o in range(0, len(want), 1 << 20))
 assert got == want
 EOF2
