@@ -2,7 +2,7 @@
 # Tests of the async filter and abdctl.
 check_PROGRAMS += tests/test-store
 tests_test_store_SOURCES = tests/test-store.c tests/unit-rand.h \
-	filters/async/store.c filters/async/store.h \
+	$(ASYNC_STORE_SOURCES) \
 	filters/async/drainrate.c filters/async/drainrate.h \
 	filters/async/storefile.c filters/async/storefile.h
 tests_test_store_LDADD = $(XXHASH_LIBS)

@@ -48,14 +48,20 @@ if [ -z "${ABD_TEST_NO_STORE:-}" ]; then
     grep -q "^device_id: test-disk" "$tmp/info" || fail "store-info: no id"
 fi
 
-# The restart: the image is exact for the first client already.
+# The restart: the image is exact for the first client already.  nbdkit
+# 1.32 makes its socket and pidfile before .after_fork, where the filter
+# writes the file back, and accepts the first connection after it: so
+# the file is compared once a client is connected, not when the socket
+# appears.
 async_start two --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-max-dirty=32M async-writeback-delay=60000 \
     "${store_args[@]+"${store_args[@]}"}"
-cmp -s "$tmp/disk" "$tmp/expected" ||
-    fail "after the restart the image differs: $(first_diff "$tmp/disk" "$tmp/expected")"
+# nbdkit 1.32 listens before the store file is replayed (.after_fork):
+# the image is compared once a client has been served.
 "$PY" -m abdtest check --uri "$uri" --expected "$tmp/expected" ||
     fail "read through NBD differs"
+cmp -s "$tmp/disk" "$tmp/expected" ||
+    fail "after the restart the image differs: $(first_diff "$tmp/disk" "$tmp/expected")"
 stop_nbdkit "$pid"
 cmp "$tmp/disk" "$tmp/expected" || fail "after a clean stop the image differs"
 abdctl store-info "$store" | grep -q "^state: clean" || fail "store not clean"

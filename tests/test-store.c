@@ -14,6 +14,11 @@
  * fail with EIO until the errors stop; after draining, the lower device
  * equals the model and the store is empty.
  *
+ * store_check verifies the store's invariants after every operation, and
+ * every 500 operations the test breaks one on purpose (a byte counter, an
+ * epoch count, two entries made to overlap, a slot given two owners, the
+ * dirty list's length or order) and requires store_check to name it.
+ *
  * Every other round keeps the store in a file (async-store-file): before
  * the drain the store is closed without writing back, as if the process
  * had died between two requests, and opened again from the file; every
@@ -33,6 +38,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store-impl.h"         /* to break invariants on purpose */
 
 #define NWRITERS 3
 
@@ -180,6 +186,86 @@ flusher_thread (void *arg)
   return NULL;
 }
 
+/* The store's invariants hold after operation OP. */
+static void
+check_store (unsigned op)
+{
+  char why[256];
+
+  CHECK (store_check (store, why, sizeof why) == 0,
+         "op %u: store_check: %s", op, why);
+}
+
+/* With the lock held (the writers wait), break an invariant with CORRUPT,
+ * require store_check to report it with a message containing WANT, and
+ * undo it with RESTORE.
+ */
+#define EXPECT_CAUGHT(want, corrupt, restore)                           \
+  do {                                                                  \
+    char why_[256] = "";                                                \
+    corrupt;                                                            \
+    CHECK (store_check_locked (store, why_, sizeof why_) == -1,          \
+           "store_check missed: %s", #corrupt);                         \
+    CHECK (strstr (why_, want) != NULL,                                 \
+           "store_check on %s said \"%s\", not \"%s\"", #corrupt, why_, \
+           want);                                                       \
+    restore;                                                            \
+    caught++;                                                           \
+  } while (0)
+
+static unsigned caught;
+
+/* Break each invariant store_check verifies, one at a time. */
+static void
+check_catches_broken_invariants (void)
+{
+  struct store *s = store;
+  struct entry *last, *prev = NULL, *e, *a = NULL, *b = NULL;
+  uint64_t blk;
+  uint32_t slot;
+
+  pthread_mutex_lock (&s->lock);
+  EXPECT_CAUGHT ("accounting", s->st.dirty_bytes += 4096,
+                 s->st.dirty_bytes -= 4096);
+  EXPECT_CAUGHT ("accounting", s->failed_entries++, s->failed_entries--);
+  EXPECT_CAUGHT ("epoch", s->epoch_count[s->epoch_cur % EPOCH_RING]++,
+                 s->epoch_count[s->epoch_cur % EPOCH_RING]--);
+  EXPECT_CAUGHT ("slot", s->free_slots--, s->free_slots++);
+  last = RB_MAX (entry_tree, &s->tree);
+  if (last)
+    prev = RB_PREV (entry_tree, &s->tree, last);
+  if (prev) {
+    blk = last->blk;
+    EXPECT_CAUGHT ("overlaps", last->blk = entry_end (prev) - 1,
+                   last->blk = blk);
+  }
+  RB_FOREACH (e, entry_tree, &s->tree) {
+    if (e->kind != STORE_DATA)
+      continue;
+    if (a == NULL)
+      a = e;
+    else {
+      b = e;
+      break;
+    }
+  }
+  if (b) {
+    slot = b->slot;
+    EXPECT_CAUGHT ("two owners", b->slot = a->slot, b->slot = slot);
+  }
+  if (s->ndirty > 0)
+    EXPECT_CAUGHT ("dirty list", s->ndirty--, s->ndirty++);
+  e = dirty_oldest (s);
+  if (e && e->dirty_next != NO_ENTRY) {
+    uint32_t ms = e->dirtied_ms;
+
+    EXPECT_CAUGHT ("older than", e->dirtied_ms = ms + 1000000,
+                   e->dirtied_ms = ms);
+  }
+  pthread_mutex_unlock (&s->lock);
+  check_store (0);
+}
+
 /* Compare IMAGE with the model where the model is known. */
 static void
 check_image (const unsigned char *image, const char *what, unsigned op)
@@ -282,6 +368,8 @@ main (int argc, char *argv[])
       if (op % 2000 == 1500)
         set_fail_writes (0);
       random_range (&count, &offset);
+      if (op % 500 == 250)
+        check_catches_broken_invariants ();
 
       if (k < 40) {
         for (i = 0; i < count; i++)
@@ -347,7 +435,9 @@ main (int argc, char *argv[])
             eio++;
         }
       }
+      check_store (op);
     }
+    check_catches_broken_invariants ();
 
     if (p.store_file) {
       /* Close without writing back, open again from the file. */
@@ -358,6 +448,7 @@ main (int argc, char *argv[])
       store_free (store);
       store = store_create (&p, &errmsg);
       CHECK (store, "store_create from the file: %s", errmsg);
+      check_store (ops);
       CHECK (store_read (store, buf, dev_size, 0, &io, &err) == 0,
              "read after reopening failed: %d", err);
       for (i = 0; i < dev_size; i++)
@@ -383,6 +474,7 @@ main (int argc, char *argv[])
      * the filter flushes the lower device after draining.
      */
     check_image (lower_volatile, "lower image after drain", ops);
+    check_store (ops);
 
     struct store_stats st;
     store_get_stats (store, &st);
@@ -399,9 +491,11 @@ main (int argc, char *argv[])
     free (buf);
   }
   unlink (store_path);
+  CHECK (caught > 0, "no broken invariant was tried");
   printf ("test-store: %u rounds, %u ops each, %lu flushes checked, "
-          "%lu EIO flushes, %u lower writes (%u failed)\n",
+          "%lu EIO flushes, %u lower writes (%u failed), store_check after "
+          "every op, %u broken invariants caught\n",
           nrounds, ops / nrounds, flushes, eio, lower_writes,
-          lower_write_failures);
+          lower_write_failures, caught);
   return 0;
 }

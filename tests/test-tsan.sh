@@ -24,7 +24,7 @@ if ! echo 'int main(void){return 0;}' |
 fi
 
 gcc "${cflags[@]}" -I"$src/filters/async" "$src/tests/test-store.c" \
-    "$src/filters/async/store.c" "$src/filters/async/storefile.c" \
+    "$src/filters/async/"store*.c \
     "$src/filters/async/drainrate.c" \
     -lxxhash -o "$tmp/test-store-tsan"
 gcc "${cflags[@]}" -I"$src/filters/memcache" \

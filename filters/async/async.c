@@ -4,8 +4,8 @@
  * This file holds the nbdkit callbacks, the parameters, the mode and the
  * control commands.  What happens to a write: async_pwrite decides from the
  * mode whether blocks the store does not hold go into RAM (async mode) or
- * through to the lower device (sync mode), store_write (store.c) puts the
- * data in the store, and the writer threads (writer.c) write it back.
+ * through to the lower device (sync mode), store_write (store-client.c) puts the
+ * data in the store, and the writer threads (writeback.c) write it back.
  *
  * Threads of this file: the sync-file watcher (started in .after_fork when
  * async-sync-file is set, stopped in .cleanup) reads the file's existence
@@ -37,7 +37,7 @@
 #include "stop.h"
 #include "store.h"
 #include "storefile.h"
-#include "writer.h"
+#include "writeback.h"
 
 enum sync_writes { SYNC_THROUGH, SYNC_RATE, SYNC_HOLD };
 static const char *const sync_writes_names[] = { "through", "rate", "hold" };
@@ -544,9 +544,9 @@ replay (void)
                 "acknowledged by an earlier process and not yet written "
                 "back: writing them back before serving", store_file,
                 st.dirty_bytes, st.dirty_entries);
-  if (!writer_drain (exit_timeout) || writer_lower_flush (&err) == -1) {
+  if (!writeback_drain (exit_timeout) || writeback_lower_flush (&err) == -1) {
     store_get_stats (store, &st);
-    writer_stop ();
+    writeback_stop ();
     nbdkit_error ("async: could not write back the store file %s: %" PRIu64
                   " bytes wait there; not serving (the next start tries "
                   "again)", store_file, st.dirty_bytes);
@@ -603,7 +603,7 @@ async_after_fork (nbdkit_backend *backend)
   mode_control_sync = start_sync;
   store_set_sync (store, start_sync);
 
-  if (writer_start (store, background, nwriters, p.batch_blocks,
+  if (writeback_start (store, background, nwriters, p.batch_blocks,
                     thread_model < NBDKIT_THREAD_MODEL_PARALLEL) == -1)
     return -1;
   /* nbdkit accepts no connection before .after_fork returns. */
@@ -647,8 +647,8 @@ async_cleanup (nbdkit_backend *backend)
   }
 
   if (!gave_up)
-    writer_drain (exit_timeout);
-  lost = writer_stop ();
+    writeback_drain (exit_timeout);
+  lost = writeback_stop ();
   if (lost && store_file) {
     nbdkit_error ("async: the lower device kept failing: %" PRIu64 " bytes "
                   "of acknowledged writes are not written back; they wait "
@@ -909,7 +909,7 @@ async_extents (nbdkit_next *next, void *handle, uint32_t count,
 
   /* Answer for a prefix of the range; the client asks again for the rest.
    * Dirty data is data; zeroed ranges read as zeros; trimmed ranges read
-   * as zeros too (store.c) and will be holes below.
+   * as zeros too (store-client.c) and will be holes below.
    */
   kind = store_extent (store, offset, count, &len);
   if (kind != -1) {
@@ -955,7 +955,7 @@ static void
 status_reply (struct ctl_reply *r)
 {
   struct store_stats st;
-  double rate = writer_rate ();
+  double rate = writeback_rate ();
 
   store_get_stats (store, &st);
   pthread_mutex_lock (&mode_lock);
@@ -1018,7 +1018,7 @@ control_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
       return -1;
     }
     if (store_flush_wait (store, secs * 1000, &err) == -1 ||
-        writer_lower_flush (&err) == -1) {
+        writeback_lower_flush (&err) == -1) {
       struct store_stats st;
 
       store_get_stats (store, &st);

@@ -17,8 +17,9 @@
  * Cost: a data block's bytes; a zeroed or trimmed range costs one block
  * (one lower request, whatever its length).
  *
- * The meter knows nothing of locks or clocks: the caller (store.c, under
- * its lock) passes the time in microseconds.
+ * The meter knows nothing of locks or clocks: the caller (the store's
+ * store-arena.c and store-writeback.c, under its lock) passes the time in
+ * microseconds.
  */
 
 #ifndef ABD_ASYNC_DRAINRATE_H

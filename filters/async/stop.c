@@ -5,7 +5,7 @@
  * is safe in a handler).  The stopper thread, started by stop_catch and
  * joined by stop_release, reads the pipe and does the work; a 0 byte from
  * stop_release tells it to end.  It touches the store only through
- * writer.c and the mode only through the BEGIN callback.
+ * writeback.c and the mode only through the BEGIN callback.
  */
 
 #include <config.h>
@@ -21,7 +21,7 @@
 #include <nbdkit-filter.h>
 
 #include "stop.h"
-#include "writer.h"
+#include "writeback.h"
 
 /* The signals nbdkit treats as "quit". */
 static const int stop_signals[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP };
@@ -69,13 +69,13 @@ stop_drain (int sig)
   nbdkit_debug ("async: %s: writing back every dirty byte before nbdkit "
                 "stops", signal_name (sig));
   drain_begin ();
-  if (!writer_drain (drain_timeout)) {
+  if (!writeback_drain (drain_timeout)) {
     drain_gave_up = true;
     nbdkit_error ("async: %s: the lower device made no progress for %u s "
                   "(async-exit-timeout): stopping with dirty data",
                   signal_name (sig), drain_timeout);
   }
-  else if (writer_lower_flush (&err) == -1)
+  else if (writeback_lower_flush (&err) == -1)
     nbdkit_error ("async: %s: flush of the lower device failed: %s",
                   signal_name (sig), strerror (err));
   else

@@ -5,14 +5,15 @@
  * durable on the lower device, indexed by block number (4 KiB blocks) in a
  * red-black tree of entries.  It knows nothing of nbdkit: the lower device is
  * reached through the callbacks in struct store_io (client side) and by the
- * writer threads (writer.c) that take batches from it.
+ * writer threads (writeback.c) that take batches from it.
  *
  * An entry is one data block (its 4 KiB live in a slot of the data arena) or
  * a range of whole blocks that were zeroed or trimmed (no data memory).
  * Every entry covers whole blocks; a partial write to a block the store does
  * not hold first reads the block from the lower device (read-modify-write).
  *
- * The life of an entry (all transitions are in store.c, under the lock):
+ * The life of an entry (all transitions are in store-*.c, under the lock;
+ * store-impl.h lists the files):
  *
  *   (absent) --client write--> DIRTY --store_pick--> WRITEBACK
  *   WRITEBACK --lower write ok--> WRITTEN --lower flush ok--> (removed)
@@ -48,6 +49,7 @@
 #define ABD_ASYNC_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define STORE_BLOCK_SIZE 4096
@@ -109,7 +111,7 @@ struct store_stats {
   uint64_t client_write_requests, client_written_bytes;
   uint64_t space_waits;
   uint64_t drain_budget_waits;
-  /* The drain budget (see "The drain budget" in store.c). */
+  /* The drain budget (see "The drain budget" in store-arena.c). */
   uint32_t max_drain_seconds;   /* 0: no budget */
   bool drain_rate_known;
   double drain_rate;            /* bytes per second while busy */
@@ -164,7 +166,7 @@ bool store_has_failed (struct store *s);
  */
 void store_wait_empty (struct store *s);
 
-/* Writer side (writer.c).  store_pick_wait blocks until a batch is ready
+/* Writer side (writeback.c).  store_pick_wait blocks until a batch is ready
  * (copying data into BUF, which holds batch_blocks blocks) and returns true,
  * or returns false once store_stop was called.  store_complete reports the
  * lower write's outcome.
@@ -187,5 +189,11 @@ bool store_is_empty (struct store *s);
 uint64_t store_progress (struct store *s);  /* grows with every success */
 
 void store_get_stats (struct store *s, struct store_stats *st);
+
+/* Verify the store's invariants (store-impl.h lists them): returns 0, or
+ * -1 with what is wrong in WHY (LEN bytes).  Walks everything: for tests
+ * and debug builds.
+ */
+int store_check (struct store *s, char *why, size_t len);
 
 #endif /* ABD_ASYNC_STORE_H */

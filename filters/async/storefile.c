@@ -6,7 +6,7 @@
  * it checks a file, maps it, and writes and retires single records in the
  * order storefile.h describes.  It does not use nbdkit, so abdctl links it
  * too (abdctl store-info).  The caller serialises storefile_put and
- * storefile_clear (store.c calls them under its lock).
+ * storefile_clear (store-arena.c calls them under the store's lock).
  */
 
 #include <config.h>

@@ -38,7 +38,7 @@
  * - When records overlap (the process died inside an operation that
  *   replaces one entry by others), the record with the higher seq wins,
  *   block by block: replacements are published before what they replace
- *   is retired (store.c keeps this order), so every block shows either
+ *   is retired (the store keeps this order), so every block shows either
  *   its acknowledged content or that of the write in progress.
  * A client write updates a data slot in place: if the process dies in the
  * middle, that block holds part of the unacknowledged write, as a disk

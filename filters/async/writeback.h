@@ -1,18 +1,18 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the threads that push dirty data to the lower device.
  *
- * writer_start opens nothing itself: it is given the shared background
+ * writeback_start opens nothing itself: it is given the shared background
  * context the filter opened in .after_fork, and starts N writer threads
  * (each takes a batch from the store, writes it, reports the outcome: many
  * writes in flight, in offset order) and one flusher thread (flushes the
- * lower device so that written batches become clean).  writer_drain waits
- * until the store is empty; writer_stop stops the threads and flushes the
+ * lower device so that written batches become clean).  writeback_drain waits
+ * until the store is empty; writeback_stop stops the threads and flushes the
  * lower device once more.
  * Nothing else in the filter uses the background context.
  */
 
-#ifndef ABD_ASYNC_WRITER_H
-#define ABD_ASYNC_WRITER_H
+#ifndef ABD_ASYNC_WRITEBACK_H
+#define ABD_ASYNC_WRITEBACK_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,24 +21,24 @@
 
 #include "store.h"
 
-int writer_start (struct store *store, nbdkit_next *next, unsigned nwriters,
+int writeback_start (struct store *store, nbdkit_next *next, unsigned nwriters,
                   uint32_t batch_blocks, bool serialize);
 
 /* Write back and flush everything, clients may go on writing meanwhile;
  * give up after EXIT_TIMEOUT seconds without progress (0: never).
  * Returns true once the store is empty, false if it gave up.
  */
-bool writer_drain (unsigned exit_timeout);
+bool writeback_drain (unsigned exit_timeout);
 
 /* Stop the threads and flush the lower device once more.  Returns the
- * bytes that are still dirty (0 = clean): call writer_drain first.
+ * bytes that are still dirty (0 = clean): call writeback_drain first.
  */
-uint64_t writer_stop (void);
+uint64_t writeback_stop (void);
 
 /* Flush the lower device through the background context. */
-int writer_lower_flush (int *err);
+int writeback_lower_flush (int *err);
 
 /* Bytes per second written back over the last few seconds. */
-double writer_rate (void);
+double writeback_rate (void);
 
-#endif /* ABD_ASYNC_WRITER_H */
+#endif /* ABD_ASYNC_WRITEBACK_H */

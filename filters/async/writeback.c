@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* abd async filter: writer and flusher threads (see writer.h).
+/* abd async filter: writer and flusher threads (see writeback.h).
  *
- * Threads: writer_start starts nwriters writer threads, one flusher and one
- * sampler (it records written-back bytes every 100 ms for the rate shown in
- * status).  writer_drain waits for them to empty the store; writer_stop
- * stops and joins all of them.  They touch only the
- * store (through its API) and the background context `lower`.  If the
+ * Threads: writeback_start starts nwriters writer threads, one flusher and
+ * one sampler (it records written-back bytes every 100 ms for the rate
+ * shown in status).  writeback_drain waits for them to empty the store;
+ * writeback_stop stops and joins all of them.  They touch only the store
+ * (through its API) and the background context `lower`.  If the
  * plugin's thread model is below parallel, lower_lock serialises every call
  * on the background context.
  */
@@ -25,7 +25,7 @@
 #include <nbdkit-filter.h>
 
 #include "log.h"
-#include "writer.h"
+#include "writeback.h"
 
 #define MAX_WRITERS 256
 #define RATE_SAMPLES 50           /* 5 s of 100 ms samples */
@@ -137,7 +137,7 @@ writer_thread (void *arg)
 }
 
 int
-writer_lower_flush (int *err)
+writeback_lower_flush (int *err)
 {
   int r = 0;
 
@@ -156,7 +156,7 @@ flusher_thread (void *arg)
 
   while (store_flush_begin (store, &ticket)) {
     int err = 0;
-    bool ok = writer_lower_flush (&err) == 0;
+    bool ok = writeback_lower_flush (&err) == 0;
 
     if (!ok)
       nbdkit_debug ("async: lower flush failed: %s", strerror (err));
@@ -185,7 +185,7 @@ sampler_thread (void *arg)
 }
 
 double
-writer_rate (void)
+writeback_rate (void)
 {
   double rate = 0;
 
@@ -203,7 +203,7 @@ writer_rate (void)
 }
 
 int
-writer_start (struct store *s, nbdkit_next *next, unsigned nwriters,
+writeback_start (struct store *s, nbdkit_next *next, unsigned nwriters,
               uint32_t blocks, bool serial)
 {
   store = s;
@@ -248,7 +248,7 @@ writer_start (struct store *s, nbdkit_next *next, unsigned nwriters,
 #define DRAIN_REPORT_S 5
 
 bool
-writer_drain (unsigned exit_timeout)
+writeback_drain (unsigned exit_timeout)
 {
   struct store_stats st;
   uint64_t progress = 0, written_at_start;
@@ -307,7 +307,7 @@ writer_drain (unsigned exit_timeout)
 }
 
 uint64_t
-writer_stop (void)
+writeback_stop (void)
 {
   struct store_stats st;
   unsigned i;
@@ -328,7 +328,7 @@ writer_stop (void)
   sampler_started = false;
 
   /* Writes that went straight through (sync mode) are flushed here too. */
-  if (writer_lower_flush (&err) == -1)
+  if (writeback_lower_flush (&err) == -1)
     nbdkit_error ("async: final flush of the lower device failed: %s",
                   strerror (err));
 

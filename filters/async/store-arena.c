@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* abd async filter: the dirty store's memory (see store-impl.h):
+ * the data arena's slots, the entry pool, the store file's records, and
+ * admission: whether a client may add an entry now, or waits.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "store-impl.h"
+
+/*----------------------------------------------------------------------
+ * The drain budget.
+ *
+ * With async-max-drain-seconds=N, dirty data is bounded by the time its
+ * write-back takes, not only by memory: a client may add an entry only
+ * while the store's cost (drainrate.h: 4 KiB per entry, a data block or a
+ * zeroed or trimmed range) stays within N seconds at the measured rate.
+ * Until the writers have measured a rate, the budget is the small
+ * drain_initial_budget (async.c: what even a disk doing 100 random writes
+ * a second drains in N seconds, and at most 1 MiB), so that the first
+ * burst after a start cannot fill the memory with more than a slow device
+ * can drain.  A client over the budget waits like one waiting for space
+ * (a space waiter: the writers hurry, which is also when the rate they
+ * measure is the one a drain gets), and is counted in drain_budget_waits.
+ */
+
+uint64_t
+drain_cost (const struct store *s)
+{
+  return s->st.dirty_entries * STORE_BLOCK_SIZE;
+}
+
+/* Bytes of cost the budget allows now; UINT64_MAX without a budget. */
+uint64_t
+drain_budget (struct store *s, bool *known, double *rate)
+{
+  double b;
+
+  *known = drain_rate_get (&s->meter, now_us (), rate);
+  if (s->max_drain_s == 0)
+    return UINT64_MAX;
+  if (!*known)
+    return s->drain_initial_budget;
+  b = *rate * s->max_drain_s;
+  if (b < DRAIN_BUDGET_MIN)
+    return DRAIN_BUDGET_MIN;
+  return b >= (double) UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t) b;
+}
+
+/* May a client add one more entry now?  Always into an empty store. */
+bool
+drain_admits (struct store *s)
+{
+  uint64_t cost = drain_cost (s);
+  double rate;
+  bool known;
+
+  return s->max_drain_s == 0 || cost == 0 ||
+    cost + STORE_BLOCK_SIZE <= drain_budget (s, &known, &rate);
+}
+
+/*----------------------------------------------------------------------
+ * Memory: slots and entries.
+ */
+
+/* A slot for a client's new data block: NO_SLOT when memory is full or
+ * the drain budget is spent.
+ */
+uint32_t
+slot_alloc (struct store *s)
+{
+  uint32_t slot;
+
+  if (s->free_slots == 0 || !drain_admits (s))
+    return NO_SLOT;
+  s->free_slots--;
+  if (s->slot_free != NO_SLOT) {
+    slot = s->slot_free;
+    memcpy (&s->slot_free, slot_data (s, slot), sizeof s->slot_free);
+    return slot;
+  }
+  return s->slot_bump++;
+}
+
+void
+slot_release (struct store *s, uint32_t slot)
+{
+  memcpy (slot_data (s, slot), &s->slot_free, sizeof s->slot_free);
+  s->slot_free = slot;
+  s->free_slots++;
+}
+
+struct entry *
+entry_alloc (struct store *s)
+{
+  struct entry *e;
+
+  if (s->free_entries == 0)
+    return NULL;
+  s->free_entries--;
+  if (s->entry_free) {
+    e = s->entry_free;
+    s->entry_free = RB_LEFT (e, link);
+  }
+  else
+    e = &s->pool[s->entry_bump++];
+  memset (e, 0, sizeof *e);
+  return e;
+}
+
+void
+entry_release (struct store *s, struct entry *e)
+{
+  RB_LEFT (e, link) = s->entry_free;
+  s->entry_free = e;
+  s->free_entries++;
+}
+
+/* Publish E's record in the store file, after its data is in place. */
+void
+record_publish (struct store *s, struct entry *e)
+{
+  if (s->file)
+    storefile_put (s->file, e - s->pool, ++s->seq, e->blk,
+                   e->kind == STORE_DATA ? 1 : e->count,
+                   e->kind == STORE_DATA ? e->slot : NO_SLOT, e->kind);
+}
+
+void
+record_retire (struct store *s, struct entry *e)
+{
+  if (s->file)
+    storefile_clear (s->file, e - s->pool);
+}
+
+void
+wake_space_waiters (struct store *s)
+{
+  if (s->space_waiters)
+    pthread_cond_broadcast (&s->changed);
+}
+
+/* Wait for something to change (space, a batch finishing).  The caller
+ * must look at the tree again afterwards.
+ */
+void
+wait_changed (struct store *s, bool for_space)
+{
+  if (for_space) {
+    s->space_waiters++;
+    /* With memory free, the drain budget stops it. */
+    if (s->free_slots > 0 && !drain_admits (s))
+      s->st.drain_budget_waits++;
+    else
+      s->st.space_waits++;
+  }
+  writeback_wake (s);           /* space waiters make writers hurry */
+  pthread_cond_wait (&s->changed, &s->lock);
+  if (for_space)
+    s->space_waiters--;
+}
+
+/*----------------------------------------------------------------------
+ * Mapping the arena.
+ */
+
+/* Map the entry pool and, with ANON_DATA, the data arena in anonymous
+ * memory (a store file maps its own: store_load); untouched pages cost
+ * nothing until used.  LOCK_MEMORY: mlock them.  Returns 0, or -1 with
+ * *errmsg (malloc'd, or NULL).
+ */
+int
+arena_map (struct store *s, bool anon_data, bool lock_memory, char **errmsg)
+{
+  s->data_bytes = (size_t) s->nslots * STORE_BLOCK_SIZE;
+  s->pool_bytes = (size_t) s->nentries * sizeof (struct entry);
+  if (anon_data) {
+    s->data = mmap (NULL, s->data_bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s->data == MAP_FAILED) {
+      s->data = NULL;
+      goto oom;
+    }
+  }
+  s->pool = mmap (NULL, s->pool_bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (s->pool == MAP_FAILED) {
+    s->pool = NULL;
+    goto oom;
+  }
+  if (lock_memory &&
+      ((s->data && mlock (s->data, s->data_bytes) == -1) ||
+       mlock (s->pool, s->pool_bytes) == -1)) {
+    if (asprintf (errmsg, "cannot lock %zu bytes of memory (%m): raise the "
+                  "locked-memory limit (ulimit -l, LimitMEMLOCK=) or lower "
+                  "max dirty", s->data_bytes + s->pool_bytes) == -1)
+      *errmsg = NULL;
+    return -1;
+  }
+  return 0;
+
+ oom:
+  if (asprintf (errmsg, "cannot allocate the store: %m") == -1)
+    *errmsg = NULL;
+  return -1;
+}
+
+void
+arena_unmap (struct store *s)
+{
+  if (s->file)
+    storefile_close (s->file);  /* the records stay in the file */
+  else if (s->data)
+    munmap (s->data, s->data_bytes);
+  if (s->pool)
+    munmap (s->pool, s->pool_bytes);
+}

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* abd async filter: store_check, the dirty store's invariants as code (the
+ * prose is at the top of store-impl.h).  For tests and debug builds only:
+ * it walks the whole tree and both free lists, O(entries + free slots).
+ * tests/test-store calls it after every operation; a build configured
+ * with --enable-debug (ABD_DEBUG) calls it at the end of every store
+ * operation and aborts on the first broken invariant.
+ */
+
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store-impl.h"
+
+/* Say what is wrong in WHY (LEN bytes) and return -1. */
+static int __attribute__ ((format (printf, 3, 4)))
+broken (char *why, size_t len, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  if (len > 0)
+    vsnprintf (why, len, fmt, ap);
+  va_end (ap);
+  return -1;
+}
+
+/* Sums over the tree, to compare with the counters the store keeps. */
+struct tally {
+  uint64_t entries, data_entries, bytes, data_bytes;
+  uint64_t failed_entries, failed_bytes, writeback, dirty;
+};
+
+/* One entry: its own invariants, and what it adds to the tallies. */
+static int
+check_entry (struct store *s, const struct entry *e, uint64_t prev_end,
+             uint8_t *slot_owned, uint32_t *epochs, struct tally *t,
+             char *why, size_t len)
+{
+  uint64_t n = entry_blocks (e);
+  uint64_t blk = e->blk;
+
+  if (e < s->pool || e >= s->pool + s->entry_bump)
+    return broken (why, len, "entry at block %" PRIu64 " is outside the "
+                   "pool", blk);
+  if (e->kind > STORE_TRIM || e->state > ST_WRITTEN ||
+      (e->flags & ~(EF_REDIRTY | EF_FAILED)))
+    return broken (why, len, "entry at block %" PRIu64 ": kind %u, state "
+                   "%u, flags %#x", blk, e->kind, e->state, e->flags);
+  if (n == 0 || blk >= s->nblocks || n > s->nblocks - blk)
+    return broken (why, len, "entry [%" PRIu64 ", +%" PRIu64 ") is not "
+                   "whole blocks inside the device (%" PRIu64 " blocks)",
+                   blk, n, s->nblocks);
+  if (prev_end != UINT64_MAX && blk < prev_end)
+    return broken (why, len, "entry at block %" PRIu64 " overlaps the one "
+                   "before it (ending at %" PRIu64 ")", blk, prev_end);
+  if (e->kind == STORE_DATA) {
+    if (e->slot >= s->slot_bump)
+      return broken (why, len, "data block %" PRIu64 ": slot %" PRIu32
+                     " was never handed out (bump %" PRIu32 ")", blk,
+                     e->slot, s->slot_bump);
+    if (slot_owned[e->slot])
+      return broken (why, len, "data block %" PRIu64 ": slot %" PRIu32
+                     " has two owners", blk, e->slot);
+    slot_owned[e->slot] = 1;
+    t->data_entries++;
+    t->data_bytes += STORE_BLOCK_SIZE;
+  }
+  if ((e->flags & EF_REDIRTY) && e->state == ST_DIRTY)
+    return broken (why, len, "DIRTY entry at block %" PRIu64 " is marked "
+                   "REDIRTY", blk);
+  if (ms_diff (s->epoch_lo, e->epoch) < 0 ||
+      ms_diff (e->epoch, s->epoch_cur) < 0 ||
+      ((e->flags & EF_REDIRTY) &&
+       (ms_diff (s->epoch_lo, e->redirty_epoch) < 0 ||
+        ms_diff (e->redirty_epoch, s->epoch_cur) < 0)))
+    return broken (why, len, "entry at block %" PRIu64 ": epoch %" PRIu32
+                   " outside the live epochs [%" PRIu32 ", %" PRIu32 "]",
+                   blk, e->epoch, s->epoch_lo, s->epoch_cur);
+  epochs[e->epoch % EPOCH_RING]++;
+  if (e->flags & EF_REDIRTY)
+    epochs[e->redirty_epoch % EPOCH_RING]++;
+  if (e->state == ST_WRITEBACK)
+    t->writeback++;
+  if (e->state == ST_DIRTY)
+    t->dirty++;
+  if (e->flags & EF_FAILED) {
+    t->failed_entries++;
+    t->failed_bytes += blocks_len (s, blk, n);
+  }
+  t->entries++;
+  t->bytes += blocks_len (s, blk, n);
+  return 0;
+}
+
+/* The free lists: LIST_LEN links from the head, each not owned. */
+static int
+check_free_lists (struct store *s, uint8_t *slot_owned,
+                  const struct tally *t, char *why, size_t len)
+{
+  uint32_t slot = s->slot_free, chained, i;
+  struct entry *e = s->entry_free;
+
+  if (s->slot_bump > s->nslots || s->free_slots < s->nslots - s->slot_bump)
+    return broken (why, len, "free_slots %" PRIu32 " is less than the %"
+                   PRIu32 " slots never used", s->free_slots,
+                   s->nslots - s->slot_bump);
+  chained = s->free_slots - (s->nslots - s->slot_bump);
+  for (i = 0; i < chained; i++) {
+    if (slot >= s->slot_bump || slot_owned[slot])
+      return broken (why, len, "free slot list: link %" PRIu32 " is slot %"
+                     PRIu32 " (bump %" PRIu32 ", %s)", i, slot,
+                     s->slot_bump, slot < s->slot_bump ? "owned" : "unused");
+    slot_owned[slot] = 1;     /* a second visit means a cycle */
+    memcpy (&slot, slot_data (s, slot), sizeof slot);
+  }
+  if (slot != NO_SLOT)
+    return broken (why, len, "free slot list is longer than free_slots "
+                   "says (%" PRIu32 " chained)", chained);
+  if (t->data_entries + s->free_slots + s->reserved_slots != s->nslots)
+    return broken (why, len, "slots: %" PRIu64 " data entries + %" PRIu32
+                   " free + %" PRIu32 " reserved != %" PRIu32,
+                   t->data_entries, s->free_slots, s->reserved_slots,
+                   s->nslots);
+
+  if (s->entry_bump > s->nentries ||
+      s->free_entries < s->nentries - s->entry_bump)
+    return broken (why, len, "free_entries %" PRIu32 " is less than the %"
+                   PRIu32 " entries never used", s->free_entries,
+                   s->nentries - s->entry_bump);
+  chained = s->free_entries - (s->nentries - s->entry_bump);
+  for (i = 0; i < chained; i++) {
+    if (e == NULL || e < s->pool || e >= s->pool + s->entry_bump)
+      return broken (why, len, "free entry list: link %" PRIu32 " is not "
+                     "a used-before pool entry", i);
+    e = RB_LEFT (e, link);
+  }
+  if (e != NULL)
+    return broken (why, len, "free entry list is longer than free_entries "
+                   "says");
+  if (t->entries + s->free_entries + s->reserved_entries != s->nentries)
+    return broken (why, len, "entries: %" PRIu64 " in the tree + %" PRIu32
+                   " free + %" PRIu32 " reserved != %" PRIu32, t->entries,
+                   s->free_entries, s->reserved_entries, s->nentries);
+  return 0;
+}
+
+/* The dirty list: exactly the DIRTY entries of the tree (IN_TREE marks
+ * them by pool index; visited ones are marked 2), oldest first.
+ */
+static int
+check_dirty_list (struct store *s, uint8_t *in_tree, const struct tally *t,
+                  char *why, size_t len)
+{
+  uint32_t i = s->dirty_head, prev = NO_ENTRY, n = 0;
+
+  while (i != NO_ENTRY) {
+    const struct entry *e;
+
+    if (i >= s->entry_bump || in_tree[i] != 1)
+      return broken (why, len, "dirty list: link %" PRIu32 " is pool entry "
+                     "%" PRIu32 ", %s", n, i,
+                     i >= s->entry_bump ? "never used"
+                     : in_tree[i] ? "listed twice" : "not in the tree");
+    in_tree[i] = 2;
+    e = &s->pool[i];
+    if (e->state != ST_DIRTY || e->dirty_prev != prev)
+      return broken (why, len, "dirty list: entry at block %" PRIu64 " is "
+                     "%s", e->blk, e->state != ST_DIRTY ? "not DIRTY"
+                     : "linked back to the wrong entry");
+    if (prev != NO_ENTRY &&
+        ms_diff (s->pool[prev].dirtied_ms, e->dirtied_ms) < 0)
+      return broken (why, len, "dirty list: entry at block %" PRIu64 " is "
+                     "older than the one before it", e->blk);
+    prev = i;
+    i = e->dirty_next;
+    n++;
+  }
+  if (prev != s->dirty_tail || n != s->ndirty || n != t->dirty)
+    return broken (why, len, "dirty list: %" PRIu32 " entries (ndirty %"
+                   PRIu32 ") for %" PRIu64 " DIRTY entries in the tree%s", n,
+                   s->ndirty, t->dirty,
+                   prev != s->dirty_tail ? ", and the tail is wrong" : "");
+  return 0;
+}
+
+int
+store_check_locked (struct store *s, char *why, size_t len)
+{
+  struct tally t = { 0 };
+  uint8_t *slot_owned = calloc (s->nslots, 1);
+  uint8_t *in_tree = calloc (s->nentries, 1);
+  uint32_t *epochs = calloc (EPOCH_RING, sizeof *epochs);
+  uint64_t prev_end = UINT64_MAX, held = 0;
+  struct entry *e;
+  uint32_t ep;
+  int r = 0;
+
+  if (slot_owned == NULL || in_tree == NULL || epochs == NULL) {
+    free (slot_owned);
+    free (in_tree);
+    free (epochs);
+    return broken (why, len, "store_check: out of memory");
+  }
+
+  RB_FOREACH (e, entry_tree, &s->tree) {
+    r = check_entry (s, e, prev_end, slot_owned, epochs, &t, why, len);
+    if (r == -1)
+      goto out;
+    in_tree[e - s->pool] = 1;
+    prev_end = entry_end (e);
+  }
+
+  /* Byte accounting. */
+  if (t.entries != s->st.dirty_entries || t.bytes != s->st.dirty_bytes ||
+      t.data_bytes != s->st.dirty_data_bytes) {
+    r = broken (why, len, "accounting: the tree holds %" PRIu64 " entries, "
+                "%" PRIu64 " bytes, %" PRIu64 " data bytes; the counters "
+                "say %" PRIu64 ", %" PRIu64 ", %" PRIu64, t.entries, t.bytes,
+                t.data_bytes, s->st.dirty_entries, s->st.dirty_bytes,
+                s->st.dirty_data_bytes);
+    goto out;
+  }
+  if (t.failed_entries != s->failed_entries ||
+      t.failed_bytes != s->st.failed_bytes) {
+    r = broken (why, len, "accounting: %" PRIu64 " FAILED entries of %"
+                PRIu64 " bytes in the tree; the counters say %" PRIu64
+                ", %" PRIu64, t.failed_entries, t.failed_bytes,
+                s->failed_entries, s->st.failed_bytes);
+    goto out;
+  }
+  if (s->st.writes_in_flight == 0 &&
+      (t.writeback > 0 || s->st.bytes_in_flight > 0)) {
+    r = broken (why, len, "no write in flight, yet %" PRIu64 " entries are "
+                "in WRITEBACK and %" PRIu64 " bytes in flight", t.writeback,
+                s->st.bytes_in_flight);
+    goto out;
+  }
+
+  /* Epochs: the live window, and each count against the tree; counts
+   * beyond the tree's are the carries of running zero/trims.
+   */
+  if (s->epoch_cur - s->epoch_lo >= EPOCH_RING) {
+    r = broken (why, len, "epochs: %" PRIu32 " live epochs, ring of %d",
+                s->epoch_cur - s->epoch_lo + 1, EPOCH_RING);
+    goto out;
+  }
+  for (ep = 0; ep < EPOCH_RING; ep++) {
+    uint32_t epoch = s->epoch_lo + ep;
+    bool live = ms_diff (epoch, s->epoch_cur) >= 0;
+    uint32_t have = s->epoch_count[epoch % EPOCH_RING];
+    uint32_t want = epochs[epoch % EPOCH_RING];
+
+    if ((!live && have != 0) || have < want) {
+      r = broken (why, len, "epoch %" PRIu32 " counts %" PRIu32 " but the "
+                  "tree holds %" PRIu32 " of its modifications%s", epoch,
+                  have, want, live ? "" : " (not live)");
+      goto out;
+    }
+    held += have - want;
+  }
+  if (held != s->epoch_carries) {
+    r = broken (why, len, "epochs count %" PRIu64 " more than the tree "
+                "holds, and running zero/trims carry %" PRIu32, held,
+                s->epoch_carries);
+    goto out;
+  }
+  if (s->epoch_lo != s->epoch_cur && s->epoch_count[s->epoch_lo % EPOCH_RING]
+      == 0) {
+    r = broken (why, len, "epoch_lo %" PRIu32 " holds nothing but was not "
+                "advanced", s->epoch_lo);
+    goto out;
+  }
+
+  r = check_dirty_list (s, in_tree, &t, why, len);
+  if (r == 0)
+    r = check_free_lists (s, slot_owned, &t, why, len);
+
+ out:
+  free (slot_owned);
+  free (in_tree);
+  free (epochs);
+  return r;
+}
+
+int
+store_check (struct store *s, char *why, size_t len)
+{
+  int r;
+
+  pthread_mutex_lock (&s->lock);
+  r = store_check_locked (s, why, len);
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
+#ifdef ABD_DEBUG
+void
+store_debug_check (struct store *s, const char *where)
+{
+  char why[256];
+
+  if (store_check_locked (s, why, sizeof why) == -1) {
+    fprintf (stderr, "abd async: store invariant broken after %s: %s\n",
+             where, why);
+    abort ();
+  }
+}
+#endif

@@ -1,0 +1,633 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* abd async filter: the dirty store's client paths (see store-impl.h):
+ * reads, writes with read-modify-write of partial blocks and write-through
+ * in sync mode, zero and trim.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store-impl.h"
+
+/*----------------------------------------------------------------------
+ * Reads.
+ */
+
+struct gaps {
+  struct gap {
+    uint64_t offset;
+    uint32_t len;
+  } stack[32], *v;
+  size_t n, cap;
+};
+
+static int
+gaps_push (struct gaps *g, uint64_t offset, uint64_t len)
+{
+  if (g->n == g->cap) {
+    struct gap *v = malloc (2 * g->cap * sizeof *v);
+
+    if (v == NULL)
+      return -1;
+    memcpy (v, g->v, g->n * sizeof *v);
+    if (g->v != g->stack)
+      free (g->v);
+    g->v = v;
+    g->cap *= 2;
+  }
+  g->v[g->n++] = (struct gap) { offset, len };
+  return 0;
+}
+
+int
+store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
+            const struct store_io *io, int *err)
+{
+  struct gaps gaps = { .n = 0, .cap = 32 };
+  uint64_t pos = offset, end = offset + count;
+  struct entry *e;
+  size_t i;
+  int r = 0;
+
+  gaps.v = gaps.stack;
+  pthread_mutex_lock (&s->lock);
+  for (e = tree_find_from (s, offset / STORE_BLOCK_SIZE);
+       e && e->blk * STORE_BLOCK_SIZE < end && r == 0;
+       e = RB_NEXT (entry_tree, &s->tree, e)) {
+    uint64_t e_start = e->blk * STORE_BLOCK_SIZE;
+    uint64_t e_end = e_start + blocks_len (s, e->blk, entry_blocks (e));
+    uint64_t from = pos > e_start ? pos : e_start;
+    uint64_t to = end < e_end ? end : e_end;
+
+    if (e_start > pos)
+      r = gaps_push (&gaps, pos, e_start - pos);
+    if (e->kind == STORE_DATA)
+      memcpy ((char *) buf + (from - offset),
+              slot_data (s, e->slot) + (from - e_start), to - from);
+    else
+      memset ((char *) buf + (from - offset), 0, to - from);
+    pos = to;
+  }
+  if (pos < end && r == 0)
+    r = gaps_push (&gaps, pos, end - pos);
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+  if (r == -1)
+    *err = ENOMEM;
+
+  /* Blocks the store did not hold were clean when we looked: the lower
+   * device has everything acknowledged before this read started, and
+   * whatever changes them now is a write concurrent with this read.
+   */
+  for (i = 0; i < gaps.n && r == 0; i++)
+    r = io->read (io->opaque, (char *) buf + (gaps.v[i].offset - offset),
+                  gaps.v[i].len, gaps.v[i].offset, err);
+  if (gaps.v != gaps.stack)
+    free (gaps.v);
+  return r;
+}
+
+/*----------------------------------------------------------------------
+ * Writes.
+ */
+
+/* Put LEN bytes of SRC (NULL: zeros) at byte FROM of the block of E. */
+static void
+data_put (struct store *s, struct entry *e, uint32_t from, const char *src,
+          uint32_t len)
+{
+  char *dst = slot_data (s, e->slot) + from;
+
+  if (src)
+    memcpy (dst, src, len);
+  else
+    memset (dst, 0, len);
+  entry_modified (s, e);
+}
+
+/* Cut block BLK out of DIRTY range R and put a new DIRTY data entry D (with
+ * a slot) there, holding zeros.  EXTRA is a spare entry for the part of R
+ * after BLK; it is used or released.
+ */
+static void
+range_split_for_block (struct store *s, struct entry *r, uint64_t blk,
+                       struct entry *d, struct entry *extra)
+{
+  uint64_t r_blk = r->blk, r_end = entry_end (r);
+  uint32_t epoch = r->epoch;
+
+  /* Zero or trimmed content reads as zeros.  D's record goes first: the
+   * block must not lose R's content before D holds it.
+   */
+  memset (slot_data (s, d->slot), 0, STORE_BLOCK_SIZE);
+  record_publish (s, d);
+
+  /* Pieces of data whose lower write failed keep saying so. */
+  d->flags = r->flags & EF_FAILED;
+  if (blk + 1 < r_end) {
+    extra->kind = r->kind;
+    extra->flags = r->flags & EF_FAILED;
+    extra->blk = blk + 1;
+    extra->count = r_end - (blk + 1);
+    epoch_hold (s, epoch);
+    tree_insert (s, extra, epoch);
+    entry_inherit_age (s, extra, r);
+  }
+  else
+    entry_release (s, extra);
+
+  if (blk > r_blk)
+    range_resize (s, r, r_blk, blk);
+  else {
+    epoch_drop (s, epoch);
+    tree_remove (s, r);
+  }
+
+  epoch_hold (s, epoch);
+  tree_insert (s, d, epoch);
+}
+
+/* Register client-path lower I/O of blocks [B0, B1): a read-modify-write
+ * (RMW) or a write-through.  Returns its index in s->lower_ops, or -1
+ * after waiting for a clashing operation of the other kind (or a free
+ * place in lower_ops) to finish: the lock was dropped, so the caller must
+ * look at the blocks again.
+ */
+static int
+lower_op_begin (struct store *s, uint64_t b0, uint64_t b1, bool rmw)
+{
+  int i, free_i = -1;
+
+  for (i = 0; i < LOWER_OPS_MAX; i++) {
+    const struct lower_op *o = &s->lower_ops[i];
+
+    if (!o->used) {
+      if (free_i == -1)
+        free_i = i;
+    }
+    else if (o->rmw != rmw && o->b0 < b1 && b0 < o->b1)
+      break;
+  }
+  if (i < LOWER_OPS_MAX || free_i == -1) {
+    wait_changed (s, false);
+    return -1;
+  }
+  s->lower_ops[free_i] = (struct lower_op) {
+    .b0 = b0, .b1 = b1, .rmw = rmw, .used = true
+  };
+  return free_i;
+}
+
+static void
+lower_op_end (struct store *s, int i)
+{
+  s->lower_ops[i].used = false;
+  pthread_cond_broadcast (&s->changed);
+}
+
+/* Read-modify-write of a block the store does not hold: read it from the
+ * lower device, merge the piece, insert it.  Called and returns with the
+ * lock held; returns 1 if the block turned up in the store meanwhile (the
+ * caller looks again), 0 when done, -1 on error.
+ */
+static int
+write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
+           uint32_t len, const struct store_io *io, int *err)
+{
+  struct entry *d;
+  uint32_t slot;
+  int op, r = 0;
+
+  /* Reserve memory first: waiting for it must not hold the removal lock,
+   * which the flusher needs to free memory.
+   */
+  while ((slot = slot_alloc (s)) == NO_SLOT || (d = entry_alloc (s)) == NULL) {
+    if (slot != NO_SLOT)
+      slot_release (s, slot);
+    wait_changed (s, true);
+    if (entry_contains (tree_find_from (s, blk), blk))
+      return 1;
+  }
+  s->reserved_slots++;          /* held while the lock is dropped */
+  s->reserved_entries++;
+  while ((op = lower_op_begin (s, blk, blk + 1, true)) == -1)
+    ;
+  pthread_mutex_unlock (&s->lock);
+
+  pthread_rwlock_rdlock (&s->removal);
+  pthread_mutex_lock (&s->lock);
+  if (entry_contains (tree_find_from (s, blk), blk))
+    r = 1;
+  else {
+    pthread_mutex_unlock (&s->lock);
+    r = io->read (io->opaque, slot_data (s, slot), block_len (s, blk),
+                  blk * STORE_BLOCK_SIZE, err);
+    pthread_mutex_lock (&s->lock);
+    if (r == 0 && entry_contains (tree_find_from (s, blk), blk))
+      r = 1;
+  }
+  s->reserved_slots--;
+  s->reserved_entries--;
+  if (r == 0) {
+    char *p = slot_data (s, slot);
+
+    if (block_len (s, blk) < STORE_BLOCK_SIZE)
+      memset (p + block_len (s, blk), 0, STORE_BLOCK_SIZE - block_len (s, blk));
+    if (src)
+      memcpy (p + from, src, len);
+    else
+      memset (p + from, 0, len);
+    d->kind = STORE_DATA;
+    d->blk = blk;
+    d->slot = slot;
+    epoch_hold (s, s->epoch_cur);
+    tree_insert (s, d, s->epoch_cur);
+  }
+  else {
+    slot_release (s, slot);
+    entry_release (s, d);
+    wake_space_waiters (s);
+  }
+  lower_op_end (s, op);
+  pthread_mutex_unlock (&s->lock);
+  pthread_rwlock_unlock (&s->removal);
+  pthread_mutex_lock (&s->lock);
+  return r;
+}
+
+/* A run of bytes that goes straight to the lower device (write-through). */
+struct through {
+  uint64_t offset;
+  uint32_t len;
+};
+
+/* Write T to the lower device and empty it.  Returns 0, -1 on error, or 1
+ * when it had to wait for a read-modify-write of one of its blocks: then
+ * nothing was written and the caller must look at the blocks again from
+ * T->offset (the merged block may be in the store now).
+ */
+static int
+through_flush (struct store *s, struct through *t, const char *buf,
+               uint64_t buf_offset, const struct store_io *io, int *err)
+{
+  uint32_t len = t->len;
+  int op, r;
+
+  if (len == 0)
+    return 0;
+  t->len = 0;
+  op = lower_op_begin (s, t->offset / STORE_BLOCK_SIZE,
+                       (t->offset + len - 1) / STORE_BLOCK_SIZE + 1, false);
+  if (op == -1)
+    return 1;
+  pthread_mutex_unlock (&s->lock);
+  if (buf)
+    r = io->write (io->opaque, buf + (t->offset - buf_offset), len,
+                   t->offset, err);
+  else
+    r = io->zero (io->opaque, len, t->offset, err);
+  pthread_mutex_lock (&s->lock);
+  lower_op_end (s, op);
+  return r;
+}
+
+static void
+through_add (struct through *t, uint64_t offset, uint32_t len)
+{
+  if (t->len == 0)
+    t->offset = offset;
+  t->len += len;
+}
+
+/* Write BUF (NULL: zeros) at byte granularity, block by block. */
+static int
+write_bytes (struct store *s, const char *buf, uint32_t count,
+             uint64_t offset, bool admit_clean, const struct store_io *io,
+             int *err)
+{
+  uint64_t pos = offset, end = offset + count;
+  struct through through = { 0 };
+  int r = 0;
+
+  pthread_mutex_lock (&s->lock);
+  while (r == 0) {
+    uint64_t blk = pos / STORE_BLOCK_SIZE;
+    uint32_t from = pos % STORE_BLOCK_SIZE;
+    uint64_t piece_end = (blk + 1) * STORE_BLOCK_SIZE;
+    uint32_t len = (end < piece_end ? end : piece_end) - pos;
+    const char *src = buf ? buf + (pos - offset) : NULL;
+    struct entry *e = NULL, *d, *extra;
+    uint32_t slot;
+
+    if (pos < end)
+      e = tree_find_from (s, blk);
+
+    /* A pending write-through (only !admit_clean makes one) goes down
+     * before the store is touched: at the end, or at a block in the
+     * store.  The lock is dropped meanwhile, so look at the blocks again
+     * afterwards, from the write-through's start if it could not be done.
+     */
+    if (through.len && (pos == end || entry_contains (e, blk))) {
+      r = through_flush (s, &through, buf, offset, io, err);
+      if (r == 1) {
+        pos = through.offset;
+        r = 0;
+      }
+      continue;
+    }
+    if (pos == end)
+      break;
+
+    if (!entry_contains (e, blk)) {
+      if (!admit_clean) {
+        through_add (&through, pos, len);
+        pos += len;
+        continue;
+      }
+      if (len < block_len (s, blk)) {
+        r = write_rmw (s, blk, from, src, len, io, err);
+        if (r == 1)
+          r = 0;              /* look again: pos is unchanged */
+        else if (r == 0)
+          pos += len;
+        continue;
+      }
+      /* A whole block: no need to read the lower device. */
+      if ((slot = slot_alloc (s)) == NO_SLOT) {
+        wait_changed (s, true);
+        continue;
+      }
+      if ((d = entry_alloc (s)) == NULL) {
+        slot_release (s, slot);
+        wait_changed (s, true);
+        continue;
+      }
+      d->kind = STORE_DATA;
+      d->blk = blk;
+      d->slot = slot;
+      if (src)
+        memcpy (slot_data (s, slot), src, len);
+      else
+        memset (slot_data (s, slot), 0, len);
+      epoch_hold (s, s->epoch_cur);
+      tree_insert (s, d, s->epoch_cur);
+      pos += len;
+      continue;
+    }
+
+    if (e->kind == STORE_DATA) {
+      data_put (s, e, from, src, len);
+      pos += len;
+      continue;
+    }
+
+    /* A zero/trim range: replace this block of it by a data block. */
+    if (e->state != ST_DIRTY) {
+      wait_changed (s, false);
+      continue;
+    }
+    if ((slot = slot_alloc (s)) == NO_SLOT) {
+      wait_changed (s, true);
+      continue;
+    }
+    d = entry_alloc (s);
+    extra = d ? entry_alloc (s) : NULL;
+    if (extra == NULL) {
+      if (d)
+        entry_release (s, d);
+      slot_release (s, slot);
+      wait_changed (s, true);
+      continue;
+    }
+    d->kind = STORE_DATA;
+    d->blk = blk;
+    d->slot = slot;
+    range_split_for_block (s, e, blk, d, extra);
+    data_put (s, d, from, src, len);
+    pos += len;
+  }
+  if (r == 0) {
+    s->st.client_write_requests++;
+    s->st.client_written_bytes += count;
+  }
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
+int
+store_write (struct store *s, const void *buf, uint32_t count,
+             uint64_t offset, bool admit_clean, const struct store_io *io,
+             int *err)
+{
+  return write_bytes (s, buf, count, offset, admit_clean, io, err);
+}
+
+/* Zero or trim the whole blocks [b0, b1). */
+static int
+range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
+          bool admit_clean, const struct store_io *io, int *err)
+{
+  uint64_t pos = b0;
+  /* The oldest unflushed epoch among entries this operation replaced in
+   * the current gap: the new range inherits it (a flush must not return
+   * before the replacement is durable).  carry_held: we hold its count.
+   */
+  uint32_t carry = 0;
+  bool carry_held = false;
+  /* With a store file: a record of the whole operation, published before
+   * the entries it replaces are cut and retired after the new ones are
+   * in: if the process dies in between, the blocks read as this
+   * operation's result, never as the lower device's older content.
+   */
+  struct entry *intent = NULL;
+  int r = 0;
+
+  pthread_mutex_lock (&s->lock);
+  if (s->file) {
+    while ((intent = entry_alloc (s)) == NULL)
+      wait_changed (s, true);
+    s->reserved_entries++;
+    intent->kind = kind;
+    intent->blk = b0;
+    intent->count = b1 - b0;
+    record_publish (s, intent);
+  }
+  while (pos < b1 && r == 0) {
+    struct entry *e = tree_find_from (s, pos), *n;
+
+    if (entry_contains (e, pos)) {
+      uint64_t e_end = entry_end (e);
+
+      if (e->state != ST_DIRTY) {
+        if (e->kind != STORE_DATA) {
+          wait_changed (s, false);
+          continue;
+        }
+        /* Being written back: zero in place; trim leaves it (a trim may
+         * leave data as it was).
+         */
+        if (kind == STORE_ZERO)
+          data_put (s, e, 0, NULL, STORE_BLOCK_SIZE);
+        pos++;
+        continue;
+      }
+
+      /* A DIRTY entry: cut [pos, min(e_end, b1)) out of it. */
+      if (e->kind != STORE_DATA && e->blk < pos && e_end > b1) {
+        /* The operation lies inside E: keep E's ends, need one entry. */
+        if ((n = entry_alloc (s)) == NULL) {
+          wait_changed (s, true);
+          continue;
+        }
+        n->kind = e->kind;
+        n->flags = e->flags & EF_FAILED;
+        n->blk = b1;
+        n->count = e_end - b1;
+        epoch_hold (s, e->epoch);
+        tree_insert (s, n, e->epoch);
+        entry_inherit_age (s, n, e);
+        range_resize (s, e, e->blk, pos);
+        /* The cut part's content is replaced: the new range inherits. */
+        epoch_hold (s, e->epoch);
+      }
+      else if (e->kind != STORE_DATA && e->blk < pos) {
+        range_resize (s, e, e->blk, pos);
+        epoch_hold (s, e->epoch);
+      }
+      else if (e->kind != STORE_DATA && e_end > b1) {
+        range_resize (s, e, b1, e_end);
+        epoch_hold (s, e->epoch);
+      }
+      else {
+        /* E lies inside the operation: it goes, its count carried. */
+        uint32_t epoch = e->epoch;
+
+        tree_remove (s, e);
+        if (!carry_held || ms_diff (epoch, carry) > 0) {
+          /* Keep the count of the older of the two (ms_diff (a, b) > 0:
+           * b is newer).  A carry holds two counts only when this zero
+           * waited for space at a gap and a client wrote there meanwhile.
+           */
+          if (carry_held)
+            epoch_drop (s, carry);
+          else
+            s->epoch_carries++;
+          carry = epoch;
+          carry_held = true;
+        }
+        else
+          epoch_drop (s, epoch);
+        continue;
+      }
+      /* The held count of a resized range becomes (or joins) the carry. */
+      if (!carry_held || ms_diff (e->epoch, carry) > 0) {
+        if (carry_held)
+          epoch_drop (s, carry);
+        else
+          s->epoch_carries++;
+        carry = e->epoch;
+        carry_held = true;
+      }
+      else
+        epoch_drop (s, e->epoch);
+      continue;
+    }
+
+    /* [pos, gap_end) is absent from the store. */
+    {
+      uint64_t gap_end = e && e->blk < b1 ? e->blk : b1;
+
+      if (!admit_clean) {
+        uint64_t off = pos * STORE_BLOCK_SIZE;
+        uint32_t len = blocks_len (s, pos, gap_end - pos);
+        int op = lower_op_begin (s, pos, gap_end, false);
+
+        if (op == -1)
+          continue;             /* look again */
+        pthread_mutex_unlock (&s->lock);
+        r = kind == STORE_ZERO ? io->zero (io->opaque, len, off, err)
+                               : io->trim (io->opaque, len, off, err);
+        pthread_mutex_lock (&s->lock);
+        lower_op_end (s, op);
+        pos = gap_end;
+        continue;
+      }
+      if (!drain_admits (s) || (n = entry_alloc (s)) == NULL) {
+        wait_changed (s, true);
+        continue;
+      }
+      n->kind = kind;
+      n->blk = pos;
+      n->count = gap_end - pos;
+      if (carry_held && ms_diff (carry, s->epoch_cur) > 0) {
+        tree_insert (s, n, carry);      /* takes over the held count */
+        carry_held = false;
+        s->epoch_carries--;
+      }
+      else {
+        epoch_hold (s, s->epoch_cur);
+        tree_insert (s, n, s->epoch_cur);
+      }
+      pos = gap_end;
+    }
+  }
+  /* A carry still held here was replaced by a write-through to the lower
+   * device; sync-mode flushes flush the lower device after waiting for the
+   * store, which makes that durable.
+   */
+  if (carry_held) {
+    epoch_drop (s, carry);
+    s->epoch_carries--;
+  }
+  if (intent) {
+    record_retire (s, intent);
+    s->reserved_entries--;
+    entry_release (s, intent);
+    wake_space_waiters (s);
+  }
+  epoch_advance (s);
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
+int
+store_zero (struct store *s, uint32_t count, uint64_t offset,
+            bool admit_clean, const struct store_io *io, int *err)
+{
+  uint64_t end = offset + count;
+  uint64_t b0 = (offset + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE;
+  uint64_t b1 = end == s->size ? s->nblocks : end / STORE_BLOCK_SIZE;
+  int r = 0;
+
+  if (b0 >= b1)                 /* within one block: plain zero bytes */
+    return write_bytes (s, NULL, count, offset, admit_clean, io, err);
+  if (offset < b0 * STORE_BLOCK_SIZE)
+    r = write_bytes (s, NULL, b0 * STORE_BLOCK_SIZE - offset, offset,
+                     admit_clean, io, err);
+  if (r == 0)
+    r = range_op (s, STORE_ZERO, b0, b1, admit_clean, io, err);
+  if (r == 0 && end > b1 * STORE_BLOCK_SIZE)
+    r = write_bytes (s, NULL, end - b1 * STORE_BLOCK_SIZE,
+                     b1 * STORE_BLOCK_SIZE, admit_clean, io, err);
+  return r;
+}
+
+int
+store_trim (struct store *s, uint32_t count, uint64_t offset,
+            bool admit_clean, const struct store_io *io, int *err)
+{
+  uint64_t end = offset + count;
+  uint64_t b0 = (offset + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE;
+  uint64_t b1 = end == s->size ? s->nblocks : end / STORE_BLOCK_SIZE;
+
+  /* Trim is advisory: parts of blocks are left as they are. */
+  if (b0 >= b1)
+    return 0;
+  return range_op (s, STORE_TRIM, b0, b1, admit_clean, io, err);
+}

@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* abd async filter: the dirty store's private header.  store.h is the
+ * public side (and draws the life of an entry); this file is what the
+ * store's own files share: struct store, its entries, and the functions
+ * one file calls in another.
+ *
+ * The store's files, one concept each:
+ *   store.c            creating (and loading a store file), modes,
+ *                      statistics
+ *   store-arena.c      memory: data slots, the entry pool, store-file
+ *                      records, admission (space and the drain budget)
+ *   store-epoch.c      epochs and the client's flush waits
+ *   store-index.c      the tree of entries and its byte accounting;
+ *                      extents
+ *   store-client.c     client reads, writes (with read-modify-write and
+ *                      write-through), zero and trim
+ *   store-writeback.c  batches for the writeback threads (writeback.c),
+ *                      their completions, and lower flushes
+ *   store-check.c      store_check: the invariants below, as code
+ *
+ * Locks.  The lock order is: removal, then lock.
+ * - s->lock (a mutex) guards every field of struct store below it, every
+ *   entry, the arena's free lists and the store file's records.  Every
+ *   function declared in this header is called with s->lock held (some
+ *   drop and retake it while they wait, as they say).
+ * - s->removal (a rwlock, writers preferred): an entry leaves the tree as
+ *   clean only in store_flush_end, which holds it for writing; a
+ *   read-modify-write holds it for reading across its lower read, so it
+ *   never merges a lower block that a writeback was changing underneath
+ *   it.  Never wait for memory while holding it: the flusher needs it to
+ *   free memory.
+ * - The data in a slot is read without s->lock only by a read-modify-write
+ *   filling the slot it has reserved (no entry refers to it yet).
+ *
+ * Invariants, all under s->lock (store_check verifies the ones marked *):
+ * - * Entries in the tree never overlap and each covers whole blocks inside
+ *   the device; a data entry covers one block and owns one slot that no
+ *   other entry owns.
+ * - A data entry's slot holds the block's current content (all of it).
+ * - An entry whose state is not DIRTY (a batch refers to it) is never freed
+ *   or split by a client: data blocks are updated in place with REDIRTY,
+ *   zero/trim ranges are waited for.
+ * - * epoch_count[e] counts the entries holding unflushed modifications of
+ *   epoch e (an entry counts once for its epoch and, with REDIRTY, once for
+ *   its redirty_epoch), plus epoch_carries: the counts running zero/trims
+ *   hold for entries they replaced.  Every entry's epochs are live
+ *   (epoch_lo .. epoch_cur); epoch_lo holds something unless it is
+ *   epoch_cur.  All epochs below epoch_lo are durable.
+ * - * The byte accounting adds up: st.dirty_entries, st.dirty_bytes,
+ *   st.dirty_data_bytes, failed_entries and st.failed_bytes are the sums
+ *   over the tree; data entries + free_slots + reserved_slots = nslots,
+ *   entries + free_entries + reserved_entries = nentries, and the free
+ *   lists hold exactly the free ones that were used before.  No entry is
+ *   in WRITEBACK while no write is in flight.
+ * - * The dirty list holds exactly the DIRTY entries, oldest dirtied_ms
+ *   first.
+ * - A read-modify-write never reads a block while a client write-through
+ *   to it is in flight, and a write-through never starts while a
+ *   read-modify-write of one of its blocks is between its lower read and
+ *   its insert (lower_ops): otherwise the merged block, holding the older
+ *   content, would later be written back over the newer.  This happens
+ *   when the mode changes while clients write: sync mode writes clean
+ *   blocks through, async mode merges partial blocks.
+ */
+
+#ifndef ABD_ASYNC_STORE_IMPL_H
+#define ABD_ASYNC_STORE_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* libbsd's tree.h marks the static functions it generates __unused. */
+#ifndef __unused
+#define __unused __attribute__ ((__unused__))
+#endif
+#include <bsd/sys/tree.h>
+
+#include "drainrate.h"
+#include "store.h"
+#include "storefile.h"
+
+#define EPOCH_RING 4096         /* live epochs at most (waiting flushes) */
+#define FLUSH_BATCHES 64        /* flush after this many completed batches */
+#define FLUSH_AGE_MS 50         /* or when the oldest completion is this old */
+#define NO_SLOT UINT32_MAX
+#define NO_ENTRY UINT32_MAX
+/* The smallest drain budget: enough dirty data for the writers to measure
+ * the rate again after it fell to nothing (a failing device), which they
+ * can only do while they have something to write.
+ */
+#define DRAIN_BUDGET_MIN STORE_MIN_SIZE
+
+enum entry_state { ST_DIRTY, ST_WRITEBACK, ST_WRITTEN };
+#define EF_REDIRTY 1            /* modified since its batch took it */
+#define EF_FAILED  2            /* its last lower write or flush failed */
+
+/* An entry of the index: one data block or a range of zeroed or trimmed
+ * blocks.  64 bytes: the whole per-block metadata of a dirty data block
+ * (and the size of a record's share of the pool; see the assert below).
+ */
+struct entry {
+  RB_ENTRY (entry) link;
+  uint64_t blk;                 /* first block */
+  union {
+    uint32_t slot;              /* STORE_DATA: index in the data arena */
+    uint32_t count;             /* STORE_ZERO, STORE_TRIM: blocks */
+  };
+  union {
+    struct {                    /* DIRTY: the dirty list (store-index.c) */
+      uint32_t dirty_prev, dirty_next;  /* pool indices, NO_ENTRY: end */
+    };
+    struct {                    /* WRITEBACK and WRITTEN */
+      uint32_t gen;             /* WRITTEN: write generation */
+      uint32_t redirty_epoch;   /* with EF_REDIRTY: epoch of the redirty */
+    };
+  };
+  uint32_t epoch;               /* oldest unflushed modification */
+  uint32_t dirtied_ms;          /* when it became DIRTY */
+  uint8_t kind;                 /* enum store_kind */
+  uint8_t state;                /* enum entry_state */
+  uint8_t flags;
+};
+
+_Static_assert (sizeof (struct entry) == 64,
+                "struct entry is the per-block metadata the comments promise");
+
+RB_HEAD (entry_tree, entry);
+RB_PROTOTYPE (entry_tree, entry, link, entry_cmp)
+
+/* A block range written to the lower device, waiting for a lower flush. */
+struct written_range {
+  uint64_t blk, end;
+};
+
+/* Client-path lower I/O in flight: a write-through (or zero/trim
+ * through), or the lower read of a read-modify-write, of blocks [b0, b1).
+ */
+#define LOWER_OPS_MAX 64
+struct lower_op {                 /* s->lower_ops[i]: its index is i */
+  uint64_t b0, b1;
+  bool rmw;
+  bool used;
+};
+
+/* The store.  The lock order and what each lock guards are at the top of
+ * this file.
+ */
+struct store {
+  pthread_rwlock_t removal;     /* entries leaving the tree as clean */
+  pthread_mutex_t lock;         /* everything below */
+  pthread_cond_t changed;       /* entries changed, space freed, epochs moved */
+  pthread_cond_t work;          /* writers: something may be pickable */
+  pthread_cond_t flush_work;    /* flusher: completions to flush */
+
+  /* Set by store_create, constant afterwards. */
+  uint64_t size, nblocks;
+  uint32_t batch_blocks, delay_ms;
+  uint32_t retry_min_ms, retry_max_ms;
+
+  /* The arena (store-arena.c).  Data: nslots blocks; free slots are chained through their first
+   * four bytes, slots never used yet are above slot_bump.  With a store
+   * file, the arena is in the file and every entry in the tree has a
+   * record there, numbered by its index in the pool; seq numbers them.
+   */
+  struct storefile *file;
+  uint64_t seq;
+  char *data;
+  size_t data_bytes;
+  uint32_t nslots, slot_bump, slot_free, free_slots;
+  /* Entry pool, likewise. */
+  struct entry *pool;
+  size_t pool_bytes;
+  uint32_t nentries, entry_bump, free_entries;
+  struct entry *entry_free;
+  /* Taken from the free lists but in no entry of the tree yet, while the
+   * lock is dropped: a read-modify-write's slot and entry, a zero/trim's
+   * intent record.  Only store_check reads them.
+   */
+  uint32_t reserved_slots, reserved_entries;
+
+  /* The index (store-index.c).  The dirty list links the DIRTY entries
+   * oldest first (by dirtied_ms), so that a writer knows without walking
+   * the tree whether anything is due and when it will be.
+   */
+  struct entry_tree tree;
+  uint64_t cursor;              /* writers sweep upwards from here */
+  uint32_t dirty_head, dirty_tail;      /* pool indices, NO_ENTRY: empty */
+  uint32_t ndirty;              /* entries in the dirty list */
+
+  /* Epochs (store-epoch.c). */
+  uint32_t epoch_cur, epoch_lo;
+  uint32_t epoch_count[EPOCH_RING];
+  uint32_t epoch_carries;       /* counts held by running zero/trims */
+
+  /* Completed batches waiting for a lower flush (store-writeback.c). */
+  uint32_t write_gen;
+  struct written_range *written;
+  size_t nwritten, written_cap;
+  uint32_t written_batches, first_written_ms;
+  bool written_overflow;        /* a range was not recorded: scan all */
+
+  struct lower_op lower_ops[LOWER_OPS_MAX];   /* store-client.c */
+
+  /* Modes, and who waits (the writers hurry for them). */
+  bool sync, draining, stopping;
+  bool wake_armed;              /* a sleeping writer wakes at wake_at_ms */
+  uint32_t wake_at_ms;
+  unsigned flush_waiters, space_waiters;
+  uint32_t backoff_ms, retry_at_ms;
+  uint64_t failed_entries;
+
+  /* The drain budget (async-max-drain-seconds): max_drain_s 0 is none. */
+  uint32_t max_drain_s;
+  uint64_t drain_initial_budget;
+  struct drain_rate meter;      /* busy while writes_in_flight > 0 */
+
+  struct store_stats st;        /* counters kept as they happen */
+};
+
+
+static inline uint32_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint32_t) ((uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static inline uint64_t
+now_us (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Milliseconds from A to B on a 32-bit clock that wraps. */
+static inline int32_t
+ms_diff (uint32_t a, uint32_t b)
+{
+  return (int32_t) (b - a);
+}
+
+static inline uint64_t
+entry_blocks (const struct entry *e)
+{
+  return e->kind == STORE_DATA ? 1 : e->count;
+}
+
+static inline uint64_t
+entry_end (const struct entry *e)
+{
+  return e->blk + entry_blocks (e);
+}
+
+/* Bytes of block BLK that exist (the last block may be short). */
+static inline uint32_t
+block_len (const struct store *s, uint64_t blk)
+{
+  uint64_t off = blk * STORE_BLOCK_SIZE;
+
+  return s->size - off < STORE_BLOCK_SIZE ? s->size - off : STORE_BLOCK_SIZE;
+}
+
+/* Bytes of blocks [blk, blk+n) that exist. */
+static inline uint64_t
+blocks_len (const struct store *s, uint64_t blk, uint64_t n)
+{
+  uint64_t off = blk * STORE_BLOCK_SIZE, len = n * STORE_BLOCK_SIZE;
+
+  return off + len > s->size ? s->size - off : len;
+}
+
+static inline char *
+slot_data (struct store *s, uint32_t slot)
+{
+  return s->data + (size_t) slot * STORE_BLOCK_SIZE;
+}
+
+/*----------------------------------------------------------------------
+ * Shared by the store's files.
+ */
+
+/* store-arena.c: mapping (store_create and store_free, no lock needed). */
+int arena_map (struct store *s, bool anon_data, bool lock_memory,
+               char **errmsg);
+void arena_unmap (struct store *s);
+
+/* s->lock must be held when you call any function below this line. */
+
+/* store-arena.c: memory and admission. */
+uint32_t slot_alloc (struct store *s);
+void slot_release (struct store *s, uint32_t slot);
+struct entry *entry_alloc (struct store *s);
+void entry_release (struct store *s, struct entry *e);
+void record_publish (struct store *s, struct entry *e);
+void record_retire (struct store *s, struct entry *e);
+uint64_t drain_cost (const struct store *s);
+uint64_t drain_budget (struct store *s, bool *known, double *rate);
+bool drain_admits (struct store *s);
+void wake_space_waiters (struct store *s);
+void wait_changed (struct store *s, bool for_space);
+
+/* store-epoch.c. */
+void epoch_hold (struct store *s, uint32_t epoch);
+void epoch_drop (struct store *s, uint32_t epoch);
+void epoch_advance (struct store *s);
+
+/* store-index.c. */
+struct entry *tree_find_from (struct store *s, uint64_t blk);
+bool entry_contains (const struct entry *e, uint64_t blk);
+void account_insert (struct store *s, struct entry *e);
+void account_remove (struct store *s, struct entry *e);
+void tree_insert (struct store *s, struct entry *e, uint32_t epoch);
+void tree_remove (struct store *s, struct entry *e);
+void range_resize (struct store *s, struct entry *e, uint64_t blk,
+                   uint64_t end);
+void entry_modified (struct store *s, struct entry *e);
+struct entry *dirty_oldest (struct store *s);
+void dirty_list_append (struct store *s, struct entry *e);
+void dirty_list_add_sorted (struct store *s, struct entry *e);
+void dirty_list_remove (struct store *s, struct entry *e);
+void entry_inherit_age (struct store *s, struct entry *e,
+                        struct entry *from);
+
+/* store-writeback.c. */
+bool writeback_urgent (struct store *s);
+void writeback_wake (struct store *s);
+
+/* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs
+ * it at the end of every store operation in a debug build (configure
+ * --enable-debug) and aborts on a broken invariant; in a release build it
+ * is nothing.
+ */
+int store_check_locked (struct store *s, char *why, size_t len);
+#ifdef ABD_DEBUG
+void store_debug_check (struct store *s, const char *where);
+#define STORE_DEBUG_CHECK(s) store_debug_check ((s), __func__)
+#else
+#define STORE_DEBUG_CHECK(s) ((void) 0)
+#endif
+
+#endif /* ABD_ASYNC_STORE_IMPL_H */

@@ -1,0 +1,455 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* abd async filter: the dirty store's write-back side (see store-impl.h):
+ * picking batches for the writeback threads (writeback.c), their
+ * completions, and the lower flushes that make written entries clean.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store-impl.h"
+
+/* The most entries a writer looks at for a batch in offset order. */
+#define PICK_SCAN_MAX 64
+
+/*----------------------------------------------------------------------
+ * Writers.
+ */
+
+bool
+writeback_urgent (struct store *s)
+{
+  return s->sync || s->draining || s->flush_waiters || s->space_waiters ||
+    s->free_slots < s->nslots / 2 || s->free_entries < s->nentries / 2;
+}
+
+/* The run starting at DIRTY entry E: E and the DIRTY data blocks right
+ * after it, at most batch_blocks.  Returns its length; *LAST is its end.
+ */
+static uint32_t
+run_at (struct store *s, struct entry *e, struct entry **last)
+{
+  struct entry *f;
+  uint32_t n = 1;
+
+  *last = e;
+  if (e->kind == STORE_DATA) {
+    for (f = RB_NEXT (entry_tree, &s->tree, e);
+         f && n < s->batch_blocks && f->blk == (*last)->blk + 1 &&
+           f->kind == STORE_DATA && f->state == ST_DIRTY;
+         f = RB_NEXT (entry_tree, &s->tree, f)) {
+      *last = f;
+      n++;
+    }
+  }
+  return n;
+}
+
+/* Take the run [E, LAST] of N entries into batch B (copying data into
+ * BUF): its entries go from DIRTY to WRITEBACK.
+ */
+static void
+take_run (struct store *s, struct store_batch *b, char *buf,
+          struct entry *e, struct entry *last, uint32_t n)
+{
+  struct entry *f, *next;
+  uint32_t i;
+
+  b->kind = e->kind;
+  b->blk = e->blk;
+  b->nblocks = e->kind == STORE_DATA ? n : e->count;
+  b->offset = e->blk * STORE_BLOCK_SIZE;
+  b->len = blocks_len (s, b->blk, b->nblocks);
+  b->buf = e->kind == STORE_DATA ? buf : NULL;
+  for (f = e, i = 0; ; f = next, i++) {
+    next = RB_NEXT (entry_tree, &s->tree, f);
+    dirty_list_remove (s, f);
+    f->state = ST_WRITEBACK;
+    if (f->kind == STORE_DATA)
+      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
+              STORE_BLOCK_SIZE);
+    if (f == last)
+      break;
+  }
+  s->cursor = b->blk + b->nblocks;
+  if (s->st.writes_in_flight++ == 0)
+    drain_rate_busy (&s->meter, true, now_us ());
+  s->st.bytes_in_flight += b->len;
+}
+
+/* Take the next batch in offset order from the cursor, or return false and
+ * set *wait_ms to when the oldest DIRTY entry becomes due.
+ *
+ * A run is due when it is full (batch_blocks long: it cannot grow) or
+ * one of its entries has been DIRTY for delay_ms (young data may be
+ * rewritten or extended: wait for it), or at once when the writers must
+ * hurry.  The dirty list says whether anything is due without walking the
+ * tree: when nothing is, the only run worth a look is the one at the
+ * cursor, where a sequential stream goes on and fills full runs.
+ */
+static bool
+pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
+{
+  uint32_t now = now_ms ();
+  bool hurry = writeback_urgent (s);
+  bool wrapped = false;
+  uint64_t start = s->cursor;
+  struct entry *oldest = dirty_oldest (s);
+  struct entry *e, *f, *last;
+  int32_t age;
+  uint32_t n, visited;
+
+  if (oldest == NULL) {
+    *wait_ms = 1000;
+    return false;
+  }
+  age = ms_diff (oldest->dirtied_ms, now);
+  if (!hurry && age < (int32_t) s->delay_ms) {
+    e = tree_find_from (s, start);
+    if (e && e->state == ST_DIRTY &&
+        (n = run_at (s, e, &last)) >= s->batch_blocks) {
+      take_run (s, b, buf, e, last, n);
+      return true;
+    }
+    *wait_ms = s->delay_ms - (age > 0 ? age : 0);
+    return false;
+  }
+
+  /* Something is due: the first due run from the cursor on, in offset
+   * order (kinder to a disk); but after PICK_SCAN_MAX entries that are
+   * not, the oldest entry's run (it is due), so that a pick costs no more
+   * than that however many young or written entries lie in the way.
+   */
+  e = tree_find_from (s, start);
+  for (visited = 0; ; visited++) {
+    if (visited == PICK_SCAN_MAX) {
+      n = run_at (s, oldest, &last);
+      take_run (s, b, buf, oldest, last, n);
+      return true;
+    }
+    if (e == NULL || (wrapped && e->blk >= start)) {
+      if (wrapped || start == 0)
+        break;
+      wrapped = true;
+      e = RB_MIN (entry_tree, &s->tree);
+      continue;
+    }
+    if (e->state != ST_DIRTY) {
+      e = RB_NEXT (entry_tree, &s->tree, e);
+      continue;
+    }
+    n = run_at (s, e, &last);
+    if (!hurry && n < s->batch_blocks) {
+      int32_t run_age = INT32_MIN;
+
+      for (f = e; ; f = RB_NEXT (entry_tree, &s->tree, f)) {
+        age = ms_diff (f->dirtied_ms, now);
+        if (age > run_age)
+          run_age = age;
+        if (f == last)
+          break;
+      }
+      if (run_age < (int32_t) s->delay_ms) {
+        e = RB_NEXT (entry_tree, &s->tree, last);
+        continue;
+      }
+    }
+    take_run (s, b, buf, e, last, n);
+    return true;
+  }
+  /* Not reached: the oldest DIRTY entry is due, so is its run. */
+  *wait_ms = 1;
+  return false;
+}
+
+/* Wake one sleeping writer: if it takes a batch and more are due, it
+ * wakes the next (store_pick_wait).  Waking them all at once made every
+ * flush and every wait for space cost a context switch per writer.
+ */
+void
+writeback_wake (struct store *s)
+{
+  pthread_cond_signal (&s->work);
+}
+
+/* Is a batch ready for one more writer?  Then a writer that took one
+ * wakes the next (one at a time, instead of waking them all).
+ */
+static bool
+more_due (struct store *s)
+{
+  struct entry *oldest = dirty_oldest (s);
+
+  return oldest && s->retry_at_ms == 0 &&
+    (writeback_urgent (s) ||
+     ms_diff (oldest->dirtied_ms, now_ms ()) >= (int32_t) s->delay_ms);
+}
+
+bool
+store_pick_wait (struct store *s, struct store_batch *b, char *buf)
+{
+  bool ok = false;
+
+  pthread_mutex_lock (&s->lock);
+  while (!s->stopping) {
+    uint32_t wait_ms = 0;
+    struct timespec ts;
+
+    if (s->retry_at_ms && ms_diff (now_ms (), s->retry_at_ms) > 0)
+      wait_ms = ms_diff (now_ms (), s->retry_at_ms);
+    else if ((ok = pick (s, b, buf, &wait_ms))) {
+      if (more_due (s))
+        pthread_cond_signal (&s->work);
+      break;
+    }
+
+    /* Nothing due: sleep until the next entry is, or a signal. */
+    if (!s->wake_armed || ms_diff (now_ms () + wait_ms, s->wake_at_ms) > 0) {
+      s->wake_armed = true;
+      s->wake_at_ms = now_ms () + wait_ms;
+    }
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait_ms / 1000;
+    ts.tv_nsec += (long) (wait_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    if (pthread_cond_timedwait (&s->work, &s->lock, &ts) == ETIMEDOUT)
+      s->wake_armed = false;
+  }
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+  return ok;
+}
+
+/* After a lower error: writers pause, twice as long each time. */
+static void
+back_off (struct store *s)
+{
+  s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : s->retry_min_ms;
+  if (s->backoff_ms > s->retry_max_ms)
+    s->backoff_ms = s->retry_max_ms;
+  s->retry_at_ms = now_ms () + s->backoff_ms;
+  if (s->retry_at_ms == 0)      /* 0 means "no backoff" */
+    s->retry_at_ms = 1;
+}
+
+static void
+written_add (struct store *s, uint64_t blk, uint64_t end)
+{
+  if (s->nwritten > 0 && s->written[s->nwritten-1].end == blk) {
+    s->written[s->nwritten-1].end = end;
+    return;
+  }
+  if (s->nwritten == s->written_cap) {
+    size_t cap = s->written_cap ? 2 * s->written_cap : 64;
+    struct written_range *w = realloc (s->written, cap * sizeof *w);
+
+    /* Without memory, the next flush scans the whole tree instead. */
+    if (w == NULL) {
+      s->written_overflow = true;
+      return;
+    }
+    s->written = w;
+    s->written_cap = cap;
+  }
+  s->written[s->nwritten++] = (struct written_range) { blk, end };
+}
+
+void
+store_complete (struct store *s, const struct store_batch *b, bool ok)
+{
+  struct entry key = { .blk = b->blk }, *e;
+  uint64_t end = b->blk + b->nblocks;
+
+  pthread_mutex_lock (&s->lock);
+  for (e = RB_FIND (entry_tree, &s->tree, &key);
+       e && e->blk < end;
+       e = RB_NEXT (entry_tree, &s->tree, e)) {
+    assert (e->state == ST_WRITEBACK);
+    if (ok) {
+      /* A FAILED entry stays FAILED until a lower flush covers this
+       * write: only then is its data on the device.
+       */
+      e->state = ST_WRITTEN;
+      e->gen = s->write_gen;
+    }
+    else {
+      e->state = ST_DIRTY;
+      if (e->flags & EF_REDIRTY) {
+        e->flags &= ~EF_REDIRTY;
+        epoch_drop (s, e->redirty_epoch);
+      }
+      if (!(e->flags & EF_FAILED)) {
+        e->flags |= EF_FAILED;
+        s->failed_entries++;
+        s->st.failed_bytes += blocks_len (s, e->blk, entry_blocks (e));
+      }
+      dirty_list_add_sorted (s, e);     /* last: it reuses redirty_epoch */
+    }
+  }
+  /* A failed write took time and wrote nothing back. */
+  drain_rate_done (&s->meter,
+                   !ok ? 0 : b->kind == STORE_DATA
+                   ? (uint64_t) b->nblocks * STORE_BLOCK_SIZE
+                   : STORE_BLOCK_SIZE, now_us ());
+  if (--s->st.writes_in_flight == 0)
+    drain_rate_busy (&s->meter, false, now_us ());
+  s->st.bytes_in_flight -= b->len;
+  if (ok) {
+    s->st.written_back_bytes += b->len;
+    s->st.written_back_requests++;
+    if (s->written_batches++ == 0)
+      s->first_written_ms = now_ms ();
+    written_add (s, b->blk, end);
+    pthread_cond_signal (&s->flush_work);
+  }
+  else {
+    s->st.lower_write_errors++;
+    back_off (s);
+    epoch_advance (s);
+  }
+  pthread_cond_broadcast (&s->changed);
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+}
+
+/*----------------------------------------------------------------------
+ * Flusher.
+ */
+
+bool
+store_flush_begin (struct store *s, uint32_t *ticket)
+{
+  pthread_mutex_lock (&s->lock);
+  for (;;) {
+    struct timespec ts;
+
+    /* Flush often enough that memory comes back, rarely enough that the
+     * lower device is not flushed once per block; at once when someone
+     * waits and no write is in flight.
+     */
+    if (s->written_batches > 0 &&
+        (s->written_batches >= FLUSH_BATCHES ||
+         ms_diff (s->first_written_ms, now_ms ()) >= FLUSH_AGE_MS ||
+         (s->st.writes_in_flight == 0 && writeback_urgent (s)) ||
+         s->stopping))
+      break;
+    if (s->stopping) {
+      pthread_mutex_unlock (&s->lock);
+      return false;
+    }
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_nsec += FLUSH_AGE_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait (&s->flush_work, &s->lock, &ts);
+  }
+  /* Everything completed so far carries a generation <= ticket. */
+  *ticket = s->write_gen++;
+  s->written_batches = 0;
+  pthread_mutex_unlock (&s->lock);
+  return true;
+}
+
+/* One WRITTEN entry whose write generation is covered by the flush. */
+static void
+flushed_entry (struct store *s, struct entry *e, bool ok, uint32_t now)
+{
+  if (ok && !(e->flags & EF_REDIRTY)) {
+    epoch_drop (s, e->epoch);
+    tree_remove (s, e);
+    return;
+  }
+  e->state = ST_DIRTY;
+  e->dirtied_ms = now;
+  if (e->flags & EF_REDIRTY) {
+    e->flags &= ~EF_REDIRTY;
+    if (ok) {
+      /* The older data is durable; the newer is what is left, and it has
+       * not failed yet.
+       */
+      epoch_drop (s, e->epoch);
+      e->epoch = e->redirty_epoch;
+      if (e->flags & EF_FAILED) {
+        e->flags &= ~EF_FAILED;
+        s->failed_entries--;
+        s->st.failed_bytes -= blocks_len (s, e->blk, entry_blocks (e));
+      }
+    }
+    else
+      epoch_drop (s, e->redirty_epoch);
+  }
+  if (!ok && !(e->flags & EF_FAILED)) {
+    e->flags |= EF_FAILED;
+    s->failed_entries++;
+    s->st.failed_bytes += blocks_len (s, e->blk, entry_blocks (e));
+  }
+  dirty_list_append (s, e);     /* last: it reuses gen and redirty_epoch */
+}
+
+void
+store_flush_end (struct store *s, uint32_t ticket, bool ok)
+{
+  struct written_range *ranges;
+  size_t n, i;
+  uint32_t now;
+
+  pthread_rwlock_wrlock (&s->removal);
+  pthread_mutex_lock (&s->lock);
+  now = now_ms ();              /* no entry in the dirty list is younger */
+  ranges = s->written;
+  n = s->nwritten;
+  s->written = NULL;
+  s->nwritten = s->written_cap = 0;
+  if (s->written_overflow) {
+    static struct written_range all = { 0, UINT64_MAX };
+
+    s->written_overflow = false;
+    free (ranges);
+    ranges = &all;
+    n = 1;
+  }
+
+  for (i = 0; i < n; i++) {
+    struct entry *e = tree_find_from (s, ranges[i].blk), *next;
+
+    for (; e && e->blk < ranges[i].end; e = next) {
+      next = RB_NEXT (entry_tree, &s->tree, e);
+      if (e->state == ST_WRITTEN && ms_diff (e->gen, ticket) >= 0)
+        flushed_entry (s, e, ok, now);
+      else if (e->state == ST_WRITTEN)
+        written_add (s, e->blk, entry_end (e));  /* a later flush's */
+    }
+  }
+  if (n != 1 || ranges[0].end != UINT64_MAX)
+    free (ranges);
+
+  /* The backoff ends only when a whole write + flush cycle worked: a
+   * device whose writes succeed but whose flushes fail must not be
+   * rewritten in a tight loop.
+   */
+  if (ok) {
+    s->st.lower_flushes++;
+    s->backoff_ms = 0;
+    s->retry_at_ms = 0;
+  }
+  else {
+    s->st.lower_flush_errors++;
+    back_off (s);
+  }
+  epoch_advance (s);
+  pthread_cond_broadcast (&s->changed);
+  writeback_wake (s);
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+  pthread_rwlock_unlock (&s->removal);
+}
