@@ -33,6 +33,7 @@
 #include <nbdkit-filter.h>
 
 #include "control.h"
+#include "log.h"
 #include "params.h"
 #include "stop.h"
 #include "store.h"
@@ -540,10 +541,11 @@ replay (void)
   int err;
 
   store_get_stats (store, &st);
-  nbdkit_error ("async: %s holds %" PRIu64 " bytes (%" PRIu64 " entries) "
-                "acknowledged by an earlier process and not yet written "
-                "back: writing them back before serving", store_file,
-                st.dirty_bytes, st.dirty_entries);
+  abd_log (LOG_WARNING, "async",
+           "%s holds %" PRIu64 " bytes (%" PRIu64 " entries) acknowledged "
+           "by an earlier process and not yet written back: writing them "
+           "back before serving", store_file,
+           st.dirty_bytes, st.dirty_entries);
   if (!writeback_drain (exit_timeout) || writeback_lower_flush (&err) == -1) {
     store_get_stats (store, &st);
     writeback_stop ();
