@@ -216,17 +216,6 @@ health_generation (size_t i)
   return gen;
 }
 
-uint64_t
-health_generation_to_keep (size_t i)
-{
-  uint64_t gen;
-
-  pthread_mutex_lock (&health_lock);
-  gen = servers[i].generation;
-  pthread_mutex_unlock (&health_lock);
-  return gen;
-}
-
 void
 health_restore_generation (size_t i, uint64_t gen)
 {

@@ -49,12 +49,11 @@ extern void health_invalidate_all (void);
 extern uint64_t health_generation (size_t i);
 extern uint64_t health_incarnation (size_t i);
 
-/* For the warm-restart state file (state.h), while no request runs: the
- * generation under which server I's values may still be trusted by the
- * next process (the current one: block versions, saved with it, make
- * every value of an older write fail), and setting it at start.
+/* For the warm-restart state file (state.h), at start: server I's
+ * generation as the last process left it (health_generation then, saved
+ * with the block versions, which make every value of an older write
+ * fail).
  */
-extern uint64_t health_generation_to_keep (size_t i);
 extern void health_restore_generation (size_t i, uint64_t gen);
 
 extern void health_view (size_t i, struct health_view *view);

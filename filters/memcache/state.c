@@ -12,7 +12,7 @@
  *   the nonces used           -> no nonce is used twice under those keys
  *   each server's generation  -> the same keys; a server's cache that was
  *                                not trusted any more stays untrusted
- *                                (health_generation_to_keep)
+ *                                (health_generation)
  *   the block versions        -> a value sealed before a block's last
  *                                write still fails to authenticate
  *
@@ -73,6 +73,7 @@
 #include <nbdkit-filter.h>
 
 #include "health.h"
+#include "le.h"
 #include "params.h"
 #include "state.h"
 #include "writeseq.h"
@@ -107,26 +108,6 @@ static struct {
   uint32_t nr_versions;
   unsigned char *versions;      /* nr_versions (slot, version) pairs */
 } taken = { .reason = "memcache-state-file is not set" };
-
-static void
-state_put_le (unsigned char *p, uint64_t v, int bytes)
-{
-  int i;
-
-  for (i = 0; i < bytes; i++)
-    p[i] = v >> (8 * i);
-}
-
-static uint64_t
-state_get_le (const unsigned char *p, int bytes)
-{
-  uint64_t v = 0;
-  int i;
-
-  for (i = 0; i < bytes; i++)
-    v |= (uint64_t) p[i] << (8 * i);
-  return v;
-}
 
 static int
 state_hmac (unsigned char out[32], const unsigned char *key, size_t key_len,
@@ -285,8 +266,8 @@ state_parse (const unsigned char *buf, size_t len)
     taken.reason = "the state file is damaged (not a state file)";
     return;
   }
-  if (state_get_le (buf + 8, 4) != STATE_VERSION ||
-      state_get_le (buf + 12, 4) != VALUE_FORMAT_VERSION) {
+  if (le_get (buf + 8, 4) != STATE_VERSION ||
+      le_get (buf + 12, 4) != VALUE_FORMAT_VERSION) {
     taken.reason = "the state file is of another version";
     return;
   }
@@ -294,13 +275,13 @@ state_parse (const unsigned char *buf, size_t len)
     taken.reason = "the state file was written with another key file";
     return;
   }
-  n = state_get_le (buf + 88, 4);
+  n = le_get (buf + 88, 4);
   if (n > MEMCACHE_SERVERS_MAX ||
       len < STATE_HEADER_SIZE + 8 * n + 4 + STATE_MAC_SIZE) {
     taken.reason = "the state file is damaged (length)";
     return;
   }
-  m = state_get_le (buf + STATE_HEADER_SIZE + 8 * n, 4);
+  m = le_get (buf + STATE_HEADER_SIZE + 8 * n, 4);
   if (m > WRITESEQ_VERSIONS ||
       len != STATE_HEADER_SIZE + 8 * n + 4 + 8 * m + STATE_MAC_SIZE) {
     taken.reason = "the state file is damaged (length)";
@@ -314,7 +295,7 @@ state_parse (const unsigned char *buf, size_t len)
   }
 
   /* Authentic: now, was it made for this process? */
-  if (state_get_le (buf + 48, 8) != state_expect.id_hash) {
+  if (le_get (buf + 48, 8) != state_expect.id_hash) {
     taken.reason = "memcache-id changed";
     return;
   }
@@ -323,23 +304,23 @@ state_parse (const unsigned char *buf, size_t len)
     taken.reason = "memcache-servers changed";
     return;
   }
-  if (state_get_le (buf + 92, 4) != state_expect.block_size) {
+  if (le_get (buf + 92, 4) != state_expect.block_size) {
     taken.reason = "memcache-block-size changed";
     return;
   }
-  taken.size = state_get_le (buf + 96, 8);
-  taken.epoch = state_get_le (buf + 104, 8);
-  taken.nonce_used = state_get_le (buf + 112, 8);
+  taken.size = le_get (buf + 96, 8);
+  taken.epoch = le_get (buf + 104, 8);
+  taken.nonce_used = le_get (buf + 112, 8);
   if (taken.nonce_used > UINT64_MAX - STATE_NONCE_MARGIN) {
     taken.reason = "the epoch's nonces are used up";
     return;
   }
   p = buf + STATE_HEADER_SIZE + 8 * n + 4;
   for (i = 0; i < m; i++) {
-    uint64_t slot = state_get_le (p + 8 * i, 4);
+    uint64_t slot = le_get (p + 8 * i, 4);
 
     if (slot >= WRITESEQ_VERSIONS || (i > 0 && slot <= prev_slot) ||
-        state_get_le (p + 8 * i + 4, 4) == 0) {
+        le_get (p + 8 * i + 4, 4) == 0) {
       taken.reason = "the state file is damaged (versions)";
       return;
     }
@@ -352,7 +333,7 @@ state_parse (const unsigned char *buf, size_t len)
     return;
   }
   for (i = 0; i < n; i++)
-    taken.generations[i] = state_get_le (buf + STATE_HEADER_SIZE + 8 * i, 8);
+    taken.generations[i] = le_get (buf + STATE_HEADER_SIZE + 8 * i, 8);
   memcpy (taken.versions, p, 8 * m);
   taken.nr_versions = m;
   taken.valid = true;
@@ -425,8 +406,8 @@ state_start (uint64_t size, uint64_t *epoch, uint64_t *nonce_used,
   for (i = 0; i < state_expect.nr_servers; i++)
     health_restore_generation (i, taken.generations[i]);
   for (i = 0; i < taken.nr_versions; i++)
-    writeseq_version_slot_set (state_get_le (taken.versions + 8 * i, 4),
-                               state_get_le (taken.versions + 8 * i + 4, 4));
+    writeseq_version_slot_set (le_get (taken.versions + 8 * i, 4),
+                               le_get (taken.versions + 8 * i + 4, 4));
   *epoch = taken.epoch;
   *nonce_used = taken.nonce_used + STATE_NONCE_MARGIN;
   nbdkit_debug ("memcache-state-file=%s: warm start, epoch %016" PRIx64
@@ -471,28 +452,28 @@ state_save (uint64_t epoch, uint64_t size)
     goto err;
   }
   memcpy (buf, state_magic, sizeof state_magic);
-  state_put_le (buf + 8, STATE_VERSION, 4);
-  state_put_le (buf + 12, VALUE_FORMAT_VERSION, 4);
+  le_put (buf + 8, STATE_VERSION, 4);
+  le_put (buf + 12, VALUE_FORMAT_VERSION, 4);
   memcpy (buf + 16, state_key_check, 32);
-  state_put_le (buf + 48, state_expect.id_hash, 8);
+  le_put (buf + 48, state_expect.id_hash, 8);
   memcpy (buf + 56, state_servers_hash, 32);
-  state_put_le (buf + 88, n, 4);
-  state_put_le (buf + 92, state_expect.block_size, 4);
-  state_put_le (buf + 96, size, 8);
-  state_put_le (buf + 104, epoch, 8);
-  state_put_le (buf + 112, value_nonce_used (), 8);
+  le_put (buf + 88, n, 4);
+  le_put (buf + 92, state_expect.block_size, 4);
+  le_put (buf + 96, size, 8);
+  le_put (buf + 104, epoch, 8);
+  le_put (buf + 112, value_nonce_used (), 8);
   for (i = 0; i < n; i++)
-    state_put_le (buf + STATE_HEADER_SIZE + 8 * i,
-                  health_generation_to_keep (i), 8);
+    le_put (buf + STATE_HEADER_SIZE + 8 * i,
+                  health_generation (i), 8);
   off = STATE_HEADER_SIZE + 8 * n;
-  state_put_le (buf + off, m, 4);
+  le_put (buf + off, m, 4);
   off += 4;
   for (i = 0; i < WRITESEQ_VERSIONS; i++) {
     uint32_t v = writeseq_version_slot (i);
 
     if (v != 0) {
-      state_put_le (buf + off, i, 4);
-      state_put_le (buf + off + 4, v, 4);
+      le_put (buf + off, i, 4);
+      le_put (buf + off + 4, v, 4);
       off += 8;
     }
   }

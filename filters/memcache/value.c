@@ -65,6 +65,7 @@
 
 #include <nbdkit-filter.h>
 
+#include "le.h"
 #include "value.h"
 
 #define VALUE_NONCE_SIZE 12
@@ -108,26 +109,6 @@ struct value_ctx {
 
 static pthread_key_t ctx_key;
 static bool ctx_key_made;
-
-static void
-value_put_le (unsigned char *p, uint64_t v, int bytes)
-{
-  int i;
-
-  for (i = 0; i < bytes; i++)
-    p[i] = v >> (8 * i);
-}
-
-static uint64_t
-value_get_le (const unsigned char *p, int bytes)
-{
-  uint64_t v = 0;
-  int i;
-
-  for (i = 0; i < bytes; i++)
-    v |= (uint64_t) p[i] << (8 * i);
-  return v;
-}
 
 int
 value_read_secret_file (const char *path,
@@ -252,8 +233,8 @@ value_derive (unsigned char key[32], const unsigned char *secret,
   unsigned int len = 32;
 
   memcpy (msg, label, label_len);
-  value_put_le (msg + label_len, id_hash, 8);
-  value_put_le (msg + label_len + 8, epoch, 8);
+  le_put (msg + label_len, id_hash, 8);
+  le_put (msg + label_len + 8, epoch, 8);
   if (HMAC (EVP_sha256 (), secret, VALUE_SECRET_SIZE, msg, label_len + 16,
             key, &len) == NULL || len != 32) {
     nbdkit_error ("memcache: deriving the %s key failed", label);
@@ -319,8 +300,8 @@ value_keys_free (void)
 static void
 value_name_block (unsigned char out[16], uint64_t block, uint64_t generation)
 {
-  value_put_le (out, block, 8);
-  value_put_le (out + 8, generation, 8);
+  le_put (out, block, 8);
+  le_put (out + 8, generation, 8);
 }
 
 size_t
@@ -402,8 +383,8 @@ value_key_parse (const char *key, size_t len, uint64_t *block,
   if (c == NULL || EVP_DecryptUpdate (c->unname, out, &outlen, in, 16) != 1 ||
       outlen != 16)
     return false;
-  *block = value_get_le (out, 8);
-  *generation = value_get_le (out + 8, 8);
+  *block = le_get (out, 8);
+  *generation = le_get (out + 8, 8);
   return true;
 }
 
@@ -413,13 +394,13 @@ value_ad (unsigned char ad[VALUE_AD_SIZE], const struct value_ident *ident,
           uint32_t data_len)
 {
   memcpy (ad, value_magic, 4);
-  value_put_le (ad + 4, VALUE_FORMAT_VERSION, 4);
-  value_put_le (ad + 8, data_len, 4);
-  value_put_le (ad + 12, ident->version, 4);
-  value_put_le (ad + 16, ident->id_hash, 8);
-  value_put_le (ad + 24, ident->epoch, 8);
-  value_put_le (ad + 32, ident->generation, 8);
-  value_put_le (ad + 40, ident->block, 8);
+  le_put (ad + 4, VALUE_FORMAT_VERSION, 4);
+  le_put (ad + 8, data_len, 4);
+  le_put (ad + 12, ident->version, 4);
+  le_put (ad + 16, ident->id_hash, 8);
+  le_put (ad + 24, ident->epoch, 8);
+  le_put (ad + 32, ident->generation, 8);
+  le_put (ad + 40, ident->block, 8);
 }
 
 int
@@ -437,7 +418,7 @@ value_seal (unsigned char *out, const struct value_ident *ident,
       ident->epoch != keys.epoch)
     return -1;
   memcpy (out, value_magic, 4);
-  value_put_le (nonce, __atomic_add_fetch (&nonce_counter, 1,
+  le_put (nonce, __atomic_add_fetch (&nonce_counter, 1,
                                            __ATOMIC_RELAXED), 8);
   memset (nonce + 8, 0, 4);
   value_ad (ad, ident, data_len);
