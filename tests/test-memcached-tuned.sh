@@ -104,7 +104,10 @@ EOF
 
 # A default memcached (-m 256: nothing is evicted, the image is 64 MiB).
 start_memcached default -m 256
-read -r default_share _ default_yields < <(measure default "127.0.0.1:$mc_port")
+# measure runs in this shell (not in a <(...) subshell), so that a
+# failure stops the test and its nbdkit is stopped by the test's cleanup.
+measure default "127.0.0.1:$mc_port" >"$tmp/default.share"
+read -r default_share _ default_yields <"$tmp/default.share"
 
 # The unit's ExecStart, continuation lines joined, with its runtime
 # directory and its EnvironmentFile pointed at this test's.
@@ -127,8 +130,8 @@ eval "set -- $cmd"
 cleanup_fn kill_wait $! 10
 wait_for 10 test -S "$tmp/run/memcached.sock" ||
     fail "memcached from the unit's command line did not start: $(cat "$tmp/memcached-unit.log")"
-read -r tuned_share tuned_item_share tuned_yields < \
-    <(measure tuned "$tmp/run/memcached.sock")
+measure tuned "$tmp/run/memcached.sock" >"$tmp/tuned.share"
+read -r tuned_share tuned_item_share tuned_yields <"$tmp/tuned.share"
 echo "payload share: default memcached $default_share," \
      "abd-memcached.service $tuned_share (items $tuned_item_share)"
 
