@@ -9,6 +9,8 @@
 #   fuzz-value    cached values and key names from memcached (value.c)
 #   fuzz-meta     meta protocol replies from memcached
 #                 (memcached-ext/meta-parse.c)
+#   fuzz-state    the warm-restart state file, behind its MAC
+#                 (filters/memcache/state.c)
 #
 # A longer run: FUZZ_SECONDS=3600 bash tests/test-fuzz.sh.  A crash
 # leaves its input in the log (crash-*), reproducible with the built
@@ -36,15 +38,17 @@ clang "${cflags[@]}" "$src/tests/fuzz/fuzz-value.c" \
     "$src/filters/memcache/value.c" -lcrypto -pthread -o "$tmp/fuzz-value"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-meta.c" \
     "$src/memcached-ext/meta-parse.c" -o "$tmp/fuzz-meta"
+clang "${cflags[@]}" "$src/tests/fuzz/fuzz-state.c" \
+    "$src/filters/memcache/state.c" -lcrypto -pthread -o "$tmp/fuzz-state"
 
-for target in control value meta; do
+for target in control value meta state; do
     mkdir -p "$tmp/corpus-$target"
     cp "$src/tests/fuzz/corpus-$target"/* "$tmp/corpus-$target/"
     # The seeds alone first: each must run clean.
-    "$tmp/fuzz-$target" -runs=0 "$tmp/corpus-$target" \
+    TMPDIR=$tmp "$tmp/fuzz-$target" -runs=0 "$tmp/corpus-$target" \
         >"$tmp/seed-$target.log" 2>&1 ||
         { cat "$tmp/seed-$target.log"; fail "fuzz-$target failed on its seeds"; }
-    "$tmp/fuzz-$target" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \
+    TMPDIR=$tmp "$tmp/fuzz-$target" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \
         -artifact_prefix="$tmp/" "$tmp/corpus-$target" \
         >"$tmp/fuzz-$target.log" 2>&1 ||
         { tail -n 40 "$tmp/fuzz-$target.log"; ls "$tmp"/crash-* 2>/dev/null;
@@ -52,7 +56,7 @@ for target in control value meta; do
     tail -n 1 "$tmp/fuzz-$target.log"
 done
 if [ -n "${FUZZ_KEEP:-}" ]; then
-    mkdir -p "$FUZZ_KEEP" && cp "$tmp"/fuzz-control "$tmp"/fuzz-value "$tmp"/fuzz-meta \
+    mkdir -p "$FUZZ_KEEP" && cp "$tmp"/fuzz-control "$tmp"/fuzz-value "$tmp"/fuzz-meta "$tmp"/fuzz-state \
         "$FUZZ_KEEP"/
 fi
 echo "$0: OK"
