@@ -792,16 +792,7 @@ io_zero (void *next, uint32_t count, uint64_t offset, int *err)
 
   if (n->can_zero (n) > NBDKIT_ZERO_NONE)
     return n->zero (n, count, offset, NBDKIT_FLAG_MAY_TRIM, err);
-  while (count > 0) {
-    static const char zeros[65536];
-    uint32_t len = count < sizeof zeros ? count : sizeof zeros;
-
-    if (n->pwrite (n, zeros, len, offset, 0, err) == -1)
-      return -1;
-    count -= len;
-    offset += len;
-  }
-  return 0;
+  return writeback_write_zeros (n, count, offset, err);
 }
 
 static int

@@ -70,18 +70,16 @@ lower_end (void)
     pthread_mutex_unlock (&lower_lock);
 }
 
-/* Zero LEN bytes at OFFSET with plain writes (the lower device has no
- * zero operation).
- */
-static int
-write_zeros (uint32_t len, uint64_t offset, int *err)
+int
+writeback_write_zeros (nbdkit_next *next, uint32_t len, uint64_t offset,
+                       int *err)
 {
   static const char zeros[65536];
 
   while (len > 0) {
     uint32_t n = len < sizeof zeros ? len : sizeof zeros;
 
-    if (lower->pwrite (lower, zeros, n, offset, 0, err) == -1)
+    if (next->pwrite (next, zeros, n, offset, 0, err) == -1)
       return -1;
     len -= n;
     offset += n;
@@ -103,7 +101,7 @@ write_batch (const struct store_batch *b, int *err)
     if (lower_can_zero != NBDKIT_ZERO_NONE)
       r = lower->zero (lower, b->len, b->offset, NBDKIT_FLAG_MAY_TRIM, err);
     else
-      r = write_zeros (b->len, b->offset, err);
+      r = writeback_write_zeros (lower, b->len, b->offset, err);
     break;
   default:
     r = lower_can_trim ? lower->trim (lower, b->len, b->offset, 0, err) : 0;

@@ -41,4 +41,10 @@ int writeback_lower_flush (int *err);
 /* Bytes per second written back over the last few seconds. */
 double writeback_rate (void);
 
+/* Zero LEN bytes at OFFSET of NEXT with plain writes, for a lower device
+ * with no zero operation (write-back and the write-through paths).
+ */
+int writeback_write_zeros (nbdkit_next *next, uint32_t len, uint64_t offset,
+                           int *err);
+
 #endif /* ABD_ASYNC_WRITEBACK_H */
