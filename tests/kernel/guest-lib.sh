@@ -18,6 +18,15 @@ guest_prepare ()
     modprobe nbd || fail "modprobe nbd failed"
 }
 
+# guest_memcached_start: a memcached on the Unix socket $tmp/mc.sock,
+# stopped at exit; returns once it listens.
+guest_memcached_start ()
+{
+    memcached -s "$tmp/mc.sock" -u root -m 64 >"$tmp/memcached.log" 2>&1 &
+    cleanup_fn kill_wait "$!" 10
+    wait_for 30 test -S "$tmp/mc.sock" || fail "memcached did not start"
+}
+
 # guest_nbdkit_start SOCKET... -- ARGS...: nbdkit ARGS in the foreground
 # of a background job, on the Unix socket $nbd_sock with the pidfile
 # $tmp/nbdkit.pid, its messages in $tmp/nbdkit.log (shown at exit); then

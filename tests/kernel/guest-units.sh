@@ -31,10 +31,7 @@ unit=$units/abd-nbd.service
 
 step "modprobe nbd, start memcached and nbdkit"
 guest_prepare
-memcached -s "$tmp/mc.sock" -u root -m 64 >"$tmp/memcached.log" 2>&1 &
-mc_pid=$!
-cleanup_fn kill_wait "$mc_pid" 10
-wait_for 30 test -S "$tmp/mc.sock" || fail "memcached did not start"
+guest_memcached_start
 
 export ABD_NBD_DEVICE=/dev/nbd0
 ABD_NBD_CONNECTIONS=$(sed -n 's/^ABD_NBD_CONNECTIONS=//p' "$units/abd.default")

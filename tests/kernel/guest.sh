@@ -32,10 +32,7 @@ requires nbdkit nbd-client memcached mkfs.ext4 sha256sum
 step "modprobe nbd, start memcached and nbdkit"
 guest_prepare
 
-memcached -s "$tmp/mc.sock" -u root -m 64 >"$tmp/memcached.log" 2>&1 &
-mc_pid=$!
-cleanup_fn kill_wait "$mc_pid" 10
-wait_for 30 test -S "$tmp/mc.sock" || fail "memcached did not start"
+guest_memcached_start
 
 # nbdkit in the foreground (in our background), so that its exit status
 # after SIGTERM can be checked.
