@@ -33,6 +33,8 @@
  *   filling the slot it has reserved (no entry refers to it yet).
  *
  * Invariants, all under s->lock (store_check verifies the ones marked *):
+ * - * The tree is a red-black tree by first block (its rules are at the
+ *   top of store-index.c); tree_next and tree_max agree with it.
  * - * Entries in the tree never overlap and each covers whole blocks inside
  *   the device; a data entry covers one block and owns one slot that no
  *   other entry owns.
@@ -107,7 +109,7 @@ typedef uint64_t blk_a4 __attribute__ ((aligned (4)));
 
 /* An entry of the index: one data block or a range of zeroed or trimmed
  * blocks.  36 bytes: the whole per-block metadata of a dirty data block.
- * The tree links by 32-bit pool index, not by pointer, and has no parent
+ * The tree links by 28-bit pool index, not by pointer, and has no parent
  * links (store-index.c walks down from the root with a path stack), so
  * that every byte here is one a block needs: why RAM per dirty block is
  * 36 bytes and not the 64 of a pointer-linked red-black tree.
