@@ -7,6 +7,13 @@ tests_test_store_SOURCES = tests/test-store.c tests/unit-rand.h \
 	filters/async/storefile.c filters/async/storefile.h
 tests_test_store_LDADD = $(XXHASH_LIBS)
 tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
+check_PROGRAMS += tests/test-store-index
+tests_test_store_index_SOURCES = tests/test-store-index.c tests/unit-rand.h \
+	$(ASYNC_STORE_SOURCES) \
+	filters/async/drainrate.c filters/async/drainrate.h \
+	filters/async/storefile.c filters/async/storefile.h
+tests_test_store_index_LDADD = $(XXHASH_LIBS)
+tests_test_store_index_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
 ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
@@ -54,7 +61,8 @@ tests_test_drainrate_SOURCES = tests/test-drainrate.c \
 tests_test_drainrate_LDADD = -lm
 tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
-TESTS += tests/test-store tests/test-drainrate $(ASYNC_SH_TESTS)
+TESTS += tests/test-store tests/test-store-index tests/test-drainrate \
+	$(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
 	tests/test-async-errors-helpers.sh \
 	tests/test-abdctl-exit-helpers.sh \

@@ -73,6 +73,7 @@ good ()
 # Sizes.
 badp 'async-max-dirty'  async-max-dirty=32K
 badp 'async-max-dirty'  async-max-dirty=65535
+badp 'async-max-dirty'  async-max-dirty=1T
 badp 'async-max-dirty'  async-max-dirty=2T
 badp 'async-max-dirty'  async-max-dirty=0
 badp 'async-max-dirty'  async-max-dirty=-1

@@ -17,7 +17,8 @@
  * store_check verifies the store's invariants after every operation, and
  * every 500 operations the test breaks one on purpose (a byte counter, an
  * epoch count, two entries made to overlap, a slot given two owners, the
- * dirty list's length or order) and requires store_check to name it.
+ * dirty list's length or order, the tree's colours and links) and
+ * requires store_check to name it.
  *
  * Every other round keeps the store in a file (async-store-file): before
  * the drain the store is closed without writing back, as if the process
@@ -231,15 +232,15 @@ check_catches_broken_invariants (void)
   EXPECT_CAUGHT ("epoch", s->epoch_count[s->epoch_cur % EPOCH_RING]++,
                  s->epoch_count[s->epoch_cur % EPOCH_RING]--);
   EXPECT_CAUGHT ("slot", s->free_slots--, s->free_slots++);
-  last = RB_MAX (entry_tree, &s->tree);
+  last = tree_max (s);
   if (last)
-    prev = RB_PREV (entry_tree, &s->tree, last);
+    prev = tree_prev (s, last);
   if (prev) {
     blk = last->blk;
     EXPECT_CAUGHT ("overlaps", last->blk = entry_end (prev) - 1,
                    last->blk = blk);
   }
-  RB_FOREACH (e, entry_tree, &s->tree) {
+  for (e = tree_min (s); e; e = tree_next (s, e)) {
     if (e->kind != STORE_DATA)
       continue;
     if (a == NULL)
@@ -261,6 +262,21 @@ check_catches_broken_invariants (void)
 
     EXPECT_CAUGHT ("older than", e->dirtied_ms = ms + 1000000,
                    e->dirtied_ms = ms);
+  }
+  /* The tree's own rules: a red root; a red leaf made black (its black
+   * height then differs from its sibling side's); a link to itself.
+   */
+  if (s->root != ENTRY_NIL) {
+    e = &s->pool[s->root];
+    EXPECT_CAUGHT ("root is red", e->red = 1, e->red = 0);
+    for (e = tree_min (s); e; e = tree_next (s, e))
+      if (e->red && e->left == ENTRY_NIL && e->right == ENTRY_NIL)
+        break;
+    if (e)
+      EXPECT_CAUGHT ("black height", e->red = 0, e->red = 1);
+    e = tree_max (s);
+    EXPECT_CAUGHT ("reached twice", e->right = e - s->pool,
+                   e->right = ENTRY_NIL);
   }
   pthread_mutex_unlock (&s->lock);
   check_store (0);

@@ -9,7 +9,7 @@
 
 #define ASYNC_MAX_DIRTY_DEFAULT   (256ULL << 20)    /* async-max-dirty */
 #define ASYNC_MAX_DIRTY_MIN       (64ULL << 10)
-#define ASYNC_MAX_DIRTY_MAX       (1ULL << 40)
+#define ASYNC_MAX_DIRTY_MAX       (1023ULL << 30)   /* < ENTRY_MAX blocks */
 #define ASYNC_SYNC_RATE_DEFAULT   (8ULL << 20)      /* async-sync-rate, B/s */
 #define ASYNC_SYNC_RATE_MIN       4096
 #define ASYNC_WRITERS_DEFAULT     16                /* async-writers */

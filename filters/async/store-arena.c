@@ -105,9 +105,9 @@ entry_alloc (struct store *s)
   if (s->free_entries == 0)
     return NULL;
   s->free_entries--;
-  if (s->entry_free) {
-    e = s->entry_free;
-    s->entry_free = RB_LEFT (e, link);
+  if (s->entry_free != ENTRY_NIL) {
+    e = &s->pool[s->entry_free];
+    s->entry_free = e->left;
   }
   else
     e = &s->pool[s->entry_bump++];
@@ -118,8 +118,8 @@ entry_alloc (struct store *s)
 void
 entry_release (struct store *s, struct entry *e)
 {
-  RB_LEFT (e, link) = s->entry_free;
-  s->entry_free = e;
+  e->left = s->entry_free;
+  s->entry_free = e - s->pool;
   s->free_entries++;
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: store_check, the dirty store's invariants as code (the
  * prose is at the top of store-impl.h).  For tests and debug builds only:
- * it walks the whole tree and both free lists, O(entries + free slots).
+ * it walks the whole tree (and finds every entry again with tree_next,
+ * O(entries log entries)) and both free lists.
  * tests/test-store calls it after every operation; a build configured
  * with --enable-debug (ABD_DEBUG) calls it at the end of every store
  * operation and aborts on the first broken invariant.
@@ -98,13 +99,87 @@ check_entry (struct store *s, const struct entry *e, uint64_t prev_end,
   return 0;
 }
 
+/* What the walk of the tree carries along. */
+struct walk {
+  uint8_t *in_tree, *slot_owned;
+  uint32_t *epochs;
+  struct tally *t;
+  uint64_t prev_end;
+  struct entry *prev;
+};
+
+/* The subtree at pool index I, DEPTH entries below the root (PARENT_RED:
+ * under a red entry), in order:
+ * each entry's own invariants (check_entry: in order, the entries must
+ * increase and not overlap), the red-black rules, and that tree_next
+ * finds each entry from the one before.  Returns the subtree's black
+ * height (missing children count 0), or -1.
+ */
+static int
+check_subtree (struct store *s, uint32_t i, bool parent_red, int depth,
+               struct walk *w, char *why, size_t len)
+{
+  struct entry *e;
+  int lh, rh;
+
+  if (i == ENTRY_NIL)
+    return 0;
+  if (i >= s->entry_bump)
+    return broken (why, len, "tree: link to pool entry %" PRIu32 ", which "
+                   "was never used (bump %" PRIu32 ")", i, s->entry_bump);
+  if (w->in_tree[i])
+    return broken (why, len, "tree: pool entry %" PRIu32 " is reached "
+                   "twice", i);
+  if (depth > 2 * ENTRY_INDEX_BITS)
+    return broken (why, len, "tree: deeper than %d entries",
+                   2 * ENTRY_INDEX_BITS);
+  w->in_tree[i] = 1;
+  e = &s->pool[i];
+  if (e->red && parent_red)
+    return broken (why, len, "tree: red entry at block %" PRIu64 " under "
+                   "a red one", (uint64_t) e->blk);
+  lh = check_subtree (s, e->left, e->red, depth + 1, w, why, len);
+  if (lh == -1)
+    return -1;
+  if (check_entry (s, e, w->prev_end, w->slot_owned, w->epochs, w->t, why,
+                   len) == -1)
+    return -1;
+  if ((w->prev ? tree_next (s, w->prev) : tree_min (s)) != e)
+    return broken (why, len, "tree: tree_next does not find the entry at "
+                   "block %" PRIu64 " after the one before it",
+                   (uint64_t) e->blk);
+  w->prev = e;
+  w->prev_end = entry_end (e);
+  rh = check_subtree (s, e->right, e->red, depth + 1, w, why, len);
+  if (rh == -1)
+    return -1;
+  if (lh != rh)
+    return broken (why, len, "tree: unequal black height under the entry "
+                   "at block %" PRIu64 " (%d left, %d right)",
+                   (uint64_t) e->blk, lh, rh);
+  return lh + !e->red;
+}
+
+/* The tree: its rules, and every entry in it (check_subtree). */
+static int
+check_tree (struct store *s, struct walk *w, char *why, size_t len)
+{
+  if (s->root != ENTRY_NIL && s->root < s->entry_bump &&
+      s->pool[s->root].red)
+    return broken (why, len, "tree: the root is red");
+  if (check_subtree (s, s->root, false, 0, w, why, len) == -1)
+    return -1;
+  if (w->prev != tree_max (s))
+    return broken (why, len, "tree: tree_max is not the last entry");
+  return 0;
+}
+
 /* The free lists: LIST_LEN links from the head, each not owned. */
 static int
 check_free_lists (struct store *s, uint8_t *slot_owned,
                   const struct tally *t, char *why, size_t len)
 {
-  uint32_t slot = s->slot_free, chained, i;
-  struct entry *e = s->entry_free;
+  uint32_t slot = s->slot_free, chained, i, e = s->entry_free;
 
   if (s->slot_bump > s->nslots || s->free_slots < s->nslots - s->slot_bump)
     return broken (why, len, "free_slots %" PRIu32 " is less than the %"
@@ -135,12 +210,12 @@ check_free_lists (struct store *s, uint8_t *slot_owned,
                    s->nentries - s->entry_bump);
   chained = s->free_entries - (s->nentries - s->entry_bump);
   for (i = 0; i < chained; i++) {
-    if (e == NULL || e < s->pool || e >= s->pool + s->entry_bump)
+    if (e >= s->entry_bump)
       return broken (why, len, "free entry list: link %" PRIu32 " is not "
                      "a used-before pool entry", i);
-    e = RB_LEFT (e, link);
+    e = s->pool[e].left;
   }
-  if (e != NULL)
+  if (e != ENTRY_NIL)
     return broken (why, len, "free entry list is longer than free_entries "
                    "says");
   if (t->entries + s->free_entries + s->reserved_entries != s->nentries)
@@ -196,8 +271,8 @@ store_check_locked (struct store *s, char *why, size_t len)
   uint8_t *slot_owned = calloc (s->nslots, 1);
   uint8_t *in_tree = calloc (s->nentries, 1);
   uint32_t *epochs = calloc (EPOCH_RING, sizeof *epochs);
-  uint64_t prev_end = UINT64_MAX, held = 0;
-  struct entry *e;
+  struct walk w = { .prev_end = UINT64_MAX, .t = &t };
+  uint64_t held = 0;
   uint32_t ep;
   int r = 0;
 
@@ -208,13 +283,12 @@ store_check_locked (struct store *s, char *why, size_t len)
     return broken (why, len, "store_check: out of memory");
   }
 
-  RB_FOREACH (e, entry_tree, &s->tree) {
-    r = check_entry (s, e, prev_end, slot_owned, epochs, &t, why, len);
-    if (r == -1)
-      goto out;
-    in_tree[e - s->pool] = 1;
-    prev_end = entry_end (e);
-  }
+  w.in_tree = in_tree;
+  w.slot_owned = slot_owned;
+  w.epochs = epochs;
+  r = check_tree (s, &w, why, len);
+  if (r == -1)
+    goto out;
 
   /* Byte accounting. */
   if (t.entries != s->st.dirty_entries || t.bytes != s->st.dirty_bytes ||

@@ -57,7 +57,7 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
   pthread_mutex_lock (&s->lock);
   for (e = tree_find_from (s, offset / STORE_BLOCK_SIZE);
        e && e->blk * STORE_BLOCK_SIZE < end && r == 0;
-       e = RB_NEXT (entry_tree, &s->tree, e)) {
+       e = tree_next (s, e)) {
     uint64_t e_start = e->blk * STORE_BLOCK_SIZE;
     uint64_t e_end = e_start + blocks_len (s, e->blk, entry_blocks (e));
     uint64_t from = pos > e_start ? pos : e_start;

@@ -123,7 +123,7 @@ void
 store_wait_empty (struct store *s)
 {
   pthread_mutex_lock (&s->lock);
-  while (!RB_EMPTY (&s->tree) && !s->stopping) {
+  while (!tree_empty (s) && !s->stopping) {
     s->flush_waiters++;       /* make the writers hurry */
     writeback_wake (s);
     pthread_cond_wait (&s->changed, &s->lock);

@@ -33,6 +33,8 @@
  *   filling the slot it has reserved (no entry refers to it yet).
  *
  * Invariants, all under s->lock (store_check verifies the ones marked *):
+ * - * The tree is a red-black tree by first block (its rules are at the
+ *   top of store-index.c); tree_next and tree_max agree with it.
  * - * Entries in the tree never overlap and each covers whole blocks inside
  *   the device; a data entry covers one block and owns one slot that no
  *   other entry owns.
@@ -72,12 +74,6 @@
 #include <stdint.h>
 #include <time.h>
 
-/* libbsd's tree.h marks the static functions it generates __unused. */
-#ifndef __unused
-#define __unused __attribute__ ((__unused__))
-#endif
-#include <bsd/sys/tree.h>
-
 #include "drainrate.h"
 #include "store.h"
 #include "storefile.h"
@@ -97,13 +93,39 @@ enum entry_state { ST_DIRTY, ST_WRITEBACK, ST_WRITTEN };
 #define EF_REDIRTY 1            /* modified since its batch took it */
 #define EF_FAILED  2            /* its last lower write or flush failed */
 
+/* Pool indices in the tree's links have ENTRY_INDEX_BITS bits (the other
+ * bits of their words hold the entry's small fields), so the pool has at
+ * most ENTRY_MAX entries: async-max-dirty is at most 1023 GiB
+ * (params.h).  ENTRY_NIL: no entry.
+ */
+#define ENTRY_INDEX_BITS 28
+#define ENTRY_NIL ((1u << ENTRY_INDEX_BITS) - 1)
+#define ENTRY_MAX ENTRY_NIL
+
+/* A block number that needs only 4-byte alignment, so that an entry is
+ * 36 bytes and not 40 (x86-64 and arm64 load it as fast).
+ */
+typedef uint64_t blk_a4 __attribute__ ((aligned (4)));
+
 /* An entry of the index: one data block or a range of zeroed or trimmed
- * blocks.  64 bytes: the whole per-block metadata of a dirty data block
- * (and the size of a record's share of the pool; see the assert below).
+ * blocks.  36 bytes: the whole per-block metadata of a dirty data block.
+ * The tree links by 28-bit pool index, not by pointer, and has no parent
+ * links (store-index.c walks down from the root with a path stack), so
+ * that every byte here is one a block needs: why RAM per dirty block is
+ * 36 bytes and not the 64 of a pointer-linked red-black tree.
  */
 struct entry {
-  RB_ENTRY (entry) link;
-  uint64_t blk;                 /* first block */
+  /* The tree (store-index.c): the children's pool indices, ENTRY_NIL for
+   * none, and the colour; only store-index.c and store_check touch them.
+   * A free entry links the next free one in LEFT (store-arena.c).
+   */
+  uint32_t left : ENTRY_INDEX_BITS;
+  uint32_t kind : 2;            /* enum store_kind */
+  uint32_t state : 2;           /* enum entry_state */
+  uint32_t right : ENTRY_INDEX_BITS;
+  uint32_t flags : 2;           /* EF_* */
+  uint32_t red : 1;
+  blk_a4 blk;                   /* first block */
   union {
     uint32_t slot;              /* STORE_DATA: index in the data arena */
     uint32_t count;             /* STORE_ZERO, STORE_TRIM: blocks */
@@ -119,16 +141,13 @@ struct entry {
   };
   uint32_t epoch;               /* oldest unflushed modification */
   uint32_t dirtied_ms;          /* when it became DIRTY */
-  uint8_t kind;                 /* enum store_kind */
-  uint8_t state;                /* enum entry_state */
-  uint8_t flags;
 };
 
-_Static_assert (sizeof (struct entry) == 64,
+_Static_assert (sizeof (struct entry) == 36,
                 "struct entry is the per-block metadata the comments promise");
-
-RB_HEAD (entry_tree, entry);
-RB_PROTOTYPE (entry_tree, entry, link, entry_cmp)
+_Static_assert (STORE_TRIM < 4 && ST_WRITTEN < 4 &&
+                (EF_REDIRTY | EF_FAILED) < 4,
+                "the small fields of struct entry hold every value");
 
 /* A block range written to the lower device, waiting for a lower flush. */
 struct written_range {
@@ -174,7 +193,7 @@ struct store {
   struct entry *pool;
   size_t pool_bytes;
   uint32_t nentries, entry_bump, free_entries;
-  struct entry *entry_free;
+  uint32_t entry_free;          /* pool index, ENTRY_NIL: none */
   /* Taken from the free lists but in no entry of the tree yet, while the
    * lock is dropped: a read-modify-write's slot and entry, a zero/trim's
    * intent record.  Only store_check reads them.
@@ -185,7 +204,7 @@ struct store {
    * oldest first (by dirtied_ms), so that a writer knows without walking
    * the tree whether anything is due and when it will be.
    */
-  struct entry_tree tree;
+  uint32_t root;                /* pool index, ENTRY_NIL: empty */
   uint64_t cursor;              /* writers sweep upwards from here */
   uint32_t dirty_head, dirty_tail;      /* pool indices, NO_ENTRY: empty */
   uint32_t ndirty;              /* entries in the dirty list */
@@ -311,8 +330,16 @@ void epoch_hold (struct store *s, uint32_t epoch);
 void epoch_drop (struct store *s, uint32_t epoch);
 void epoch_advance (struct store *s);
 
-/* store-index.c. */
+/* store-index.c: the tree, in block order. */
+bool tree_empty (const struct store *s);
+struct entry *tree_min (struct store *s);
+struct entry *tree_max (struct store *s);
+struct entry *tree_next (struct store *s, const struct entry *e);
+struct entry *tree_prev (struct store *s, const struct entry *e);
+struct entry *tree_find (struct store *s, uint64_t blk);
 struct entry *tree_find_from (struct store *s, uint64_t blk);
+void tree_link (struct store *s, struct entry *e);
+void tree_unlink (struct store *s, struct entry *e);
 bool entry_contains (const struct entry *e, uint64_t blk);
 void account_insert (struct store *s, struct entry *e);
 void account_remove (struct store *s, struct entry *e);

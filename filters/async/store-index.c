@@ -2,6 +2,20 @@
 /* abd async filter: the dirty store's index (see store-impl.h): the
  * red-black tree of entries by block number, the byte accounting that
  * follows every insert and removal, and extents.
+ *
+ * The tree is our own, made small for the entry (store-impl.h): it links
+ * by 28-bit pool index and keeps no parent links.  Without them, an
+ * insert or a removal walks down from the root and keeps the path on a
+ * stack, which its fix-up climbs; the next and previous entries are found
+ * by key from the root.  That costs a descent (its top levels stay in the
+ * cache) where a parent link would cost 4 bytes per block.  The
+ * red-black rules, which store_check verifies:
+ * - keys (first blocks) increase from left to right;
+ * - the root is black; a red entry has no red child;
+ * - every path from the root to a missing child crosses as many black
+ *   entries.
+ * So the tree's height is at most 2 log2 (n + 1): TREE_MAX_DEPTH bounds
+ * the path stack for the largest pool (ENTRY_MAX entries).
  */
 
 #include <config.h>
@@ -11,33 +25,345 @@
 
 #include "store-impl.h"
 
-static int
-entry_cmp (const struct entry *a, const struct entry *b)
-{
-  return a->blk < b->blk ? -1 : a->blk > b->blk;
-}
-
-RB_GENERATE (entry_tree, entry, link, entry_cmp)
-
 /*----------------------------------------------------------------------
  * The tree.
  */
 
-/* The entry containing BLK, else the first entry after it, else NULL. */
+#define TREE_MAX_DEPTH (2 * ENTRY_INDEX_BITS + 8)
+
+static inline struct entry *
+node (struct store *s, uint32_t i)
+{
+  return i == ENTRY_NIL ? NULL : &s->pool[i];
+}
+
+static inline uint32_t
+index_of (const struct store *s, const struct entry *e)
+{
+  return e - s->pool;
+}
+
+static inline bool
+is_red (const struct store *s, uint32_t i)
+{
+  return i != ENTRY_NIL && s->pool[i].red;
+}
+
+bool
+tree_empty (const struct store *s)
+{
+  return s->root == ENTRY_NIL;
+}
+
+struct entry *
+tree_min (struct store *s)
+{
+  uint32_t i = s->root;
+
+  if (i == ENTRY_NIL)
+    return NULL;
+  while (s->pool[i].left != ENTRY_NIL)
+    i = s->pool[i].left;
+  return &s->pool[i];
+}
+
+struct entry *
+tree_max (struct store *s)
+{
+  uint32_t i = s->root;
+
+  if (i == ENTRY_NIL)
+    return NULL;
+  while (s->pool[i].right != ENTRY_NIL)
+    i = s->pool[i].right;
+  return &s->pool[i];
+}
+
+/* The first entry whose first block is above E's (E need not be in the
+ * tree), or NULL.
+ */
+struct entry *
+tree_next (struct store *s, const struct entry *e)
+{
+  uint64_t key = e->blk;
+  uint32_t i = s->root, found = ENTRY_NIL;
+
+  while (i != ENTRY_NIL) {
+    if (s->pool[i].blk > key) {
+      found = i;
+      i = s->pool[i].left;
+    }
+    else
+      i = s->pool[i].right;
+  }
+  return node (s, found);
+}
+
+/* The last entry whose first block is below E's, or NULL. */
+struct entry *
+tree_prev (struct store *s, const struct entry *e)
+{
+  uint64_t key = e->blk;
+  uint32_t i = s->root, found = ENTRY_NIL;
+
+  while (i != ENTRY_NIL) {
+    if (s->pool[i].blk < key) {
+      found = i;
+      i = s->pool[i].right;
+    }
+    else
+      i = s->pool[i].left;
+  }
+  return node (s, found);
+}
+
+/* The entry whose first block is BLK, or NULL. */
+struct entry *
+tree_find (struct store *s, uint64_t blk)
+{
+  uint32_t i = s->root;
+
+  while (i != ENTRY_NIL && s->pool[i].blk != blk)
+    i = blk < s->pool[i].blk ? s->pool[i].left : s->pool[i].right;
+  return node (s, i);
+}
+
+/* The entry containing BLK, else the first entry after it, else NULL:
+ * one descent finds both the last entry starting at or below BLK and the
+ * first starting above it.
+ */
 struct entry *
 tree_find_from (struct store *s, uint64_t blk)
 {
-  struct entry key = { .blk = blk };
-  struct entry *e, *prev;
+  uint32_t i = s->root, below = ENTRY_NIL, above = ENTRY_NIL;
 
-  e = RB_NFIND (entry_tree, &s->tree, &key);
-  if (e && e->blk == blk)
-    return e;
-  prev = e ? RB_PREV (entry_tree, &s->tree, e)
-           : RB_MAX (entry_tree, &s->tree);
-  if (prev && entry_end (prev) > blk)
-    return prev;
-  return e;
+  while (i != ENTRY_NIL) {
+    if (s->pool[i].blk > blk) {
+      above = i;
+      i = s->pool[i].left;
+    }
+    else {
+      below = i;
+      if (s->pool[i].blk == blk)
+        break;
+      i = s->pool[i].right;
+    }
+  }
+  if (below != ENTRY_NIL && entry_end (&s->pool[below]) > blk)
+    return &s->pool[below];
+  return node (s, above);
+}
+
+/* Make NEW the child of PARENT (ENTRY_NIL: the root) that OLD was. */
+static void
+replace_child (struct store *s, uint32_t parent, uint32_t old, uint32_t new)
+{
+  if (parent == ENTRY_NIL)
+    s->root = new;
+  else if (s->pool[parent].left == old)
+    s->pool[parent].left = new;
+  else
+    s->pool[parent].right = new;
+}
+
+/* Rotate X (a child of PARENT) left: its right child takes its place,
+ * with X as its left child.  Returns the entry now in X's place.
+ */
+static uint32_t
+rotate_left (struct store *s, uint32_t x, uint32_t parent)
+{
+  uint32_t y = s->pool[x].right;
+
+  s->pool[x].right = s->pool[y].left;
+  s->pool[y].left = x;
+  replace_child (s, parent, x, y);
+  return y;
+}
+
+static uint32_t
+rotate_right (struct store *s, uint32_t x, uint32_t parent)
+{
+  uint32_t y = s->pool[x].left;
+
+  s->pool[x].left = s->pool[y].right;
+  s->pool[y].right = x;
+  replace_child (s, parent, x, y);
+  return y;
+}
+
+/* Link E into the tree by its first block (no entry there starts at the
+ * same block).
+ */
+void
+tree_link (struct store *s, struct entry *e)
+{
+  uint32_t path[TREE_MAX_DEPTH];
+  uint32_t i = s->root, x = index_of (s, e);
+  int k = 0;
+
+  while (i != ENTRY_NIL) {
+    assert (k < TREE_MAX_DEPTH - 1);
+    assert (s->pool[i].blk != e->blk);
+    path[k++] = i;
+    i = e->blk < s->pool[i].blk ? s->pool[i].left : s->pool[i].right;
+  }
+  e->left = e->right = ENTRY_NIL;
+  e->red = 1;
+  if (k == 0)
+    s->root = x;
+  else if (e->blk < s->pool[path[k - 1]].blk)
+    s->pool[path[k - 1]].left = x;
+  else
+    s->pool[path[k - 1]].right = x;
+  path[k] = x;
+
+  /* X (at path[k]) is red; while its parent is red too, the grandparent
+   * is black (the root is black, so the parent is not the root).
+   */
+  while (k >= 2 && s->pool[path[k - 1]].red) {
+    uint32_t p = path[k - 1], g = path[k - 2];
+    uint32_t gg = k >= 3 ? path[k - 3] : ENTRY_NIL;
+    bool p_left = s->pool[g].left == p;
+    uint32_t u = p_left ? s->pool[g].right : s->pool[g].left;
+
+    x = path[k];
+    if (is_red (s, u)) {
+      /* Red uncle: push the red up to the grandparent. */
+      s->pool[p].red = s->pool[u].red = 0;
+      s->pool[g].red = 1;
+      k -= 2;
+      continue;
+    }
+    /* Black uncle: one or two rotations, and done. */
+    if (p_left) {
+      if (s->pool[p].right == x)
+        p = rotate_left (s, p, g);
+      p = rotate_right (s, g, gg);
+    }
+    else {
+      if (s->pool[p].left == x)
+        p = rotate_right (s, p, g);
+      p = rotate_left (s, g, gg);
+    }
+    s->pool[p].red = 0;
+    s->pool[g].red = 1;
+    break;
+  }
+  s->pool[s->root].red = 0;
+}
+
+/* Unlink E from the tree. */
+void
+tree_unlink (struct store *s, struct entry *e)
+{
+  uint32_t path[TREE_MAX_DEPTH];
+  uint32_t i = s->root, z = index_of (s, e), x;
+  int k = 0, kz;
+  bool removed_red;
+
+  /* The path to E. */
+  while (i != z) {
+    assert (i != ENTRY_NIL);
+    assert (k < TREE_MAX_DEPTH - 2);
+    path[k++] = i;
+    i = e->blk < s->pool[i].blk ? s->pool[i].left : s->pool[i].right;
+  }
+  kz = k;
+  path[k++] = z;
+
+  if (e->left != ENTRY_NIL && e->right != ENTRY_NIL) {
+    /* Two children: its successor Y (the leftmost of its right subtree,
+     * which has no left child) takes its place and colour, and the
+     * removal happens where Y was.
+     */
+    uint32_t y = e->right;
+
+    while (s->pool[y].left != ENTRY_NIL) {
+      assert (k < TREE_MAX_DEPTH - 2);
+      path[k++] = y;
+      y = s->pool[y].left;
+    }
+    x = s->pool[y].right;
+    removed_red = s->pool[y].red;
+    if (k - 1 > kz) {           /* Y is deeper than E's right child */
+      s->pool[path[k - 1]].left = x;
+      s->pool[y].right = e->right;
+    }
+    s->pool[y].left = e->left;
+    s->pool[y].red = e->red;
+    replace_child (s, kz > 0 ? path[kz - 1] : ENTRY_NIL, z, y);
+    path[kz] = y;               /* X is where Y was: at depth k */
+  }
+  else {
+    /* At most one child, X, which takes its place. */
+    x = e->left != ENTRY_NIL ? e->left : e->right;
+    removed_red = e->red;
+    k = kz;
+    replace_child (s, kz > 0 ? path[kz - 1] : ENTRY_NIL, z, x);
+  }
+  e->left = e->right = ENTRY_NIL;
+
+  /* X is now at depth k (its parent is path[k - 1]).  Removing a black
+   * entry left X's side one black short: fix it going up.
+   */
+  if (removed_red)
+    return;
+  while (k > 0 && !is_red (s, x)) {
+    uint32_t p = path[k - 1];
+    uint32_t gp = k >= 2 ? path[k - 2] : ENTRY_NIL;
+    bool x_left = s->pool[p].left == x;
+    uint32_t w = x_left ? s->pool[p].right : s->pool[p].left;
+
+    assert (w != ENTRY_NIL);
+    if (s->pool[w].red) {
+      /* Red sibling: rotate it above P, so that X's sibling is black. */
+      s->pool[w].red = 0;
+      s->pool[p].red = 1;
+      if (x_left)
+        rotate_left (s, p, gp);
+      else
+        rotate_right (s, p, gp);
+      assert (k < TREE_MAX_DEPTH - 1);
+      path[k - 1] = w;
+      path[k] = p;
+      k++;
+      gp = w;
+      w = x_left ? s->pool[p].right : s->pool[p].left;
+    }
+    if (!is_red (s, s->pool[w].left) && !is_red (s, s->pool[w].right)) {
+      /* Both nephews black: take a black from both sides, go up. */
+      s->pool[w].red = 1;
+      x = p;
+      k--;
+      continue;
+    }
+    if (x_left) {
+      if (!is_red (s, s->pool[w].right)) {
+        s->pool[s->pool[w].left].red = 0;
+        s->pool[w].red = 1;
+        w = rotate_right (s, w, p);
+      }
+      s->pool[w].red = s->pool[p].red;
+      s->pool[p].red = 0;
+      s->pool[s->pool[w].right].red = 0;
+      rotate_left (s, p, gp);
+    }
+    else {
+      if (!is_red (s, s->pool[w].left)) {
+        s->pool[s->pool[w].right].red = 0;
+        s->pool[w].red = 1;
+        w = rotate_left (s, w, p);
+      }
+      s->pool[w].red = s->pool[p].red;
+      s->pool[p].red = 0;
+      s->pool[s->pool[w].left].red = 0;
+      rotate_right (s, p, gp);
+    }
+    x = s->root;
+    break;
+  }
+  if (x != ENTRY_NIL)
+    s->pool[x].red = 0;
 }
 
 bool
@@ -81,7 +407,7 @@ tree_insert (struct store *s, struct entry *e, uint32_t epoch)
   e->state = ST_DIRTY;
   e->epoch = epoch;
   e->dirtied_ms = now_ms ();
-  RB_INSERT (entry_tree, &s->tree, e);
+  tree_link (s, e);
   dirty_list_append (s, e);
   account_insert (s, e);
   record_publish (s, e);
@@ -99,7 +425,7 @@ tree_insert (struct store *s, struct entry *e, uint32_t epoch)
 void
 tree_remove (struct store *s, struct entry *e)
 {
-  RB_REMOVE (entry_tree, &s->tree, e);
+  tree_unlink (s, e);
   if (e->state == ST_DIRTY)
     dirty_list_remove (s, e);
   account_remove (s, e);
@@ -119,12 +445,6 @@ tree_remove (struct store *s, struct entry *e)
  * WRITEBACK or WRITTEN entry needs (struct entry), so they cost no memory.
  */
 
-static uint32_t
-pool_index (struct store *s, struct entry *e)
-{
-  return e - s->pool;
-}
-
 /* The DIRTY entry that has been so the longest, or NULL. */
 struct entry *
 dirty_oldest (struct store *s)
@@ -136,7 +456,7 @@ dirty_oldest (struct store *s)
 static void
 dirty_list_link_after (struct store *s, struct entry *e, uint32_t after)
 {
-  uint32_t i = pool_index (s, e);
+  uint32_t i = index_of (s, e);
 
   e->dirty_prev = after;
   e->dirty_next = after == NO_ENTRY ? s->dirty_head
@@ -196,7 +516,7 @@ entry_inherit_age (struct store *s, struct entry *e, struct entry *from)
 {
   dirty_list_remove (s, e);
   e->dirtied_ms = from->dirtied_ms;
-  dirty_list_link_after (s, e, pool_index (s, from));
+  dirty_list_link_after (s, e, index_of (s, from));
 }
 
 /* Change the size of range entry E (its accounting follows). */
@@ -207,11 +527,11 @@ range_resize (struct store *s, struct entry *e, uint64_t blk, uint64_t end)
 
   account_remove (s, e);
   if (rekey)
-    RB_REMOVE (entry_tree, &s->tree, e);
+    tree_unlink (s, e);
   e->blk = blk;
   e->count = end - blk;
   if (rekey)
-    RB_INSERT (entry_tree, &s->tree, e);
+    tree_link (s, e);
   account_insert (s, e);
   record_publish (s, e);
 }
@@ -246,7 +566,7 @@ store_extent (struct store *s, uint64_t offset, uint32_t count,
     /* Extend over following entries of the same kind with no gap. */
     kind = e->kind;
     for (f = e; ; ) {
-      struct entry *g = RB_NEXT (entry_tree, &s->tree, f);
+      struct entry *g = tree_next (s, f);
 
       if (g == NULL || g->blk != entry_end (f) || g->kind != kind ||
           g->blk * STORE_BLOCK_SIZE >= end)

@@ -39,10 +39,10 @@ run_at (struct store *s, struct entry *e, struct entry **last)
 
   *last = e;
   if (e->kind == STORE_DATA) {
-    for (f = RB_NEXT (entry_tree, &s->tree, e);
+    for (f = tree_next (s, e);
          f && n < s->batch_blocks && f->blk == (*last)->blk + 1 &&
            f->kind == STORE_DATA && f->state == ST_DIRTY;
-         f = RB_NEXT (entry_tree, &s->tree, f)) {
+         f = tree_next (s, f)) {
       *last = f;
       n++;
     }
@@ -67,7 +67,7 @@ take_run (struct store *s, struct store_batch *b, char *buf,
   b->len = blocks_len (s, b->blk, b->nblocks);
   b->buf = e->kind == STORE_DATA ? buf : NULL;
   for (f = e, i = 0; ; f = next, i++) {
-    next = RB_NEXT (entry_tree, &s->tree, f);
+    next = tree_next (s, f);
     dirty_list_remove (s, f);
     f->state = ST_WRITEBACK;
     if (f->kind == STORE_DATA)
@@ -136,18 +136,18 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
       if (wrapped || start == 0)
         break;
       wrapped = true;
-      e = RB_MIN (entry_tree, &s->tree);
+      e = tree_min (s);
       continue;
     }
     if (e->state != ST_DIRTY) {
-      e = RB_NEXT (entry_tree, &s->tree, e);
+      e = tree_next (s, e);
       continue;
     }
     n = run_at (s, e, &last);
     if (!hurry && n < s->batch_blocks) {
       int32_t run_age = INT32_MIN;
 
-      for (f = e; ; f = RB_NEXT (entry_tree, &s->tree, f)) {
+      for (f = e; ; f = tree_next (s, f)) {
         age = ms_diff (f->dirtied_ms, now);
         if (age > run_age)
           run_age = age;
@@ -155,7 +155,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
           break;
       }
       if (run_age < (int32_t) s->delay_ms) {
-        e = RB_NEXT (entry_tree, &s->tree, last);
+        e = tree_next (s, last);
         continue;
       }
     }
@@ -265,13 +265,13 @@ written_add (struct store *s, uint64_t blk, uint64_t end)
 void
 store_complete (struct store *s, const struct store_batch *b, bool ok)
 {
-  struct entry key = { .blk = b->blk }, *e;
+  struct entry *e;
   uint64_t end = b->blk + b->nblocks;
 
   pthread_mutex_lock (&s->lock);
-  for (e = RB_FIND (entry_tree, &s->tree, &key);
+  for (e = tree_find (s, b->blk);
        e && e->blk < end;
-       e = RB_NEXT (entry_tree, &s->tree, e)) {
+       e = tree_next (s, e)) {
     assert (e->state == ST_WRITEBACK);
     if (ok) {
       /* A FAILED entry stays FAILED until a lower flush covers this
@@ -423,7 +423,7 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
     struct entry *e = tree_find_from (s, ranges[i].blk), *next;
 
     for (; e && e->blk < ranges[i].end; e = next) {
-      next = RB_NEXT (entry_tree, &s->tree, e);
+      next = tree_next (s, e);
       if (e->state == ST_WRITTEN && ms_diff (e->gen, ticket) >= 0)
         flushed_entry (s, e, ok, now);
       else if (e->state == ST_WRITTEN)

@@ -55,7 +55,7 @@ store_is_empty (struct store *s)
   bool empty;
 
   pthread_mutex_lock (&s->lock);
-  empty = RB_EMPTY (&s->tree);
+  empty = tree_empty (s);
   pthread_mutex_unlock (&s->lock);
   return empty;
 }
@@ -84,7 +84,7 @@ store_get_stats (struct store *s, struct store_stats *st)
   st->sync = s->sync;
   st->max_dirty_bytes = (uint64_t) s->nslots * STORE_BLOCK_SIZE;
   st->dirty_ranges = 0;
-  RB_FOREACH (e, entry_tree, &s->tree) {
+  for (e = tree_min (s); e; e = tree_next (s, e)) {
     int32_t age = ms_diff (e->dirtied_ms, now);
 
     if (e->blk != prev_end)
@@ -124,7 +124,7 @@ load_insert (struct store *s, struct entry *e)
   e->epoch = s->epoch_cur;
   e->dirtied_ms = now_ms ();
   epoch_hold (s, s->epoch_cur);
-  RB_INSERT (entry_tree, &s->tree, e);
+  tree_link (s, e);
   dirty_list_append (s, e);
   account_insert (s, e);
 }
@@ -257,7 +257,7 @@ store_create (const struct store_params *p, char **errmsg)
   uint64_t nslots = p->max_dirty / STORE_BLOCK_SIZE;
 
   *errmsg = NULL;
-  if (nslots < STORE_MIN_SIZE / STORE_BLOCK_SIZE || nslots >= NO_SLOT) {
+  if (nslots < STORE_MIN_SIZE / STORE_BLOCK_SIZE || nslots > ENTRY_MAX) {
     if (asprintf (errmsg, "max dirty size %" PRIu64 " out of range",
                   p->max_dirty) == -1)
       *errmsg = NULL;
@@ -281,7 +281,7 @@ store_create (const struct store_params *p, char **errmsg)
   s->max_drain_s = p->max_drain_s;
   s->drain_initial_budget = p->drain_initial_budget > DRAIN_BUDGET_MIN
     ? p->drain_initial_budget : DRAIN_BUDGET_MIN;
-  RB_INIT (&s->tree);
+  s->root = s->entry_free = ENTRY_NIL;
 
   if (arena_map (s, p->store_file == NULL, p->lock_memory, errmsg) == -1) {
     store_free (s);
