@@ -101,22 +101,17 @@ run ()
     fi
 }
 
-async_replays=0
 for stack in async memcache full; do
     for seed in 1 2; do
         run $stack $seed "$faults" 20 -
-        if [ $stack = async ]; then
-            async_replays=$((async_replays + $(counter crash.replays)))
-        fi
     done
 done
-if [[ $faults == *crash* ]] && [ $async_replays -lt 1 ]; then
-    failed+=("async: no crash write-back was checked")
-fi
 # Sync mode's flush promise over the powercut plugin (unflushed writes
 # are lost at the cut), with power cuts often enough that every run
-# checks several: the runs above may reach few by chance.  And async
-# mode's promise with the store file, crashes as often.
+# checks several: the runs above may reach few by chance (on a busy
+# machine a 20 s run may crash nbdkit once, with nothing dirty).  And
+# async mode's promise with the store file, crashes as often: at least
+# two restarts must write dirty data back from the store file.
 if [ -z "${TORTURE_FAULTS:-}" ]; then
     run async 3 powercut,mode,restart 15 powercut.cuts=2 --fault-gap 30
     run async 4 crash,disconnect,mode,syncfile,werr 15 crash.replays=2 \
