@@ -71,6 +71,21 @@ store_progress (struct store *s)
   return p;
 }
 
+uint64_t
+store_written_back_bytes (struct store *s)
+{
+  uint64_t b;
+
+  pthread_mutex_lock (&s->lock);
+  b = s->st.written_back_bytes;
+  pthread_mutex_unlock (&s->lock);
+  return b;
+}
+
+/* Walks the whole tree with the lock held (dirty_ranges, the oldest
+ * age): milliseconds with a large store, while no client can write.  For
+ * status and logs, not for anything that runs often.
+ */
 void
 store_get_stats (struct store *s, struct store_stats *st)
 {

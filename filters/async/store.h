@@ -187,6 +187,7 @@ void store_set_draining (struct store *s, bool draining);
 void store_stop (struct store *s);       /* wakes every waiting thread */
 bool store_is_empty (struct store *s);
 uint64_t store_progress (struct store *s);  /* grows with every success */
+uint64_t store_written_back_bytes (struct store *s);   /* cheap */
 
 void store_get_stats (struct store *s, struct store_stats *st);
 
