@@ -29,8 +29,11 @@
  *   never merges a lower block that a writeback was changing underneath
  *   it.  Never wait for memory while holding it: the flusher needs it to
  *   free memory.
- * - The data in a slot is read without s->lock only by a read-modify-write
- *   filling the slot it has reserved (no entry refers to it yet).
+ * - The data in a slot is touched without s->lock only by a
+ *   read-modify-write filling the slot it has reserved (no entry refers
+ *   to it yet), and read by a writer copying the entries it took into
+ *   WRITEBACK (they keep their slots; a client's change meanwhile marks
+ *   them REDIRTY: see take_run in store-writeback.c).
  *
  * Invariants, all under s->lock (store_check verifies the ones marked *):
  * - * Entries in the tree never overlap and each covers whole blocks inside
@@ -158,6 +161,7 @@ struct store {
   /* Set by store_create, constant afterwards. */
   uint64_t size, nblocks;
   uint32_t batch_blocks, delay_ms;
+  uint32_t background_writes;   /* UINT32_MAX: no limit */
   uint32_t retry_min_ms, retry_max_ms;
 
   /* The arena (store-arena.c).  Data: nslots blocks; free slots are chained through their first
@@ -207,6 +211,7 @@ struct store {
   /* Modes, and who waits (the writers hurry for them). */
   bool sync, draining, stopping;
   bool wake_armed;              /* a sleeping writer wakes at wake_at_ms */
+  bool space_low;               /* writeback_urgent's latch */
   uint32_t wake_at_ms;
   unsigned flush_waiters, space_waiters;
   uint32_t backoff_ms, retry_at_ms;

@@ -21,11 +21,36 @@
  * Writers.
  */
 
+/* Must the writers hurry: take runs at once, however young, all of them
+ * writing?  When someone waits for them (a flush, a client waiting for
+ * space, a drain, sync mode), or when the store is nearly full: from
+ * 7/8 of its slots or entries used until it is back under 3/4 (a latch,
+ * so that the writers do not start and stop at one mark).
+ *
+ * Otherwise writeback runs in the background: only due runs, and at most
+ * background_writes batches in flight.  Every lower write costs CPU
+ * (nbdkit, the lower plugin, the kernel's page cache) that the clients
+ * would use on a machine of few cores, and a block kept dirty longer may
+ * be rewritten in RAM instead.  Hurrying from half full, as it did,
+ * kept all 16 writers busy under any steady random write load (a 256M
+ * region fills half of the default store in a second), at 1-block runs.
+ */
 bool
 writeback_urgent (struct store *s)
 {
+  uint32_t div = s->space_low ? 4 : 8;
+
+  s->space_low = s->free_slots < s->nslots / div ||
+    s->free_entries < s->nentries / div;
   return s->sync || s->draining || s->flush_waiters || s->space_waiters ||
-    s->free_slots < s->nslots / 2 || s->free_entries < s->nentries / 2;
+    s->space_low;
+}
+
+/* May one more writer take a batch now? */
+static bool
+writer_admitted (struct store *s, bool hurry)
+{
+  return hurry || s->st.writes_in_flight < s->background_writes;
 }
 
 /* The run starting at DIRTY entry E: E and the DIRTY data blocks right
@@ -50,12 +75,27 @@ run_at (struct store *s, struct entry *e, struct entry **last)
   return n;
 }
 
-/* Take the run [E, LAST] of N entries into batch B (copying data into
- * BUF): its entries go from DIRTY to WRITEBACK.
+/* Take the run [E, LAST] of N entries into batch B: its entries go from
+ * DIRTY to WRITEBACK.  Their data goes into BUF: copied here, or, with
+ * SLOTS, by store_pick_wait after it drops the lock (SLOTS[i] is the slot
+ * of block i of the batch).
+ *
+ * The copy needs no lock: an entry in WRITEBACK keeps its slot (no client
+ * frees or splits it), and a client that changes its data meanwhile
+ * marks it REDIRTY under the lock, holding redirty_epoch.  What the copy
+ * reads is, byte by byte, the data as it was taken or newer data of such
+ * a write; after the lower flush the entry is DIRTY again with the newer
+ * data (flushed_entry), and every flush that waits for the newer write
+ * waits for that rewrite (its epoch is held).  The older data's epoch is
+ * dropped at the first flush, as before: the lower device then holds it,
+ * except where newer acknowledged data replaced it.  Only a copy that
+ * tears within a block is new: until the rewrite, the lower device may
+ * hold part of a write that no flush has covered yet, which any device
+ * may do after a crash.
  */
 static void
 take_run (struct store *s, struct store_batch *b, char *buf,
-          struct entry *e, struct entry *last, uint32_t n)
+          uint32_t *slots, struct entry *e, struct entry *last, uint32_t n)
 {
   struct entry *f, *next;
   uint32_t i;
@@ -70,7 +110,9 @@ take_run (struct store *s, struct store_batch *b, char *buf,
     next = RB_NEXT (entry_tree, &s->tree, f);
     dirty_list_remove (s, f);
     f->state = ST_WRITEBACK;
-    if (f->kind == STORE_DATA)
+    if (f->kind == STORE_DATA && slots)
+      slots[i] = f->slot;
+    else if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
               STORE_BLOCK_SIZE);
     if (f == last)
@@ -93,7 +135,8 @@ take_run (struct store *s, struct store_batch *b, char *buf,
  * cursor, where a sequential stream goes on and fills full runs.
  */
 static bool
-pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
+pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
+      uint32_t *wait_ms)
 {
   uint32_t now = now_ms ();
   bool hurry = writeback_urgent (s);
@@ -113,7 +156,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
     e = tree_find_from (s, start);
     if (e && e->state == ST_DIRTY &&
         (n = run_at (s, e, &last)) >= s->batch_blocks) {
-      take_run (s, b, buf, e, last, n);
+      take_run (s, b, buf, slots, e, last, n);
       return true;
     }
     *wait_ms = s->delay_ms - (age > 0 ? age : 0);
@@ -129,7 +172,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
   for (visited = 0; ; visited++) {
     if (visited == PICK_SCAN_MAX) {
       n = run_at (s, oldest, &last);
-      take_run (s, b, buf, oldest, last, n);
+      take_run (s, b, buf, slots, oldest, last, n);
       return true;
     }
     if (e == NULL || (wrapped && e->blk >= start)) {
@@ -159,7 +202,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
         continue;
       }
     }
-    take_run (s, b, buf, e, last, n);
+    take_run (s, b, buf, slots, e, last, n);
     return true;
   }
   /* Not reached: the oldest DIRTY entry is due, so is its run. */
@@ -169,12 +212,16 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
 
 /* Wake one sleeping writer: if it takes a batch and more are due, it
  * wakes the next (store_pick_wait).  Waking them all at once made every
- * flush and every wait for space cost a context switch per writer.
+ * flush and every wait for space cost a context switch per writer.  Not
+ * while enough writers are at work in the background: the one woken would
+ * only sleep again (every new entry woke one, 2 context switches per
+ * client write).
  */
 void
 writeback_wake (struct store *s)
 {
-  pthread_cond_signal (&s->work);
+  if (writer_admitted (s, writeback_urgent (s)))
+    pthread_cond_signal (&s->work);
 }
 
 /* Is a batch ready for one more writer?  Then a writer that took one
@@ -184,16 +231,22 @@ static bool
 more_due (struct store *s)
 {
   struct entry *oldest = dirty_oldest (s);
+  bool hurry;
 
-  return oldest && s->retry_at_ms == 0 &&
-    (writeback_urgent (s) ||
-     ms_diff (oldest->dirtied_ms, now_ms ()) >= (int32_t) s->delay_ms);
+  if (oldest == NULL || s->retry_at_ms != 0)
+    return false;
+  hurry = writeback_urgent (s);
+  return writer_admitted (s, hurry) &&
+    (hurry || ms_diff (oldest->dirtied_ms, now_ms ()) >= (int32_t) s->delay_ms);
 }
 
 bool
 store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 {
+  /* Without memory for it, take_run copies with the lock held. */
+  uint32_t *slots = malloc ((size_t) s->batch_blocks * sizeof *slots);
   bool ok = false;
+  uint32_t i;
 
   pthread_mutex_lock (&s->lock);
   while (!s->stopping) {
@@ -202,9 +255,20 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 
     if (s->retry_at_ms && ms_diff (now_ms (), s->retry_at_ms) > 0)
       wait_ms = ms_diff (now_ms (), s->retry_at_ms);
-    else if ((ok = pick (s, b, buf, &wait_ms))) {
+    else if (!writer_admitted (s, writeback_urgent (s))) {
+      /* Enough writers are at work in the background.  One of them picks
+       * again when it completes, and wakes this one if the writers must
+       * hurry (store_complete); new entries do not (wake_armed is left to
+       * the writers that will look).
+       */
+      clock_gettime (CLOCK_REALTIME, &ts);
+      ts.tv_sec++;
+      pthread_cond_timedwait (&s->work, &s->lock, &ts);
+      continue;
+    }
+    else if ((ok = pick (s, b, buf, slots, &wait_ms))) {
       if (more_due (s))
-        pthread_cond_signal (&s->work);
+        writeback_wake (s);
       break;
     }
 
@@ -225,6 +289,11 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
   }
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
+  if (ok && b->kind == STORE_DATA && slots)
+    for (i = 0; i < b->nblocks; i++)
+      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, slots[i]),
+              STORE_BLOCK_SIZE);
+  free (slots);
   return ok;
 }
 
@@ -315,6 +384,11 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
     back_off (s);
     epoch_advance (s);
   }
+  /* Writers held back while writeback ran in the background join in
+   * when it must hurry (this one picks again by itself).
+   */
+  if (writeback_urgent (s) && more_due (s))
+    writeback_wake (s);
   pthread_cond_broadcast (&s->changed);
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);

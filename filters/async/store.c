@@ -284,6 +284,8 @@ store_create (const struct store_params *p, char **errmsg)
   s->size = p->size;
   s->nblocks = (p->size + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE;
   s->batch_blocks = p->batch_blocks;
+  s->background_writes = p->background_writes ? p->background_writes
+                                               : UINT32_MAX;
   s->delay_ms = p->delay_ms;
   s->retry_min_ms = p->retry_min_ms ? p->retry_min_ms : 1;
   s->retry_max_ms = p->retry_max_ms > s->retry_min_ms

@@ -90,6 +90,8 @@ struct store_params {
   bool lock_memory;             /* mlock the arenas */
   uint32_t batch_blocks;        /* largest coalesced write, in blocks */
   uint32_t delay_ms;            /* writeback delay */
+  uint32_t background_writes;   /* batches in flight while nothing hurries
+                                 * the writers (0: no limit) */
   uint32_t retry_min_ms;        /* backoff after a lower error: first */
   uint32_t retry_max_ms;        /* ... doubling up to this */
   const char *store_file;       /* NULL: data in anonymous memory */
