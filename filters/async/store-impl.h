@@ -29,11 +29,8 @@
  *   never merges a lower block that a writeback was changing underneath
  *   it.  Never wait for memory while holding it: the flusher needs it to
  *   free memory.
- * - The data in a slot is touched without s->lock only by a
- *   read-modify-write filling the slot it has reserved (no entry refers
- *   to it yet), and read by a writer copying the entries it took into
- *   WRITEBACK (they keep their slots; a client's change meanwhile marks
- *   them REDIRTY: see take_run in store-writeback.c).
+ * - The data in a slot is read without s->lock only by a read-modify-write
+ *   filling the slot it has reserved (no entry refers to it yet).
  *
  * Invariants, all under s->lock (store_check verifies the ones marked *):
  * - * Entries in the tree never overlap and each covers whole blocks inside

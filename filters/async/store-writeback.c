@@ -75,27 +75,16 @@ run_at (struct store *s, struct entry *e, struct entry **last)
   return n;
 }
 
-/* Take the run [E, LAST] of N entries into batch B: its entries go from
- * DIRTY to WRITEBACK.  Their data goes into BUF: copied here, or, with
- * SLOTS, by store_pick_wait after it drops the lock (SLOTS[i] is the slot
- * of block i of the batch).
- *
- * The copy needs no lock: an entry in WRITEBACK keeps its slot (no client
- * frees or splits it), and a client that changes its data meanwhile
- * marks it REDIRTY under the lock, holding redirty_epoch.  What the copy
- * reads is, byte by byte, the data as it was taken or newer data of such
- * a write; after the lower flush the entry is DIRTY again with the newer
- * data (flushed_entry), and every flush that waits for the newer write
- * waits for that rewrite (its epoch is held).  The older data's epoch is
- * dropped at the first flush, as before: the lower device then holds it,
- * except where newer acknowledged data replaced it.  Only a copy that
- * tears within a block is new: until the rewrite, the lower device may
- * hold part of a write that no flush has covered yet, which any device
- * may do after a crash.
+/* Take the run [E, LAST] of N entries into batch B (copying data into
+ * BUF): its entries go from DIRTY to WRITEBACK.  The copy is made with the
+ * lock held: a client may change an entry in WRITEBACK in place (marking
+ * it REDIRTY), and copying it unlocked would race that write: a data race
+ * in C's memory model, even if the REDIRTY rewrite would repair the torn
+ * copy on the lower device.
  */
 static void
 take_run (struct store *s, struct store_batch *b, char *buf,
-          uint32_t *slots, struct entry *e, struct entry *last, uint32_t n)
+          struct entry *e, struct entry *last, uint32_t n)
 {
   struct entry *f, *next;
   uint32_t i;
@@ -110,9 +99,7 @@ take_run (struct store *s, struct store_batch *b, char *buf,
     next = RB_NEXT (entry_tree, &s->tree, f);
     dirty_list_remove (s, f);
     f->state = ST_WRITEBACK;
-    if (f->kind == STORE_DATA && slots)
-      slots[i] = f->slot;
-    else if (f->kind == STORE_DATA)
+    if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
               STORE_BLOCK_SIZE);
     if (f == last)
@@ -135,8 +122,7 @@ take_run (struct store *s, struct store_batch *b, char *buf,
  * cursor, where a sequential stream goes on and fills full runs.
  */
 static bool
-pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
-      uint32_t *wait_ms)
+pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
 {
   uint32_t now = now_ms ();
   bool hurry = writeback_urgent (s);
@@ -156,7 +142,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
     e = tree_find_from (s, start);
     if (e && e->state == ST_DIRTY &&
         (n = run_at (s, e, &last)) >= s->batch_blocks) {
-      take_run (s, b, buf, slots, e, last, n);
+      take_run (s, b, buf, e, last, n);
       return true;
     }
     *wait_ms = s->delay_ms - (age > 0 ? age : 0);
@@ -172,7 +158,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
   for (visited = 0; ; visited++) {
     if (visited == PICK_SCAN_MAX) {
       n = run_at (s, oldest, &last);
-      take_run (s, b, buf, slots, oldest, last, n);
+      take_run (s, b, buf, oldest, last, n);
       return true;
     }
     if (e == NULL || (wrapped && e->blk >= start)) {
@@ -202,7 +188,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
         continue;
       }
     }
-    take_run (s, b, buf, slots, e, last, n);
+    take_run (s, b, buf, e, last, n);
     return true;
   }
   /* Not reached: the oldest DIRTY entry is due, so is its run. */
@@ -243,10 +229,7 @@ more_due (struct store *s)
 bool
 store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 {
-  /* Without memory for it, take_run copies with the lock held. */
-  uint32_t *slots = malloc ((size_t) s->batch_blocks * sizeof *slots);
   bool ok = false;
-  uint32_t i;
 
   pthread_mutex_lock (&s->lock);
   while (!s->stopping) {
@@ -266,7 +249,7 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
       pthread_cond_timedwait (&s->work, &s->lock, &ts);
       continue;
     }
-    else if ((ok = pick (s, b, buf, slots, &wait_ms))) {
+    else if ((ok = pick (s, b, buf, &wait_ms))) {
       if (more_due (s))
         writeback_wake (s);
       break;
@@ -289,11 +272,6 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
   }
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
-  if (ok && b->kind == STORE_DATA && slots)
-    for (i = 0; i < b->nblocks; i++)
-      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, slots[i]),
-              STORE_BLOCK_SIZE);
-  free (slots);
   return ok;
 }
 
