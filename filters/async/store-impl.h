@@ -29,8 +29,12 @@
  *   never merges a lower block that a writeback was changing underneath
  *   it.  Never wait for memory while holding it: the flusher needs it to
  *   free memory.
- * - The data in a slot is read without s->lock only by a read-modify-write
- *   filling the slot it has reserved (no entry refers to it yet).
+ * - * The data in a slot is touched without s->lock only by a
+ *   read-modify-write filling the slot it has reserved (no entry refers
+ *   to it yet), and read by a writer copying a batch it took (s->copies
+ *   lists the blocks): a client that would change one of those blocks
+ *   waits until the copy is done (block_being_copied), so the copy never
+ *   races a write.
  *
  * Invariants, all under s->lock (store_check verifies the ones marked *):
  * - * Entries in the tree never overlap and each covers whole blocks inside
@@ -145,6 +149,15 @@ struct lower_op {                 /* s->lower_ops[i]: its index is i */
   bool used;
 };
 
+/* A writer copying the data of blocks [b0, b1), which it took into
+ * WRITEBACK, out of their slots without the lock (store-writeback.c).
+ */
+#define COPIES_MAX 64
+struct copy_range {
+  uint64_t b0, b1;
+  bool used;
+};
+
 /* The store.  The lock order and what each lock guards are at the top of
  * this file.
  */
@@ -204,6 +217,7 @@ struct store {
   bool written_overflow;        /* a range was not recorded: scan all */
 
   struct lower_op lower_ops[LOWER_OPS_MAX];   /* store-client.c */
+  struct copy_range copies[COPIES_MAX];       /* store-writeback.c */
 
   /* Modes, and who waits (the writers hurry for them). */
   bool sync, draining, stopping;
@@ -332,6 +346,7 @@ void entry_inherit_age (struct store *s, struct entry *e,
 
 /* store-writeback.c. */
 bool writeback_urgent (struct store *s);
+bool block_being_copied (struct store *s, uint64_t blk);
 void writeback_wake (struct store *s);
 
 /* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs

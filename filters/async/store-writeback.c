@@ -75,19 +75,32 @@ run_at (struct store *s, struct entry *e, struct entry **last)
   return n;
 }
 
-/* Take the run [E, LAST] of N entries into batch B (copying data into
- * BUF): its entries go from DIRTY to WRITEBACK.  The copy is made with the
- * lock held: a client may change an entry in WRITEBACK in place (marking
- * it REDIRTY), and copying it unlocked would race that write: a data race
- * in C's memory model, even if the REDIRTY rewrite would repair the torn
- * copy on the lower device.
+/* Take the run [E, LAST] of N entries into batch B: its entries go from
+ * DIRTY to WRITEBACK.  Their data goes into BUF: with SLOTS (and a free
+ * place in s->copies), store_pick_wait copies it after dropping the lock
+ * (SLOTS[i] is the slot of block i, *COPY the place in s->copies: clients
+ * wait to change those blocks meanwhile); otherwise it is copied here.
+ * A copy of a 256K run held the lock for tens of microseconds, every
+ * client waiting.
  */
 static void
 take_run (struct store *s, struct store_batch *b, char *buf,
-          struct entry *e, struct entry *last, uint32_t n)
+          uint32_t *slots, int *copy, struct entry *e, struct entry *last,
+          uint32_t n)
 {
   struct entry *f, *next;
   uint32_t i;
+
+  *copy = -1;
+  if (slots && e->kind == STORE_DATA)
+    for (i = 0; i < COPIES_MAX; i++)
+      if (!s->copies[i].used) {
+        s->copies[i] = (struct copy_range) {
+          .b0 = e->blk, .b1 = e->blk + n, .used = true
+        };
+        *copy = i;
+        break;
+      }
 
   b->kind = e->kind;
   b->blk = e->blk;
@@ -99,7 +112,9 @@ take_run (struct store *s, struct store_batch *b, char *buf,
     next = RB_NEXT (entry_tree, &s->tree, f);
     dirty_list_remove (s, f);
     f->state = ST_WRITEBACK;
-    if (f->kind == STORE_DATA)
+    if (f->kind == STORE_DATA && *copy >= 0)
+      slots[i] = f->slot;
+    else if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
               STORE_BLOCK_SIZE);
     if (f == last)
@@ -122,7 +137,8 @@ take_run (struct store *s, struct store_batch *b, char *buf,
  * cursor, where a sequential stream goes on and fills full runs.
  */
 static bool
-pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
+pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
+      int *copy, uint32_t *wait_ms)
 {
   uint32_t now = now_ms ();
   bool hurry = writeback_urgent (s);
@@ -142,7 +158,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
     e = tree_find_from (s, start);
     if (e && e->state == ST_DIRTY &&
         (n = run_at (s, e, &last)) >= s->batch_blocks) {
-      take_run (s, b, buf, e, last, n);
+      take_run (s, b, buf, slots, copy, e, last, n);
       return true;
     }
     *wait_ms = s->delay_ms - (age > 0 ? age : 0);
@@ -158,7 +174,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
   for (visited = 0; ; visited++) {
     if (visited == PICK_SCAN_MAX) {
       n = run_at (s, oldest, &last);
-      take_run (s, b, buf, oldest, last, n);
+      take_run (s, b, buf, slots, copy, oldest, last, n);
       return true;
     }
     if (e == NULL || (wrapped && e->blk >= start)) {
@@ -188,7 +204,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
         continue;
       }
     }
-    take_run (s, b, buf, e, last, n);
+    take_run (s, b, buf, slots, copy, e, last, n);
     return true;
   }
   /* Not reached: the oldest DIRTY entry is due, so is its run. */
@@ -227,9 +243,24 @@ more_due (struct store *s)
 }
 
 bool
+block_being_copied (struct store *s, uint64_t blk)
+{
+  int i;
+
+  for (i = 0; i < COPIES_MAX; i++)
+    if (s->copies[i].used && s->copies[i].b0 <= blk && blk < s->copies[i].b1)
+      return true;
+  return false;
+}
+
+bool
 store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 {
+  /* Without memory for it, take_run copies with the lock held. */
+  uint32_t *slots = malloc ((size_t) s->batch_blocks * sizeof *slots);
+  int copy = -1;
   bool ok = false;
+  uint32_t i;
 
   pthread_mutex_lock (&s->lock);
   while (!s->stopping) {
@@ -249,7 +280,7 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
       pthread_cond_timedwait (&s->work, &s->lock, &ts);
       continue;
     }
-    else if ((ok = pick (s, b, buf, &wait_ms))) {
+    else if ((ok = pick (s, b, buf, slots, &copy, &wait_ms))) {
       if (more_due (s))
         writeback_wake (s);
       break;
@@ -272,6 +303,16 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
   }
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
+  if (copy >= 0) {
+    for (i = 0; i < b->nblocks; i++)
+      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, slots[i]),
+              STORE_BLOCK_SIZE);
+    pthread_mutex_lock (&s->lock);
+    s->copies[copy].used = false;
+    pthread_cond_broadcast (&s->changed);       /* clients waiting to write */
+    pthread_mutex_unlock (&s->lock);
+  }
+  free (slots);
   return ok;
 }
 
