@@ -344,6 +344,7 @@ main (int argc, char *argv[])
     p.lock_memory = false;
     p.batch_blocks = batch_blocks = 1 << rnd_below (7);
     p.delay_ms = rnd_below (2) ? 0 : rnd_below (20);
+    p.background_writes = rnd_below (NWRITERS + 1);     /* 0: no limit */
     p.retry_min_ms = 1;
     p.retry_max_ms = 20;
     p.store_file = round % 2 ? store_path : NULL;

@@ -261,7 +261,8 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   "async-sync-rate=SIZE       Bytes per second for rate (default 8M).\n" \
   "async-control=PATH         Control socket for abdctl (absolute path,\n" \
   "                           mode 0600).\n" \
-  "async-writers=N            Lower writes in flight (default 16).\n" \
+  "async-writers=N            Lower writes in flight when hurried (default\n" \
+  "                           16; a quarter of them in the background).\n" \
   "async-write-size=SIZE      Largest coalesced lower write (default 256K).\n" \
   "async-writeback-delay=MS   Let new data settle first (default 50).\n" \
   "async-exit-timeout=SECS    Give up draining a failing lower device\n" \
@@ -588,6 +589,8 @@ async_after_fork (nbdkit_backend *backend)
   p.lock_memory = lock_memory;
   p.batch_blocks = write_size / STORE_BLOCK_SIZE;
   p.delay_ms = delay_ms;
+  p.background_writes = (nwriters + ASYNC_BACKGROUND_SHARE - 1) /
+                        ASYNC_BACKGROUND_SHARE;
   p.retry_min_ms = ASYNC_RETRY_MIN_MS;
   p.retry_max_ms = ASYNC_RETRY_MAX_MS;
   p.store_file = store_file;

@@ -18,6 +18,11 @@
 #define ASYNC_WRITE_SIZE_MAX      (32U << 20)
 #define ASYNC_DELAY_DEFAULT       50                /* async-writeback-delay */
 #define ASYNC_DELAY_MAX           60000
+/* While nothing hurries the writers (no flush waits, the store is not
+ * nearly full, async mode), at most 1/N of them write at once: the rest
+ * of the CPU is the clients'.
+ */
+#define ASYNC_BACKGROUND_SHARE    4
 #define ASYNC_EXIT_TIMEOUT_DEFAULT 60               /* async-exit-timeout */
 #define ASYNC_EXIT_TIMEOUT_MAX    86400
 #define ASYNC_FLUSH_TIMEOUT_DEFAULT 60              /* abdctl flush [SECONDS] */

@@ -264,6 +264,31 @@ check_dirty_list (struct store *s, uint8_t *in_tree, const struct tally *t,
   return 0;
 }
 
+/* Blocks a writer copies without the lock are data blocks it took into
+ * WRITEBACK: no client may change them until the copy is done.
+ */
+static int
+check_copies (struct store *s, char *why, size_t len)
+{
+  uint64_t blk;
+  int i;
+
+  for (i = 0; i < COPIES_MAX; i++) {
+    if (!s->copies[i].used)
+      continue;
+    for (blk = s->copies[i].b0; blk < s->copies[i].b1; blk++) {
+      struct entry *e = tree_find_from (s, blk);
+
+      if (!entry_contains (e, blk) || e->kind != STORE_DATA ||
+          e->state != ST_WRITEBACK)
+        return broken (why, len, "block %" PRIu64 " is being copied for a "
+                       "write-back but is not a data block in WRITEBACK",
+                       blk);
+    }
+  }
+  return 0;
+}
+
 int
 store_check_locked (struct store *s, char *why, size_t len)
 {
@@ -315,6 +340,9 @@ store_check_locked (struct store *s, char *why, size_t len)
                 s->st.bytes_in_flight);
     goto out;
   }
+  r = check_copies (s, why, len);
+  if (r == -1)
+    goto out;
 
   /* Epochs: the live window, and each count against the tree; counts
    * beyond the tree's are the carries of running zero/trims.

@@ -380,6 +380,10 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
     }
 
     if (e->kind == STORE_DATA) {
+      if (e->state == ST_WRITEBACK && block_being_copied (s, e->blk)) {
+        wait_changed (s, false);
+        continue;
+      }
       data_put (s, e, from, src, len);
       pos += len;
       continue;
@@ -471,6 +475,10 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         /* Being written back: zero in place; trim leaves it (a trim may
          * leave data as it was).
          */
+        if (kind == STORE_ZERO && block_being_copied (s, e->blk)) {
+          wait_changed (s, false);
+          continue;
+        }
         if (kind == STORE_ZERO)
           data_put (s, e, 0, NULL, STORE_BLOCK_SIZE);
         pos++;

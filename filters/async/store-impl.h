@@ -29,8 +29,12 @@
  *   never merges a lower block that a writeback was changing underneath
  *   it.  Never wait for memory while holding it: the flusher needs it to
  *   free memory.
- * - The data in a slot is read without s->lock only by a read-modify-write
- *   filling the slot it has reserved (no entry refers to it yet).
+ * - * The data in a slot is touched without s->lock only by a
+ *   read-modify-write filling the slot it has reserved (no entry refers
+ *   to it yet), and read by a writer copying a batch it took (s->copies
+ *   lists the blocks): a client that would change one of those blocks
+ *   waits until the copy is done (block_being_copied), so the copy never
+ *   races a write.
  *
  * Invariants, all under s->lock (store_check verifies the ones marked *):
  * - * The tree is a red-black tree by first block (its rules are at the
@@ -164,6 +168,15 @@ struct lower_op {                 /* s->lower_ops[i]: its index is i */
   bool used;
 };
 
+/* A writer copying the data of blocks [b0, b1), which it took into
+ * WRITEBACK, out of their slots without the lock (store-writeback.c).
+ */
+#define COPIES_MAX 64
+struct copy_range {
+  uint64_t b0, b1;
+  bool used;
+};
+
 /* The store.  The lock order and what each lock guards are at the top of
  * this file.
  */
@@ -177,6 +190,7 @@ struct store {
   /* Set by store_create, constant afterwards. */
   uint64_t size, nblocks;
   uint32_t batch_blocks, delay_ms;
+  uint32_t background_writes;   /* UINT32_MAX: no limit */
   uint32_t retry_min_ms, retry_max_ms;
 
   /* The arena (store-arena.c).  Data: nslots blocks; free slots are chained through their first
@@ -222,10 +236,12 @@ struct store {
   bool written_overflow;        /* a range was not recorded: scan all */
 
   struct lower_op lower_ops[LOWER_OPS_MAX];   /* store-client.c */
+  struct copy_range copies[COPIES_MAX];       /* store-writeback.c */
 
   /* Modes, and who waits (the writers hurry for them). */
   bool sync, draining, stopping;
   bool wake_armed;              /* a sleeping writer wakes at wake_at_ms */
+  bool space_low;               /* writeback_urgent's latch */
   uint32_t wake_at_ms;
   unsigned flush_waiters, space_waiters;
   uint32_t backoff_ms, retry_at_ms;
@@ -357,6 +373,7 @@ void entry_inherit_age (struct store *s, struct entry *e,
 
 /* store-writeback.c. */
 bool writeback_urgent (struct store *s);
+bool block_being_copied (struct store *s, uint64_t blk);
 void writeback_wake (struct store *s);
 
 /* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs

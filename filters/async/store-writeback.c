@@ -21,11 +21,36 @@
  * Writers.
  */
 
+/* Must the writers hurry: take runs at once, however young, all of them
+ * writing?  When someone waits for them (a flush, a client waiting for
+ * space, a drain, sync mode), or when the store is nearly full: from
+ * 7/8 of its slots or entries used until it is back under 3/4 (a latch,
+ * so that the writers do not start and stop at one mark).
+ *
+ * Otherwise writeback runs in the background: only due runs, and at most
+ * background_writes batches in flight.  Every lower write costs CPU
+ * (nbdkit, the lower plugin, the kernel's page cache) that the clients
+ * would use on a machine of few cores, and a block kept dirty longer may
+ * be rewritten in RAM instead.  Hurrying from half full, as it did,
+ * kept all 16 writers busy under any steady random write load (a 256M
+ * region fills half of the default store in a second), at 1-block runs.
+ */
 bool
 writeback_urgent (struct store *s)
 {
+  uint32_t div = s->space_low ? 4 : 8;
+
+  s->space_low = s->free_slots < s->nslots / div ||
+    s->free_entries < s->nentries / div;
   return s->sync || s->draining || s->flush_waiters || s->space_waiters ||
-    s->free_slots < s->nslots / 2 || s->free_entries < s->nentries / 2;
+    s->space_low;
+}
+
+/* May one more writer take a batch now? */
+static bool
+writer_admitted (struct store *s, bool hurry)
+{
+  return hurry || s->st.writes_in_flight < s->background_writes;
 }
 
 /* The run starting at DIRTY entry E: E and the DIRTY data blocks right
@@ -50,15 +75,32 @@ run_at (struct store *s, struct entry *e, struct entry **last)
   return n;
 }
 
-/* Take the run [E, LAST] of N entries into batch B (copying data into
- * BUF): its entries go from DIRTY to WRITEBACK.
+/* Take the run [E, LAST] of N entries into batch B: its entries go from
+ * DIRTY to WRITEBACK.  Their data goes into BUF: with SLOTS (and a free
+ * place in s->copies), store_pick_wait copies it after dropping the lock
+ * (SLOTS[i] is the slot of block i, *COPY the place in s->copies: clients
+ * wait to change those blocks meanwhile); otherwise it is copied here.
+ * A copy of a 256K run held the lock for tens of microseconds, every
+ * client waiting.
  */
 static void
 take_run (struct store *s, struct store_batch *b, char *buf,
-          struct entry *e, struct entry *last, uint32_t n)
+          uint32_t *slots, int *copy, struct entry *e, struct entry *last,
+          uint32_t n)
 {
   struct entry *f, *next;
   uint32_t i;
+
+  *copy = -1;
+  if (slots && e->kind == STORE_DATA)
+    for (i = 0; i < COPIES_MAX; i++)
+      if (!s->copies[i].used) {
+        s->copies[i] = (struct copy_range) {
+          .b0 = e->blk, .b1 = e->blk + n, .used = true
+        };
+        *copy = i;
+        break;
+      }
 
   b->kind = e->kind;
   b->blk = e->blk;
@@ -70,7 +112,9 @@ take_run (struct store *s, struct store_batch *b, char *buf,
     next = tree_next (s, f);
     dirty_list_remove (s, f);
     f->state = ST_WRITEBACK;
-    if (f->kind == STORE_DATA)
+    if (f->kind == STORE_DATA && *copy >= 0)
+      slots[i] = f->slot;
+    else if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
               STORE_BLOCK_SIZE);
     if (f == last)
@@ -93,7 +137,8 @@ take_run (struct store *s, struct store_batch *b, char *buf,
  * cursor, where a sequential stream goes on and fills full runs.
  */
 static bool
-pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
+pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
+      int *copy, uint32_t *wait_ms)
 {
   uint32_t now = now_ms ();
   bool hurry = writeback_urgent (s);
@@ -113,7 +158,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
     e = tree_find_from (s, start);
     if (e && e->state == ST_DIRTY &&
         (n = run_at (s, e, &last)) >= s->batch_blocks) {
-      take_run (s, b, buf, e, last, n);
+      take_run (s, b, buf, slots, copy, e, last, n);
       return true;
     }
     *wait_ms = s->delay_ms - (age > 0 ? age : 0);
@@ -129,7 +174,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
   for (visited = 0; ; visited++) {
     if (visited == PICK_SCAN_MAX) {
       n = run_at (s, oldest, &last);
-      take_run (s, b, buf, oldest, last, n);
+      take_run (s, b, buf, slots, copy, oldest, last, n);
       return true;
     }
     if (e == NULL || (wrapped && e->blk >= start)) {
@@ -159,7 +204,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
         continue;
       }
     }
-    take_run (s, b, buf, e, last, n);
+    take_run (s, b, buf, slots, copy, e, last, n);
     return true;
   }
   /* Not reached: the oldest DIRTY entry is due, so is its run. */
@@ -169,12 +214,16 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *wait_ms)
 
 /* Wake one sleeping writer: if it takes a batch and more are due, it
  * wakes the next (store_pick_wait).  Waking them all at once made every
- * flush and every wait for space cost a context switch per writer.
+ * flush and every wait for space cost a context switch per writer.  Not
+ * while enough writers are at work in the background: the one woken would
+ * only sleep again (every new entry woke one, 2 context switches per
+ * client write).
  */
 void
 writeback_wake (struct store *s)
 {
-  pthread_cond_signal (&s->work);
+  if (writer_admitted (s, writeback_urgent (s)))
+    pthread_cond_signal (&s->work);
 }
 
 /* Is a batch ready for one more writer?  Then a writer that took one
@@ -184,16 +233,34 @@ static bool
 more_due (struct store *s)
 {
   struct entry *oldest = dirty_oldest (s);
+  bool hurry;
 
-  return oldest && s->retry_at_ms == 0 &&
-    (writeback_urgent (s) ||
-     ms_diff (oldest->dirtied_ms, now_ms ()) >= (int32_t) s->delay_ms);
+  if (oldest == NULL || s->retry_at_ms != 0)
+    return false;
+  hurry = writeback_urgent (s);
+  return writer_admitted (s, hurry) &&
+    (hurry || ms_diff (oldest->dirtied_ms, now_ms ()) >= (int32_t) s->delay_ms);
+}
+
+bool
+block_being_copied (struct store *s, uint64_t blk)
+{
+  int i;
+
+  for (i = 0; i < COPIES_MAX; i++)
+    if (s->copies[i].used && s->copies[i].b0 <= blk && blk < s->copies[i].b1)
+      return true;
+  return false;
 }
 
 bool
 store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 {
+  /* Without memory for it, take_run copies with the lock held. */
+  uint32_t *slots = malloc ((size_t) s->batch_blocks * sizeof *slots);
+  int copy = -1;
   bool ok = false;
+  uint32_t i;
 
   pthread_mutex_lock (&s->lock);
   while (!s->stopping) {
@@ -202,9 +269,20 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 
     if (s->retry_at_ms && ms_diff (now_ms (), s->retry_at_ms) > 0)
       wait_ms = ms_diff (now_ms (), s->retry_at_ms);
-    else if ((ok = pick (s, b, buf, &wait_ms))) {
+    else if (!writer_admitted (s, writeback_urgent (s))) {
+      /* Enough writers are at work in the background.  One of them picks
+       * again when it completes, and wakes this one if the writers must
+       * hurry (store_complete); new entries do not (wake_armed is left to
+       * the writers that will look).
+       */
+      clock_gettime (CLOCK_REALTIME, &ts);
+      ts.tv_sec++;
+      pthread_cond_timedwait (&s->work, &s->lock, &ts);
+      continue;
+    }
+    else if ((ok = pick (s, b, buf, slots, &copy, &wait_ms))) {
       if (more_due (s))
-        pthread_cond_signal (&s->work);
+        writeback_wake (s);
       break;
     }
 
@@ -225,6 +303,16 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
   }
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
+  if (copy >= 0) {
+    for (i = 0; i < b->nblocks; i++)
+      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, slots[i]),
+              STORE_BLOCK_SIZE);
+    pthread_mutex_lock (&s->lock);
+    s->copies[copy].used = false;
+    pthread_cond_broadcast (&s->changed);       /* clients waiting to write */
+    pthread_mutex_unlock (&s->lock);
+  }
+  free (slots);
   return ok;
 }
 
@@ -315,6 +403,11 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
     back_off (s);
     epoch_advance (s);
   }
+  /* Writers held back while writeback ran in the background join in
+   * when it must hurry (this one picks again by itself).
+   */
+  if (writeback_urgent (s) && more_due (s))
+    writeback_wake (s);
   pthread_cond_broadcast (&s->changed);
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);

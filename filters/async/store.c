@@ -71,6 +71,21 @@ store_progress (struct store *s)
   return p;
 }
 
+uint64_t
+store_written_back_bytes (struct store *s)
+{
+  uint64_t b;
+
+  pthread_mutex_lock (&s->lock);
+  b = s->st.written_back_bytes;
+  pthread_mutex_unlock (&s->lock);
+  return b;
+}
+
+/* Walks the whole tree with the lock held (dirty_ranges, the oldest
+ * age): milliseconds with a large store, while no client can write.  For
+ * status and logs, not for anything that runs often.
+ */
 void
 store_get_stats (struct store *s, struct store_stats *st)
 {
@@ -269,6 +284,8 @@ store_create (const struct store_params *p, char **errmsg)
   s->size = p->size;
   s->nblocks = (p->size + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE;
   s->batch_blocks = p->batch_blocks;
+  s->background_writes = p->background_writes ? p->background_writes
+                                               : UINT32_MAX;
   s->delay_ms = p->delay_ms;
   s->retry_min_ms = p->retry_min_ms ? p->retry_min_ms : 1;
   s->retry_max_ms = p->retry_max_ms > s->retry_min_ms

@@ -90,6 +90,8 @@ struct store_params {
   bool lock_memory;             /* mlock the arenas */
   uint32_t batch_blocks;        /* largest coalesced write, in blocks */
   uint32_t delay_ms;            /* writeback delay */
+  uint32_t background_writes;   /* batches in flight while nothing hurries
+                                 * the writers (0: no limit) */
   uint32_t retry_min_ms;        /* backoff after a lower error: first */
   uint32_t retry_max_ms;        /* ... doubling up to this */
   const char *store_file;       /* NULL: data in anonymous memory */
@@ -187,6 +189,7 @@ void store_set_draining (struct store *s, bool draining);
 void store_stop (struct store *s);       /* wakes every waiting thread */
 bool store_is_empty (struct store *s);
 uint64_t store_progress (struct store *s);  /* grows with every success */
+uint64_t store_written_back_bytes (struct store *s);   /* cheap */
 
 void store_get_stats (struct store *s, struct store_stats *st);
 
