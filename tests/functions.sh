@@ -66,10 +66,10 @@ free_port ()
 # after SECONDS.
 wait_port ()
 {
-    local port=$1 pid=$2 deadline=$(( $(date +%s) + $3 ))
+    local port=$1 pid=$2 deadline=$(( EPOCHSECONDS + $3 ))
     while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
         alive "$pid" || return 1
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        [ "$EPOCHSECONDS" -lt "$deadline" ] || return 1
         sleep 0.05
     done
 }
@@ -81,10 +81,10 @@ wait_port ()
 wait_for ()
 {
     local secs=$1 deadline; shift
-    deadline=$(( $(date +%s) + secs ))
+    deadline=$(( EPOCHSECONDS + secs ))
     while :; do
         if "$@"; then return 0; fi
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        [ "$EPOCHSECONDS" -lt "$deadline" ] || return 1
         sleep 0.1
     done
 }
@@ -228,16 +228,12 @@ fail ()
 # parameters).  Sets $sock and $pid.  Stopped (SIGTERM, wait) at exit.
 start_nbdkit ()
 {
-    local name=$1 i; shift
+    local name=$1; shift
     sock=$tmp/$name.sock
     local pidfile=$tmp/$name.pid
     rm -f "$sock" "$pidfile"
     nbdkit -U "$sock" -P "$pidfile" "$@"
-    for (( i=0; i<100; i++ )); do
-        [ -s "$pidfile" ] && break
-        sleep 0.1
-    done
-    [ -s "$pidfile" ] || fail "nbdkit $name did not start"
+    wait_for 10 test -s "$pidfile" || fail "nbdkit $name did not start"
     pid=$(cat "$pidfile")
     cleanup_fn kill_wait "$pid"
     uri="nbd+unix:///?socket=$sock"
