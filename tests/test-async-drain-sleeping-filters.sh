@@ -33,7 +33,7 @@ stop_case ()
 }
 
 stop_case delay TERM delay delay-write=10ms
-stop_case rate INT rate rate=8M
+stop_case rate INT rate rate=32M
 # The retry filters sleep only after a failed write: the error filter
 # below them fails 30% of the writes.
 stop_case retry TERM "retry error" retry-delay=1 retry-exponential=no \
