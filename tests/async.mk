@@ -28,7 +28,14 @@ ASYNC_SH_TESTS = \
 	tests/test-async-sync-writes-hold.sh \
 	tests/test-async-mode-switch-inflight.sh \
 	tests/test-async-syncfile-failsafe.sh \
-	tests/test-async-params.sh \
+	tests/test-async-params-sizes.sh \
+	tests/test-async-params-numbers.sh \
+	tests/test-async-params-words.sh \
+	tests/test-async-params-paths.sh \
+	tests/test-async-params-unknown.sh \
+	tests/test-async-params-read-only.sh \
+	tests/test-async-params-limits.sh \
+	tests/test-async-params-help.sh \
 	tests/test-abdctl-exit-ok.sh \
 	tests/test-abdctl-exit-err.sh \
 	tests/test-abdctl-exit-usage.sh \

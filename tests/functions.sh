@@ -223,6 +223,25 @@ fail ()
     exit 1
 }
 
+# refused_at_start PATTERN NBDKIT-ARGS...: nbdkit in the foreground with
+# NBDKIT-ARGS must exit with a non-zero status (not still serve 10 s on)
+# and say something matching PATTERN (grep -E) on stderr.  Not with --run:
+# nbdkit starts the --run command before a filter's .after_fork, where
+# some checks are made, so the exit status would be racy.
+refused_at_start ()
+{
+    local pattern=$1 rc=0; shift
+    requires timeout
+    rm -f "$tmp/refused.sock"
+    timeout 10 nbdkit -f -U "$tmp/refused.sock" "$@" \
+        >/dev/null 2>"$tmp/refused.err" </dev/null || rc=$?
+    [ "$rc" -ne 124 ] || fail "accepted (nbdkit still serves after 10 s): $*"
+    [ "$rc" -ne 0 ] || fail "exit status 0: $*"
+    grep -qE -- "$pattern" "$tmp/refused.err" ||
+        fail "$* -> message does not match '$pattern':" \
+             "$(tr '\n' ' ' < "$tmp/refused.err")"
+}
+
 # start_nbdkit NAME ARGS...: start nbdkit on the Unix socket $tmp/NAME.sock
 # with pidfile $tmp/NAME.pid; ARGS are passed to nbdkit (filters, plugin,
 # parameters).  Sets $sock and $pid.  Stopped (SIGTERM, wait) at exit.
