@@ -16,34 +16,40 @@ source "$abs_top_srcdir/tests/test-async-drain-helpers.sh"
 # stop_case NAME SIGNAL FILTERS PARAM...: 4 MiB dirty in 64K writes, with
 # FILTERS (words) between the async filter and the file plugin, then
 # SIGNAL.  With the error filter in FILTERS (error-pwrite-file=$tmp/fail),
-# every lower write fails from the signal until one has failed: the
-# filters above it sleep and retry during the drain.
+# every lower write fails from the start until one has failed after the
+# signal: the filters above it sleep and retry during the drain.  (From
+# the start: the writers may take some of the data before the signal.)
 stop_case ()
 {
-    local name=$1 sig=$2 filters=$3 f; shift 3
+    local name=$1 sig=$2 filters=$3 f errors; shift 3
     local args=(--filter="$ASYNC_FILTER")
     for f in $filters; do args+=(--filter="$f"); done
     make_random "$tmp/disk" $size "${#name}"
     ctl=$tmp/$name.ctl
+    [[ " $filters " != *" error "* ]] || touch "$tmp/fail"
     async_start "$name" "${args[@]}" file "$tmp/disk" "$@" \
         async-control="$ctl" async-writeback-delay=60000 async-exit-timeout=10
     drain_write "${#name}" 64 65536 65536 || fail "$name: writes failed"
     [ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "$name: nothing dirty"
     [ "$(st "$ctl" written_back_bytes)" -eq 0 ] || fail "$name: written back early"
-    [[ " $filters " != *" error "* ]] || touch "$tmp/fail"
+    errors=$(lower_errors)
     kill -"$sig" "$pid"
     if [ -e "$tmp/fail" ]; then
-        wait_for 30 grep -q "injecting EIO error into pwrite" "$log" ||
+        wait_for 30 errors_after "$errors" ||
             fail "$name: no lower write failed in the drain"
         rm "$tmp/fail"
     fi
     exited_ok "$name"
 }
 
+# lower_errors: the errors the error filter has injected so far ($log).
+lower_errors () { grep -c "injecting EIO error into pwrite" "$log" || true; }
+errors_after () { [ "$(lower_errors)" -gt "$1" ]; }
+
 stop_case delay TERM delay delay-write=10ms
 stop_case rate INT rate rate=32M
 # The retry filters sleep only after a failed write: the error filter
-# below them fails the first writes of the drain.
+# below them fails the writes until the drain has met a failure.
 fail_writes=(error-pwrite=EIO error-pwrite-rate=100% error-pwrite-file="$tmp/fail")
 stop_case retry TERM "retry error" retry-delay=1 retry-exponential=no \
     "${fail_writes[@]}"
