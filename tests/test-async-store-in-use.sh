@@ -13,6 +13,10 @@ store=$tmp/async.store
 async_start first --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-max-dirty=4M async-store-file="$store" async-store-id=disk-a \
     async-control="$tmp/first.ctl"
+# The file is opened in .after_fork, after nbdkit wrote its pid file, and
+# before the control channel answers: once status names it, it is locked.
+[ "$(st "$tmp/first.ctl" store_file)" = "$store" ] ||
+    fail "the first nbdkit does not name its store file"
 
 rc=0
 timeout 60 nbdkit --log=stderr -U "$tmp/second.sock" -P "$tmp/second.pid" \
