@@ -35,7 +35,14 @@ ASYNC_SH_TESTS = \
 	tests/test-async-sync-writes-hold.sh \
 	tests/test-async-mode-switch-inflight.sh \
 	tests/test-async-syncfile-failsafe.sh \
-	tests/test-async-params.sh \
+	tests/test-async-params-sizes.sh \
+	tests/test-async-params-numbers.sh \
+	tests/test-async-params-words.sh \
+	tests/test-async-params-paths.sh \
+	tests/test-async-params-unknown.sh \
+	tests/test-async-params-read-only.sh \
+	tests/test-async-params-limits.sh \
+	tests/test-async-params-help.sh \
 	tests/test-abdctl-exit-ok.sh \
 	tests/test-abdctl-exit-err.sh \
 	tests/test-abdctl-exit-usage.sh \
@@ -53,7 +60,12 @@ ASYNC_SH_TESTS = \
 	tests/test-async-store-kill.sh \
 	tests/test-async-store-failing-stop.sh \
 	tests/test-async-store-storm.sh \
-	tests/test-async-store-refuse.sh \
+	tests/test-async-store-bad-header.sh \
+	tests/test-async-store-bad-record.sh \
+	tests/test-async-store-other-device.sh \
+	tests/test-async-store-other-max-dirty.sh \
+	tests/test-async-store-status.sh \
+	tests/test-async-store-in-use.sh \
 	tests/test-async-drain-budget.sh
 check_PROGRAMS += tests/test-drainrate
 tests_test_drainrate_SOURCES = tests/test-drainrate.c \
@@ -64,6 +76,7 @@ tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 TESTS += tests/test-store tests/test-store-index tests/test-drainrate \
 	$(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
+	tests/test-async-store-helpers.sh \
 	tests/test-async-errors-helpers.sh \
 	tests/test-abdctl-exit-helpers.sh \
 	tests/test-async-race-helpers.sh \

@@ -21,19 +21,37 @@ export ASYNC_FILTER MEMCACHE_FILTER ABDCTL POWERCUT_PLUGIN
 # The helpers that hold no test state; scripts/abd-run sources this file
 # with ABD_HELPERS_ONLY=1 for these alone.
 
-# kill_wait PID [SECONDS]: SIGTERM, then wait for the process to be gone;
-# SIGKILL after SECONDS (default 60).
+# alive PID: the process PID runs (exists and is not a zombie).  `kill -0`
+# is not enough: a daemon such as nbdkit (without -f) is an orphan whose
+# parent is PID 1, and an init that reaps orphans only now and then (this
+# machine's reaps every 1-2 s) leaves it a zombie, which kill -0 counts as
+# running, long after it has exited.
+alive ()
+{
+    local stat
+    { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 1
+    stat=${stat##*) }                   # after "PID (COMM) ": the state
+    [ "${stat%% *}" != Z ]
+}
+# exited PID: the process PID has exited (for wait_for).
+exited () { ! alive "$1"; }
+
+# kill_wait PID [SECONDS [SIGNAL]]: send SIGNAL (default TERM), then wait
+# for the process to be gone; SIGKILL after SECONDS (default 60) of real
+# time.
 kill_wait ()
 {
-    local pid=$1 secs=${2:-60} i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i=0; i<secs*10; i++ )); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
+    local pid=$1 secs=${2:-60} sig=${3:-TERM} deadline
+    kill -"$sig" "$pid" 2>/dev/null || return 0
+    deadline=$(( EPOCHSECONDS + secs ))
+    while alive "$pid"; do
+        if [ "$EPOCHSECONDS" -ge "$deadline" ]; then
+            echo "$0: process $pid did not exit in ${secs}s, killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            return 1
+        fi
+        sleep 0.02
     done
-    echo "$0: process $pid did not exit in ${secs}s, killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    return 1
 }
 
 # free_port: print a TCP port on 127.0.0.1 that nothing listens on.
@@ -48,10 +66,10 @@ free_port ()
 # after SECONDS.
 wait_port ()
 {
-    local port=$1 pid=$2 deadline=$(( $(date +%s) + $3 ))
+    local port=$1 pid=$2 deadline=$(( EPOCHSECONDS + $3 ))
     while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || return 1
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        alive "$pid" || return 1
+        [ "$EPOCHSECONDS" -lt "$deadline" ] || return 1
         sleep 0.05
     done
 }
@@ -63,10 +81,10 @@ wait_port ()
 wait_for ()
 {
     local secs=$1 deadline; shift
-    deadline=$(( $(date +%s) + secs ))
+    deadline=$(( EPOCHSECONDS + secs ))
     while :; do
         if "$@"; then return 0; fi
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        [ "$EPOCHSECONDS" -lt "$deadline" ] || return 1
         sleep 0.1
     done
 }
@@ -96,6 +114,18 @@ _run_cleanup ()
     done
     exit $status
 }
+
+# memcached_at_exit PID: stop the test's memcached PID at exit.  SIGKILL,
+# not SIGTERM: memcached's SIGTERM handler only sets a flag that its
+# once-a-second clock event reads, so a TERM costs up to 1 s per server,
+# and the test needs nothing from a clean memcached exit.  (Disowned: bash
+# still reaps it, but does not report the SIGKILL in the test's log.)
+memcached_at_exit ()
+{
+    disown "$1" 2>/dev/null || true
+    cleanup_fn kill_wait "$1" 10 KILL
+}
+
 trap _run_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -195,21 +225,36 @@ fail ()
     exit 1
 }
 
+# refused_at_start PATTERN NBDKIT-ARGS...: nbdkit in the foreground with
+# NBDKIT-ARGS must exit with a non-zero status (not still serve 10 s on)
+# and say something matching PATTERN (grep -E) on stderr.  Not with --run:
+# nbdkit starts the --run command before a filter's .after_fork, where
+# some checks are made, so the exit status would be racy.
+refused_at_start ()
+{
+    local pattern=$1 rc=0; shift
+    requires timeout
+    rm -f "$tmp/refused.sock"
+    timeout 10 nbdkit -f -U "$tmp/refused.sock" "$@" \
+        >/dev/null 2>"$tmp/refused.err" </dev/null || rc=$?
+    [ "$rc" -ne 124 ] || fail "accepted (nbdkit still serves after 10 s): $*"
+    [ "$rc" -ne 0 ] || fail "exit status 0: $*"
+    grep -qE -- "$pattern" "$tmp/refused.err" ||
+        fail "$* -> message does not match '$pattern':" \
+             "$(tr '\n' ' ' < "$tmp/refused.err")"
+}
+
 # start_nbdkit NAME ARGS...: start nbdkit on the Unix socket $tmp/NAME.sock
 # with pidfile $tmp/NAME.pid; ARGS are passed to nbdkit (filters, plugin,
 # parameters).  Sets $sock and $pid.  Stopped (SIGTERM, wait) at exit.
 start_nbdkit ()
 {
-    local name=$1 i; shift
+    local name=$1; shift
     sock=$tmp/$name.sock
     local pidfile=$tmp/$name.pid
     rm -f "$sock" "$pidfile"
     nbdkit -U "$sock" -P "$pidfile" "$@"
-    for (( i=0; i<100; i++ )); do
-        [ -s "$pidfile" ] && break
-        sleep 0.1
-    done
-    [ -s "$pidfile" ] || fail "nbdkit $name did not start"
+    wait_for 10 test -s "$pidfile" || fail "nbdkit $name did not start"
     pid=$(cat "$pidfile")
     cleanup_fn kill_wait "$pid"
     uri="nbd+unix:///?socket=$sock"
@@ -232,7 +277,7 @@ start_memcached ()
     memcached -l 127.0.0.1 -p "$mc_port" -U 0 -u root -m 64 "$@" \
         >"$tmp/memcached-$name.log" 2>&1 &
     mc_pid=$!
-    cleanup_fn kill_wait "$mc_pid" 10
+    memcached_at_exit "$mc_pid"
     wait_port "$mc_port" "$mc_pid" 10 || fail "memcached $name did not start"
 }
 

@@ -92,8 +92,12 @@ EXTRA_DIST += tests/test-torture.sh scripts/torture \
 # and ext4, the NUT daemons, network namespaces, systemd, a Debian package
 # build), the torture runs, fuzzing, ThreadSanitizer, the memcache suite
 # run again over the text protocol, and the drain budget's rate
-# measurement (8 s windows).  `make check-fast` runs every other test;
-# `make check` and CI run them all.
+# measurement (8 s windows).  `make check-fast` runs every other test,
+# CHECK_FAST_JOBS at a time (most of a test's time is spent waiting on
+# nbdkit and memcached, not on a CPU; each test has its own $tmp, with its
+# Unix sockets, and free loopback ports); `make check-fast
+# CHECK_FAST_JOBS=1` runs them one after the other.  `make check` and CI
+# run them all, one at a time unless make is given -j.
 SLOW_TESTS = \
 	tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
 	tests/test-async-kernel.sh \
@@ -103,6 +107,7 @@ SLOW_TESTS = \
 	tests/test-tsan.sh tests/test-memcache-text.sh \
 	tests/test-async-drain-budget.sh tests/test-kernel-units.sh \
 	tests/test-readme.sh tests/test-memcached-tuned.sh
+CHECK_FAST_JOBS = 4
 check-fast:
-	$(MAKE) $(AM_MAKEFLAGS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'
+	$(MAKE) $(AM_MAKEFLAGS) -j$(CHECK_FAST_JOBS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'
 .PHONY: check-fast

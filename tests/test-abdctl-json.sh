@@ -24,7 +24,10 @@ from abdtest.workload import connect
 h = connect()
 h.pwrite(os.urandom(10000), 5000); h.zero(65536, 1 << 20); h.trim(8192, 2 << 20)
 h.shutdown()' || fail "writes failed"
-sleep 6      # let the writeback rate of the earlier flush age out
+# Let the writeback rate of the earlier flush age out (it covers the last
+# few seconds): wait until status says 0.
+recent_rate_zero () { [ "$(status_field "$ctl" writeback_rate_bytes_per_sec)" = 0 ]; }
+wait_for 20 recent_rate_zero || fail "the writeback rate never fell to 0"
 "$ABDCTL" -s "$ctl" --raw status > "$tmp/text" || fail "--raw status failed"
 "$ABDCTL" -s "$ctl" status --raw > "$tmp/text2" || fail "status --raw failed"
 # (Only oldest_dirty_age_ms moves.)

@@ -24,7 +24,7 @@ drain_write ()
 exited_ok ()
 {
     local what=$1 rc=0 t0=$SECONDS
-    timeout 120 tail --pid="$pid" -f /dev/null || fail "$what: nbdkit did not exit"
+    wait_for 120 exited "$pid" || fail "$what: nbdkit did not exit"
     echo "$what: nbdkit exited $(( SECONDS - t0 )) s after the signal"
     wait "$pid" || rc=$?
     [ "$rc" -eq 0 ] || fail "$what: nbdkit exited with status $rc"

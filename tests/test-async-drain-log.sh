@@ -32,7 +32,7 @@ PY
     fail "the data is not all dirty before the stop (test bug)"
 
 kill -TERM "$pid"
-timeout 120 tail --pid="$pid" -f /dev/null || fail "nbdkit did not exit"
+wait_for 120 exited "$pid" || fail "nbdkit did not exit"
 cmp "$tmp/disk" "$tmp/expected" || fail "the image differs after the stop"
 
 grep -E "^nbdkit: async: info: draining: writing back 0\.5 MiB of dirty data" "$log" ||

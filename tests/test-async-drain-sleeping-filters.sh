@@ -15,31 +15,46 @@ source "$abs_top_srcdir/tests/test-async-drain-helpers.sh"
 
 # stop_case NAME SIGNAL FILTERS PARAM...: 4 MiB dirty in 64K writes, with
 # FILTERS (words) between the async filter and the file plugin, then
-# SIGNAL.
+# SIGNAL.  With the error filter in FILTERS (error-pwrite-file=$tmp/fail),
+# every lower write fails from the start until one has failed after the
+# signal: the filters above it sleep and retry during the drain.  (From
+# the start: the writers may take some of the data before the signal.)
 stop_case ()
 {
-    local name=$1 sig=$2 filters=$3 f; shift 3
+    local name=$1 sig=$2 filters=$3 f errors; shift 3
     local args=(--filter="$ASYNC_FILTER")
     for f in $filters; do args+=(--filter="$f"); done
     make_random "$tmp/disk" $size "${#name}"
     ctl=$tmp/$name.ctl
+    [[ " $filters " != *" error "* ]] || touch "$tmp/fail"
     async_start "$name" "${args[@]}" file "$tmp/disk" "$@" \
         async-control="$ctl" async-writeback-delay=60000 async-exit-timeout=10
     drain_write "${#name}" 64 65536 65536 || fail "$name: writes failed"
     [ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "$name: nothing dirty"
     [ "$(st "$ctl" written_back_bytes)" -eq 0 ] || fail "$name: written back early"
+    errors=$(lower_errors)
     kill -"$sig" "$pid"
+    if [ -e "$tmp/fail" ]; then
+        wait_for 30 errors_after "$errors" ||
+            fail "$name: no lower write failed in the drain"
+        rm "$tmp/fail"
+    fi
     exited_ok "$name"
 }
 
+# lower_errors: the errors the error filter has injected so far ($log).
+lower_errors () { grep -c "injecting EIO error into pwrite" "$log" || true; }
+errors_after () { [ "$(lower_errors)" -gt "$1" ]; }
+
 stop_case delay TERM delay delay-write=10ms
-stop_case rate INT rate rate=8M
+stop_case rate INT rate rate=32M
 # The retry filters sleep only after a failed write: the error filter
-# below them fails 30% of the writes.
+# below them fails the writes until the drain has met a failure.
+fail_writes=(error-pwrite=EIO error-pwrite-rate=100% error-pwrite-file="$tmp/fail")
 stop_case retry TERM "retry error" retry-delay=1 retry-exponential=no \
-    error-pwrite=EIO error-pwrite-rate=30%
+    "${fail_writes[@]}"
 stop_case retry-request TERM "retry-request error" retry-request-delay=1 \
-    retry-request-retries=5 error-pwrite=EIO error-pwrite-rate=30%
+    retry-request-retries=5 "${fail_writes[@]}"
 
 # --run: the end of the command is a SIGTERM to the serving nbdkit.
 make_random "$tmp/disk" $size 8

@@ -60,6 +60,16 @@ _async_exit_trap ()
 }
 trap '_async_exit_trap' EXIT
 
+# async_refused PATTERN PARAM...: the async filter over the file plugin
+# (on $tmp/disk, 1 MiB, made here when missing) with PARAMs is refused at
+# start with a message matching PATTERN (refused_at_start).
+async_refused ()
+{
+    local pattern=$1; shift
+    [ -e "$tmp/disk" ] || truncate -s 1M "$tmp/disk"
+    refused_at_start "$pattern" --filter="$ASYNC_FILTER" file "$tmp/disk" "$@"
+}
+
 # st SOCKET FIELD: one field of `abdctl status` (fails the test when abdctl
 # fails or the field is missing).
 st ()

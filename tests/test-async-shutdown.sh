@@ -41,7 +41,7 @@ stop_with ()
 
     kill -"$sig" "$pid"
     rc=0
-    timeout 60 tail --pid="$pid" -f /dev/null || fail "$sig: nbdkit did not exit"
+    wait_for 60 exited "$pid" || fail "$sig: nbdkit did not exit"
     wait "$pid" || rc=$?
     [ "$rc" -eq 0 ] || fail "$sig: nbdkit exited with status $rc"
     [ ! -e "$ctl" ] || fail "$sig: the control socket was not removed at exit"

@@ -27,7 +27,7 @@ async_start one --filter="$ASYNC_FILTER" --filter=error file "$tmp/disk" \
 # and fails, and a flush in async mode then fails too (as documented).
 store_writes 3 200 || fail "client writes failed"
 kill -TERM "$pid"
-timeout 60 tail --pid="$pid" -f /dev/null || fail "nbdkit did not exit"
+wait_for 60 exited "$pid" || fail "nbdkit did not exit"
 rc=0; wait "$pid" || rc=$?
 echo "nbdkit exit status: $rc"
 cmp -s "$tmp/disk" "$tmp/pristine" || fail "the image changed although writes failed"

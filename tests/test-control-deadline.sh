@@ -63,7 +63,7 @@ cleanup_fn kill_wait "$trickler" 5
 wait_for 10 test -e "$tmp/trickling" || fail "the second trickler did not start"
 start=$(date +%s.%N)
 kill -TERM "$pid"
-wait_for 10 bash -c "! kill -0 $pid 2>/dev/null" ||
+wait_for 10 exited "$pid" ||
     fail "nbdkit did not exit within 10 s of SIGTERM with a trickling client"
 took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 echo "nbdkit exited ${took} s after SIGTERM"

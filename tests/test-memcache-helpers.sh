@@ -27,7 +27,7 @@ mc_start_port ()
     memcached -l 127.0.0.1 -p "$port" -U 0 -u root -m 64 "$@" \
         >>"$tmp/memcached-$name.log" 2>&1 &
     mc_pid=$!
-    cleanup_fn kill_wait "$mc_pid" 10
+    memcached_at_exit "$mc_pid"
     for (( i=0; i<100; i++ )); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             return 0

@@ -13,7 +13,7 @@ start_memcached s0; port0=$mc_port
 start_memcached s1; port1=$mc_port
 memcached -s "$tmp/mc2.sock" -a 0700 -u root -m 64 >"$tmp/mc2.log" 2>&1 &
 mc2_pid=$!
-cleanup_fn kill_wait "$mc2_pid" 10
+memcached_at_exit "$mc2_pid"
 wait_for 5 test -S "$tmp/mc2.sock" || fail "memcached on a Unix socket did not start"
 
 # 4 MiB + 1000 bytes: the last 4K block is short.

@@ -89,7 +89,7 @@ write_block 9
 write_block 7
 read_all
 kill -KILL "$pid"
-wait_for 10 bash -c "! kill -0 $pid 2>/dev/null" || fail "nbdkit survived SIGKILL"
+wait_for 10 exited "$pid" || fail "nbdkit survived SIGKILL"
 [ ! -e "$state" ] || fail "a state file after a crash"
 start
 read_all

@@ -17,7 +17,7 @@ start_memcached tcp -I 2m
 tcp_port=$mc_port tcp_pid=$mc_pid
 memcached -s "$tmp/mc.sock" -u root -m 64 -I 2m >"$tmp/memcached-unix.log" 2>&1 &
 unix_pid=$!
-cleanup_fn kill_wait "$unix_pid" 10
+memcached_at_exit "$unix_pid"
 wait_for 10 test -S "$tmp/mc.sock" || fail "memcached on a Unix socket did not start"
 
 "$client" basic 127.0.0.1 "$tcp_port" || fail "basic over TCP"
