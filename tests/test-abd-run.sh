@@ -24,7 +24,7 @@ signal.signal(signal.SIGINT, signal.SIG_DFL)
 os.execvp(sys.argv[1], sys.argv[1:])' "$@"
 }
 set -m
-with_sigint "$run" --size 64M -- async-writeback-delay=60000 >"$tmp/run.out" 2>&1 &
+with_sigint "$run" --size 64M -- async-writeback-delay=60000 async-write-size=32M >"$tmp/run.out" 2>&1 &
 run_pid=$!
 set +m
 cleanup_fn kill_wait "$run_pid"

@@ -15,7 +15,7 @@ cp "$tmp/disk" "$tmp/expected"
 ctl=$tmp/ctl.sock
 async_start slow --filter="$ASYNC_FILTER" --filter=delay file "$tmp/disk" \
     delay-write=50ms async-writers=1 async-control="$ctl" \
-    async-writeback-delay=60000
+    async-writeback-delay=60000 async-write-size=32M
 export uri
 "$PY" - "$tmp/expected" <<'PY' || fail "writes failed"
 import nbd, os, sys

@@ -28,7 +28,7 @@ stop_case ()
     ctl=$tmp/$name.ctl
     [[ " $filters " != *" error "* ]] || touch "$tmp/fail"
     async_start "$name" "${args[@]}" file "$tmp/disk" "$@" \
-        async-control="$ctl" async-writeback-delay=60000 async-exit-timeout=10
+        async-control="$ctl" async-writeback-delay=60000 async-write-size=32M async-exit-timeout=10
     drain_write "${#name}" 64 65536 65536 || fail "$name: writes failed"
     [ "$(st "$ctl" dirty_bytes)" -gt 0 ] || fail "$name: nothing dirty"
     [ "$(st "$ctl" written_back_bytes)" -eq 0 ] || fail "$name: written back early"
@@ -63,7 +63,7 @@ rc=0
 unset uri
 timeout 120 nbdkit -U "$tmp/run.sock" \
     --filter="$ASYNC_FILTER" --filter=delay file "$tmp/disk" delay-write=10ms \
-    async-control="$tmp/run.ctl" async-writeback-delay=60000 \
+    async-control="$tmp/run.ctl" async-writeback-delay=60000 async-write-size=32M \
     --run "$PY -m abdtest spaced --uri \$uri --seed 8 --count 64 --size 65536 \
              --gap 65536 --base $tmp/disk --expected $tmp/expected --flush &&
            \"$ABDCTL\" -s \"$tmp/run.ctl\" --raw status > \"$tmp/run-status\"" \

@@ -14,7 +14,7 @@ make_random "$tmp/disk" $size 7
 ctl=$tmp/slow.ctl
 async_start slow --filter="$ASYNC_FILTER" --filter=delay file "$tmp/disk" \
     delay-write=50ms async-writers=1 async-control="$ctl" \
-    async-writeback-delay=60000
+    async-writeback-delay=60000 async-write-size=32M
 drain_write 7 150 4096 16384 || fail "slow: writes failed"
 kill -TERM "$pid"
 wait_for 20 bash -c '[ "$("$ABDCTL" -s "$1" --raw status | grep "^draining:")" = "draining: 1" ]' \

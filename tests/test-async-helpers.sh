@@ -7,6 +7,13 @@ requires nbdkit
 
 requires_python_nbd
 
+# Holding data dirty: async-writeback-delay=60000 keeps young runs from
+# the writers, but a full run (async-write-size of contiguous dirty
+# blocks, 256K by default) can never grow and is taken at once.  A test
+# that needs its writes to stay dirty passes async-write-size=32M as
+# well (a stressed run saw 4 MiB of contiguous 64K writes written back
+# before the test looked).
+
 # async_start NAME ARGS...: like start_nbdkit, but nbdkit stays in the
 # foreground (in the background of this shell) and logs to $tmp/NAME.log,
 # so that its messages can be checked and are shown on failure.  Sets

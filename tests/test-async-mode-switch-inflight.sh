@@ -19,7 +19,7 @@ async_start mix --filter="$ASYNC_FILTER" eval \
     pread="t=\$(mktemp -p $tmp); dd if=$tmp/disk of=\$t skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none; [ ! -e $tmp/slowread ] || sleep 1; cat \$t; rm -f \$t" \
     pwrite="[ ! -e $tmp/slowwrite ] || sleep 1; dd of=$tmp/disk seek=\$4 conv=notrunc oflag=seek_bytes status=none" \
     flush="sync $tmp/disk" can_write='exit 0' can_flush='exit 0' \
-    async-control="$ctl" async-writeback-delay=60000
+    async-control="$ctl" async-writeback-delay=60000 async-write-size=32M
 export uri CTL=$ctl TMP=$tmp
 "$PY" - <<'PY' || fail "an acknowledged write was lost"
 from abdtest.testenv import *

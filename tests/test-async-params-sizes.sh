@@ -10,6 +10,7 @@ source "$abs_top_srcdir/tests/test-async-helpers.sh"
 
 async_refused 'async-max-dirty'  async-max-dirty=32K
 async_refused 'async-max-dirty'  async-max-dirty=65535
+async_refused 'async-max-dirty'  async-max-dirty=1T
 async_refused 'async-max-dirty'  async-max-dirty=2T
 async_refused 'async-max-dirty'  async-max-dirty=0
 async_refused 'async-max-dirty'  async-max-dirty=-1

@@ -18,7 +18,7 @@ store_make_dirty ()
     make_random "$tmp/disk" $size 4
     cp "$tmp/disk" "$tmp/pristine"
     async_start make --filter="$ASYNC_FILTER" file "$tmp/disk" \
-        async-max-dirty=4M async-writeback-delay=60000 \
+        async-max-dirty=4M async-writeback-delay=60000 async-write-size=32M \
         async-store-file="$good" async-store-id=disk-a
     store_writes 4 50 flush || fail "writes failed"
     kill -KILL "$pid"; wait "$pid" || true

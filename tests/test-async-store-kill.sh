@@ -19,7 +19,7 @@ make_random "$tmp/disk" $size 1
 cp "$tmp/disk" "$tmp/expected"
 
 async_start one --filter="$ASYNC_FILTER" file "$tmp/disk" \
-    async-max-dirty=32M async-writeback-delay=60000 async-control="$tmp/ctl" \
+    async-max-dirty=32M async-writeback-delay=60000 async-write-size=32M async-control="$tmp/ctl" \
     "${store_args[@]+"${store_args[@]}"}"
 export uri EXPECTED=$tmp/expected
 "$PY" - <<'EOF2' || fail "client writes failed"
@@ -54,7 +54,7 @@ fi
 # the file is compared once a client is connected, not when the socket
 # appears.
 async_start two --filter="$ASYNC_FILTER" file "$tmp/disk" \
-    async-max-dirty=32M async-writeback-delay=60000 \
+    async-max-dirty=32M async-writeback-delay=60000 async-write-size=32M \
     "${store_args[@]+"${store_args[@]}"}"
 # nbdkit 1.32 listens before the store file is replayed (.after_fork):
 # the image is compared once a client has been served.

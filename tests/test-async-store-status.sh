@@ -11,7 +11,7 @@ source "$abs_top_srcdir/tests/test-async-store-helpers.sh"
 store_make_dirty
 async_start good --filter="$ASYNC_FILTER" file "$tmp/disk" async-max-dirty=4M \
     async-store-file="$good" async-store-id=disk-a \
-    async-writeback-delay=60000 async-control="$tmp/good.ctl"
+    async-writeback-delay=60000 async-write-size=32M async-control="$tmp/good.ctl"
 [ "$(st "$tmp/good.ctl" store_file)" = "$good" ] || fail "status: store_file"
 [ "$(st "$tmp/good.ctl" store_file_dirty_bytes)" -eq 0 ] ||
     fail "status: store_file_dirty_bytes after the write-back at start"

@@ -123,7 +123,7 @@ stop_nbdkit "$pid"
 cp "$tmp/original" "$tmp/img"
 actl=$tmp/async.ctl mctl=$tmp/mc2.ctl
 async_start stack --filter="$ASYNC_FILTER" --filter="$MEMCACHE_FILTER" \
-    file "$tmp/img" async-control="$actl" async-writeback-delay=60000 \
+    file "$tmp/img" async-control="$actl" async-writeback-delay=60000 async-write-size=32M \
     memcache-servers="$MC_SERVERS" memcache-id="$id-2" \
     memcache-timeout=500 memcache-control="$mctl"
 export uri
