@@ -7,10 +7,11 @@
  * (the orders that rotate the most), while the tree grows to thousands of
  * entries and shrinks to none, several times.  After every operation the
  * test asks the tree where blocks are (tree_find_from, tree_find,
- * tree_next, tree_prev, tree_min, tree_max) and compares with the model;
- * store_check (the tree's order, colours, black heights and links, and the
- * store's accounting) runs after every operation while the tree is small
- * and every 256 once it is large.
+ * tree_next, tree_prev, tree_min, tree_max, the iterator) and compares
+ * with the model; store_check (the tree's order, colours, black heights
+ * and links, and the store's accounting) and the iterator's walk run
+ * after every operation while the tree is small and every 256 once it is
+ * large.
  *
  * Usage: test-store-index [SEED]
  */
@@ -90,6 +91,19 @@ check_queries (void)
     CHECK (tree_prev (s, e) == model_before (e->blk),
            "op %u: tree_prev of block %llu", ops,
            (unsigned long long) e->blk);
+  }
+  if (nlive < 512 || ops % 256 == 0) {
+    struct tree_iter it;
+    unsigned n = 0;
+
+    /* The iterator visits every entry once, in the model's order. */
+    want = model_from (0);
+    for (e = tree_iter_first (s, &it); e; e = tree_iter_next (s, &it), n++) {
+      CHECK (e == want, "op %u: tree_iter_next, entry %u", ops, n);
+      want = model_from (entry_end (e));
+    }
+    CHECK (want == NULL && n == nlive, "op %u: the iterator visited %u of "
+           "%u entries", ops, n, nlive);
   }
   if (nlive < 512 || ops % 256 == 0)
     CHECK (store_check_locked (s, why, sizeof why) == 0,

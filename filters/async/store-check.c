@@ -49,10 +49,9 @@ check_entry (struct store *s, const struct entry *e, uint64_t prev_end,
   if (e < s->pool || e >= s->pool + s->entry_bump)
     return broken (why, len, "entry at block %" PRIu64 " is outside the "
                    "pool", blk);
-  if (e->kind > STORE_TRIM || e->state > ST_WRITTEN ||
-      (e->flags & ~(EF_REDIRTY | EF_FAILED)))
+  if (e->kind > STORE_TRIM || e->state > ST_WRITTEN)
     return broken (why, len, "entry at block %" PRIu64 ": kind %u, state "
-                   "%u, flags %#x", blk, e->kind, e->state, e->flags);
+                   "%u", blk, e->kind, e->state);
   if (n == 0 || blk >= s->nblocks || n > s->nblocks - blk)
     return broken (why, len, "entry [%" PRIu64 ", +%" PRIu64 ") is not "
                    "whole blocks inside the device (%" PRIu64 " blocks)",
@@ -174,9 +173,11 @@ check_tree (struct store *s, struct walk *w, char *why, size_t len)
   return 0;
 }
 
-/* The free lists: LIST_LEN links from the head, each not owned. */
+/* The free lists: LIST_LEN links from the head, each not owned (a slot
+ * of no entry, an entry not in the tree).
+ */
 static int
-check_free_lists (struct store *s, uint8_t *slot_owned,
+check_free_lists (struct store *s, uint8_t *slot_owned, uint8_t *in_tree,
                   const struct tally *t, char *why, size_t len)
 {
   uint32_t slot = s->slot_free, chained, i, e = s->entry_free;
@@ -213,6 +214,9 @@ check_free_lists (struct store *s, uint8_t *slot_owned,
     if (e >= s->entry_bump)
       return broken (why, len, "free entry list: link %" PRIu32 " is not "
                      "a used-before pool entry", i);
+    if (in_tree[e])
+      return broken (why, len, "free entry list: entry %" PRIu32 " is in "
+                     "the tree", e);
     e = s->pool[e].left;
   }
   if (e != ENTRY_NIL)
@@ -381,7 +385,7 @@ store_check_locked (struct store *s, char *why, size_t len)
 
   r = check_dirty_list (s, in_tree, &t, why, len);
   if (r == 0)
-    r = check_free_lists (s, slot_owned, &t, why, len);
+    r = check_free_lists (s, slot_owned, in_tree, &t, why, len);
 
  out:
   free (slot_owned);

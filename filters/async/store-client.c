@@ -102,6 +102,8 @@ data_put (struct store *s, struct entry *e, uint32_t from, const char *src,
 {
   char *dst = slot_data (s, e->slot) + from;
 
+  /* A writer copying it without the lock must be waited for. */
+  assert (e->state != ST_WRITEBACK || !block_being_copied (s, e->blk));
   if (src)
     memcpy (dst, src, len);
   else
@@ -381,7 +383,7 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
 
     if (e->kind == STORE_DATA) {
       if (e->state == ST_WRITEBACK && block_being_copied (s, e->blk)) {
-        wait_changed (s, false);
+        wait_for_copy (s);
         continue;
       }
       data_put (s, e, from, src, len);
@@ -476,7 +478,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
          * leave data as it was).
          */
         if (kind == STORE_ZERO && block_being_copied (s, e->blk)) {
-          wait_changed (s, false);
+          wait_for_copy (s);
           continue;
         }
         if (kind == STORE_ZERO)

@@ -29,7 +29,7 @@
  *   never merges a lower block that a writeback was changing underneath
  *   it.  Never wait for memory while holding it: the flusher needs it to
  *   free memory.
- * - * The data in a slot is touched without s->lock only by a
+ * - The data in a slot is touched without s->lock only by a
  *   read-modify-write filling the slot it has reserved (no entry refers
  *   to it yet), and read by a writer copying a batch it took (s->copies
  *   lists the blocks): a client that would change one of those blocks
@@ -237,6 +237,7 @@ struct store {
 
   struct lower_op lower_ops[LOWER_OPS_MAX];   /* store-client.c */
   struct copy_range copies[COPIES_MAX];       /* store-writeback.c */
+  uint32_t copy_waiters;        /* clients in wait_for_copy */
 
   /* Modes, and who waits (the writers hurry for them). */
   bool sync, draining, stopping;
@@ -348,6 +349,20 @@ void epoch_advance (struct store *s);
 
 /* store-index.c: the tree, in block order. */
 bool tree_empty (const struct store *s);
+/* The tree's height is at most 2 log2 (n + 1) (store-index.c), which
+ * bounds the path stacks.
+ */
+#define TREE_MAX_DEPTH (2 * ENTRY_INDEX_BITS + 8)
+/* In-order iteration with the path kept on a stack (the tree has no
+ * parent links): a step costs O(1) amortized where tree_next costs a
+ * descent.  Valid only while the tree does not change.
+ */
+struct tree_iter {
+  uint32_t path[TREE_MAX_DEPTH];
+  unsigned depth;
+};
+struct entry *tree_iter_first (struct store *s, struct tree_iter *it);
+struct entry *tree_iter_next (struct store *s, struct tree_iter *it);
 struct entry *tree_min (struct store *s);
 struct entry *tree_max (struct store *s);
 struct entry *tree_next (struct store *s, const struct entry *e);
@@ -374,6 +389,7 @@ void entry_inherit_age (struct store *s, struct entry *e,
 /* store-writeback.c. */
 bool writeback_urgent (struct store *s);
 bool block_being_copied (struct store *s, uint64_t blk);
+void wait_for_copy (struct store *s);
 void writeback_wake (struct store *s);
 
 /* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs

@@ -29,8 +29,6 @@
  * The tree.
  */
 
-#define TREE_MAX_DEPTH (2 * ENTRY_INDEX_BITS + 8)
-
 static inline struct entry *
 node (struct store *s, uint32_t i)
 {
@@ -77,6 +75,38 @@ tree_max (struct store *s)
   while (s->pool[i].right != ENTRY_NIL)
     i = s->pool[i].right;
   return &s->pool[i];
+}
+
+/* Push I and its left spine onto IT's path; return the entry on top. */
+static struct entry *
+iter_descend (struct store *s, struct tree_iter *it, uint32_t i)
+{
+  for (; i != ENTRY_NIL; i = s->pool[i].left) {
+    assert (it->depth < TREE_MAX_DEPTH);
+    it->path[it->depth++] = i;
+  }
+  return it->depth ? &s->pool[it->path[it->depth - 1]] : NULL;
+}
+
+struct entry *
+tree_iter_first (struct store *s, struct tree_iter *it)
+{
+  it->depth = 0;
+  return iter_descend (s, it, s->root);
+}
+
+/* The entry after the one on top of IT's path: the leftmost of its right
+ * subtree, else the nearest ancestor whose left subtree it ends.
+ */
+struct entry *
+tree_iter_next (struct store *s, struct tree_iter *it)
+{
+  uint32_t i;
+
+  if (it->depth == 0)
+    return NULL;
+  i = it->path[--it->depth];
+  return iter_descend (s, it, s->pool[i].right);
 }
 
 /* The first entry whose first block is above E's (E need not be in the

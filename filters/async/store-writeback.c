@@ -253,6 +253,18 @@ block_being_copied (struct store *s, uint64_t blk)
   return false;
 }
 
+/* Wait until a writer has copied a batch out of its slots (a client that
+ * would change one of its blocks).  The caller must look at the tree
+ * again afterwards.
+ */
+void
+wait_for_copy (struct store *s)
+{
+  s->copy_waiters++;
+  pthread_cond_wait (&s->changed, &s->lock);
+  s->copy_waiters--;
+}
+
 bool
 store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 {
@@ -309,7 +321,8 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
               STORE_BLOCK_SIZE);
     pthread_mutex_lock (&s->lock);
     s->copies[copy].used = false;
-    pthread_cond_broadcast (&s->changed);       /* clients waiting to write */
+    if (s->copy_waiters)                        /* clients waiting to write */
+      pthread_cond_broadcast (&s->changed);
     pthread_mutex_unlock (&s->lock);
   }
   free (slots);

@@ -84,12 +84,14 @@ store_written_back_bytes (struct store *s)
 
 /* Walks the whole tree with the lock held (dirty_ranges, the oldest
  * age): milliseconds with a large store, while no client can write.  For
- * status and logs, not for anything that runs often.
+ * status and logs, not for anything that runs often.  (With an iterator:
+ * tree_next would cost a descent per entry.)
  */
 void
 store_get_stats (struct store *s, struct store_stats *st)
 {
   uint32_t now = now_ms ();
+  struct tree_iter it;
   struct entry *e;
   uint64_t prev_end = UINT64_MAX;
   int32_t oldest = 0;
@@ -99,7 +101,7 @@ store_get_stats (struct store *s, struct store_stats *st)
   st->sync = s->sync;
   st->max_dirty_bytes = (uint64_t) s->nslots * STORE_BLOCK_SIZE;
   st->dirty_ranges = 0;
-  for (e = tree_min (s); e; e = tree_next (s, e)) {
+  for (e = tree_iter_first (s, &it); e; e = tree_iter_next (s, &it)) {
     int32_t age = ms_diff (e->dirtied_ms, now);
 
     if (e->blk != prev_end)
