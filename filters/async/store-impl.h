@@ -174,6 +174,7 @@ struct lower_op {                 /* s->lower_ops[i]: its index is i */
 #define COPIES_MAX 64
 struct copy_range {
   uint64_t b0, b1;
+  uint32_t *slots;              /* the slot of each block (batch_blocks) */
   bool used;
 };
 
@@ -237,6 +238,7 @@ struct store {
 
   struct lower_op lower_ops[LOWER_OPS_MAX];   /* store-client.c */
   struct copy_range copies[COPIES_MAX];       /* store-writeback.c */
+  uint32_t *copy_slots;         /* the copies' slot lists, in one block */
   uint32_t copy_waiters;        /* clients in wait_for_copy */
 
   /* Modes, and who waits (the writers hurry for them). */

@@ -76,28 +76,27 @@ run_at (struct store *s, struct entry *e, struct entry **last)
 }
 
 /* Take the run [E, LAST] of N entries into batch B: its entries go from
- * DIRTY to WRITEBACK.  Their data goes into BUF: with SLOTS (and a free
- * place in s->copies), store_pick_wait copies it after dropping the lock
- * (SLOTS[i] is the slot of block i, *COPY the place in s->copies: clients
- * wait to change those blocks meanwhile); otherwise it is copied here.
+ * DIRTY to WRITEBACK.  Their data goes into BUF: with a free place in
+ * s->copies (*COPY, whose slots[i] is the slot of block i; clients wait
+ * to change those blocks meanwhile), store_pick_wait copies it after
+ * dropping the lock; otherwise it is copied here.
  * A copy of a 256K run held the lock for tens of microseconds, every
  * client waiting.
  */
 static void
-take_run (struct store *s, struct store_batch *b, char *buf,
-          uint32_t *slots, int *copy, struct entry *e, struct entry *last,
-          uint32_t n)
+take_run (struct store *s, struct store_batch *b, char *buf, int *copy,
+          struct entry *e, struct entry *last, uint32_t n)
 {
   struct entry *f, *next;
   uint32_t i;
 
   *copy = -1;
-  if (slots && e->kind == STORE_DATA)
+  if (e->kind == STORE_DATA)
     for (i = 0; i < COPIES_MAX; i++)
       if (!s->copies[i].used) {
-        s->copies[i] = (struct copy_range) {
-          .b0 = e->blk, .b1 = e->blk + n, .used = true
-        };
+        s->copies[i].b0 = e->blk;
+        s->copies[i].b1 = e->blk + n;
+        s->copies[i].used = true;
         *copy = i;
         break;
       }
@@ -113,7 +112,7 @@ take_run (struct store *s, struct store_batch *b, char *buf,
     dirty_list_remove (s, f);
     f->state = ST_WRITEBACK;
     if (f->kind == STORE_DATA && *copy >= 0)
-      slots[i] = f->slot;
+      s->copies[*copy].slots[i] = f->slot;
     else if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
               STORE_BLOCK_SIZE);
@@ -137,8 +136,8 @@ take_run (struct store *s, struct store_batch *b, char *buf,
  * cursor, where a sequential stream goes on and fills full runs.
  */
 static bool
-pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
-      int *copy, uint32_t *wait_ms)
+pick (struct store *s, struct store_batch *b, char *buf, int *copy,
+      uint32_t *wait_ms)
 {
   uint32_t now = now_ms ();
   bool hurry = writeback_urgent (s);
@@ -158,7 +157,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
     e = tree_find_from (s, start);
     if (e && e->state == ST_DIRTY &&
         (n = run_at (s, e, &last)) >= s->batch_blocks) {
-      take_run (s, b, buf, slots, copy, e, last, n);
+      take_run (s, b, buf, copy, e, last, n);
       return true;
     }
     *wait_ms = s->delay_ms - (age > 0 ? age : 0);
@@ -174,7 +173,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
   for (visited = 0; ; visited++) {
     if (visited == PICK_SCAN_MAX) {
       n = run_at (s, oldest, &last);
-      take_run (s, b, buf, slots, copy, oldest, last, n);
+      take_run (s, b, buf, copy, oldest, last, n);
       return true;
     }
     if (e == NULL || (wrapped && e->blk >= start)) {
@@ -204,7 +203,7 @@ pick (struct store *s, struct store_batch *b, char *buf, uint32_t *slots,
         continue;
       }
     }
-    take_run (s, b, buf, slots, copy, e, last, n);
+    take_run (s, b, buf, copy, e, last, n);
     return true;
   }
   /* Not reached: the oldest DIRTY entry is due, so is its run. */
@@ -268,8 +267,6 @@ wait_for_copy (struct store *s)
 bool
 store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 {
-  /* Without memory for it, take_run copies with the lock held. */
-  uint32_t *slots = malloc ((size_t) s->batch_blocks * sizeof *slots);
   int copy = -1;
   bool ok = false;
   uint32_t i;
@@ -292,7 +289,7 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
       pthread_cond_timedwait (&s->work, &s->lock, &ts);
       continue;
     }
-    else if ((ok = pick (s, b, buf, slots, &copy, &wait_ms))) {
+    else if ((ok = pick (s, b, buf, &copy, &wait_ms))) {
       if (more_due (s))
         writeback_wake (s);
       break;
@@ -317,15 +314,14 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
   pthread_mutex_unlock (&s->lock);
   if (copy >= 0) {
     for (i = 0; i < b->nblocks; i++)
-      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, slots[i]),
-              STORE_BLOCK_SIZE);
+      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE,
+              slot_data (s, s->copies[copy].slots[i]), STORE_BLOCK_SIZE);
     pthread_mutex_lock (&s->lock);
     s->copies[copy].used = false;
     if (s->copy_waiters)                        /* clients waiting to write */
       pthread_cond_broadcast (&s->changed);
     pthread_mutex_unlock (&s->lock);
   }
-  free (slots);
   return ok;
 }
 

@@ -272,6 +272,7 @@ store_create (const struct store_params *p, char **errmsg)
 {
   struct store *s;
   uint64_t nslots = p->max_dirty / STORE_BLOCK_SIZE;
+  int i;
 
   *errmsg = NULL;
   if (nslots < STORE_MIN_SIZE / STORE_BLOCK_SIZE || nslots > ENTRY_MAX) {
@@ -301,6 +302,12 @@ store_create (const struct store_params *p, char **errmsg)
   s->drain_initial_budget = p->drain_initial_budget > DRAIN_BUDGET_MIN
     ? p->drain_initial_budget : DRAIN_BUDGET_MIN;
   s->root = s->entry_free = ENTRY_NIL;
+  s->copy_slots = calloc ((size_t) COPIES_MAX * s->batch_blocks,
+                          sizeof *s->copy_slots);
+  if (s->copy_slots == NULL)
+    goto oom;
+  for (i = 0; i < COPIES_MAX; i++)
+    s->copies[i].slots = s->copy_slots + (size_t) i * s->batch_blocks;
 
   if (arena_map (s, p->store_file == NULL, p->lock_memory, errmsg) == -1) {
     store_free (s);
@@ -339,5 +346,6 @@ store_free (struct store *s)
     return;
   arena_unmap (s);
   free (s->written);
+  free (s->copy_slots);
   free (s);
 }
