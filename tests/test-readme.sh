@@ -35,8 +35,12 @@ python3 "$abs_top_srcdir/tests/readme_blocks.py" "$abs_top_srcdir/README.md" \
 
 # Inside the namespaces.  The blocks and the sanitizer wrapper (if any)
 # are copied to the new /tmp before /var/tmp (which holds $tmp) is hidden.
+# The tree may itself live under /tmp or /var/tmp (a clone in /tmp):
+# it is held open (fd 9) before they are hidden, and bind-mounted back at
+# its own path on the new tmpfs, so the blocks run where a user runs them.
 cat > "$tmp/inner.sh" <<'INNER'
 set -eu
+exec 9<"$2"
 ip link set lo up
 mount -t tmpfs tmpfs /tmp
 cp "$1/blocks.sh" /tmp/.readme-blocks.sh
@@ -45,6 +49,13 @@ if [ -d "$1/sanitizer-bin" ]; then
     PATH=/tmp/.readme-bin:$PATH
 fi
 mount -t tmpfs tmpfs /var/tmp
+if [ ! -e "$2/README.md" ]; then
+    mkdir -p "$2"
+    # -c: the path as given; canonicalized, it names the new empty one.
+    mount --no-canonicalize --bind /proc/self/fd/9 "$2"
+fi
+exec 9<&-
+tree_top=${2#/tmp/}; tree_top=${tree_top%%/*}
 cd "$2"
 rc=0
 bash -e -o pipefail /tmp/.readme-blocks.sh || rc=$?
@@ -59,7 +70,8 @@ for i in $(seq 100); do
     sleep 0.1
 done
 echo "==== left running: $(left | tr '\n' ' ')"
-echo "==== left in /tmp: $(ls /tmp)"
+# (Without the tree itself, when it lives in /tmp.)
+echo "==== left in /tmp: $(ls /tmp | grep -vxF -- "$tree_top")"
 INNER
 
 rc=0
