@@ -44,6 +44,11 @@ TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
 TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
 EXTRA_DIST += tests/test-abd-run.sh tests/test-abd-run-private.sh
+# README's commands as a user runs them: a fresh clone, a clean
+# environment (tests/test-user-helpers.sh).
+TESTS += tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh
+EXTRA_DIST += tests/test-user-helpers.sh tests/test-user-abd-run-fio.sh \
+	tests/test-user-abd-run-ctrlc.sh
 TESTS += tests/test-fuzz.sh
 EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c tests/fuzz/fuzz-meta.c tests/fuzz/fuzz-state.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
@@ -106,7 +111,8 @@ SLOW_TESTS = \
 	tests/test-debian-package.sh tests/test-torture.sh tests/test-fuzz.sh \
 	tests/test-tsan.sh tests/test-memcache-text.sh \
 	tests/test-async-drain-budget.sh tests/test-kernel-units.sh \
-	tests/test-readme.sh tests/test-memcached-tuned.sh
+	tests/test-readme.sh tests/test-memcached-tuned.sh \
+	tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh
 CHECK_FAST_JOBS = 4
 check-fast:
 	$(MAKE) $(AM_MAKEFLAGS) -j$(CHECK_FAST_JOBS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'
