@@ -46,9 +46,10 @@ TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
 EXTRA_DIST += tests/test-abd-run.sh tests/test-abd-run-private.sh
 # README's commands as a user runs them: a fresh clone, a clean
 # environment (tests/test-user-helpers.sh).
-TESTS += tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh
+TESTS += tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh \
+	tests/test-user-scripts.sh
 EXTRA_DIST += tests/test-user-helpers.sh tests/test-user-abd-run-fio.sh \
-	tests/test-user-abd-run-ctrlc.sh
+	tests/test-user-abd-run-ctrlc.sh tests/test-user-scripts.sh
 TESTS += tests/test-fuzz.sh
 EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c tests/fuzz/fuzz-meta.c tests/fuzz/fuzz-state.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)

@@ -58,7 +58,12 @@ exec 9<&-
 tree_top=${2#/tmp/}; tree_top=${tree_top%%/*}
 cd "$2"
 rc=0
-bash -e -o pipefail /tmp/.readme-blocks.sh || rc=$?
+# As a user's shell runs them: an environment with PATH and HOME only (and
+# the sanitizer run's options), not make check's (abs_top_srcdir, ...).
+env -i PATH="$PATH" HOME=/root \
+    ${ASAN_OPTIONS+ASAN_OPTIONS="$ASAN_OPTIONS"} \
+    ${UBSAN_OPTIONS+UBSAN_OPTIONS="$UBSAN_OPTIONS"} \
+    bash -e -o pipefail /tmp/.readme-blocks.sh || rc=$?
 echo "==== blocks exit status: $rc"
 # What the examples left running (they should stop all of it).
 left ()
