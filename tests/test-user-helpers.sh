@@ -38,7 +38,7 @@ user_machine ()
 # user_clone: a fresh clone of the committed tree at $user_tree, not built.
 user_clone ()
 {
-    user_tree=$user_root/src tree/abd
+    user_tree="$user_root/src tree/abd"
     mkdir -p "$(dirname "$user_tree")"
     git clone -q "$abs_top_srcdir" "$user_tree" ||
         fail "git clone of $abs_top_srcdir failed"
