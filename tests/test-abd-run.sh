@@ -7,7 +7,7 @@
 # numbers and stops the same way.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
-requires nbdkit memcached nbdcopy fio
+requires nbdkit memcached nbdcopy fio ss
 
 export ABD_DIR=$tmp/abd ABD_STORE=$tmp/abd.store
 run=$abs_top_srcdir/scripts/abd-run
@@ -35,20 +35,37 @@ wait_for 10 grep -q 'running; press Ctrl-C' "$tmp/run.out" ||
     { cat "$tmp/run.out" >&2; fail "abd-run did not say it is running"; }
 for want in "NBD URI:  nbd+unix:///?socket=$ABD_DIR/abd.sock" \
             "nbd-client -unix $ABD_DIR/abd.sock -block-size 4096 -connections 4 /dev/nbd0" \
-            "dirty:" "memcache (127.0.0.1:"; do
+            "dirty:" "memcache (/"; do
     grep -qF -- "$want" "$tmp/run.out" ||
         { cat "$tmp/run.out" >&2; fail "abd-run did not print '$want'"; }
 done
+# memcached listens only on a Unix socket of mode 0600 in a directory of
+# mode 0700, both its user's; run by root, that user is not root.
+mc_sock=$(sed -n 's/^abd-run: memcached PID [0-9]* on \(.*\) (user .*/\1/p' "$tmp/run.out")
+mc_pid=$(sed -n 's/^abd-run: memcached PID \([0-9]*\) on .*/\1/p' "$tmp/run.out")
+[ -S "$mc_sock" ] || fail "memcached's socket is not a socket: '$mc_sock'"
+[ "$(stat -c %a "$mc_sock")" = 600 ] && [ "$(stat -c %a "$(dirname "$mc_sock")")" = 700 ] ||
+    fail "memcached's socket or its directory is open to others:" \
+         "$(stat -c '%a %U %n' "$mc_sock" "$(dirname "$mc_sock")")"
+mc_user=$(ps -o user= -p "$mc_pid")
+[ "$(stat -c %U "$mc_sock")" = "$mc_user" ] ||
+    fail "memcached's socket belongs to $(stat -c %U "$mc_sock"), not to its user $mc_user"
+if [ "$(id -u)" -eq 0 ]; then
+    [ "$mc_user" != root ] || fail "memcached runs as root"
+fi
+[ -z "$(ss -Htlnp "( sport > :0 )" | grep "pid=$mc_pid,")" ] ||
+    fail "memcached listens on TCP: $(ss -Htlnp | grep "pid=$mc_pid,")"
 # memcached runs with memcached-ext/abd-memcached.conf's options (-R).
-mc_port=$(sed -n 's/.*memcache (127\.0\.0\.1:\([0-9]*\)).*/\1/p' "$tmp/run.out" | head -1)
 reqs=$(python3 -c 'import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
 s.sendall(b"stats settings\r\n")
 buf = b""
 while not buf.endswith(b"END\r\n"):
     buf += s.recv(65536)
 print(dict(l.split()[1:3] for l in buf.decode().splitlines()
-           if l.startswith("STAT "))["reqs_per_event"])' "$mc_port")
+           if l.startswith("STAT "))["reqs_per_event"])' "$mc_sock")
 want=$(sed -n 's/^ABD_MEMCACHED_OPTIONS=.*-R \([0-9]*\).*/\1/p' \
        "$abs_top_srcdir/memcached-ext/abd-memcached.conf")
 [ -n "$want" ] && [ "$reqs" -eq "$want" ] ||
@@ -72,6 +89,8 @@ cmp -n 8M "$tmp/data" "$ABD_DIR/disk.img" ||
 [ ! -e "$ABD_STORE" ] || fail "the clean store file is left after a clean stop"
 ! pgrep -f "memcache-id=abd-run:$ABD_DIR/disk.img" >/dev/null ||
     fail "nbdkit still runs after abd-run stopped"
+! alive "$mc_pid" || fail "memcached still runs after abd-run stopped"
+[ ! -e "$(dirname "$mc_sock")" ] || fail "memcached's socket directory is left"
 
 # The --fio form.
 timeout 300 "$run" --fio --runtime 2 >"$tmp/fio.out" 2>&1 ||
