@@ -84,12 +84,15 @@ user_wait ()
 }
 
 # user_stack_pids LOG: the PIDs of nbdkit and memcached that abd-run
-# printed in LOG, in $user_nbdkit_pid and $user_memcached_pid.
+# printed in LOG, in $user_nbdkit_pid and $user_memcached_pid, and
+# memcached's socket in $user_memcached_sock.
 user_stack_pids ()
 {
     user_nbdkit_pid=$(sed -n 's/^abd is running: nbdkit PID \([0-9]*\)$/\1/p' "$1")
     user_memcached_pid=$(sed -n 's/^abd-run: memcached PID \([0-9]*\) .*/\1/p' "$1")
-    [ -n "$user_nbdkit_pid" ] && [ -n "$user_memcached_pid" ] ||
+    user_memcached_sock=$(sed -n 's/^abd-run: memcached PID [0-9]* on \(.*\) (user .*/\1/p' "$1")
+    [ -n "$user_nbdkit_pid" ] && [ -n "$user_memcached_pid" ] &&
+        [ -n "$user_memcached_sock" ] ||
         { cat "$1" >&2; fail "abd-run did not print the PIDs of nbdkit and memcached"; }
 }
 
@@ -104,4 +107,8 @@ user_nothing_left ()
     done
     ! pgrep -g "$user_pid" >/dev/null ||
         fail "processes of the group are left: $(pgrep -g "$user_pid" -a)"
+    [ -z "$(ls "$user_root/var-tmp/abd/"*.sock "$user_root/var-tmp/abd/"*.ctl 2>/dev/null)" ] ||
+        { cat "$log" >&2; fail "sockets are left behind: $(ls "$user_root/var-tmp/abd/")"; }
+    [ ! -e "$(dirname "$user_memcached_sock")" ] ||
+        fail "memcached's socket directory is left behind: $(dirname "$user_memcached_sock")"
 }
