@@ -21,6 +21,12 @@ image=$user_root/var-tmp/abd/disk.img
 sock_uri="nbd+unix:///?socket=$(python3 -c 'import sys, urllib.parse
 print(urllib.parse.quote(sys.argv[1], safe="/"))' "$user_root/var-tmp/abd/abd.sock")"
 
+# serving_or_exited LOG: abd-run said it serves, or it has exited.
+serving_or_exited ()
+{
+    grep -q 'running; press Ctrl-C' "$1" || ! alive "$user_pid"
+}
+
 # run_until_ctrl_c N DATA: the Nth run: start abd-run, wait until it
 # serves, write DATA at offset 0 through NBD, then Ctrl-C.
 run_until_ctrl_c ()
@@ -29,8 +35,10 @@ run_until_ctrl_c ()
     user_start "$log" "$user_tree/scripts/abd-run"
     # The first run builds the tree from a clean clone: minutes on a busy
     # two-core machine.
-    wait_for 1200 grep -q 'running; press Ctrl-C' "$log" ||
+    wait_for 1200 serving_or_exited "$log" ||
         { cat "$log" >&2; fail "run $n: abd-run did not start serving"; }
+    alive "$user_pid" ||
+        { cat "$log" >&2; fail "run $n: abd-run exited before it served"; }
     grep -qF 'NBD URI:  nbd+unix:///?socket=/var/tmp/abd/abd.sock' "$log" ||
         { cat "$log" >&2; fail "run $n: no NBD URI line"; }
     user_stack_pids "$log"
