@@ -45,7 +45,7 @@ EXTRA_DIST += tests/test-stack-netns.sh
 TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
 EXTRA_DIST += tests/test-abd-run.sh tests/test-abd-run-private.sh
 TESTS += tests/test-fuzz.sh
-EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c tests/fuzz/fuzz-meta.c tests/fuzz/fuzz-state.c \
+EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c tests/fuzz/fuzz-meta.c tests/fuzz/fuzz-text.c tests/fuzz/fuzz-state.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
 
 # The kernel NBD client in a QEMU guest (tests/kernel/): the whole stack,
