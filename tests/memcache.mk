@@ -31,10 +31,12 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-warm.sh \
 	tests/test-memcache-warm-cold.sh \
 	tests/test-memcache-slow.sh \
-	tests/test-memcache-text.sh
+	tests/test-memcache-text.sh \
+	tests/test-memcache-hostile.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
+	tests/memcached_hostile.py \
 	$(MEMCACHE_SH_TESTS)
 
 # memcached-ext, the meta protocol client.
