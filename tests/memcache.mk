@@ -10,7 +10,8 @@ tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
 tests_test_memcache_units_LDADD = $(XXHASH_LIBS)
 tests_test_memcache_value_SOURCES = tests/test-memcache-value.c tests/unit-check.h \
-	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h
+	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h \
+	filters/memcache/writeseq.c filters/memcache/writeseq.h
 tests_test_memcache_value_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS)
 tests_test_memcache_value_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS) \
 	$(LIBCRYPTO_CFLAGS)
