@@ -31,6 +31,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-attacker.sh \
 	tests/test-memcache-warm.sh \
 	tests/test-memcache-warm-cold.sh \
+	tests/test-memcache-warm-copy.sh \
 	tests/test-memcache-slow.sh \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh
