@@ -48,3 +48,11 @@ tests_test_meta_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/memcached-ext
 tests_test_meta_client_LDADD = memcached-ext/libmcx.la
 TESTS += tests/test-meta-client.sh tests/test-memcached-tuned.sh
 EXTRA_DIST += tests/test-meta-client.sh tests/test-memcached-tuned.sh
+
+# memcached-ext, the text protocol client.
+check_PROGRAMS += tests/test-text-client
+tests_test_text_client_SOURCES = tests/test-text-client.c
+tests_test_text_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/memcached-ext
+tests_test_text_client_LDADD = memcached-ext/libmcx.la
+TESTS += tests/test-text-client.sh
+EXTRA_DIST += tests/test-text-client.sh
