@@ -21,6 +21,16 @@
  * So a value that authenticates holds the lower device's data, as long as
  * writes that overlap raise the version again at their end (writer.c).
  *
+ * It also needs a version V of B never to come back once raised past:
+ * had it wrapped, a value sealed 2^N raises earlier would hold V again,
+ * and authenticate.  So versions are 64 bits, which never wrap in
+ * practice (2^64 raises of one slot at 10,000 writes a second take 58
+ * million years); with 32 bits a hot block wrapped in five days, sooner
+ * for blocks that share a slot (below) and so its raises.  Warm restarts
+ * carry the table over (state.c), so the bound is over every process of
+ * an epoch; a state file put back from a copy brings older versions back,
+ * which is why it must not be (nbdkit-memcache-filter(1)).
+ *
  * The sequence numbers below only save work: a fill is not even queued
  * while a write of the block is in progress, and a queued fill is dropped
  * if a write began since its lower read (filler.c).  The rule, checked
@@ -37,14 +47,6 @@
  *
  * Blocks share slots (block mod WRITESEQ_SLOTS); a shared slot only makes
  * the rule more cautious.
- *
- * The argument needs a version never to come back: had it wrapped, a
- * value sealed 2^N raises earlier would hold V again, and authenticate.
- * So versions are 64 bits, and the table never wraps in practice (2^64
- * raises of one slot at 10,000 writes a second take 58 million years);
- * with 32 bits, a hot block wrapped in five days, and blocks that share
- * a slot (below) share its raises.  Warm restarts carry the table over
- * (state.c), so the bound is over every process of an epoch.
  *
  * Blocks share versions only beyond WRITESEQ_VERSIONS blocks (16 GiB of 4K
  * blocks); a shared version only costs a neighbour its cached value.  The
