@@ -28,6 +28,10 @@
  * and the next start is cold; a file cannot be used again after a start
  * that went on to write the device.  Its directory may be written only
  * by us (or root), so nobody can keep an old file aside and put it back.
+ * A backup or a snapshot still can, without anyone meaning to: then the
+ * nonces stay unique (each start draws part of them, value.c), but the
+ * block versions go back, and the blocks written since the copy may be
+ * served from older values; the man page says so.
  * The file is authenticated with a key derived from the secret, so a
  * damaged or forged file, or one written with another key file, is not
  * used.

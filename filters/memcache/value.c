@@ -23,11 +23,11 @@
  *              16+n    16  GCM tag
  *
  *   The associated data is everything that identifies the value: magic,
- *   format version, data length, id_hash, epoch, server generation, block
- *   and block version (writeseq.h, 64 bits).  A value replayed under another name,
- *   for another block, from an older generation or an older write of the
- *   same block, from another device or process, truncated, flipped or
- *   forged fails the tag and is a miss.
+ *   format version, data length, block version (writeseq.h, 64 bits),
+ *   id_hash, epoch, server generation and block.  A value replayed under
+ *   another name, for another block, from an older generation or an older
+ *   write of the same block, from another device or process, truncated,
+ *   flipped or forged fails the tag and is a miss.
  *
  * Nonces never repeat under one key: the value key is new for every epoch
  * (a random 64-bit number chosen at every cold start) and the counter
