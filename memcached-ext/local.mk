@@ -1,11 +1,15 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# abd memcached-ext: a small client for memcached's meta protocol, linked
-# into the memcache filter (and its tests) as a convenience library.
+# abd memcached-ext: a small client for memcached's meta and text
+# protocols, linked into the memcache filter (and its tests) as a
+# convenience library.
 noinst_LTLIBRARIES += memcached-ext/libmcx.la
 memcached_ext_libmcx_la_SOURCES = \
 	memcached-ext/meta.h \
 	memcached-ext/meta-parse.c \
-	memcached-ext/meta-conn.c
+	memcached-ext/meta-conn.c \
+	memcached-ext/text.h \
+	memcached-ext/text-parse.c \
+	memcached-ext/text-conn.c
 memcached_ext_libmcx_la_CFLAGS = $(AM_CFLAGS)
 
 # memcached's options for a server of abd blocks (abd-memcached.service,

@@ -51,7 +51,7 @@ TESTS += tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh \
 EXTRA_DIST += tests/test-user-helpers.sh tests/test-user-abd-run-fio.sh \
 	tests/test-user-abd-run-ctrlc.sh tests/test-user-scripts.sh
 TESTS += tests/test-fuzz.sh
-EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c tests/fuzz/fuzz-meta.c tests/fuzz/fuzz-state.c \
+EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value.c tests/fuzz/fuzz-meta.c tests/fuzz/fuzz-text.c tests/fuzz/fuzz-state.c \
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
 
 # The kernel NBD client in a QEMU guest (tests/kernel/): the whole stack,

@@ -10,7 +10,8 @@ tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
 tests_test_memcache_units_LDADD = $(XXHASH_LIBS)
 tests_test_memcache_value_SOURCES = tests/test-memcache-value.c tests/unit-check.h \
-	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h
+	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h \
+	filters/memcache/writeseq.c filters/memcache/writeseq.h
 tests_test_memcache_value_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS)
 tests_test_memcache_value_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS) \
 	$(LIBCRYPTO_CFLAGS)
@@ -30,11 +31,14 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-attacker.sh \
 	tests/test-memcache-warm.sh \
 	tests/test-memcache-warm-cold.sh \
+	tests/test-memcache-warm-copy.sh \
 	tests/test-memcache-slow.sh \
-	tests/test-memcache-text.sh
+	tests/test-memcache-text.sh \
+	tests/test-memcache-hostile.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
+	tests/memcached_hostile.py \
 	$(MEMCACHE_SH_TESTS)
 
 # memcached-ext, the meta protocol client.
@@ -44,3 +48,11 @@ tests_test_meta_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/memcached-ext
 tests_test_meta_client_LDADD = memcached-ext/libmcx.la
 TESTS += tests/test-meta-client.sh tests/test-memcached-tuned.sh
 EXTRA_DIST += tests/test-meta-client.sh tests/test-memcached-tuned.sh
+
+# memcached-ext, the text protocol client.
+check_PROGRAMS += tests/test-text-client
+tests_test_text_client_SOURCES = tests/test-text-client.c
+tests_test_text_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/memcached-ext
+tests_test_text_client_LDADD = memcached-ext/libmcx.la
+TESTS += tests/test-text-client.sh
+EXTRA_DIST += tests/test-text-client.sh

@@ -66,9 +66,9 @@ static atomic_bool writers_stop;
   } while (0)
 
 /* Block versions, as in writeseq.c. */
-static uint32_t versions[BLOCKS];
+static uint64_t versions[BLOCKS];
 
-uint32_t
+uint64_t
 writeseq_version (uint64_t block)
 {
   return __atomic_load_n (&versions[block], __ATOMIC_ACQUIRE);
@@ -82,7 +82,7 @@ writeseq_fill_still_valid (uint64_t block, uint64_t seq)
 
 /* The data a fill of BLOCK at VERSION holds. */
 static unsigned char
-pattern (uint64_t block, uint32_t version, size_t i)
+pattern (uint64_t block, uint64_t version, size_t i)
 {
   return (block * 31 + version * 7 + i) & 0xff;
 }
@@ -134,8 +134,7 @@ conn_mutate_send (struct conn_session *s, struct conn_mutation *m, size_t n,
 
   for (j = 0; j < n; j++) {
     const unsigned char *v = m[j].value;
-    uint64_t block;
-    uint32_t version;
+    uint64_t block, version;
     bool same = true;
 
     CHECK (v != NULL && m[j].value_len == VALUE_OVERHEAD + BS,
@@ -148,7 +147,7 @@ conn_mutate_send (struct conn_session *s, struct conn_mutation *m, size_t n,
            "block %" PRIu64 " sent to server %zu", block, s->server);
     for (i = 0; i < BS; i++)
       same &= v[VALUE_OVERHEAD + i] == pattern (block, version, i);
-    CHECK (same, "block %" PRIu64 " version %" PRIu32 ": data changed "
+    CHECK (same, "block %" PRIu64 " version %" PRIu64 ": data changed "
            "while queued", block, version);
     m[j].refused = false;
     atomic_fetch_add (&sent, 1);

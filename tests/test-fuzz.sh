@@ -9,6 +9,8 @@
 #   fuzz-value    cached values and key names from memcached (value.c)
 #   fuzz-meta     meta protocol replies from memcached
 #                 (memcached-ext/meta-parse.c)
+#   fuzz-text     text protocol replies from memcached
+#                 (memcached-ext/text-parse.c)
 #   fuzz-state    the warm-restart state file, behind its MAC
 #                 (filters/memcache/state.c)
 #
@@ -38,10 +40,12 @@ clang "${cflags[@]}" "$src/tests/fuzz/fuzz-value.c" \
     "$src/filters/memcache/value.c" -lcrypto -pthread -o "$tmp/fuzz-value"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-meta.c" \
     "$src/memcached-ext/meta-parse.c" -o "$tmp/fuzz-meta"
+clang "${cflags[@]}" "$src/tests/fuzz/fuzz-text.c" \
+    "$src/memcached-ext/text-parse.c" -o "$tmp/fuzz-text"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-state.c" \
     "$src/filters/memcache/state.c" -lcrypto -pthread -o "$tmp/fuzz-state"
 
-for target in control value meta state; do
+for target in control value meta text state; do
     mkdir -p "$tmp/corpus-$target"
     cp "$src/tests/fuzz/corpus-$target"/* "$tmp/corpus-$target/"
     # The seeds alone first: each must run clean.
@@ -56,7 +60,7 @@ for target in control value meta state; do
     tail -n 1 "$tmp/fuzz-$target.log"
 done
 if [ -n "${FUZZ_KEEP:-}" ]; then
-    mkdir -p "$FUZZ_KEEP" && cp "$tmp"/fuzz-control "$tmp"/fuzz-value "$tmp"/fuzz-meta "$tmp"/fuzz-state \
+    mkdir -p "$FUZZ_KEEP" && cp "$tmp"/fuzz-control "$tmp"/fuzz-value "$tmp"/fuzz-meta "$tmp"/fuzz-text "$tmp"/fuzz-state \
         "$FUZZ_KEEP"/
 fi
 echo "$0: OK"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: the memcache tests again with
-# memcache-protocol=text (libmemcached), the other backend of conn.c; the
+# memcache-protocol=text (conn-text.c, memcached-ext/text-*.c); the
 # suite itself runs with the default, meta.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"

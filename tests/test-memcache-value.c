@@ -11,6 +11,11 @@
  * "abd3:" + 22 base64url digits, distinct for every block and generation,
  * show neither, and value_key_parse inverts them and nothing else.  The
  * secret file is refused unless it is private and exactly 32 bytes.
+ * Block versions (writeseq.c) do not wrap where 32-bit ones did: a value
+ * sealed under a block's version stops authenticating once the version
+ * has been raised 2^32 times.  Nonces carry a part drawn at every start:
+ * two starts from the same keys and counter (a state file put back from
+ * a copy) do not use the same nonces.
  *
  * Every check prints what it expected and what it saw when it fails; the
  * test goes on and exits 1 if any check failed.
@@ -32,6 +37,7 @@
 #include <nbdkit-filter.h>
 
 #include "value.h"
+#include "writeseq.h"
 
 #define UNIT_NAME "test-memcache-value"
 #include "unit-check.h"
@@ -392,6 +398,80 @@ test_secret_file (void)
     fprintf (stderr, "test-memcache-value: could not remove %s\n", dir);
 }
 
+/* A block's version raised 2^32 times, as a hot block at 10,000 writes a
+ * second does in five days: the value sealed before must not open.  The
+ * raises before the last are made by setting the slot (the table has no
+ * other state).
+ */
+static void
+test_version_wrap (void)
+{
+  struct value_ident id = base;
+  unsigned char value[VALUE_OVERHEAD + 64], data[64], out[64];
+  const uint64_t block = 123456;
+  uint64_t v;
+
+  memset (data, 0xa5, sizeof data);
+  id.block = block;
+  id.version = writeseq_version (block);
+  CHECK (id.version == 0, "a block never written has version %" PRIu64,
+         (uint64_t) id.version);
+  CHECK (value_seal (value, &id, data, sizeof data) == 0, "seal");
+
+  writeseq_version_slot_set (block & (WRITESEQ_VERSIONS - 1), UINT32_MAX);
+  v = writeseq_version_bump (block);
+  CHECK (v == UINT64_C (1) << 32, "the 2^32-th raise gave version %" PRIu64
+         ", expected 2^32", (uint64_t) v);
+  id.version = writeseq_version (block);
+  CHECK (id.version == v, "writeseq_version after the raise: %" PRIu64,
+         (uint64_t) id.version);
+  CHECK (value_open (out, value, sizeof value, &id, sizeof data)
+         == VALUE_BAD_AUTH,
+         "the value sealed 2^32 raises ago authenticates");
+  CHECK (all_zero (out, sizeof out), "a refused value left bytes");
+
+  /* What a 32-bit version would have been: the old value opens under it,
+   * so the check above can tell.
+   */
+  id.version = (uint32_t) v;
+  CHECK (value_open (out, value, sizeof value, &id, sizeof data) == VALUE_OK,
+         "the old value under the version cut to 32 bits");
+
+  /* Far beyond: raises go on without wrapping. */
+  writeseq_version_slot_set (block & (WRITESEQ_VERSIONS - 1),
+                             UINT64_MAX - 1);
+  CHECK (writeseq_version_bump (block) == UINT64_MAX,
+         "the raise to 2^64 - 1");
+  writeseq_version_slot_set (block & (WRITESEQ_VERSIONS - 1), 0);
+}
+
+/* Two starts with the same keys and nonce counter (value_keys_init, then
+ * value_nonce_resume to the same count) seal with different nonces: the
+ * 4 bytes after the counter are drawn at every start.
+ */
+static void
+test_nonce_start (void)
+{
+  unsigned char a[VALUE_OVERHEAD + 16], b[VALUE_OVERHEAD + 16];
+  unsigned char data[16] = { 0 };
+  int same = 0, i;
+
+  for (i = 0; i < 4; i++) {
+    value_keys_init (secret, ID_HASH, EPOCH);
+    value_nonce_resume (1000);
+    value_seal (a, &base, data, sizeof data);
+    value_keys_init (secret, ID_HASH, EPOCH);
+    value_nonce_resume (1000);
+    value_seal (b, &base, data, sizeof data);
+    CHECK (memcmp (a + 4, b + 4, 8) == 0,
+           "the same counter gave different counter bytes");
+    same += memcmp (a + 4, b + 4, 12) == 0;
+  }
+  /* 4 draws of 32 bits all equal: a chance of 2^-128, or a bug. */
+  CHECK (same < 4, "two starts from the same counter repeat nonces");
+  value_keys_init (secret, ID_HASH, EPOCH);
+}
+
 int
 main (void)
 {
@@ -408,6 +488,8 @@ main (void)
   test_keys ();
   test_keys_many ();
   test_secret_file ();
+  test_version_wrap ();
+  test_nonce_start ();
   value_keys_free ();
 
   return unit_summary ();

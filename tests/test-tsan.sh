@@ -31,7 +31,6 @@ gcc "${cflags[@]}" -I"$src/filters/memcache" \
     "$src/tests/test-health-threads.c" "$src/filters/memcache/health.c" \
     -o "$tmp/test-health-tsan"
 gcc "${cflags[@]}" -I"$src/filters/memcache" \
-    $(pkg-config --cflags libmemcached) \
     "$src/tests/test-filler-threads.c" "$src/filters/memcache/filler.c" \
     -o "$tmp/test-filler-tsan"
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: connections to the memcached servers, over the
- * meta protocol (conn-meta.c, memcached-ext) or the text protocol
- * (libmemcached), as memcache-protocol says.
+ * meta protocol (conn-meta.c) or the text protocol (conn-text.c), both
+ * with memcached-ext, as memcache-protocol says.
  */
 
 #ifndef MEMCACHE_CONN_H
@@ -10,8 +10,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <libmemcached/memcached.h>
 
 #include "ring.h"
 
@@ -23,6 +21,7 @@ enum conn_outcome {
 
 struct mcx_op;                  /* memcached-ext/meta.h */
 struct meta_slot;               /* conn-meta.c */
+struct mtx_conn;                /* memcached-ext/text.h */
 
 /* One store (VALUE set) or delete (VALUE NULL) of a batch (conn_mutate). */
 struct conn_mutation {
@@ -44,9 +43,18 @@ struct conn_session {
   bool background;              /* the fill thread's: a failure only ends
                                    the session (no client waits for it) */
   uint64_t batch_start_ns;      /* for the latency of a batch */
-  /* memcache-protocol=text: */
-  memcached_st *mc;
-  enum conn_outcome text_outcome; /* of conn_mutate_send's batch */
+  /* memcache-protocol=text: the session's connection (taken at open),
+   * and a batch between its send and its collection.
+   */
+  struct {
+    struct mtx_conn *c;         /* NULL: not connected yet */
+    bool sent;                  /* a batch is in flight on c */
+    struct mcx_op *ops;
+    const char * const *keys;   /* a multi-get's */
+    const size_t *key_lens;
+    struct conn_mutation *mutations;    /* a conn_mutate_send's */
+    int64_t deadline_ns;
+  } text;
   /* memcache-protocol=meta: a batch between its send and its collection */
   struct meta_slot *meta_slot;  /* the connection it holds */
   struct mcx_op *meta_ops;
@@ -57,7 +65,36 @@ struct conn_session {
 };
 
 
-extern int conn_init (const struct ring *ring, unsigned timeout_ms);
+/* A protocol's half of the functions below, with the same meanings;
+ * conn.c checks and reports around them.  OPEN, if not NULL, is called
+ * once the server is known to be usable; false: skip it this time.
+ */
+typedef void (*conn_found_fn) (void *opaque, const char *key, size_t key_len,
+                               const char *value, size_t value_len);
+struct conn_ops {
+  const char *name;
+  int (*init) (const struct ring *ring);
+  void (*free) (void);
+  bool (*open) (struct conn_session *s);
+  void (*close) (struct conn_session *s);
+  enum conn_outcome (*mget) (struct conn_session *s,
+                             const char * const *keys,
+                             const size_t *key_lens, size_t n);
+  enum conn_outcome (*fetch) (struct conn_session *s,
+                              conn_found_fn found, void *opaque);
+  enum conn_outcome (*mutate_send) (struct conn_session *s,
+                                    struct conn_mutation *m, size_t n,
+                                    unsigned ttl);
+  enum conn_outcome (*mutate_finish) (struct conn_session *s);
+};
+
+extern const struct conn_ops conn_meta_protocol;     /* conn.c */
+extern const struct conn_ops conn_text_protocol;     /* conn-text.c */
+
+/* Set up the protocol's connections to the servers of RING: the table of
+ * operations is chosen here, once, from memcache-protocol.
+ */
+extern int conn_init (const struct ring *ring);
 extern void conn_free (void);
 
 /* Open a session to server I.  Returns false (and nothing to close) when
@@ -73,14 +110,13 @@ extern void conn_close (struct conn_session *s);
 extern enum conn_outcome conn_mget (struct conn_session *s,
                                     const char * const *keys,
                                     const size_t *key_lens, size_t n);
-typedef void (*conn_found_fn) (void *opaque, const char *key, size_t key_len,
-                               const char *value, size_t value_len);
 extern enum conn_outcome conn_fetch (struct conn_session *s,
                                      conn_found_fn found, void *opaque);
 
 /* Stores and deletes, as one batch per server: conn_mutate_send sends
  * M[0..N-1] (with the meta protocol: quiet ms and md commands and an mn,
- * in one writev; the text protocol does them one by one now), and
+ * in one writev; with the text protocol set and delete commands, each
+ * answered), and
  * conn_mutate_finish collects the answers, setting M[i].refused for each
  * the server would not do.  Send to all servers before collecting from
  * any.  M and the values must stay valid until conn_mutate_finish.

@@ -13,7 +13,7 @@ struct filler_block {
   size_t server;                /* ring_server_for_block */
   uint64_t generation;          /* the server's, when the read looked it up */
   uint64_t block;
-  uint32_t version;             /* writeseq_version before the lookup */
+  uint64_t version;             /* writeseq_version before the lookup */
   uint64_t seq;                 /* writeseq_fill_begin */
 };
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: a read cache in a pool of memcached servers.
-# Uses memcached-ext (meta protocol), libmemcached (text protocol), libcrypto (sealed values) and
-# libxxhash (placement).
+# Uses memcached-ext (meta and text protocols), libcrypto (sealed values)
+# and libxxhash (placement).
 filter_LTLIBRARIES += filters/memcache/nbdkit-memcache-filter.la
 filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/memcache.c filters/memcache/memcache.h \
@@ -10,6 +10,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/health.c filters/memcache/health.h \
 	filters/memcache/conn.c filters/memcache/conn.h \
 	filters/memcache/conn-meta.c filters/memcache/conn-meta.h \
+	filters/memcache/conn-text.c \
 	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h \
 	filters/memcache/writeseq.c filters/memcache/writeseq.h \
 	filters/memcache/reader.c filters/memcache/reader.h \
@@ -21,7 +22,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 filters_memcache_nbdkit_memcache_filter_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/memcached-ext
 filters_memcache_nbdkit_memcache_filter_la_CFLAGS = \
-	$(AM_CFLAGS) $(NBDKIT_CFLAGS) $(LIBMEMCACHED_CFLAGS) $(LIBCRYPTO_CFLAGS)
+	$(AM_CFLAGS) $(NBDKIT_CFLAGS) $(LIBCRYPTO_CFLAGS)
 filters_memcache_nbdkit_memcache_filter_la_LIBADD = \
-	common/libabdcommon.la memcached-ext/libmcx.la $(LIBMEMCACHED_LIBS) $(LIBCRYPTO_LIBS) $(XXHASH_LIBS)
+	common/libabdcommon.la memcached-ext/libmcx.la $(LIBCRYPTO_LIBS) $(XXHASH_LIBS)
 filters_memcache_nbdkit_memcache_filter_la_LDFLAGS = $(FILTER_LDFLAGS)

@@ -6,10 +6,11 @@
  *
  *   ring.c      server list and block placement (which server holds a block)
  *   health.c    shared server state (up, down, probing) and generations
- *   conn.c      connections: sessions, outcomes, and the text protocol
- *               (libmemcached, one handle per server per thread)
+ *   conn.c      connections: sessions, outcomes, the protocol's table
  *   conn-meta.c the meta protocol (memcached-ext/), a pool of
  *               CONN_META_PER_SERVER connections per server
+ *   conn-text.c the text protocol (memcached-ext/), idle connections
+ *               per server
  *   value.c     key names and sealed (encrypted, authenticated) values
  *   writeseq.c  ordering cache stores against writes in this process
  *   reader.c    the read path: multi-get, lower read, fill queued
@@ -297,7 +298,7 @@ memcache_get_ready (int thread_model)
   }
   if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, epoch) == -1 ||
-      conn_init (&ring, params.timeout_ms) == -1 ||
+      conn_init (&ring) == -1 ||
       filler_init () == -1)
     return -1;
   /* Before nbdkit forks: a person starting it sees the warnings. */

@@ -19,7 +19,7 @@
 #define MEMCACHE_BLOCK_SIZE_MIN     512
 #define MEMCACHE_BLOCK_SIZE_MAX     (1024 * 1024)
 
-/* memcache-timeout, milliseconds: libmemcached's poll and connect timeout. */
+/* memcache-timeout, milliseconds: a batch's deadline, connecting included. */
 #define MEMCACHE_TIMEOUT_DEFAULT    5
 #define MEMCACHE_TIMEOUT_MIN        1
 #define MEMCACHE_TIMEOUT_MAX        60000
@@ -62,7 +62,7 @@ enum write_policy {
 /* memcache-protocol: how the filter talks to memcached. */
 enum memcache_protocol {
   MEMCACHE_PROTOCOL_META,       /* meta commands, memcached-ext (default) */
-  MEMCACHE_PROTOCOL_TEXT,       /* classic get/set/delete, libmemcached */
+  MEMCACHE_PROTOCOL_TEXT,       /* classic get/set/delete, memcached-ext */
 };
 
 struct memcache_params {

@@ -55,7 +55,7 @@ struct read_block {
   uint32_t len;                 /* bytes: the block size, less at the end */
   size_t server;
   enum block_state state;
-  uint32_t version;             /* writeseq_version before the lookup */
+  uint64_t version;             /* writeseq_version before the lookup */
   bool fill;                    /* queue it after the lower read */
   uint64_t fill_seq;            /* writeseq_fill_begin */
   size_t key_len;

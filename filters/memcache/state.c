@@ -28,6 +28,10 @@
  * and the next start is cold; a file cannot be used again after a start
  * that went on to write the device.  Its directory may be written only
  * by us (or root), so nobody can keep an old file aside and put it back.
+ * A backup or a snapshot still can, without anyone meaning to: then the
+ * nonces stay unique (each start draws part of them, value.c), but the
+ * block versions go back, and the blocks written since the copy may be
+ * served from older values; the man page says so.
  * The file is authenticated with a key derived from the secret, so a
  * damaged or forged file, or one written with another key file, is not
  * used.
@@ -51,8 +55,9 @@
  *      112     8  nonces used
  *      120    8N  each server's generation
  *     +8N      4  M, the number of block versions that are not 0
- *       +4    8M  (slot, version) pairs, slots ascending
- *      +8M    32  HMAC-SHA256 (state key, everything before)
+ *       +4   12M  (slot: 4 bytes, version: 8 bytes) pairs, slots
+ *                 ascending
+ *     +12M    32  HMAC-SHA256 (state key, everything before)
  */
 
 #include <config.h>
@@ -78,7 +83,8 @@
 #include "state.h"
 #include "writeseq.h"
 
-#define STATE_VERSION 1
+#define STATE_VERSION 2         /* 1: 32-bit block versions */
+#define STATE_PAIR_SIZE 12      /* a (slot, version) pair */
 #define STATE_HEADER_SIZE 120
 #define STATE_MAC_SIZE 32
 /* A restart goes on with the nonce counter this much past the last one
@@ -184,7 +190,7 @@ static int
 state_read (unsigned char **buf, size_t *len)
 {
   const size_t max = STATE_HEADER_SIZE + 8 * MEMCACHE_SERVERS_MAX + 4 +
-    8 * (size_t) WRITESEQ_VERSIONS + STATE_MAC_SIZE;
+    STATE_PAIR_SIZE * (size_t) WRITESEQ_VERSIONS + STATE_MAC_SIZE;
   struct stat st;
   size_t done = 0;
   ssize_t r;
@@ -283,7 +289,8 @@ state_parse (const unsigned char *buf, size_t len)
   }
   m = le_get (buf + STATE_HEADER_SIZE + 8 * n, 4);
   if (m > WRITESEQ_VERSIONS ||
-      len != STATE_HEADER_SIZE + 8 * n + 4 + 8 * m + STATE_MAC_SIZE) {
+      len != STATE_HEADER_SIZE + 8 * n + 4 + STATE_PAIR_SIZE * m +
+      STATE_MAC_SIZE) {
     taken.reason = "the state file is damaged (length)";
     return;
   }
@@ -317,24 +324,24 @@ state_parse (const unsigned char *buf, size_t len)
   }
   p = buf + STATE_HEADER_SIZE + 8 * n + 4;
   for (i = 0; i < m; i++) {
-    uint64_t slot = le_get (p + 8 * i, 4);
+    uint64_t slot = le_get (p + STATE_PAIR_SIZE * i, 4);
 
     if (slot >= WRITESEQ_VERSIONS || (i > 0 && slot <= prev_slot) ||
-        le_get (p + 8 * i + 4, 4) == 0) {
+        le_get (p + STATE_PAIR_SIZE * i + 4, 8) == 0) {
       taken.reason = "the state file is damaged (versions)";
       return;
     }
     prev_slot = slot;
   }
   taken.generations = malloc (n * sizeof *taken.generations + 1);
-  taken.versions = malloc (8 * m + 1);
+  taken.versions = malloc (STATE_PAIR_SIZE * m + 1);
   if (taken.generations == NULL || taken.versions == NULL) {
     taken.reason = "out of memory reading the state file";
     return;
   }
   for (i = 0; i < n; i++)
     taken.generations[i] = le_get (buf + STATE_HEADER_SIZE + 8 * i, 8);
-  memcpy (taken.versions, p, 8 * m);
+  memcpy (taken.versions, p, STATE_PAIR_SIZE * m);
   taken.nr_versions = m;
   taken.valid = true;
 }
@@ -406,8 +413,10 @@ state_start (uint64_t size, uint64_t *epoch, uint64_t *nonce_used,
   for (i = 0; i < state_expect.nr_servers; i++)
     health_restore_generation (i, taken.generations[i]);
   for (i = 0; i < taken.nr_versions; i++)
-    writeseq_version_slot_set (le_get (taken.versions + 8 * i, 4),
-                               le_get (taken.versions + 8 * i + 4, 4));
+    writeseq_version_slot_set (le_get (taken.versions + STATE_PAIR_SIZE * i,
+                                       4),
+                               le_get (taken.versions + STATE_PAIR_SIZE * i
+                                       + 4, 8));
   *epoch = taken.epoch;
   *nonce_used = taken.nonce_used + STATE_NONCE_MARGIN;
   nbdkit_debug ("memcache-state-file=%s: warm start, epoch %016" PRIx64
@@ -445,7 +454,7 @@ state_save (uint64_t epoch, uint64_t size)
   for (i = 0; i < WRITESEQ_VERSIONS; i++)
     if (writeseq_version_slot (i) != 0)
       m++;
-  len = STATE_HEADER_SIZE + 8 * n + 4 + 8 * m + STATE_MAC_SIZE;
+  len = STATE_HEADER_SIZE + 8 * n + 4 + STATE_PAIR_SIZE * m + STATE_MAC_SIZE;
   buf = malloc (len);
   if (buf == NULL) {
     nbdkit_error ("malloc: %m");
@@ -469,12 +478,12 @@ state_save (uint64_t epoch, uint64_t size)
   le_put (buf + off, m, 4);
   off += 4;
   for (i = 0; i < WRITESEQ_VERSIONS; i++) {
-    uint32_t v = writeseq_version_slot (i);
+    uint64_t v = writeseq_version_slot (i);
 
     if (v != 0) {
       le_put (buf + off, i, 4);
-      le_put (buf + off + 4, v, 4);
-      off += 8;
+      le_put (buf + off + 4, v, 8);
+      off += STATE_PAIR_SIZE;
     }
   }
   if (state_hmac (buf + off, state_key, sizeof state_key, buf, off) == -1)

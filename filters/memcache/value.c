@@ -17,20 +17,26 @@
  *
  * Value:     offset  size
  *                 0     4  magic "ABD2"
- *                 4    12  nonce: a 64-bit counter (LE), then 4 zero bytes
+ *                 4    12  nonce: a 64-bit counter (LE), then this
+ *                             start's 4 random bytes
  *                16     n  the block's data, AES-256-GCM encrypted
  *              16+n    16  GCM tag
  *
  *   The associated data is everything that identifies the value: magic,
- *   format version, data length, id_hash, epoch, server generation, block
- *   and block version (writeseq.h).  A value replayed under another name,
- *   for another block, from an older generation or an older write of the
- *   same block, from another device or process, truncated, flipped or
- *   forged fails the tag and is a miss.
+ *   format version, data length, block version (writeseq.h, 64 bits),
+ *   id_hash, epoch, server generation and block.  A value replayed under
+ *   another name, for another block, from an older generation or an older
+ *   write of the same block, from another device or process, truncated,
+ *   flipped or forged fails the tag and is a miss.
  *
  * Nonces never repeat under one key: the value key is new for every epoch
- * (a random 64-bit number chosen at every start) and the counter only
- * goes up within it.
+ * (a random 64-bit number chosen at every cold start) and the counter
+ * only goes up within it, across warm restarts too (state.c resumes it).
+ * A state file put back from a copy (a backup, a snapshot) resumes an
+ * epoch's counter a second time, so every start also draws 4 random
+ * bytes for the rest of its nonces: two starts from the same copy repeat
+ * a nonce only if they draw the same 4 bytes, a chance of 2^-32 for
+ * each pair of them, instead of for certain.
  *
  * Why AES-256-GCM from OpenSSL's libcrypto: on this project's machines
  * (AES-NI, 2 cores) it sealed a 4 KiB block in about 1 us, against 3 us
@@ -56,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,7 +76,7 @@
 #include "value.h"
 
 #define VALUE_NONCE_SIZE 12
-#define VALUE_AD_SIZE 48
+#define VALUE_AD_SIZE 52
 
 static const char value_magic[4] = { 'A', 'B', 'D', '2' };
 /* The 16 bytes of a name in base64url without padding: 22 characters,
@@ -94,6 +101,7 @@ static struct {
   uint64_t id_hash, epoch;
   unsigned char seal_key[32];
   unsigned char name_key[32];
+  unsigned char nonce_start[4]; /* random, drawn by value_keys_init */
 } keys;
 
 static uint64_t nonce_counter;  /* atomic */
@@ -263,6 +271,11 @@ value_keys_init (const unsigned char secret[VALUE_SECRET_SIZE],
       value_derive (keys.name_key, secret, "abd memcache name 2",
                     id_hash, epoch) == -1)
     return -1;
+  if (getrandom (keys.nonce_start, sizeof keys.nonce_start, 0) !=
+      sizeof keys.nonce_start) {
+    nbdkit_error ("memcache: getrandom: %m");
+    return -1;
+  }
   keys.serial++;
   keys.id_hash = id_hash;
   keys.epoch = epoch;
@@ -396,11 +409,11 @@ value_ad (unsigned char ad[VALUE_AD_SIZE], const struct value_ident *ident,
   memcpy (ad, value_magic, 4);
   le_put (ad + 4, VALUE_FORMAT_VERSION, 4);
   le_put (ad + 8, data_len, 4);
-  le_put (ad + 12, ident->version, 4);
-  le_put (ad + 16, ident->id_hash, 8);
-  le_put (ad + 24, ident->epoch, 8);
-  le_put (ad + 32, ident->generation, 8);
-  le_put (ad + 40, ident->block, 8);
+  le_put (ad + 12, ident->version, 8);
+  le_put (ad + 20, ident->id_hash, 8);
+  le_put (ad + 28, ident->epoch, 8);
+  le_put (ad + 36, ident->generation, 8);
+  le_put (ad + 44, ident->block, 8);
 }
 
 int
@@ -420,7 +433,7 @@ value_seal (unsigned char *out, const struct value_ident *ident,
   memcpy (out, value_magic, 4);
   le_put (nonce, __atomic_add_fetch (&nonce_counter, 1,
                                            __ATOMIC_RELAXED), 8);
-  memset (nonce + 8, 0, 4);
+  memcpy (nonce + 8, keys.nonce_start, 4);
   value_ad (ad, ident, data_len);
 #ifdef ABD_BENCH_UNSEALED
   memcpy (body, data, data_len);

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VALUE_FORMAT_VERSION 2
+#define VALUE_FORMAT_VERSION 3
 #define VALUE_SECRET_SIZE 32            /* memcache-key-file holds this */
 #define VALUE_HEADER_SIZE 16            /* magic + nonce */
 #define VALUE_TAG_SIZE 16               /* AES-GCM tag, after the data */
@@ -27,7 +27,7 @@ struct value_ident {
   uint64_t epoch;               /* random, chosen at every start */
   uint64_t generation;          /* the server's generation (health.h) */
   uint64_t block;               /* block number */
-  uint32_t version;             /* the block's version (writeseq.h) */
+  uint64_t version;             /* the block's version (writeseq.h) */
 };
 
 enum value_verdict {

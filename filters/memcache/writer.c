@@ -60,7 +60,7 @@ struct writer_updates {
   bool *tried, *open;           /* ring.n: sessions, opened on first use */
   struct conn_session *sessions;
   size_t max;                   /* blocks per batch */
-  uint32_t *versions;           /* max: each block's new version */
+  uint64_t *versions;           /* max: each block's new version */
   struct conn_mutation *mutations;      /* max, grouped by server */
   size_t *server_of;            /* max */
   char (*keys)[VALUE_KEY_MAX];  /* max */
@@ -269,7 +269,7 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
     size_t batch = updates && n - done > u.max ? u.max : n - done;
 
     for (i = 0; i < batch; i++) {
-      uint32_t v = writeseq_version_bump (first + done + i);
+      uint64_t v = writeseq_version_bump (first + done + i);
 
       if (updates)
         u.versions[i] = v;

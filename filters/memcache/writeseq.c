@@ -21,6 +21,16 @@
  * So a value that authenticates holds the lower device's data, as long as
  * writes that overlap raise the version again at their end (writer.c).
  *
+ * It also needs a version V of B never to come back once raised past:
+ * had it wrapped, a value sealed 2^N raises earlier would hold V again,
+ * and authenticate.  So versions are 64 bits, which never wrap in
+ * practice (2^64 raises of one slot at 10,000 writes a second take 58
+ * million years); with 32 bits a hot block wrapped in five days, sooner
+ * for blocks that share a slot (below) and so its raises.  Warm restarts
+ * carry the table over (state.c), so the bound is over every process of
+ * an epoch; a state file put back from a copy brings older versions back,
+ * which is why it must not be (nbdkit-memcache-filter(1)).
+ *
  * The sequence numbers below only save work: a fill is not even queued
  * while a write of the block is in progress, and a queued fill is dropped
  * if a write began since its lower read (filler.c).  The rule, checked
@@ -41,8 +51,9 @@
  * Blocks share versions only beyond WRITESEQ_VERSIONS blocks (16 GiB of 4K
  * blocks); a shared version only costs a neighbour its cached value.  The
  * table is zero-filled memory that the kernel maps as it is first
- * written: about 4 bytes per block ever written, at most 16 MiB.  A
- * version wraps after 2^32 raises of one entry.
+ * written: 8 bytes per slot ever written (4 before versions were 64
+ * bits), at most 32 MiB, reached when 2^22 different slots (16 GiB of
+ * 4K blocks) have been written.
  */
 
 #include <config.h>
@@ -66,7 +77,7 @@ static pthread_mutex_t writeseq_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct writeseq_slot slots[WRITESEQ_SLOTS];
 
 /* Read and written with atomics only. */
-static uint32_t versions[WRITESEQ_VERSIONS];
+static uint64_t versions[WRITESEQ_VERSIONS];
 
 static struct writeseq_slot *
 writeseq_slot (uint64_t block)
@@ -158,28 +169,28 @@ writeseq_fill_still_valid (uint64_t block, uint64_t seq)
   return ok;
 }
 
-uint32_t
+uint64_t
 writeseq_version (uint64_t block)
 {
   return __atomic_load_n (&versions[block & (WRITESEQ_VERSIONS - 1)],
                           __ATOMIC_ACQUIRE);
 }
 
-uint32_t
+uint64_t
 writeseq_version_bump (uint64_t block)
 {
   return __atomic_add_fetch (&versions[block & (WRITESEQ_VERSIONS - 1)], 1,
                              __ATOMIC_ACQ_REL);
 }
 
-uint32_t
+uint64_t
 writeseq_version_slot (size_t slot)
 {
   return __atomic_load_n (&versions[slot], __ATOMIC_ACQUIRE);
 }
 
 void
-writeseq_version_slot_set (size_t slot, uint32_t version)
+writeseq_version_slot_set (size_t slot, uint64_t version)
 {
   __atomic_store_n (&versions[slot], version, __ATOMIC_RELEASE);
 }

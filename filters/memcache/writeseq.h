@@ -67,15 +67,18 @@ extern bool writeseq_fill_still_valid (uint64_t block, uint64_t seq);
  * writeseq_version before it looks the block up or reads the lower device.
  * The versions live in this process only: a process that reuses what an
  * earlier one stored must restore them, or change the generation.
+ * Versions are 64 bits: one never wraps (2^64 raises of one slot at
+ * 10,000 a second take 58 million years), so a version is never used
+ * twice for a block within a generation.
  */
-extern uint32_t writeseq_version (uint64_t block);
-extern uint32_t writeseq_version_bump (uint64_t block);
+extern uint64_t writeseq_version (uint64_t block);
+extern uint64_t writeseq_version_bump (uint64_t block);
 
 /* The version table slot by slot (0 <= SLOT < WRITESEQ_VERSIONS), for the
  * warm-restart state file (state.h): read at a clean stop, set at start,
  * both while no request runs.
  */
-extern uint32_t writeseq_version_slot (size_t slot);
-extern void writeseq_version_slot_set (size_t slot, uint32_t version);
+extern uint64_t writeseq_version_slot (size_t slot);
+extern void writeseq_version_slot_set (size_t slot, uint64_t version);
 
 #endif /* MEMCACHE_WRITESEQ_H */

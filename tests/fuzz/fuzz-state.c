@@ -39,7 +39,7 @@ void nbdkit_error (const char *fs, ...) { }
 void nbdkit_debug (const char *fs, ...) { }
 uint64_t value_nonce_used (void) { return 0; }
 uint64_t health_generation (size_t i) { return 0; }
-uint32_t writeseq_version_slot (size_t slot) { return 0; }
+uint64_t writeseq_version_slot (size_t slot) { return 0; }
 
 static size_t expected_servers;
 
@@ -51,7 +51,7 @@ health_restore_generation (size_t i, uint64_t gen)
 }
 
 void
-writeseq_version_slot_set (size_t slot, uint32_t version)
+writeseq_version_slot_set (size_t slot, uint64_t version)
 {
   if (slot >= WRITESEQ_VERSIONS || version == 0)
     abort ();
@@ -59,7 +59,7 @@ writeseq_version_slot_set (size_t slot, uint32_t version)
 
 #define HEADER 120              /* state.c's STATE_HEADER_SIZE */
 #define MAC 32
-#define FILE_MAX (HEADER + 8 * MEMCACHE_SERVERS_MAX + 4 + 8 * 4096 + MAC)
+#define FILE_MAX (HEADER + 8 * MEMCACHE_SERVERS_MAX + 4 + 12 * 4096 + MAC)
 
 static void
 hmac (unsigned char out[32], const unsigned char *key, size_t key_len,
@@ -107,7 +107,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
    * SHA-256 of memcache-servers.
    */
   memcpy (buf, "ABDMCST\n", 8);
-  le_put (buf + 8, 1, 4);
+  le_put (buf + 8, 2, 4);   /* state.c's STATE_VERSION */
   le_put (buf + 12, VALUE_FORMAT_VERSION, 4);
   hmac (buf + 16, secret, sizeof secret, "abd memcache state key", 22);
   if (EVP_Digest (servers, strlen (servers), buf + 56, NULL, EVP_sha256 (),

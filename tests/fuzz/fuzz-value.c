@@ -38,7 +38,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   static unsigned char sealed[VALUE_OVERHEAD + FUZZ_DATA_MAX];
   static int ready;
   struct value_ident ident = { .id_hash = 1, .epoch = 2 };
-  uint32_t data_len, v32;
+  uint32_t data_len, v_low, v_high;
   uint64_t block, generation;
   const unsigned char *value;
   size_t len, i;
@@ -52,8 +52,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     return 0;
   memcpy (&ident.generation, data, 8);
   memcpy (&ident.block, data + 8, 8);
-  memcpy (&v32, data + 16, 4);
-  ident.version = v32;
+  memcpy (&v_low, data + 16, 4);
+  memcpy (&v_high, data + 24, 4);
+  ident.version = (uint64_t) v_high << 32 | v_low;
   memcpy (&data_len, data + 20, 4);
   data_len %= FUZZ_DATA_MAX;
   value = data + 40;
