@@ -170,6 +170,13 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       nbdkit_error ("async-sync-file: the path is empty");
       return -1;
     }
+    /* Checked in .get_ready, watched after nbdkit's chdir ("/") when it
+     * forks: a relative path would name two files.
+     */
+    if (value[0] != '/') {
+      nbdkit_error ("async-sync-file=%s: must be an absolute path", value);
+      return -1;
+    }
     sync_file = value;
     return 0;
   }
@@ -224,6 +231,13 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   if (strcmp (key, "async-store-file") == 0) {
     if (*value == '\0') {
       nbdkit_error ("async-store-file: the path is empty");
+      return -1;
+    }
+    /* Checked in .get_ready, opened in .after_fork, after nbdkit's
+     * chdir ("/"): a relative path would name two files.
+     */
+    if (value[0] != '/') {
+      nbdkit_error ("async-store-file=%s: must be an absolute path", value);
       return -1;
     }
     store_file = value;
