@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# abd.service and abd-memcached.service run by a real systemd, with the
-# sandbox they ship with (ProtectSystem=strict, CapabilityBoundingSet=,
+# abd.service, abd-memcached.service and abd-nbd.service run by a real
+# systemd, with the sandbox they ship with (ProtectSystem=strict, CapabilityBoundingSet=,
 # DevicePolicy=closed, SystemCallFilter=, ...): the host's systemd boots
 # as PID 1 of the QEMU guest (tests/kernel/vm.sh, abd_init=systemd) and
 # tests/kernel/guest-systemd.sh starts the units over a block device and
@@ -36,11 +36,15 @@ for want in "$units/abd-prepare-device" "EnvironmentFile=$tmp/abd.default" \
     grep -qF -- "$want" "$tmp/units/abd.service" ||
         fail "test bug: abd.service has no '$want' after the substitutions"
 done
+sed -e "s|^EnvironmentFile=/etc/default/abd$|EnvironmentFile=$tmp/abd.default|" \
+    "$units/abd-nbd.service" > "$tmp/units/abd-nbd.service"
+grep -qF "EnvironmentFile=$tmp/abd.default" "$tmp/units/abd-nbd.service" ||
+    fail "test bug: abd-nbd.service's EnvironmentFile was not replaced"
 grep -qF "$abs_top_srcdir/memcached-ext/abd-memcached.conf" \
     "$tmp/units/abd-memcached.service" ||
     fail "test bug: abd-memcached.service's EnvironmentFile was not replaced"
 # Nothing but the paths changed: the sandbox is the shipped one.
-for u in abd.service abd-memcached.service; do
+for u in abd.service abd-memcached.service abd-nbd.service; do
     diff <(grep -vE '^(ExecStart|ExecStartPre|EnvironmentFile)=|^ +' "$units/$u") \
          <(grep -vE '^(ExecStart|ExecStartPre|EnvironmentFile)=|^ +' "$tmp/units/$u") ||
         fail "test bug: $u differs in more than its paths"

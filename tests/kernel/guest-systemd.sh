@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# The guest half of tests/test-kernel-systemd.sh: abd.service and
-# abd-memcached.service, with the sandbox they ship with, started and
-# stopped by a real systemd (PID 1 of the guest), as root:
+# The guest half of tests/test-kernel-systemd.sh: abd.service,
+# abd-memcached.service and abd-nbd.service, with the sandbox they ship
+# with, started and stopped by a real systemd (PID 1 of the guest), as
+# root:
 #
 # - over a block device (a loop device on the shared image): the units
 #   start; nbdkit runs with the bounding set CAP_DAC_OVERRIDE only,
@@ -10,8 +11,11 @@
 #   /run/abd/abd.sock is held dirty in the store file /run/abd/async.store
 #   with async-mlock=true (locked without CAP_IPC_LOCK); reads are served
 #   from abd-memcached.service's socket (mode 0700, its dynamic user's:
-#   hits on the second read); `systemctl stop abd` drains it all onto
-#   the device and the unit ends successfully;
+#   hits on the second read); abd-nbd.service attaches /dev/nbd0 (the
+#   kernel's NBD client) and data written there reads back, no request
+#   timing out; `systemctl stop abd` detaches it first
+#   (BindsTo=), drains it all onto the device and the units end
+#   successfully;
 # - over the default image file: abd-prepare-device (ExecStartPre)
 #   creates /var/lib/abd/disk.img (StateDirectory=) and the data written
 #   reaches it.
@@ -31,9 +35,11 @@ requires systemctl journalctl losetup nbdcopy memcached md5sum
 show_units ()
 {
     echo "--- systemctl status"
-    systemctl --no-pager status abd.service abd-memcached.service || true
+    systemctl --no-pager status abd.service abd-memcached.service \
+        abd-nbd.service || true
     echo "--- journal"
-    journalctl --no-pager -u abd.service -u abd-memcached.service || true
+    journalctl --no-pager -u abd.service -u abd-memcached.service \
+        -u abd-nbd.service || true
     echo "---"
 }
 cleanup_fn show_units
@@ -60,6 +66,8 @@ ABD_MEMCACHE_SERVERS=/run/abd-memcached/memcached.sock
 ABD_MEMCACHE_ID=guest-systemd
 ABD_MAX_DIRTY=16M
 ABD_EXTRA=async-mlock=true async-writeback-delay=60000 async-write-size=32M memcache-timeout=2000
+ABD_NBD_DEVICE=/dev/nbd0
+ABD_NBD_CONNECTIONS=4
 EOF
 }
 
@@ -108,11 +116,31 @@ hits=$(status_field /run/abd/memcache.ctl hits)
 [ "$hits" -gt 0 ] || fail "no memcached hit on the second read"
 echo "memcache hits: $hits"
 
-step "systemctl stop abd: everything written back"
+step "abd-nbd.service attaches /dev/nbd0"
+unit_start abd-nbd.service
+head -c 1M /dev/urandom > "$tmp/data2"
+dd if="$tmp/data2" of=/dev/nbd0 bs=1M seek=8 oflag=direct status=none ||
+    fail "writing /dev/nbd0 failed"
+dd if=/dev/nbd0 of="$tmp/back2" bs=1M skip=8 count=1 iflag=direct status=none ||
+    fail "reading /dev/nbd0 failed"
+cmp "$tmp/data2" "$tmp/back2" || fail "/dev/nbd0 reads back other data"
+# A request that waited out nbd-client's -timeout 60 was retried and
+# succeeded, but a minute late: a sandbox of abd-nbd.service did that.
+if dmesg | grep 'nbd0: Connection timed out'; then
+    fail "a request to /dev/nbd0 timed out"
+fi
+
+step "systemctl stop abd: abd-nbd detached first, everything written back"
 timeout 300 systemctl stop abd.service || fail "systemctl stop abd failed"
-[ "$(systemctl show -p Result --value abd.service)" = success ] ||
-    fail "abd.service did not end successfully"
+[ "$(systemctl is-active abd-nbd.service)" = inactive ] ||
+    fail "abd-nbd.service is still $(systemctl is-active abd-nbd.service)"
+for u in abd.service abd-nbd.service; do
+    [ "$(systemctl show -p Result --value "$u")" = success ] ||
+        fail "$u did not end successfully"
+done
 cmp -n 4M "$tmp/data" "$dev" || fail "the data is not on $dev"
+cmp -i 0:$(( 8 << 20 )) -n 1M "$tmp/data2" "$dev" ||
+    fail "the data written through /dev/nbd0 is not on $dev"
 
 step "the default image: created by abd-prepare-device in /var/lib/abd"
 write_default /var/lib/abd/disk.img 64M
