@@ -2,7 +2,8 @@
 bin_PROGRAMS += abdctl/abdctl
 abdctl_abdctl_SOURCES = abdctl/abdctl.c abdctl/abdctl.h abdctl/answer.c \
 	abdctl/show.c abdctl/progress.c abdctl/metrics.c common/control.h \
-	filters/async/storefile.c filters/async/storefile.h
+	filters/async/storefile.c filters/async/storefile.h \
+	common/privfile.c common/privfile.h
 abdctl_abdctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 abdctl_abdctl_LDADD = $(XXHASH_LIBS)
 

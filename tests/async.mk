@@ -4,14 +4,16 @@ check_PROGRAMS += tests/test-store
 tests_test_store_SOURCES = tests/test-store.c tests/unit-rand.h \
 	$(ASYNC_STORE_SOURCES) \
 	filters/async/drainrate.c filters/async/drainrate.h \
-	filters/async/storefile.c filters/async/storefile.h
+	filters/async/storefile.c filters/async/storefile.h \
+	common/privfile.c common/privfile.h
 tests_test_store_LDADD = $(XXHASH_LIBS)
 tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 check_PROGRAMS += tests/test-store-index
 tests_test_store_index_SOURCES = tests/test-store-index.c tests/unit-rand.h \
 	$(ASYNC_STORE_SOURCES) \
 	filters/async/drainrate.c filters/async/drainrate.h \
-	filters/async/storefile.c filters/async/storefile.h
+	filters/async/storefile.c filters/async/storefile.h \
+	common/privfile.c common/privfile.h
 tests_test_store_index_LDADD = $(XXHASH_LIBS)
 tests_test_store_index_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
 
@@ -66,6 +68,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-store-other-max-dirty.sh \
 	tests/test-async-store-status.sh \
 	tests/test-async-store-in-use.sh \
+	tests/test-async-store-private.sh \
 	tests/test-async-drain-budget.sh
 check_PROGRAMS += tests/test-drainrate
 tests_test_drainrate_SOURCES = tests/test-drainrate.c \

@@ -55,14 +55,16 @@ EXTRA_DIST += tests/test-fuzz.sh tests/fuzz/fuzz-control.c tests/fuzz/fuzz-value
 	$(wildcard $(srcdir)/tests/fuzz/corpus-*/*)
 
 # The kernel NBD client in a QEMU guest (tests/kernel/): the whole stack,
-# and a power cut under ext4 over the async filter in sync mode.
+# and a power cut under ext4 over the async filter in sync mode; the
+# sandboxed units under a real systemd, PID 1 of the guest.
 TESTS += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
-	tests/test-kernel-units.sh
+	tests/test-kernel-units.sh tests/test-kernel-systemd.sh
 EXTRA_DIST += tests/test-kernel-nbd.sh tests/test-kernel-powercut.sh \
-	tests/test-kernel-units.sh \
+	tests/test-kernel-units.sh tests/test-kernel-systemd.sh \
 	tests/kernel/mkinitramfs.sh tests/kernel/vm.sh \
 	tests/kernel/guest-lib.sh tests/kernel/guest.sh \
-	tests/kernel/guest-powercut.sh tests/kernel/guest-units.sh
+	tests/kernel/guest-powercut.sh tests/kernel/guest-units.sh \
+	tests/kernel/guest-systemd.sh
 
 # UPS integration (scripts/ups/) with the real NUT daemons.
 TESTS += tests/test-ups-nut.sh tests/test-ups-upssched.sh \
@@ -112,6 +114,7 @@ SLOW_TESTS = \
 	tests/test-debian-package.sh tests/test-torture.sh tests/test-fuzz.sh \
 	tests/test-tsan.sh tests/test-memcache-text.sh \
 	tests/test-async-drain-budget.sh tests/test-kernel-units.sh \
+	tests/test-kernel-systemd.sh \
 	tests/test-readme.sh tests/test-memcached-tuned.sh \
 	tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh
 CHECK_FAST_JOBS = 4

@@ -34,23 +34,31 @@ store_make_dirty ()
 # before the fork, so the process started exits non-zero.
 store_refused ()
 {
-    local name=$1 re=$2 rc=0; shift 2
-    cp "$tmp/$name.store" "$tmp/$name.before"
+    local name=$1 re=$2; shift 2
+    store_refused_path "$name" "$tmp/$name.store" "$re" "$@"
+}
+
+# store_refused_path NAME PATH MESSAGE-REGEX [PARAMS...]: the same with
+# the store file at PATH.
+store_refused_path ()
+{
+    local name=$1 path=$2 re=$3 rc=0; shift 3
+    cp -p "$path" "$tmp/$name.before"
     timeout 60 nbdkit -f --log=stderr -U "$tmp/$name.sock" \
         --filter="$ASYNC_FILTER" file "$tmp/disk" async-max-dirty=4M \
-        async-store-file="$tmp/$name.store" async-store-id=disk-a "$@" \
+        async-store-file="$path" async-store-id=disk-a "$@" \
         2>"$tmp/$name.log" || rc=$?
     [ "$rc" -ne 0 ] || fail "$name: nbdkit started"
     [ "$rc" -ne 124 ] || fail "$name: nbdkit did not exit"
     grep -E "$re" "$tmp/$name.log" || { cat "$tmp/$name.log"; fail "$name: no message /$re/"; }
     cmp -s "$tmp/disk" "$tmp/pristine" || fail "$name: the image changed"
-    cmp -s "$tmp/$name.store" "$tmp/$name.before" || fail "$name: the file changed"
+    cmp -s "$path" "$tmp/$name.before" || fail "$name: the file changed"
 
     rm -f "$tmp/$name.pid"
     rc=0
     timeout 60 nbdkit --log=stderr -U "$tmp/$name-fork.sock" \
         -P "$tmp/$name.pid" --filter="$ASYNC_FILTER" file "$tmp/disk" \
-        async-max-dirty=4M async-store-file="$tmp/$name.store" \
+        async-max-dirty=4M async-store-file="$path" \
         async-store-id=disk-a "$@" 2>"$tmp/$name-fork.log" || rc=$?
     if [ -s "$tmp/$name.pid" ]; then
         kill_wait "$(cat "$tmp/$name.pid")" 10 || true
@@ -60,5 +68,5 @@ store_refused ()
     [ "$rc" -ne 124 ] || fail "$name: forking nbdkit did not exit"
     grep -qE "$re" "$tmp/$name-fork.log" ||
         { cat "$tmp/$name-fork.log"; fail "$name: forking: no message /$re/"; }
-    cmp -s "$tmp/$name.store" "$tmp/$name.before" || fail "$name: forking: the file changed"
+    cmp -s "$path" "$tmp/$name.before" || fail "$name: forking: the file changed"
 }

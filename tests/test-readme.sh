@@ -32,6 +32,13 @@ requires nbdkit nbdcopy memcached jq md5sum unshare ip timeout
 
 python3 "$abs_top_srcdir/tests/readme_blocks.py" "$abs_top_srcdir/README.md" \
     > "$tmp/blocks.sh" || fail "README.md has code blocks the test cannot run"
+# No file straight in /tmp or /var/tmp (but the private directory made
+# there): a socket or PID file there may be another user's, and a root
+# abdctl or kill would talk to their server or signal their process.
+if grep -nE '(^|[^[:alnum:]_.])/(var/)?tmp/' "$tmp/blocks.sh" |
+   grep -v 'mktemp -d /var/tmp/'; then
+    fail "README.md's examples use a path straight in /tmp or /var/tmp"
+fi
 
 # Inside the namespaces.  The blocks and the sanitizer wrapper (if any)
 # are copied to the new /tmp before /var/tmp (which holds $tmp) is hidden.
@@ -77,6 +84,8 @@ done
 echo "==== left running: $(left | tr '\n' ' ')"
 # (Without the tree itself, when it lives in /tmp.)
 echo "==== left in /tmp: $(ls /tmp | grep -vxF -- "$tree_top")"
+# The examples keep their files in a private directory under /var/tmp.
+echo "==== left sockets: $(find /tmp /var/tmp -type s | tr '\n' ' ')"
 INNER
 
 rc=0
@@ -119,6 +128,6 @@ read -r steady_ok steady_bad <<<"$steady"
     fail "no memcache server answered every request in time: cannot check hits"
 grep -qx '==== left running: ' "$tmp/out" ||
     fail "the examples left processes running"
-grep -q '^==== left in /tmp: .*abd\.sock' "$tmp/out" &&
+grep -q '^==== left sockets: .*abd\.sock' "$tmp/out" &&
     fail "the examples left nbdkit's socket behind"
 echo "$0: OK ($hits hits)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # The example systemd units in scripts/systemd: `systemd-analyze verify`
-# accepts each of them, and abd.service's ExecStartPre and ExecStart, with
+# accepts each of them, abd.service and abd-memcached.service are
+# sandboxed at least as far as Debian's memcached.service (exposure score
+# at most 4.8, printed), and abd.service's ExecStartPre and ExecStart, with
 # the settings of abd.default, really prepare the device and start the
 # stack: the command lines are taken from the unit file, only /run/abd,
 # the helper's path and the filter names are pointed at this test's
@@ -43,6 +45,35 @@ for u in abd.service abd-memcached.service abd-nbd.service; do
         fail "systemd-analyze verify $u printed warnings"
     fi
 done
+
+# The sandbox: `systemd-analyze security` rates each service's exposure
+# from 0 (locked down) to 10; the units must be at least as locked down as
+# Debian's own memcached.service (4.8).  nbdkit runs as root and parses
+# what servers and clients send; memcached serves anyone who reaches it.
+for u in abd.service abd-memcached.service; do
+    systemd-analyze security --offline=true "$tmp/units/$u" \
+        >"$tmp/security.out" 2>&1 || true
+    score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) .*/\1/p' \
+        "$tmp/security.out")
+    [ -n "$score" ] ||
+        { cat "$tmp/security.out" >&2; fail "systemd-analyze security $u: no score"; }
+    echo "$u: exposure $score (at most 4.8)"
+    awk -v s="$score" 'BEGIN { exit !(s <= 4.8) }' ||
+        { grep '✗' "$tmp/security.out" >&2; fail "$u: exposure $score, above 4.8"; }
+done
+# What the sandbox must still let nbdkit do: write /run/abd (sockets,
+# pid file, store file) and /var/lib/abd (the default image), open block
+# devices, connect to memcached's socket (mode 0700, another user's: DAC
+# override), lock memory without CAP_IPC_LOCK (the limit), reach servers
+# over TCP.
+for want in '^RuntimeDirectory=abd$' '^StateDirectory=abd$' \
+            '^DeviceAllow=block-\* rw$' '^LimitMEMLOCK=infinity$' \
+            '^CapabilityBoundingSet=CAP_DAC_OVERRIDE$' \
+            '^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6$'; do
+    grep -q "$want" "$units/abd.service" || fail "abd.service: no line $want"
+done
+grep -q '^PrivateDevices=yes' "$units/abd.service" &&
+    fail "abd.service: PrivateDevices=yes hides the block device"
 
 exec_start=$(unit_line "$units/abd.service" ExecStart)
 [ -n "$exec_start" ] || fail "no ExecStart in abd.service"

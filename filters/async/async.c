@@ -170,6 +170,13 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       nbdkit_error ("async-sync-file: the path is empty");
       return -1;
     }
+    /* Checked in .get_ready, watched after nbdkit's chdir ("/") when it
+     * forks: a relative path would name two files.
+     */
+    if (value[0] != '/') {
+      nbdkit_error ("async-sync-file=%s: must be an absolute path", value);
+      return -1;
+    }
     sync_file = value;
     return 0;
   }
@@ -226,6 +233,13 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       nbdkit_error ("async-store-file: the path is empty");
       return -1;
     }
+    /* Checked in .get_ready, opened in .after_fork, after nbdkit's
+     * chdir ("/"): a relative path would name two files.
+     */
+    if (value[0] != '/') {
+      nbdkit_error ("async-store-file=%s: must be an absolute path", value);
+      return -1;
+    }
     store_file = value;
     return 0;
   }
@@ -253,7 +267,7 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   "async-mlock=BOOL           Lock that memory (default false).\n" \
   "async-mode=async|sync      Start mode (default async: flushes are\n" \
   "                           acknowledged from RAM, for UPS-backed hosts).\n" \
-  "async-sync-file=PATH       Sync mode while PATH exists.\n" \
+  "async-sync-file=PATH       Sync mode while PATH (absolute) exists.\n" \
   "async-sync-writes=through|rate|hold\n" \
   "                           Sync mode: writes to clean ranges go\n" \
   "                           through, are rate limited, or wait for the\n" \
@@ -268,7 +282,9 @@ async_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   "async-exit-timeout=SECS    Give up draining a failing lower device\n" \
   "                           at exit after SECS (default 60, 0 = never).\n" \
   "async-store-file=PATH      Keep dirty data in this file (on tmpfs), so\n" \
-  "                           that it survives the process (default none).\n" \
+  "                           that it survives the process (an absolute\n" \
+  "                           path; a private file in a private directory;\n" \
+  "                           default none).\n" \
   "async-store-id=STRING      The device's name, recorded in the store file\n" \
   "                           (default empty)."
 

@@ -14,18 +14,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
+#include "privfile.h"
 #include "store.h"
 #include "storefile.h"
 
@@ -255,22 +256,47 @@ records_scan (const struct header *h, const struct record *records,
   return 0;
 }
 
-/* Make a new file for G at PATH: a temporary file, filled, renamed. */
+/* Create a new file NAME.new.RANDOM in DIRFD, mode 0600, and set *TMP
+ * to its name (mkstemp, but in a directory descriptor).
+ */
 static int
-file_create (const char *path, const struct storefile_geometry *g,
-             char **errmsg)
+file_create_tmp (int dirfd, const char *name, char **tmp)
+{
+  uint64_t r;
+  int i, fd;
+
+  for (i = 0; i < 100; i++) {
+    if (getrandom (&r, sizeof r, 0) != sizeof r)
+      return -1;
+    if (asprintf (tmp, "%s.new.%016" PRIx64, name, r) == -1) {
+      *tmp = NULL;
+      errno = ENOMEM;
+      return -1;
+    }
+    fd = openat (dirfd, *tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+                 O_CLOEXEC, 0600);
+    if (fd >= 0 || errno != EEXIST)
+      return fd;
+    free (*tmp);
+    *tmp = NULL;
+  }
+  return -1;
+}
+
+/* Make a new file for G as NAME in DIRFD (PATH): a temporary file,
+ * filled, renamed.  It never replaces a file that appeared meanwhile:
+ * that one is then opened and judged like any other.
+ */
+static int
+file_create (int dirfd, const char *name, const char *path,
+             const struct storefile_geometry *g, char **errmsg)
 {
   struct header h;
   char *tmp = NULL;
   int fd = -1, e;
 
   header_make (&h, g);
-  if (asprintf (&tmp, "%s.new.XXXXXX", path) == -1) {
-    tmp = NULL;
-    errno = ENOMEM;
-    goto err;
-  }
-  fd = mkstemp (tmp);
+  fd = file_create_tmp (dirfd, name, &tmp);
   if (fd == -1)
     goto err;
   /* Allocate it all now: a full tmpfs must refuse the start, not kill
@@ -287,7 +313,8 @@ file_create (const char *path, const struct storefile_geometry *g,
     goto err;
   }
   fd = -1;
-  if (rename (tmp, path) == -1)
+  if (renameat2 (dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == -1 &&
+      (errno != EEXIST || unlinkat (dirfd, tmp, 0) == -1))
     goto err;
   free (tmp);
   return 0;
@@ -297,7 +324,7 @@ file_create (const char *path, const struct storefile_geometry *g,
   if (fd >= 0)
     close (fd);
   if (tmp)
-    unlink (tmp);
+    unlinkat (dirfd, tmp, 0);
   if (asprintf (errmsg, "%s: cannot create the store file (%" PRIu64
                 " bytes): %s", path, h.file_size, strerror (e)) == -1)
     *errmsg = NULL;
@@ -354,6 +381,49 @@ geometry_refuse (const char *path, const struct header *h,
     *errmsg = NULL;
 }
 
+/* A file that is not private (privfile.h) is refused before anything in
+ * it is read: its records say what to write to the device, so whoever
+ * could write it could write the device through us (and read, change or
+ * truncate our dirty data later).  Add to *ERRMSG what was not done.
+ */
+static void
+private_refuse (char **errmsg)
+{
+  char *m;
+
+  if (*errmsg == NULL)
+    return;
+  if (asprintf (&m, "%s; refusing to use it as the store file: nothing "
+                "was read or written back", *errmsg) == -1)
+    return;
+  free (*errmsg);
+  *errmsg = m;
+}
+
+/* Open PATH read-only if it is private: the descriptor,
+ * PRIVFILE_MISSING (its directory is private, so it can be created), or
+ * -1 with *ERRMSG.
+ */
+static int
+private_open_ro (const char *path, char **errmsg)
+{
+  char *name;
+  int dirfd, fd;
+
+  *errmsg = NULL;
+  dirfd = privfile_dir_open (path, &name, errmsg);
+  if (dirfd == -1) {
+    private_refuse (errmsg);
+    return -1;
+  }
+  fd = privfile_open (dirfd, name, path, O_RDONLY, errmsg);
+  if (fd == -1)
+    private_refuse (errmsg);
+  close (dirfd);
+  free (name);
+  return fd;
+}
+
 struct storefile *
 storefile_open (const char *path, const struct storefile_geometry *g,
                 bool lock_memory, struct storefile_rec **recs, size_t *nrecs,
@@ -363,6 +433,8 @@ storefile_open (const char *path, const struct storefile_geometry *g,
   struct header h;
   struct stat st;
   bool created = false;
+  char *name = NULL;
+  int dirfd = -1;
 
   *errmsg = NULL;
   *recs = NULL;
@@ -381,18 +453,29 @@ storefile_open (const char *path, const struct storefile_geometry *g,
     return NULL;
   }
   f->fd = -1;
+  dirfd = privfile_dir_open (path, &name, errmsg);
+  if (dirfd == -1) {
+    private_refuse (errmsg);
+    goto fail;
+  }
 
  again:
-  f->fd = open (path, O_RDWR | O_CLOEXEC);
-  if (f->fd == -1 && errno == ENOENT && !created) {
-    if (file_create (path, g, errmsg) == -1)
+  f->fd = privfile_open (dirfd, name, path, O_RDWR, errmsg);
+  if (f->fd == PRIVFILE_MISSING && !created) {
+    f->fd = -1;
+    if (file_create (dirfd, name, path, g, errmsg) == -1)
       goto fail;
     created = true;
     goto again;
   }
-  if (f->fd == -1) {
-    if (asprintf (errmsg, "%s: cannot open the store file: %m", path) == -1)
+  if (f->fd == PRIVFILE_MISSING) {
+    f->fd = -1;
+    if (asprintf (errmsg, "%s: the new store file is gone", path) == -1)
       *errmsg = NULL;
+    goto fail;
+  }
+  if (f->fd == -1) {
+    private_refuse (errmsg);
     goto fail;
   }
   /* One process per file: a second one would overwrite the first's. */
@@ -435,7 +518,7 @@ storefile_open (const char *path, const struct storefile_geometry *g,
     f->fd = -1;
     free (*recs);
     *recs = NULL;
-    if (created || unlink (path) == -1) {
+    if (created || unlinkat (dirfd, name, 0) == -1) {
       if (asprintf (errmsg, "%s: cannot replace the clean store file: %s",
                     path, created ? "it changed meanwhile" : strerror (errno))
           == -1)
@@ -452,6 +535,8 @@ storefile_open (const char *path, const struct storefile_geometry *g,
       *errmsg = NULL;
     goto fail;
   }
+  close (dirfd);
+  free (name);
   return f;
 
  fail:
@@ -459,6 +544,9 @@ storefile_open (const char *path, const struct storefile_geometry *g,
   *recs = NULL;
   *nrecs = 0;
   storefile_close (f);
+  if (dirfd >= 0)
+    close (dirfd);
+  free (name);
   return NULL;
 }
 
@@ -471,30 +559,18 @@ storefile_check (const char *path, const struct storefile_geometry *g,
   size_t nrecs = 0;
   struct header h;
   struct stat st;
-  char *map, *copy, *dir;
+  char *map;
   int fd, r = -1;
 
-  *errmsg = NULL;
-  fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1 && errno == ENOENT) {
-    /* It will be created: its directory must exist. */
-    copy = strdup (path);
-    dir = copy ? dirname (copy) : NULL;
-    if (dir && stat (dir, &st) == 0 && S_ISDIR (st.st_mode)) {
-      free (copy);
-      return 0;
-    }
-    if (asprintf (errmsg, "%s: cannot create the store file: %s is not an "
-                  "existing directory", path, dir ? dir : "?") == -1)
-      *errmsg = NULL;
-    free (copy);
+  fd = private_open_ro (path, errmsg);
+  if (fd == PRIVFILE_MISSING)
+    return 0;                   /* it will be created */
+  if (fd == -1)
     return -1;
-  }
-  if (fd == -1 || fstat (fd, &st) == -1) {
-    if (asprintf (errmsg, "%s: cannot open the store file: %m", path) == -1)
+  if (fstat (fd, &st) == -1) {
+    if (asprintf (errmsg, "%s: fstat: %m", path) == -1)
       *errmsg = NULL;
-    if (fd >= 0)
-      close (fd);
+    close (fd);
     return -1;
   }
   /* Whether another process holds it; released at once (close). */
@@ -613,12 +689,20 @@ storefile_describe (const char *path, FILE *fp)
   char *errmsg = NULL, *map;
   int fd;
 
-  fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1 || fstat (fd, &st) == -1) {
-    fprintf (stderr, "%s: %s\n", path, strerror (errno));
-    if (fd >= 0)
-      close (fd);
+  fd = private_open_ro (path, &errmsg);
+  if (fd == PRIVFILE_MISSING) {
+    fprintf (stderr, "%s: %s\n", path, strerror (ENOENT));
     return -1;
+  }
+  if (fd == -1) {
+    fprintf (stderr, "%s\n", errmsg ? errmsg : "out of memory");
+    free (errmsg);
+    return -1;
+  }
+  if (fstat (fd, &st) == -1) {
+    if (asprintf (&errmsg, "%s: fstat: %m", path) == -1)
+      errmsg = NULL;
+    goto err;
   }
   if (header_read (fd, path, st.st_size, &h, &errmsg) == -1)
     goto err;

@@ -76,7 +76,10 @@ struct storefile;
 
 /* Open PATH (create it if missing), check it, lock it against a second
  * process (flock), map it and, with LOCK_MEMORY, mlock the mapping.  A
- * file that is damaged, truncated, of another format or version, or that
+ * file that is not private (common/privfile.h: a symlink, not ours, group
+ * or other bits, in a directory others may write to) is refused before
+ * anything in it is read: whoever could write it could write the device
+ * through us.  A file that is damaged, truncated, of another format or version, or that
  * holds records for another device (size or id) or another geometry, is
  * refused with *ERRMSG (malloc'd) and left as it is.  A file holding no
  * record is recreated for G if it does not match.  On success *RECS
@@ -115,7 +118,7 @@ void storefile_clear (struct storefile *f, uint32_t index);
 
 /* abdctl store-info: print what the file at PATH holds to FP, without
  * changing it.  Returns 0, or -1 with a message on stderr when it is not
- * a valid store file.
+ * a valid store file or not private (the same rules as storefile_open).
  */
 int storefile_describe (const char *path, FILE *fp);
 

@@ -16,6 +16,15 @@
 #                   and run DIR/run with /bin/sh
 # Whatever DIR/run does, /init then prints its exit status as
 # "abd-guest: exit status N" and powers the guest off.
+#   abd_init=systemd abd_unit=UNIT  instead, boot the host's systemd as
+#                   PID 1 into UNIT, with the units in DIR/units (copied to
+#                   /run/systemd/system) and tmpfs on /tmp and /var/lib
+#                   (PrivateTmp=, StateDirectory=); one of those units runs
+#                   DIR/run and prints the status line
+#                   (tests/test-kernel-systemd.sh).  UNIT is given on
+#                   systemd's command line: it ignores the kernel's when it
+#                   thinks it runs in a container (the host root may have a
+#                   /.dockerenv).
 
 set -euo pipefail
 
@@ -88,6 +97,18 @@ mkdir -p "/newroot$abd_share"
 # The share is written by the guest and read by the host afterwards:
 # no guest caching (cache=none is the default).
 mount -t 9p -o "$opts" abdshare "/newroot$abd_share" || die "cannot mount $abd_share"
+
+if [ "${abd_init:-}" = systemd ]; then
+    mount -t tmpfs tmpfs /newroot/tmp
+    mount -t tmpfs tmpfs /newroot/var/lib
+    mkdir -p /newroot/run/systemd/system
+    cp -r "/newroot$abd_share/units/." /newroot/run/systemd/system/ ||
+        die "cannot copy the units"
+    # switch_root, not chroot: in a chroot the kernel refuses to create
+    # user namespaces (PrivateUsers=).
+    exec switch_root /newroot /lib/systemd/systemd --unit="${abd_unit:?}" \
+        --show-status=false
+fi
 
 # exec, not a child: kernel threads (module autoload, for ext4) use PID 1's
 # root to find /sbin/modprobe, so PID 1 itself must be inside the chroot.

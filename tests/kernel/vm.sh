@@ -61,7 +61,8 @@ vm_visible ()
 # `bash GUEST_SCRIPT $tmp` with the variables VAR... (and the build tree's
 # and sanitizers') exported; print its console; fail unless it exited 0
 # and printed a line starting with MARKER.  ABD_VM_TIMEOUT (default 300)
-# seconds at most.
+# seconds at most.  $vm_append: more words for the kernel command line
+# (abd_init=systemd: see tests/kernel/mkinitramfs.sh).
 vm_run ()
 {
     local script=$1 marker=$2 v rc=0; shift 2
@@ -111,7 +112,7 @@ vm_run ()
         -kernel "/boot/vmlinuz-$kver" -initrd "$tmp/initrd" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
         -virtfs "local,path=$tmp,mount_tag=abdshare,security_model=none,multidevs=remap" \
-        -append "console=ttyS0 panic=-1 mitigations=off no_timer_check quiet abd_share=$tmp" \
+        -append "console=ttyS0 panic=-1 mitigations=off no_timer_check quiet abd_share=$tmp ${vm_append:-}" \
         </dev/null >"$console" 2>&1 &
     vm_pid=$!
     wait "$vm_pid" || rc=$?

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# The guest half of tests/test-kernel-systemd.sh: abd.service,
+# abd-memcached.service and abd-nbd.service, with the sandbox they ship
+# with, started and stopped by a real systemd (PID 1 of the guest), as
+# root:
+#
+# - over a block device (a loop device on the shared image): the units
+#   start; nbdkit runs with the bounding set CAP_DAC_OVERRIDE only,
+#   no_new_privs and a seccomp filter; data written through
+#   /run/abd/abd.sock is held dirty in the store file /run/abd/async.store
+#   with async-mlock=true (locked without CAP_IPC_LOCK); reads are served
+#   from abd-memcached.service's socket (mode 0700, its dynamic user's:
+#   hits on the second read); abd-nbd.service attaches /dev/nbd0 (the
+#   kernel's NBD client) and data written there reads back, no request
+#   timing out; `systemctl stop abd` detaches it first
+#   (BindsTo=), drains it all onto the device and the units end
+#   successfully;
+# - over the default image file: abd-prepare-device (ExecStartPre)
+#   creates /var/lib/abd/disk.img (StateDirectory=) and the data written
+#   reaches it.
+#
+# Usage (run by abd-guest.service in the VM, not by hand):
+#   guest-systemd.sh SHARE
+
+source "$abs_top_srcdir/tests/functions.sh"
+source "$abs_top_srcdir/tests/kernel/guest-lib.sh"
+
+[ $# -eq 1 ] || fail "usage: $0 SHARE"
+share=$1
+requires systemctl journalctl losetup nbdcopy memcached md5sum
+[ "$(cat /proc/1/comm)" = systemd ] || fail "PID 1 is not systemd"
+
+# show_units: what systemd and the units said (on failure and at exit).
+show_units ()
+{
+    echo "--- systemctl status"
+    systemctl --no-pager status abd.service abd-memcached.service \
+        abd-nbd.service || true
+    echo "--- journal"
+    journalctl --no-pager -u abd.service -u abd-memcached.service \
+        -u abd-nbd.service || true
+    echo "---"
+}
+cleanup_fn show_units
+
+# nbdkit 1.32 reserves a ~192 MiB .bss: without overcommit it does not
+# start in a small guest (guest_prepare).
+echo 1 > /proc/sys/vm/overcommit_memory
+
+# unit_start UNIT: start it (a deadline: systemctl waits for Type=forking
+# to fork and ExecStartPost to finish) and require it active.
+unit_start ()
+{
+    timeout 120 systemctl start "$1" || fail "systemctl start $1 failed"
+    [ "$(systemctl is-active "$1")" = active ] || fail "$1 is not active"
+}
+
+# write_default DEVICE SIZE: the units' settings (abd.default's names).
+write_default ()
+{
+    cat > "$share/abd.default" <<EOF
+ABD_DEVICE=$1
+ABD_SIZE=$2
+ABD_MEMCACHE_SERVERS=/run/abd-memcached/memcached.sock
+ABD_MEMCACHE_ID=guest-systemd
+ABD_MAX_DIRTY=16M
+ABD_EXTRA=async-mlock=true async-writeback-delay=60000 async-write-size=32M memcache-timeout=2000
+ABD_NBD_DEVICE=/dev/nbd0
+ABD_NBD_CONNECTIONS=4
+EOF
+}
+
+step "a loop device on the shared image"
+modprobe loop || fail "modprobe loop failed"
+dev=$(losetup -f --show "$share/img") || fail "losetup failed"
+cleanup_fn losetup -d "$dev"
+write_default "$dev" ""
+head -c 4M /dev/urandom > "$tmp/data"
+
+step "start abd.service (and abd-memcached.service, which it wants)"
+unit_start abd.service
+[ "$(systemctl is-active abd-memcached.service)" = active ] ||
+    fail "abd-memcached.service is not active"
+pid=$(systemctl show -p MainPID --value abd.service)
+[ "$pid" -gt 1 ] && [ "$(cat "/proc/$pid/comm")" = nbdkit ] ||
+    fail "abd.service's main process is not nbdkit: $pid"
+grep -E '^(CapBnd|CapEff|NoNewPrivs|Seccomp):' "/proc/$pid/status"
+# CAP_DAC_OVERRIDE is capability 1: the mask 0x2.
+grep -qx $'CapBnd:\t0000000000000002' "/proc/$pid/status" ||
+    fail "nbdkit's bounding set is not CAP_DAC_OVERRIDE alone"
+grep -qx $'NoNewPrivs:\t1' "/proc/$pid/status" || fail "nbdkit may gain privileges"
+grep -qx $'Seccomp:\t2' "/proc/$pid/status" || fail "nbdkit has no seccomp filter"
+mc_pid=$(systemctl show -p MainPID --value abd-memcached.service)
+grep -qx $'CapBnd:\t0000000000000000' "/proc/$mc_pid/status" ||
+    fail "memcached has capabilities in its bounding set"
+[ "$(stat -c %a /run/abd-memcached/memcached.sock)" = 700 ] ||
+    fail "memcached's socket is not mode 0700"
+
+step "write 4 MiB, held dirty in the store file, locked in memory"
+uri="nbd+unix:///?socket=/run/abd/abd.sock"
+nbdcopy "$tmp/data" "$uri" || fail "nbdcopy to the export failed"
+[ "$(status_field /run/abd/async.ctl dirty_bytes)" -gt 0 ] ||
+    fail "nothing dirty (async-writeback-delay=60000)"
+[ "$(status_field /run/abd/async.ctl store_file)" = /run/abd/async.store ] ||
+    fail "not using the store file /run/abd/async.store"
+[ "$(stat -c %a /run/abd/async.store)" = 600 ] ||
+    fail "the store file is not mode 0600"
+
+step "read it all twice: the second read hits memcached"
+sum1=$(nbdcopy "$uri" - | md5sum) || fail "first read failed"
+mc_filled /run/abd/memcache.ctl
+sum2=$(nbdcopy "$uri" - | md5sum) || fail "second read failed"
+[ "$sum1" = "$sum2" ] || fail "the two reads differ"
+hits=$(status_field /run/abd/memcache.ctl hits)
+[ "$hits" -gt 0 ] || fail "no memcached hit on the second read"
+echo "memcache hits: $hits"
+
+step "abd-nbd.service attaches /dev/nbd0"
+unit_start abd-nbd.service
+head -c 1M /dev/urandom > "$tmp/data2"
+dd if="$tmp/data2" of=/dev/nbd0 bs=1M seek=8 oflag=direct status=none ||
+    fail "writing /dev/nbd0 failed"
+dd if=/dev/nbd0 of="$tmp/back2" bs=1M skip=8 count=1 iflag=direct status=none ||
+    fail "reading /dev/nbd0 failed"
+cmp "$tmp/data2" "$tmp/back2" || fail "/dev/nbd0 reads back other data"
+# A request that waited out nbd-client's -timeout 60 was retried and
+# succeeded, but a minute late: a sandbox of abd-nbd.service did that.
+if dmesg | grep 'nbd0: Connection timed out'; then
+    fail "a request to /dev/nbd0 timed out"
+fi
+
+step "systemctl stop abd: abd-nbd detached first, everything written back"
+timeout 300 systemctl stop abd.service || fail "systemctl stop abd failed"
+[ "$(systemctl is-active abd-nbd.service)" = inactive ] ||
+    fail "abd-nbd.service is still $(systemctl is-active abd-nbd.service)"
+for u in abd.service abd-nbd.service; do
+    [ "$(systemctl show -p Result --value "$u")" = success ] ||
+        fail "$u did not end successfully"
+done
+cmp -n 4M "$tmp/data" "$dev" || fail "the data is not on $dev"
+cmp -i 0:$(( 8 << 20 )) -n 1M "$tmp/data2" "$dev" ||
+    fail "the data written through /dev/nbd0 is not on $dev"
+
+step "the default image: created by abd-prepare-device in /var/lib/abd"
+write_default /var/lib/abd/disk.img 64M
+unit_start abd.service
+[ -f /var/lib/abd/disk.img ] || fail "no /var/lib/abd/disk.img"
+nbdcopy "$tmp/data" "$uri" || fail "nbdcopy to the export failed"
+timeout 300 systemctl stop abd.service || fail "systemctl stop abd failed"
+[ "$(systemctl show -p Result --value abd.service)" = success ] ||
+    fail "abd.service did not end successfully"
+cmp -n 4M "$tmp/data" /var/lib/abd/disk.img ||
+    fail "the data is not on /var/lib/abd/disk.img"
+timeout 60 systemctl stop abd-memcached.service ||
+    fail "systemctl stop abd-memcached failed"
+
+echo "abd-kernel-systemd: PASS (memcache hits $hits)"
