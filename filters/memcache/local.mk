@@ -10,7 +10,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/health.c filters/memcache/health.h \
 	filters/memcache/conn.c filters/memcache/conn.h \
 	filters/memcache/conn-meta.c filters/memcache/conn-meta.h \
-	filters/memcache/conn-text.c \
+	filters/memcache/conn-text.c filters/memcache/conn-oneshot.c \
 	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h \
 	filters/memcache/writeseq.c filters/memcache/writeseq.h \
 	filters/memcache/reader.c filters/memcache/reader.h \
