@@ -18,6 +18,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/writer.c filters/memcache/writer.h \
 	filters/memcache/stats.c filters/memcache/stats.h \
 	filters/memcache/state.c filters/memcache/state.h \
+	filters/memcache/marker.c filters/memcache/marker.h \
 	filters/memcache/startcheck.c filters/memcache/startcheck.h
 filters_memcache_nbdkit_memcache_filter_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/memcached-ext

@@ -18,6 +18,8 @@
  *   writer.c    the write path: lower first, then update or invalidate
  *   stats.c     counters and the control channel (abdctl status)
  *   state.c       the warm-restart state file (memcache-state-file)
+ *   marker.c      its markers on the servers (a copy put back is cold)
+ *   conn-oneshot.c  one get or set outside the sessions (start, stop)
  *   startcheck.c  a warning at start for each server that does not answer
  *
  * Lifetime: parameters are parsed in .config and checked in
@@ -291,6 +293,7 @@ memcache_get_ready (int thread_model)
       .servers = params.servers,
       .nr_servers = ring.n,
       .block_size = params.block_size,
+      .ring = &ring,
     };
 
     if (state_take (params.state_file, secret, &expect) == -1)
@@ -336,11 +339,10 @@ static int
 memcache_after_fork (nbdkit_backend *backend)
 {
   const char *start = "cold";
+  const char *reason = "memcache-state-file is not set";
   uint64_t nonce_used = 0;
 
   if (params.state_file) {
-    const char *reason;
-
     if (memcache_open_lower (backend) == -1)
       return -1;
     if (state_start (lower_size, &epoch, &nonce_used, &reason))
@@ -353,7 +355,7 @@ memcache_after_fork (nbdkit_backend *backend)
   OPENSSL_cleanse (secret, sizeof secret);
   if (nonce_used)
     value_nonce_resume (nonce_used);
-  stats_set_start (epoch, start);
+  stats_set_start (epoch, start, reason);
   nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
                 ", epoch %016" PRIx64 ", %s start", ring.n, ring.id_hash,
                 epoch, start);
