@@ -33,6 +33,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-warm-cold.sh \
 	tests/test-memcache-warm-copy.sh \
 	tests/test-memcache-warm-restore.sh \
+	tests/test-memcache-startcheck.sh \
 	tests/test-memcache-slow.sh \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh
