@@ -28,10 +28,21 @@
  * and the next start is cold; a file cannot be used again after a start
  * that went on to write the device.  Its directory may be written only
  * by us (or root), so nobody can keep an old file aside and put it back.
- * A backup or a snapshot still can, without anyone meaning to: then the
- * nonces stay unique (each start draws part of them, value.c), but the
- * block versions go back, and the blocks written since the copy may be
- * served from older values; the man page says so.
+ *
+ * A backup or a snapshot still can, without anyone meaning to, and
+ * nothing on this host can tell that copy from the original: it would
+ * bring the block versions back, and a block written since the copy,
+ * whose store or delete failed or whose old value is replayed, would
+ * be served old.  So the witness of "used at most once" also lives on
+ * the servers (marker.c): the stop stores a marker with a random stop
+ * id on every server and writes the id here; state_start uses the file
+ * only if every server holds that marker, and then, warm or cold,
+ * replaces every marker with "in use" before anything is served.  What
+ * that cannot see (a start in between that reached no server; a peer
+ * replaying recorded markers while a copy is put back) is in marker.c
+ * and the man page.  The nonces stay unique even then (each start
+ * draws part of them, value.c).
+ *
  * The file is authenticated with a key derived from the secret, so a
  * damaged or forged file, or one written with another key file, is not
  * used.
@@ -53,7 +64,8 @@
  *       96     8  device size
  *      104     8  epoch
  *      112     8  nonces used
- *      120    8N  each server's generation
+ *      120    16  stop id: the servers' markers carry it (marker.c)
+ *      136    8N  each server's generation
  *     +8N      4  M, the number of block versions that are not 0
  *       +4   12M  (slot: 4 bytes, version: 8 bytes) pairs, slots
  *                 ascending
