@@ -29,12 +29,26 @@ head -c $((blocks * 4096)) /dev/urandom > "$tmp/img"
 ctl=$tmp/ctl.sock
 export PORT=$mc_port PYTHONPATH=$abs_top_srcdir/tests
 
+# start [PARAM=VALUE...]: the filter over the image, with more parameters.
 start ()
 {
     start_nbdkit mc --filter="$MEMCACHE_FILTER" file "$tmp/img" \
         memcache-servers="127.0.0.1:$mc_port" memcache-id=warm-restore-test \
         memcache-key-file="$tmp/key" memcache-state-file="$state" \
-        memcache-timeout=500 memcache-control="$ctl"
+        memcache-timeout=500 memcache-control="$ctl" "$@"
+}
+# write_blocks N: other data into the first N blocks, each read back.
+write_blocks ()
+{
+    "$PY" -c '
+import os, sys
+import nbd
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for b in range(int(sys.argv[2])):
+    data = os.urandom(4096)
+    h.pwrite(data, b * 4096)
+    assert h.pread(4096, b * 4096) == data, "block %d" % b
+h.shutdown()' "$uri" "$1" || fail "a write did not read back"
 }
 # read_all: the whole device through the filter equals the image (the
 # file plugin writes the image itself: it is the truth).
@@ -109,15 +123,7 @@ n=$(peer record "$tmp/old-values")
 #    are read back; a clean stop.
 start
 expect warm
-"$PY" -c '
-import os, sys
-import nbd
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-for b in range(int(sys.argv[2])):
-    data = os.urandom(4096)
-    h.pwrite(data, b * 4096)
-    assert h.pread(4096, b * 4096) == data, "block %d" % b
-h.shutdown()' "$uri" "$written" || fail "run 1: a write did not read back"
+write_blocks "$written"
 read_all "run 1"
 stop_nbdkit "$pid"
 
@@ -182,5 +188,65 @@ cp -p "$tmp/state.copy" "$state"
 start
 expect cold "says a start has used the state since"
 read_all "the copy put back after a crash"
+stop_nbdkit "$pid"
+
+# 8. The same without any peer: the server frozen (SIGSTOP) while the
+#    writes are made.  A read times out and marks it down (and it stays
+#    down: memcache-retry of 10 minutes), so the writes skip it and their
+#    blocks' old values stay on it; it is thawed before the clean stop.
+#    A copy of the state file taken before, put back: before the
+#    markers, a warm start that served those old values.
+start
+expect warm
+read_all "before the copy"
+mc_filled "$ctl"
+stop_nbdkit "$pid"
+cp -p "$state" "$tmp/state.copy"
+start memcache-retry=600000
+expect warm
+kill -STOP "$mc_pid"
+cleanup_fn kill -CONT "$mc_pid"
+read_all "server frozen"
+wait_for 10 test "$(mc_status "$ctl" 'd["servers"]["server0"]["state"]')" = down ||
+    fail "the frozen server is not down"
+write_blocks "$written"
+kill -CONT "$mc_pid"
+stop_nbdkit "$pid"
+cp -p "$tmp/state.copy" "$state"
+start
+read_all "the copy put back after writes skipped a frozen server"
+expect cold "is from another clean stop than this state file's"
+mc_filled "$ctl"
+stop_nbdkit "$pid"
+
+# 9. A marker that does not authenticate (a byte flipped): cold.
+"$PY" -c '
+import os
+import memcached_peer as m
+port = int(os.environ["PORT"])
+k = [k for k in m.keys(port) if k.startswith("abdm:")][0]
+v = bytearray(m.get(port, k)); v[20] ^= 1
+m.put(port, k, bytes(v))'
+start
+expect cold "does not authenticate"
+read_all "a tampered marker"
+stop_nbdkit "$pid"
+
+# 10. Devices sharing the server have markers of their own: another
+#     device (another memcache-id, the same key file) started and
+#     stopped in between leaves this one's start warm.
+mkdir -m 700 "$tmp/state2"
+head -c $((16 * 4096)) /dev/urandom > "$tmp/img2"
+start_nbdkit other --filter="$MEMCACHE_FILTER" file "$tmp/img2" \
+    memcache-servers="127.0.0.1:$mc_port" memcache-id=warm-restore-other \
+    memcache-key-file="$tmp/key" \
+    memcache-state-file="$tmp/state2/memcache.state" memcache-timeout=500
+nbdcopy --no-extents "$uri" "$tmp/out2"
+cmp "$tmp/img2" "$tmp/out2" || fail "the other device reads differ"
+stop_nbdkit "$pid"
+start
+expect warm "every server's marker"
+read_all "after another device's start and stop"
+[ "$(hits)" -eq "$blocks" ] || fail "warm start: $(hits) hits, not $blocks"
 stop_nbdkit "$pid"
 echo "$0: OK"
