@@ -11,9 +11,15 @@
 # versions.  Then the copy is put back.  Before the servers' markers, that
 # start was warm and served the old data; now it is cold (the marker says
 # a start used the state since), says why, and every read equals the
-# image.  And: a plain clean stop and start is still warm (every block a
-# hit); a server whose marker is gone (flush_all, or the marker alone
-# evicted) gives a cold start.
+# image.  The same without any peer: the server frozen (SIGSTOP) while
+# the blocks are written, so their stores skip it.  And: a plain clean
+# stop and start is still warm (every block a hit); a server whose marker
+# is gone (flush_all, or the marker alone evicted) or does not
+# authenticate gives a cold start, and so does a copy put back after a
+# start that crashed; another device on the same server has markers of
+# its own; with two servers, one frozen at start is a cold start, and a
+# start that could mark only the other one still makes a copy put back
+# start cold.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-memcache-helpers.sh"
@@ -248,5 +254,51 @@ start
 expect warm "every server's marker"
 read_all "after another device's start and stop"
 [ "$(hits)" -eq "$blocks" ] || fail "warm start: $(hits) hits, not $blocks"
+stop_nbdkit "$pid"
+
+# 11. Two servers, one of them frozen at a start.  A server that does not
+#     answer at start is a cold start; that start marks the other server
+#     "in use" and writes, then crashes (no stop marker anywhere).  The
+#     thawed server still holds the old stop's marker, but one server
+#     marked "in use" is enough: the copy put back starts cold, and every
+#     read equals the image.
+start_memcached two-a
+mc_a=$mc_port
+start_memcached two-b
+mc_b=$mc_port mc_b_pid=$mc_pid
+mkdir -m 700 "$tmp/state3"
+state3=$tmp/state3/memcache.state
+start3 ()
+{
+    start_nbdkit mc3 --filter="$MEMCACHE_FILTER" file "$tmp/img" \
+        memcache-servers="127.0.0.1:$mc_a,127.0.0.1:$mc_b" \
+        memcache-id=warm-restore-two memcache-key-file="$tmp/key" \
+        memcache-state-file="$state3" memcache-timeout=500 \
+        memcache-retry=600000 memcache-control="$ctl" "$@"
+}
+start3
+read_all "two servers, cold"
+mc_filled "$ctl"
+stop_nbdkit "$pid"
+cp -p "$state3" "$tmp/state3.copy"
+kill -STOP "$mc_b_pid"
+cleanup_fn kill -CONT "$mc_b_pid"
+start3
+expect cold "127.0.0.1:$mc_b could not be read"
+write_blocks "$written"
+read_all "two servers, one frozen"
+kill -KILL "$pid"
+wait_for 10 exited "$pid" || fail "nbdkit survived SIGKILL"
+kill -CONT "$mc_b_pid"
+cp -p "$tmp/state3.copy" "$state3"
+start3
+read_all "two servers, the copy put back"
+expect cold "127.0.0.1:$mc_a says a start has used the state since"
+stop_nbdkit "$pid"
+# And with both up, a clean stop and start is warm.
+start3
+expect warm
+read_all "two servers, warm"
+[ "$(hits)" -eq "$blocks" ] || fail "two servers: $(hits) hits, not $blocks"
 stop_nbdkit "$pid"
 echo "$0: OK"

@@ -63,6 +63,20 @@ conn_oneshot_reply (void *opaque, size_t index, enum mcx_reply r,
   }
 }
 
+/* Say in O's why what STATUS and the client's ERROR say (once if the
+ * same).
+ */
+static void
+conn_oneshot_why (struct conn_oneshot *o, int status, const char *error)
+{
+  const char *what = mcx_strstatus (status);
+
+  if (error == NULL || error[0] == '\0' || strcmp (error, what) == 0)
+    snprintf (o->why, sizeof o->why, "%s", what);
+  else
+    snprintf (o->why, sizeof o->why, "%s: %s", what, error);
+}
+
 static void
 conn_oneshot_reset (struct conn_oneshot *o)
 {
@@ -83,15 +97,14 @@ conn_meta_oneshot (const struct ring_server *server, struct conn_oneshot *o,
   conn_oneshot_reset (o);
   c = mcx_connect (server->host, server->port, deadline_ns, &status);
   if (c == NULL) {
-    snprintf (o->why, sizeof o->why, "%s", mcx_strstatus (status));
+    conn_oneshot_why (o, status, NULL);
     return -1;
   }
   o->connected = true;
   status = mcx_batch (c, &op, 1, max_value, deadline_ns,
                       conn_oneshot_reply, o);
   if (status != MCX_OK)
-    snprintf (o->why, sizeof o->why, "%s: %s", mcx_strstatus (status),
-              mcx_error (c));
+    conn_oneshot_why (o, status, mcx_error (c));
   mcx_close (c);
   if (status != MCX_OK) {
     free (o->got);
@@ -113,7 +126,7 @@ conn_text_oneshot (const struct ring_server *server, struct conn_oneshot *o,
   conn_oneshot_reset (o);
   c = mtx_connect (server->host, server->port, deadline_ns, &status);
   if (c == NULL) {
-    snprintf (o->why, sizeof o->why, "%s", mcx_strstatus (status));
+    conn_oneshot_why (o, status, NULL);
     return -1;
   }
   o->connected = true;
@@ -121,8 +134,7 @@ conn_text_oneshot (const struct ring_server *server, struct conn_oneshot *o,
   if (status == MCX_OK)
     status = mtx_recv (c, deadline_ns, conn_oneshot_reply, o);
   if (status != MCX_OK)
-    snprintf (o->why, sizeof o->why, "%s: %s", mcx_strstatus (status),
-              mtx_error (c));
+    conn_oneshot_why (o, status, mtx_error (c));
   mtx_close (c);
   if (status != MCX_OK) {
     free (o->got);
