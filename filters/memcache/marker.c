@@ -76,7 +76,6 @@
 
 #include "conn.h"
 #include "le.h"
-#include "log.h"
 #include "marker.h"
 #include "meta.h"
 
