@@ -17,7 +17,9 @@
 # is gone (flush_all, or the marker alone evicted) or does not
 # authenticate gives a cold start, and so does a copy put back after a
 # start that crashed; another device on the same server has markers of
-# its own; with two servers, one frozen at start is a cold start, and a
+# its own; a start without memcache-state-file (which leaves the file
+# in place) marks the servers too; with two servers, one frozen at start
+# is a cold start, and a
 # start that could mark only the other one still makes a copy put back
 # start cold.
 
@@ -236,6 +238,7 @@ m.put(port, k, bytes(v))'
 start
 expect cold "does not authenticate"
 read_all "a tampered marker"
+mc_filled "$ctl"
 stop_nbdkit "$pid"
 
 # 10. Devices sharing the server have markers of their own: another
@@ -256,7 +259,26 @@ read_all "after another device's start and stop"
 [ "$(hits)" -eq "$blocks" ] || fail "warm start: $(hits) hits, not $blocks"
 stop_nbdkit "$pid"
 
-# 11. Two servers, one of them frozen at a start.  A server that does not
+# 11. No copy at all: a start without memcache-state-file (the same key
+#     file) leaves the state file where it is, and writes.  It marks the
+#     servers all the same, so the next start with the file is cold, and
+#     every read equals the image.
+start
+mc_filled "$ctl"
+stop_nbdkit "$pid"
+[ -f "$state" ] || fail "no state file after a clean stop"
+start_nbdkit nostate --filter="$MEMCACHE_FILTER" file "$tmp/img" \
+    memcache-servers="127.0.0.1:$mc_port" memcache-id=warm-restore-test \
+    memcache-key-file="$tmp/key" memcache-timeout=500
+write_blocks "$written"
+stop_nbdkit "$pid"
+[ -f "$state" ] || fail "a start without the parameter took the state file"
+start
+read_all "after a start without memcache-state-file"
+expect cold "says a start has used the state since"
+stop_nbdkit "$pid"
+
+# 12. Two servers, one of them frozen at a start.  A server that does not
 #     answer at start is a cold start; that start marks the other server
 #     "in use" and writes, then crashes (no stop marker anywhere).  The
 #     thawed server still holds the old stop's marker, but one server

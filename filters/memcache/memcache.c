@@ -51,6 +51,7 @@
 #include "control.h"
 #include "filler.h"
 #include "health.h"
+#include "marker.h"
 #include "memcache.h"
 #include "params.h"
 #include "reader.h"
@@ -349,6 +350,18 @@ memcache_after_fork (nbdkit_backend *backend)
       start = "warm";
     else
       nbdkit_debug ("memcache: cold start: %s", reason);
+  }
+  else if (secret_from_file) {
+    /* A state file may be waiting for a later start with
+     * memcache-state-file; this start may write the device, so it marks
+     * the servers as such a start would (marker.c), and that file will
+     * not be used.
+     */
+    if (marker_init (secret, ring.id_hash) == -1)
+      return -1;
+    nbdkit_debug ("memcache: %zu of %zu servers marked in use",
+                  marker_set_in_use (&ring), ring.n);
+    marker_free ();
   }
   if (value_keys_init (secret, ring.id_hash, epoch) == -1)
     return -1;
