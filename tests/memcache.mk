@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of nbdkit-memcache-filter.  The shell tests start real memcached
 # servers and nbdkit; test-memcache-helpers.sh is sourced by them.
-check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value
+check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value \
+	tests/test-memcache-marker
 tests_test_memcache_units_SOURCES = tests/test-memcache-units.c tests/unit-check.h \
 	tests/unit-rand.h \
 	filters/memcache/ring.c filters/memcache/ring.h
@@ -16,6 +17,13 @@ tests_test_memcache_value_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS)
 tests_test_memcache_value_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS) \
 	$(LIBCRYPTO_CFLAGS)
 tests_test_memcache_value_LDADD = $(LIBCRYPTO_LIBS)
+tests_test_memcache_marker_SOURCES = tests/test-memcache-marker.c \
+	tests/unit-check.h \
+	filters/memcache/marker.c filters/memcache/marker.h filters/memcache/le.h
+tests_test_memcache_marker_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS) \
+	-I$(top_srcdir)/memcached-ext
+tests_test_memcache_marker_CFLAGS = $(tests_test_memcache_value_CFLAGS)
+tests_test_memcache_marker_LDADD = $(LIBCRYPTO_LIBS)
 MEMCACHE_SH_TESTS = \
 	tests/test-memcache-params.sh \
 	tests/test-memcache-read.sh \
@@ -32,10 +40,13 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-warm.sh \
 	tests/test-memcache-warm-cold.sh \
 	tests/test-memcache-warm-copy.sh \
+	tests/test-memcache-warm-restore.sh \
+	tests/test-memcache-startcheck.sh \
 	tests/test-memcache-slow.sh \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
+	tests/test-memcache-marker \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
 	tests/memcached_hostile.py \

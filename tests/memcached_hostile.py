@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # abd tests: a hostile memcached server, for either protocol.
 #
-#   python3 memcached_hostile.py PROTOCOL PORTFILE LOGFILE
+#   python3 memcached_hostile.py PROTOCOL PORTFILE LOGFILE [honest]
 #
 # Listens on a free loopback port (written to PORTFILE once it listens)
 # and serves the memcache filter's batches: the text protocol (get, set,
@@ -18,6 +18,10 @@
 # garbage, opaque tokens that name nothing, lines that never end, values
 # of the wrong size (framed right: refused by the value format alone) and
 # values longer than a block could be.
+#
+# With "honest", every batch is answered like memcached and no attack is
+# made: with PROTOCOL text, a server (or proxy) that speaks the text
+# protocol only, and answers ERROR to a meta command.
 #
 # Stops on SIGTERM (or when its parent dies: PR_SET_PDEATHSIG).
 
@@ -101,8 +105,9 @@ def meta_attacks():
 
 
 class Server:
-    def __init__(self, protocol, log):
+    def __init__(self, protocol, log, honest=False):
         self.protocol = protocol
+        self.always_honest = honest
         self.attacks = text_attacks() if protocol == "text" else meta_attacks()
         self.log = log
         self.lock = threading.Lock()
@@ -114,6 +119,8 @@ class Server:
         """None (answer honestly) or the next attack, alternately; batches
         with a get and batches of stores and deletes take turns apart, so
         that every attack meets a get.  Logged as "NAME get|store"."""
+        if self.always_honest:
+            return None
         kind = "get" if any(c["op"] in (b"get", b"mg") for c in cmds) \
             else "store"
         with self.lock:
@@ -166,7 +173,9 @@ class Server:
         with self.lock:
             for c in cmds:
                 op, keys = c["op"], c["keys"]
-                if op == b"get":
+                if op[:1] == b"m" and self.protocol != "meta":
+                    out.append(b"ERROR\r\n")
+                elif op == b"get":
                     for k in keys:
                         if k in self.store:
                             v = self.store[k]
@@ -244,9 +253,10 @@ class Server:
 
 def main():
     protocol, portfile, log = sys.argv[1:4]
+    honest = sys.argv[4:5] == ["honest"]
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
-    server = Server(protocol, log)
+    server = Server(protocol, log, honest)
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))

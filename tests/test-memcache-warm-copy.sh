@@ -4,11 +4,14 @@
 # backup, a VM or LVM snapshot): no AES-GCM nonce is used twice.  A clean
 # stop writes the state file, which is copied; a warm run writes and reads
 # every block, and stops; the copy is put back, and a second warm run does
-# the same with other data.  Both resume the same epoch at the same nonce
-# counter, so before every start drew its own nonce bytes, the two runs
-# sealed their values under the same key and nonces.  The nonces are read
-# raw from memcached (bytes 4-15 of every value) after each run: none
-# appears in both.
+# the same with other data.  That start is warm only because a peer puts
+# back the servers' markers of the first stop, which it recorded (without
+# them the copy starts cold: test-memcache-warm-restore.sh): a peer that
+# can do that and sees the copy put back.  Both runs resume the same epoch
+# at the same nonce counter, so before every start drew its own nonce
+# bytes, the two runs sealed their values under the same key and nonces.
+# The nonces are read raw from memcached (bytes 4-15 of every value) after
+# each run: none appears in both.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-memcache-helpers.sh"
@@ -87,9 +90,23 @@ mc_filled "$ctl"
 stop_nbdkit "$pid"
 [ -f "$state" ] || fail "no state file after a clean stop"
 cp -p "$state" "$tmp/state.copy"
+# The peer records the stop's marker (the servers' "abdm:" item).
+"$PY" -c '
+import os, pickle, sys
+import memcached_peer as m
+port = int(os.environ["PORT"])
+marks = {k: m.get(port, k) for k in m.keys(port) if k.startswith("abdm:")}
+assert len(marks) == 1, marks
+pickle.dump(marks, open(sys.argv[1], "wb"))' "$tmp/markers"
 
 run 1
 cp -p "$tmp/state.copy" "$state"
+# ... and puts it back.
+"$PY" -c '
+import os, pickle, sys
+import memcached_peer as m
+for k, v in pickle.load(open(sys.argv[1], "rb")).items():
+    m.put(int(os.environ["PORT"]), k, v)' "$tmp/markers"
 run 2
 
 both=$(sort "$tmp/nonces-1" | uniq | comm -12 - <(sort "$tmp/nonces-2" | uniq) |

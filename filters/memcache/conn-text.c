@@ -323,4 +323,5 @@ const struct conn_ops conn_text_protocol = {
   .fetch         = conn_text_fetch,
   .mutate_send   = conn_text_mutate_send,
   .mutate_finish = conn_text_mutate_finish,
+  .oneshot       = conn_text_oneshot,
 };

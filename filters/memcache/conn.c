@@ -37,6 +37,7 @@ const struct conn_ops conn_meta_protocol = {
   .fetch         = conn_meta_fetch,
   .mutate_send   = conn_meta_mutate_send,
   .mutate_finish = conn_meta_mutate_finish,
+  .oneshot       = conn_meta_oneshot,
 };
 
 /* Set by conn_init, before any session; read-only afterwards. */
@@ -168,4 +169,11 @@ conn_mutate_finish (struct conn_session *s)
   if (r == CONN_FAILED)
     stats_add (stats.uncertain, 1);
   return r;
+}
+
+int
+conn_oneshot (const struct ring_server *server, struct conn_oneshot *o,
+              size_t max_value, int64_t deadline_ns)
+{
+  return ops->oneshot (server, o, max_value, deadline_ns);
 }

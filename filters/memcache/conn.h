@@ -65,6 +65,21 @@ struct conn_session {
 };
 
 
+/* One get (VALUE NULL) or set of KEY outside any session: conn_oneshot. */
+struct conn_oneshot {
+  const char *key;
+  size_t key_len;
+  const void *value;            /* a set's value (stored with no expiry) */
+  size_t value_len;
+  /* out */
+  bool connected;               /* the server took the connection */
+  bool found;                   /* a get: the server had the key */
+  unsigned char *got;           /* then its value (malloc'd, to free) */
+  size_t got_len;
+  bool refused;                 /* the server answered, did not do it */
+  char why[160];                /* what went wrong, for logs */
+};
+
 /* A protocol's half of the functions below, with the same meanings;
  * conn.c checks and reports around them.  OPEN, if not NULL, is called
  * once the server is known to be usable; false: skip it this time.
@@ -86,10 +101,20 @@ struct conn_ops {
                                     struct conn_mutation *m, size_t n,
                                     unsigned ttl);
   enum conn_outcome (*mutate_finish) (struct conn_session *s);
+  int (*oneshot) (const struct ring_server *server, struct conn_oneshot *o,
+                  size_t max_value, int64_t deadline_ns);
 };
 
 extern const struct conn_ops conn_meta_protocol;     /* conn.c */
 extern const struct conn_ops conn_text_protocol;     /* conn-text.c */
+
+/* Each protocol's conn_ops.oneshot (conn-oneshot.c). */
+extern int conn_meta_oneshot (const struct ring_server *server,
+                              struct conn_oneshot *o, size_t max_value,
+                              int64_t deadline_ns);
+extern int conn_text_oneshot (const struct ring_server *server,
+                              struct conn_oneshot *o, size_t max_value,
+                              int64_t deadline_ns);
 
 /* Set up the protocol's connections to the servers of RING: the table of
  * operations is chosen here, once, from memcache-protocol.
@@ -129,5 +154,17 @@ extern enum conn_outcome conn_mutate_send (struct conn_session *s,
                                            struct conn_mutation *m,
                                            size_t n, unsigned ttl);
 extern enum conn_outcome conn_mutate_finish (struct conn_session *s);
+
+/* O (a get or a set) to SERVER in the protocol in use, on a connection
+ * made for it and closed before returning, before DEADLINE_NS
+ * (mcx_now_ns); a get accepts values of MAX_VALUE bytes at most.  For
+ * the start and the stop only (conn-oneshot.c): it touches no session,
+ * pool or health state.  Returns 0 when the server answered (O's
+ * found, got and refused say how), or -1 (O's connected and why say
+ * what went wrong).
+ */
+extern int conn_oneshot (const struct ring_server *server,
+                         struct conn_oneshot *o, size_t max_value,
+                         int64_t deadline_ns);
 
 #endif /* MEMCACHE_CONN_H */

@@ -10,7 +10,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/health.c filters/memcache/health.h \
 	filters/memcache/conn.c filters/memcache/conn.h \
 	filters/memcache/conn-meta.c filters/memcache/conn-meta.h \
-	filters/memcache/conn-text.c \
+	filters/memcache/conn-text.c filters/memcache/conn-oneshot.c \
 	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h \
 	filters/memcache/writeseq.c filters/memcache/writeseq.h \
 	filters/memcache/reader.c filters/memcache/reader.h \
@@ -18,6 +18,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/writer.c filters/memcache/writer.h \
 	filters/memcache/stats.c filters/memcache/stats.h \
 	filters/memcache/state.c filters/memcache/state.h \
+	filters/memcache/marker.c filters/memcache/marker.h \
 	filters/memcache/startcheck.c filters/memcache/startcheck.h
 filters_memcache_nbdkit_memcache_filter_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/memcached-ext

@@ -18,6 +18,8 @@
  *   writer.c    the write path: lower first, then update or invalidate
  *   stats.c     counters and the control channel (abdctl status)
  *   state.c       the warm-restart state file (memcache-state-file)
+ *   marker.c      its markers on the servers (a copy put back is cold)
+ *   conn-oneshot.c  one get or set outside the sessions (start, stop)
  *   startcheck.c  a warning at start for each server that does not answer
  *
  * Lifetime: parameters are parsed in .config and checked in
@@ -49,6 +51,7 @@
 #include "control.h"
 #include "filler.h"
 #include "health.h"
+#include "marker.h"
 #include "memcache.h"
 #include "params.h"
 #include "reader.h"
@@ -291,6 +294,7 @@ memcache_get_ready (int thread_model)
       .servers = params.servers,
       .nr_servers = ring.n,
       .block_size = params.block_size,
+      .ring = &ring,
     };
 
     if (state_take (params.state_file, secret, &expect) == -1)
@@ -336,11 +340,10 @@ static int
 memcache_after_fork (nbdkit_backend *backend)
 {
   const char *start = "cold";
+  const char *reason = "memcache-state-file is not set";
   uint64_t nonce_used = 0;
 
   if (params.state_file) {
-    const char *reason;
-
     if (memcache_open_lower (backend) == -1)
       return -1;
     if (state_start (lower_size, &epoch, &nonce_used, &reason))
@@ -348,12 +351,24 @@ memcache_after_fork (nbdkit_backend *backend)
     else
       nbdkit_debug ("memcache: cold start: %s", reason);
   }
+  else if (secret_from_file) {
+    /* A state file may be waiting for a later start with
+     * memcache-state-file; this start may write the device, so it marks
+     * the servers as such a start would (marker.c), and that file will
+     * not be used.
+     */
+    if (marker_init (secret, ring.id_hash) == -1)
+      return -1;
+    nbdkit_debug ("memcache: %zu of %zu servers marked in use",
+                  marker_set_in_use (&ring), ring.n);
+    marker_free ();
+  }
   if (value_keys_init (secret, ring.id_hash, epoch) == -1)
     return -1;
   OPENSSL_cleanse (secret, sizeof secret);
   if (nonce_used)
     value_nonce_resume (nonce_used);
-  stats_set_start (epoch, start);
+  stats_set_start (epoch, start, reason);
   nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
                 ", epoch %016" PRIx64 ", %s start", ring.n, ring.id_hash,
                 epoch, start);

@@ -6,17 +6,26 @@
  * which the filter survives (its blocks come from the lower device until
  * a probe finds it up, health.c).  But a typo in memcache-servers, or a
  * memcached that never started, would otherwise go unnoticed until the
- * hit ratio is looked at.  The check is a meta no-op ("mn", answered
- * "MN" by every memcached since 1.6) on a connection of its own, closed
- * afterwards, so it touches neither the health states nor the pools.
+ * hit ratio is looked at.
+ *
+ * The check is a get of a key nobody stores, in the protocol in use
+ * (conn_oneshot): with the meta protocol "mg ... v q" then "mn", answered
+ * "MN"; with the text protocol "get ...", answered "END".  So it asks a
+ * server only what the filter will ask it anyway: a text-only server or
+ * proxy (memcache-protocol=text) is not warned about for not knowing a
+ * meta command, and a server that does not speak the meta protocol is
+ * warned about when that protocol is chosen.  The connection is its own,
+ * closed afterwards: it touches neither the health states nor the pools.
  */
 
 #include <config.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <nbdkit-filter.h>
 
+#include "conn.h"
 #include "log.h"
 #include "meta.h"
 #include "startcheck.h"
@@ -26,12 +35,13 @@
  */
 #define STARTCHECK_TIMEOUT_MS 1000
 
-/* A no-op has no replies of its own; a SERVER_ERROR line is ignored. */
-static void
-startcheck_reply (void *opaque, size_t index, enum mcx_reply r,
-                  const char *data, size_t len)
-{
-}
+/* The key asked for: not a name the filter stores (value.c's names start
+ * "abd3:", the state markers' "abdm:"), so always a miss, unless someone
+ * stores it; a short value is read and dropped then, a long one is a
+ * protocol error, which is worth the warning.
+ */
+static const char startcheck_key[] = "abd:startcheck";
+#define STARTCHECK_VALUE_MAX 1024
 
 size_t
 startcheck_servers (const struct ring *ring)
@@ -40,31 +50,29 @@ startcheck_servers (const struct ring *ring)
 
   for (i = 0; i < ring->n; i++) {
     const struct ring_server *srv = &ring->servers[i];
-    int64_t deadline =
-      mcx_now_ns () + STARTCHECK_TIMEOUT_MS * INT64_C (1000000);
-    struct mcx_conn *c;
-    int status;
+    struct conn_oneshot o = {
+      .key = startcheck_key, .key_len = sizeof startcheck_key - 1,
+    };
+    int r;
 
-    c = mcx_connect (srv->host, srv->port, deadline, &status);
-    if (c == NULL) {
+    r = conn_oneshot (srv, &o, STARTCHECK_VALUE_MAX,
+                      mcx_now_ns () + STARTCHECK_TIMEOUT_MS * INT64_C (1000000));
+    free (o.got);
+    if (r == 0 && !o.refused) {
+      nbdkit_debug ("memcache: server %s answers", srv->name);
+      continue;
+    }
+    unreachable++;
+    if (!o.connected)
       abd_log (LOG_WARNING, "memcache",
                "server %s is unreachable at start (%s): its blocks are "
                "read from the lower device until it answers",
-               srv->name, mcx_strstatus (status));
-      unreachable++;
-      continue;
-    }
-    status = mcx_batch (c, NULL, 0, 0, deadline, startcheck_reply, NULL);
-    if (status != MCX_OK) {
-      abd_log (LOG_WARNING, "memcache",
-               "server %s does not answer at start (%s: %s): its blocks "
-               "are read from the lower device until it answers",
-               srv->name, mcx_strstatus (status), mcx_error (c));
-      unreachable++;
-    }
+               srv->name, o.why);
     else
-      nbdkit_debug ("memcache: server %s answers", srv->name);
-    mcx_close (c);
+      abd_log (LOG_WARNING, "memcache",
+               "server %s does not answer at start (%s): its blocks "
+               "are read from the lower device until it answers",
+               srv->name, o.refused ? "SERVER_ERROR" : o.why);
   }
   return unreachable;
 }

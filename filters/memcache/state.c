@@ -28,10 +28,21 @@
  * and the next start is cold; a file cannot be used again after a start
  * that went on to write the device.  Its directory may be written only
  * by us (or root), so nobody can keep an old file aside and put it back.
- * A backup or a snapshot still can, without anyone meaning to: then the
- * nonces stay unique (each start draws part of them, value.c), but the
- * block versions go back, and the blocks written since the copy may be
- * served from older values; the man page says so.
+ *
+ * A backup or a snapshot still can, without anyone meaning to, and
+ * nothing on this host can tell that copy from the original: it would
+ * bring the block versions back, and a block written since the copy,
+ * whose store or delete failed or whose old value is replayed, would
+ * be served old.  So the witness of "used at most once" also lives on
+ * the servers (marker.c): the stop stores a marker with a random stop
+ * id on every server and writes the id here; state_start uses the file
+ * only if every server holds that marker, and then, warm or cold,
+ * replaces every marker with "in use" before anything is served.  What
+ * that cannot see (a start in between that reached no server; a peer
+ * replaying recorded markers while a copy is put back) is in marker.c
+ * and the man page.  The nonces stay unique even then (each start
+ * draws part of them, value.c).
+ *
  * The file is authenticated with a key derived from the secret, so a
  * damaged or forged file, or one written with another key file, is not
  * used.
@@ -53,7 +64,8 @@
  *       96     8  device size
  *      104     8  epoch
  *      112     8  nonces used
- *      120    8N  each server's generation
+ *      120    16  stop id: the servers' markers carry it (marker.c)
+ *      136    8N  each server's generation
  *     +8N      4  M, the number of block versions that are not 0
  *       +4   12M  (slot: 4 bytes, version: 8 bytes) pairs, slots
  *                 ascending
@@ -79,13 +91,15 @@
 
 #include "health.h"
 #include "le.h"
+#include "log.h"
+#include "marker.h"
 #include "params.h"
 #include "state.h"
 #include "writeseq.h"
 
-#define STATE_VERSION 2         /* 1: 32-bit block versions */
+#define STATE_VERSION 3         /* 1: 32-bit block versions; 2: no stop id */
 #define STATE_PAIR_SIZE 12      /* a (slot, version) pair */
-#define STATE_HEADER_SIZE 120
+#define STATE_HEADER_SIZE 136
 #define STATE_MAC_SIZE 32
 /* A restart goes on with the nonce counter this much past the last one
  * the file says was used: a margin against any seal that could still
@@ -110,6 +124,7 @@ static struct {
   bool valid;
   const char *reason;           /* why not, when !valid */
   uint64_t size, epoch, nonce_used;
+  unsigned char stop_id[MARKER_STOP_ID_SIZE];
   uint64_t *generations;
   uint32_t nr_versions;
   unsigned char *versions;      /* nr_versions (slot, version) pairs */
@@ -318,6 +333,7 @@ state_parse (const unsigned char *buf, size_t len)
   taken.size = le_get (buf + 96, 8);
   taken.epoch = le_get (buf + 104, 8);
   taken.nonce_used = le_get (buf + 112, 8);
+  memcpy (taken.stop_id, buf + 120, MARKER_STOP_ID_SIZE);
   if (taken.nonce_used > UINT64_MAX - STATE_NONCE_MARGIN) {
     taken.reason = "the epoch's nonces are used up";
     return;
@@ -363,6 +379,8 @@ state_take (const char *path, const unsigned char secret[VALUE_SECRET_SIZE],
       state_hmac (state_key_check, secret, VALUE_SECRET_SIZE, check_label,
                   sizeof check_label - 1) == -1)
     return -1;
+  if (marker_init (secret, expect->id_hash) == -1)
+    return -1;
   if (EVP_Digest (expect->servers, strlen (expect->servers),
                   state_servers_hash, NULL, EVP_sha256 (), NULL) != 1) {
     nbdkit_error ("memcache-state-file: SHA-256 failed");
@@ -400,12 +418,37 @@ bool
 state_start (uint64_t size, uint64_t *epoch, uint64_t *nonce_used,
              const char **reason)
 {
+  const struct ring *ring = state_expect.ring;
+  size_t marked;
   uint32_t i;
 
   if (taken.valid && taken.size != size) {
     taken.valid = false;
     taken.reason = "the device size changed";
   }
+  /* The file is authentic and made for this process; is it the one the
+   * last clean stop wrote, used by no start since (marker.c)?
+   */
+  if (taken.valid && !marker_check (ring, taken.stop_id, &taken.reason)) {
+    taken.valid = false;
+    abd_log (LOG_NOTICE, "memcache", "memcache-state-file=%s not used, "
+             "cold start: %s", state_path, taken.reason);
+  }
+
+  /* Warm or cold, before anything is served: from now on this start
+   * may write the device, so no copy of any state file written before
+   * it may be used again.
+   */
+  marked = marker_set_in_use (ring);
+  if (marked == 0)
+    abd_log (LOG_WARNING, "memcache", "memcache-state-file: no server took "
+             "this start's marker: if a copy of the state file (a backup, "
+             "a snapshot) is put back later, it cannot be told from the "
+             "original");
+  else
+    nbdkit_debug ("memcache-state-file: %zu of %zu servers marked in use",
+                  marked, ring->n);
+
   if (!taken.valid) {
     *reason = taken.reason;
     return false;
@@ -419,6 +462,8 @@ state_start (uint64_t size, uint64_t *epoch, uint64_t *nonce_used,
                                        + 4, 8));
   *epoch = taken.epoch;
   *nonce_used = taken.nonce_used + STATE_NONCE_MARGIN;
+  *reason = "the state file of the last clean stop, and every server's "
+    "marker";
   nbdkit_debug ("memcache-state-file=%s: warm start, epoch %016" PRIx64
                 ", %" PRIu32 " block versions", state_path, taken.epoch,
                 taken.nr_versions);
@@ -447,10 +492,22 @@ int
 state_save (uint64_t epoch, uint64_t size)
 {
   size_t n = state_expect.nr_servers, m = 0, len, i, off;
+  unsigned char stop_id[MARKER_STOP_ID_SIZE];
   unsigned char *buf = NULL;
   char *tmp = NULL;
-  int fd = -1, r;
+  int fd = -1, r, marked;
 
+  /* The markers first: a stop that dies between them and the file
+   * leaves markers no file carries, and the next start is cold.
+   */
+  marked = marker_set_stopped (state_expect.ring, stop_id);
+  if (marked == -1)
+    goto err;
+  if ((size_t) marked < state_expect.ring->n)
+    nbdkit_error ("memcache-state-file=%s: %zu of %zu servers did not take "
+                  "the stop marker: the next start is cold",
+                  state_path, state_expect.ring->n - marked,
+                  state_expect.ring->n);
   for (i = 0; i < WRITESEQ_VERSIONS; i++)
     if (writeseq_version_slot (i) != 0)
       m++;
@@ -471,6 +528,7 @@ state_save (uint64_t epoch, uint64_t size)
   le_put (buf + 96, size, 8);
   le_put (buf + 104, epoch, 8);
   le_put (buf + 112, value_nonce_used (), 8);
+  memcpy (buf + 120, stop_id, MARKER_STOP_ID_SIZE);
   for (i = 0; i < n; i++)
     le_put (buf + STATE_HEADER_SIZE + 8 * i,
                   health_generation (i), 8);
@@ -548,6 +606,7 @@ void
 state_free (void)
 {
   OPENSSL_cleanse (state_key, sizeof state_key);
+  marker_free ();
   free (taken.generations);
   free (taken.versions);
   taken.generations = NULL;

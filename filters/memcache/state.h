@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ring.h"
 #include "value.h"
 
 /* What this process is: a state file made for anything else is not used. */
@@ -19,6 +20,7 @@ struct state_expect {
   const char *servers;          /* memcache-servers, as given */
   size_t nr_servers;
   uint32_t block_size;
+  const struct ring *ring;      /* the servers, for the markers */
 };
 
 /* In .get_ready, before the secret is wiped: remember PATH and derive the
@@ -33,17 +35,21 @@ extern int state_take (const char *path,
                        const unsigned char secret[VALUE_SECRET_SIZE],
                        const struct state_expect *expect);
 
-/* In .after_fork, with the lower device's SIZE: true if the state taken
- * may be used (a warm start).  Then *EPOCH and *NONCE_USED are the
- * earlier process's, and the servers' generations (health.h) and the
- * block versions (writeseq.h) are set as it left them.  False: a cold
- * start; *REASON says why (a literal).
+/* In .after_fork, with the lower device's SIZE, before anything is
+ * served: true if the state taken may be used (a warm start): it was
+ * made for this process and every server holds its stop marker
+ * (marker.h).  Then *EPOCH and *NONCE_USED are the earlier process's,
+ * and the servers' generations (health.h) and the block versions
+ * (writeseq.h) are set as it left them.  False: a cold start.  *REASON
+ * says why, either way (valid until state_free).  Warm or cold, every
+ * server's marker is replaced with "in use" before returning.
  */
 extern bool state_start (uint64_t size, uint64_t *epoch,
                          uint64_t *nonce_used, const char **reason);
 
 /* In .unload, when the stop was clean (every request done, the lower
- * device flushed): write the state of this process (EPOCH, the device
+ * device flushed): store a new stop marker on every server, then write
+ * the state of this process (the marker's stop id, EPOCH, the device
  * SIZE, the nonces used, generations and versions) for the next start.
  * Returns 0, or -1 after nbdkit_error (the next start is cold).
  */

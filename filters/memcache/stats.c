@@ -36,6 +36,7 @@ struct server_stats *server_stats;
 static const struct ring *stats_ring;
 static uint64_t stats_epoch;
 static const char *stats_start = "cold";
+static const char *stats_start_reason = "";
 
 int
 stats_init (const struct ring *ring, uint64_t epoch)
@@ -51,10 +52,11 @@ stats_init (const struct ring *ring, uint64_t epoch)
 }
 
 void
-stats_set_start (uint64_t epoch, const char *start)
+stats_set_start (uint64_t epoch, const char *start, const char *reason)
 {
   stats_epoch = epoch;
   stats_start = start;
+  stats_start_reason = reason;
 }
 
 void
@@ -122,6 +124,7 @@ stats_reply_status (struct ctl_reply *r)
   ctl_reply_str (r, "id", params.id);
   ctl_reply_str (r, "epoch", epoch);
   ctl_reply_str (r, "start", stats_start);
+  ctl_reply_str (r, "start_reason", stats_start_reason);
   ctl_reply_u64 (r, "block_size", params.block_size);
   ctl_reply_str (r, "write_policy",
                  params.write_policy == WRITE_POLICY_UPDATE

@@ -54,11 +54,12 @@ extern struct server_stats *server_stats;
 
 extern int stats_init (const struct ring *ring, uint64_t epoch);
 
-/* The epoch this process uses and how it started ("cold", or "warm" from
- * memcache-state-file), as abdctl status shows them; START must be a
- * string that lives for the process (a literal).
+/* The epoch this process uses, how it started ("cold", or "warm" from
+ * memcache-state-file) and why, as abdctl status shows them; START and
+ * REASON must be strings that live until stats_free.
  */
-extern void stats_set_start (uint64_t epoch, const char *start);
+extern void stats_set_start (uint64_t epoch, const char *start,
+                             const char *reason);
 extern void stats_free (void);
 
 /* Record one round trip to server I that took US microseconds. */
