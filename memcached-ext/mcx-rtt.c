@@ -228,7 +228,7 @@ struct run {
   struct mcx_conn **conns;      /* opt_depth of them; conns[0] the main one */
   char (*keys)[64];             /* nr_keys keys */
   size_t nr_keys;
-  struct mcx_op *ops;           /* nr_keys gets, then scratch */
+  struct mcx_op *ops;           /* the get of each key */
   struct tally tally;
   char error[256];
 };
@@ -440,7 +440,11 @@ store_keys (struct run *r, const char *value)
   return ret;
 }
 
-/* Delete the keys; a failure here is only reported. */
+/* Delete the keys after a measurement that went through; a failure here
+ * is only reported.  After a failed one they are left to expire
+ * (KEY_TTL): a connection may still have a batch in flight, and a server
+ * that did not answer would only make us wait again.
+ */
 static void
 delete_keys (struct run *r)
 {
@@ -448,8 +452,6 @@ delete_keys (struct run *r)
   size_t i;
   int s;
 
-  if (r->conns[0] == NULL || mcx_broken (r->conns[0]))
-    return;
   dels = calloc (r->nr_keys, sizeof *dels);
   if (dels == NULL)
     return;
@@ -516,7 +518,8 @@ measure_server (const struct server *srv, const char *value,
   ret = 0;
 
  out:
-  delete_keys (&r);
+  if (ret == 0)
+    delete_keys (&r);
   if (ret < 0)
     snprintf (error, error_len, "%s", r.error);
   if (r.conns)
