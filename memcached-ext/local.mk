@@ -16,3 +16,9 @@ memcached_ext_libmcx_la_CFLAGS = $(AM_CFLAGS)
 # scripts/abd-run): installed as $(pkgdatadir)/abd-memcached.conf.
 memcachedextdir = $(pkgdatadir)
 dist_memcachedext_DATA = memcached-ext/abd-memcached.conf
+
+# mcx-rtt: memcached's raw round trips for block reads (scripts/bench's
+# limit rows; tests/test-mcx-rtt.sh).  Built, not installed.
+noinst_PROGRAMS += memcached-ext/mcx-rtt
+memcached_ext_mcx_rtt_SOURCES = memcached-ext/mcx-rtt.c
+memcached_ext_mcx_rtt_LDADD = memcached-ext/libmcx.la

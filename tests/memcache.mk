@@ -57,8 +57,10 @@ check_PROGRAMS += tests/test-meta-client
 tests_test_meta_client_SOURCES = tests/test-meta-client.c
 tests_test_meta_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/memcached-ext
 tests_test_meta_client_LDADD = memcached-ext/libmcx.la
-TESTS += tests/test-meta-client.sh tests/test-memcached-tuned.sh
-EXTRA_DIST += tests/test-meta-client.sh tests/test-memcached-tuned.sh
+TESTS += tests/test-meta-client.sh tests/test-memcached-tuned.sh \
+	tests/test-mcx-rtt.sh
+EXTRA_DIST += tests/test-meta-client.sh tests/test-memcached-tuned.sh \
+	tests/test-mcx-rtt.sh
 
 # memcached-ext, the text protocol client.
 check_PROGRAMS += tests/test-text-client
