@@ -9,7 +9,12 @@
  * reply seen (at most MCX_LINE_MAX + max_value + 2), so a value is always
  * handed to the caller in one piece.
  *
- * Every wait is a poll() bounded by the batch's deadline.  Output still
+ * Every wait is a poll() bounded by the batch's deadline and, if one is
+ * set, by the idle timeout counted from the start of mcx_recv or the last
+ * byte that moved, whichever is later.  (Counted from mcx_recv, not from
+ * the send: a caller that collects several servers' answers one after
+ * the other gives each its whole idle timeout once it waits for it, and
+ * what arrived meanwhile is progress already made.)  Output still
  * pending is written while replies are read: a big batch of sets must
  * not stall on a server that is itself waiting for us to read.
  */
@@ -43,6 +48,7 @@ struct mcx_conn {
   int fd;
   bool broken;
   char error[128];
+  int64_t idle_ns;              /* mcx_set_idle_timeout; 0: none */
 
   /* The batch in flight. */
   bool in_flight;
@@ -50,6 +56,7 @@ struct mcx_conn {
   size_t text_cap;
   struct iovec *iov;
   size_t nr_iov, iov_cap, iov_done;
+  uint64_t sent;                /* bytes written, ever: progress */
   struct mcx_parser parser;
   unsigned char *answered;
   size_t answered_cap;
@@ -311,6 +318,7 @@ mcx_write_some (struct mcx_conn *c)
         continue;
       return mcx_fail (c, MCX_EIO, "write");
     }
+    c->sent += r;
     while (r > 0) {
       struct iovec *v = &c->iov[c->iov_done];
 
@@ -326,6 +334,12 @@ mcx_write_some (struct mcx_conn *c)
     }
   }
   return 0;
+}
+
+void
+mcx_set_idle_timeout (struct mcx_conn *c, int64_t idle_ns)
+{
+  c->idle_ns = idle_ns > 0 ? idle_ns : 0;
 }
 
 int
@@ -393,15 +407,20 @@ int
 mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
           void *opaque)
 {
+  int64_t progress_ns;
+
   if (c->broken)
     return MCX_EIO;
   if (!c->in_flight)
     return mcx_fail (c, MCX_EINVAL, "no batch in flight");
   c->parser.fn = fn;
   c->parser.opaque = opaque;
+  progress_ns = mcx_now_ns ();
 
   for (;;) {
     size_t used, need;
+    uint64_t sent = c->sent;
+    int64_t wait_ns = deadline_ns;
     short revents;
     ssize_t r;
     int pr;
@@ -436,12 +455,16 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
         return mcx_fail (c, MCX_ENOMEM, "out of memory");
     }
 
+    if (c->idle_ns && progress_ns + c->idle_ns < wait_ns)
+      wait_ns = progress_ns + c->idle_ns;
     pr = mcx_wait (c, POLLIN | (c->iov_done < c->nr_iov ? POLLOUT : 0),
-                   deadline_ns, &revents);
+                   wait_ns, &revents);
     if (pr < 0)
       return pr;
     if ((revents & POLLOUT) && mcx_write_some (c) < 0)
       return MCX_EIO;
+    if (c->sent != sent)
+      progress_ns = mcx_now_ns ();
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
       r = read (c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
       if (r == 0) {
@@ -454,6 +477,7 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
         continue;
       }
       c->rlen += r;
+      progress_ns = mcx_now_ns ();
     }
   }
 }

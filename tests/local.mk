@@ -106,7 +106,8 @@ SLOW_TESTS = \
 	tests/test-debian-package.sh tests/test-torture.sh tests/test-fuzz.sh \
 	tests/test-tsan.sh tests/test-memcache-text.sh \
 	tests/test-async-drain-budget.sh tests/test-kernel-units.sh \
-	tests/test-readme.sh tests/test-memcached-tuned.sh
+	tests/test-readme.sh tests/test-memcached-tuned.sh \
+	tests/test-memcache-warm-default.sh
 CHECK_FAST_JOBS = 4
 check-fast:
 	$(MAKE) $(AM_MAKEFLAGS) -j$(CHECK_FAST_JOBS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'

@@ -31,10 +31,13 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-warm.sh \
 	tests/test-memcache-warm-cold.sh \
 	tests/test-memcache-slow.sh \
+	tests/test-memcache-oversized.sh \
+	tests/test-memcache-warm-default.sh \
 	tests/test-memcache-text.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
+	tests/memcache_warm_passes.py \
 	$(MEMCACHE_SH_TESTS)
 
 # memcached-ext, the meta protocol client.

@@ -161,6 +161,7 @@ conn_open (struct conn_session *s, size_t i)
   s->meta_ops = NULL;
   s->meta_mutations = NULL;
   s->background = false;
+  s->batch_start_ns = conn_now_ns ();
   if (!health_acquire (i, &s->gen, &s->incarnation))
     return false;
   if (params.protocol == MEMCACHE_PROTOCOL_META)
@@ -225,12 +226,12 @@ conn_close (struct conn_session *s)
 void
 conn_report_ok (struct conn_session *s)
 {
-  health_report_ok (s->server, s->incarnation);
+  health_report_ok (s->server, s->incarnation, s->batch_start_ns);
 }
 
 void
 conn_report_failure (struct conn_session *s, bool timeout,
-                     bool server_at_fault, const char *why)
+                     enum conn_fault fault, const char *why)
 {
   if (timeout) {
     stats_add (stats.timeouts, 1);
@@ -242,8 +243,10 @@ conn_report_failure (struct conn_session *s, bool timeout,
   }
   nbdkit_debug ("memcache: server %zu: %s", s->server, why);
   s->failed = true;
-  if (server_at_fault && !s->background)
-    health_report_failure (s->server, s->incarnation);
+  if (fault != CONN_FAULT_OURS && !s->background)
+    health_report_failure (s->server, s->incarnation, s->batch_start_ns,
+                           fault == CONN_FAULT_HARD ? HEALTH_FAIL_HARD
+                           : HEALTH_FAIL_SOFT);
 }
 
 /* Turn a libmemcached return code into an outcome, and report it. */
@@ -256,7 +259,7 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
   case MEMCACHED_DELETED:
   case MEMCACHED_END:
   case MEMCACHED_NOTFOUND:
-    health_report_ok (s->server, s->incarnation);
+    conn_report_ok (s);
     return CONN_OK;
 
   case MEMCACHED_NOTSTORED:
@@ -265,7 +268,7 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
   case MEMCACHED_SERVER_ERROR:
   case MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE:
   case MEMCACHED_MEMORY_ALLOCATION_FAILURE:
-    health_report_ok (s->server, s->incarnation);
+    conn_report_ok (s);
     return CONN_REFUSED;
 
   case MEMCACHED_TIMEOUT:
@@ -283,7 +286,9 @@ conn_outcome (struct conn_session *s, memcached_return_t rc)
                 memcached_strerror (s->mc, rc));
   s->failed = true;
   if (!s->background)
-    health_report_failure (s->server, s->incarnation);
+    health_report_failure (s->server, s->incarnation, s->batch_start_ns,
+                           rc == MEMCACHED_TIMEOUT ? HEALTH_FAIL_SOFT
+                           : HEALTH_FAIL_HARD);
   return CONN_FAILED;
 }
 

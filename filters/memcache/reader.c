@@ -12,9 +12,9 @@
  *   3. read every run of adjacent blocks not found from the lower device
  *      with one request per run;
  *   4. queue the blocks read in step 3 to be stored on their servers in
- *      the background (filler.c), unless a write of the block was in
- *      progress before the lower read (writeseq.c); the read returns
- *      without waiting for them.
+ *      the background (filler.c), unless their server is down or a write
+ *      of the block was in progress before the lower read (writeseq.c);
+ *      the read returns without waiting for them.
  *
  * Whatever goes wrong with memcached, the read is served from the lower
  * device; only a lower device error fails it.  Blocks are always read and
@@ -262,7 +262,10 @@ reader_lookup (struct read_batch *b)
 
 /* Step 3: read the blocks not found, one request per run of adjacent
  * blocks.  The fill decision is taken before the lower read: a write in
- * progress would make the fill useless (its version goes up).
+ * progress would make the fill useless (its version goes up).  A block
+ * whose lookup failed (its server timed out) is filled too: a server
+ * that is only busy must still warm up, and the fill thread stores only
+ * to servers that are up or suspect (health.h).
  */
 static int
 reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
@@ -273,8 +276,7 @@ reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
   for (i = 0; i < b->n; i++) {
     struct read_block *blk = &b->blocks[i];
 
-    if (blk->state == BLOCK_WANTED &&
-        !b->servers[blk->server].session.failed) {
+    if (blk->state == BLOCK_WANTED) {
       blk->fill = writeseq_fill_begin (blk->block, &blk->fill_seq);
       if (!blk->fill)
         stats_add (stats.fills_raced, 1);
