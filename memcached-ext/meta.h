@@ -144,6 +144,14 @@ extern void mcx_close (struct mcx_conn *c);
  */
 extern void mcx_set_idle_timeout (struct mcx_conn *c, int64_t idle_ns);
 
+/* Share a progress clock (CLOCK_MONOTONIC ns, updated with relaxed atomic
+ * operations) among connections to one server: every byte one of them
+ * reads counts as progress for all, so a batch queued behind the others
+ * of a busy server that keeps answering does not time out while the
+ * server works through them (its deadline still bounds it).  NULL: none.
+ */
+extern void mcx_set_progress_clock (struct mcx_conn *c, int64_t *clock);
+
 /* Send a batch: everything that can be written without blocking is
  * written now, the rest by mcx_recv.  OPS (and the values they point to)
  * must stay valid until mcx_recv returns.  MAX_VALUE: the longest value

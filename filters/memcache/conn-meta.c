@@ -29,7 +29,9 @@
  * What memcache-timeout bounds: the wait for an answer, not the whole
  * batch.  A batch fails when no byte of it has moved for memcache-timeout
  * (x MEMCACHE_STORE_TIMEOUT_FACTOR for stores and deletes, which carry
- * the data), the idle timeout of memcached-ext; and, so that a server
+ * the data), the idle timeout of memcached-ext, where a byte moved on any
+ * connection to the server counts (a batch queued behind others on a
+ * busy server waits while the server answers them); and, so that a server
  * that trickles a byte now and then cannot hold a request forever, when
  * its deadline passes: memcache-timeout plus the time the bytes it may
  * move take at CONN_META_MIN_RATE.  A 2 MiB multi-get queued behind three
@@ -86,6 +88,8 @@ struct meta_slot {
 
 struct meta_pool {
   const struct ring_server *server;
+  int64_t progress_ns;          /* the last byte any of its connections
+                                   moved (mcx_set_progress_clock) */
   pthread_mutex_t lock;         /* protects slots[] */
   pthread_cond_t freed;         /* a slot was given back */
   struct meta_slot slots[CONN_META_PER_SERVER];
@@ -272,6 +276,7 @@ conn_meta_send (struct conn_session *s, struct mcx_op *ops, size_t n,
   if (s->meta_slot == NULL)
     return CONN_FAILED;
   mcx_set_idle_timeout (s->meta_slot->c, idle_ns);
+  mcx_set_progress_clock (s->meta_slot->c, &pools[s->server].progress_ns);
   r = mcx_send (s->meta_slot->c, ops, n, max_value);
   if (r != MCX_OK) {
     struct meta_slot *slot = s->meta_slot;
