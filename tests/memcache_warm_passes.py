@@ -115,10 +115,12 @@ def one_round(tmp, image_path, image, nwarm, busy, rnd):
                            "memcached on port %d" % port)
             ports.append(port)
         sock, ctl = tmp + "/nbd.sock", tmp + "/ctl.sock"
-        for f in (sock, ctl):
+        for f in (sock, ctl, tmp + "/nbdkit.log"):
             if os.path.exists(f):
                 os.unlink(f)
-        argv = ["nbdkit", "-f", "-U", sock, "--filter=" + FILTER,
+        argv = ["nbdkit", "-f", "-U", sock] + \
+            (["-v"] if os.environ.get("WARM_PASSES_VERBOSE") else []) + \
+            ["--filter=" + FILTER,
                 "--filter=delay", "file", image_path, "delay-read=1ms",
                 "memcache-servers=" + ",".join("127.0.0.1:%d" % p
                                               for p in ports),
@@ -162,6 +164,12 @@ def one_round(tmp, image_path, image, nwarm, busy, rnd):
             procs.stop(nbdkit, timeout=30)
         for p in servers:
             procs.stop(p, signal.SIGKILL)
+        # WARM_PASSES_VERBOSE=1 WARM_PASSES_LOG=FILE: nbdkit -v's log of
+        # every round, appended to FILE.
+        if os.environ.get("WARM_PASSES_LOG"):
+            with open(os.environ["WARM_PASSES_LOG"], "ab") as out, \
+                    open(tmp + "/nbdkit.log", "rb") as f:
+                out.write(f.read())
 
 
 def main():

@@ -33,8 +33,8 @@
  * connection to the server counts (a batch queued behind others on a
  * busy server waits while the server answers them); and, so that a server
  * that trickles a byte now and then cannot hold a request forever, when
- * its deadline passes: memcache-timeout plus the time the bytes it may
- * move take at CONN_META_MIN_RATE.  A 2 MiB multi-get queued behind three
+ * its deadline passes: CONN_META_DEADLINE_IDLES times that, plus the time
+ * the bytes it may move take at CONN_META_MIN_RATE.  A 2 MiB multi-get queued behind three
  * others on a busy server takes more than 5 ms in all, yet its answer
  * keeps coming; with a whole-batch deadline of 5 ms such a batch failed,
  * which cost its hits and, then, the server.  The wait for a free
@@ -76,6 +76,12 @@
  * far below loopback or any LAN, far above a trickle.
  */
 #define CONN_META_MIN_RATE (16 * 1024 * 1024)
+
+/* A batch's deadline, from the send: this many idle timeouts (time to
+ * wait for a free connection, and for a server that answers others
+ * first), plus its bytes at CONN_META_MIN_RATE.
+ */
+#define CONN_META_DEADLINE_IDLES 4
 
 /* Bytes a reply line or command line costs besides key and value. */
 #define CONN_META_LINE_BYTES 64
@@ -270,7 +276,7 @@ conn_meta_send (struct conn_session *s, struct mcx_op *ops, size_t n,
 
   free (s->meta_ops);
   s->meta_ops = ops;
-  s->meta_deadline_ns = mcx_now_ns () + idle_ns
+  s->meta_deadline_ns = mcx_now_ns () + CONN_META_DEADLINE_IDLES * idle_ns
     + (int64_t) (bytes * 1000000000.0 / CONN_META_MIN_RATE);
   s->meta_slot = conn_meta_acquire (s, s->meta_deadline_ns, idle_ns);
   if (s->meta_slot == NULL)
