@@ -32,6 +32,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-warm-cold.sh \
 	tests/test-memcache-slow.sh \
 	tests/test-memcache-oversized.sh \
+	tests/test-memcache-skipped-writes.sh \
 	tests/test-memcache-warm-default.sh \
 	tests/test-memcache-text.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
