@@ -12,3 +12,11 @@ memcached_ext_libmcx_la_CFLAGS = $(AM_CFLAGS)
 # scripts/abd-run): installed as $(pkgdatadir)/abd-memcached.conf.
 memcachedextdir = $(pkgdatadir)
 dist_memcachedext_DATA = memcached-ext/abd-memcached.conf
+
+# abd-mcx-rtt: the raw round trip of a block-sized mg at depth 1 and 16 and
+# of a 64K read's multi-get, for scripts/bench's "limit" row.  Not
+# installed: the bench runs it from the build tree.
+noinst_PROGRAMS += memcached-ext/abd-mcx-rtt
+memcached_ext_abd_mcx_rtt_SOURCES = memcached-ext/mcx-rtt.c
+memcached_ext_abd_mcx_rtt_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/memcached-ext
+memcached_ext_abd_mcx_rtt_LDADD = memcached-ext/libmcx.la

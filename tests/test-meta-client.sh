@@ -4,7 +4,8 @@
 # memcached servers: one on a free loopback port, one on a Unix socket.
 # Batches of gets, sets and deletes, 1 MiB values, 256 keys; a stopped
 # server (SIGSTOP) gives a timeout within the deadline; a server killed
-# in the middle of a batch gives an error, not a hang.
+# in the middle of a batch gives an error, not a hang.  abd-mcx-rtt
+# measures round trips.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 requires memcached
@@ -22,6 +23,17 @@ wait_for 10 test -S "$tmp/mc.sock" || fail "memcached on a Unix socket did not s
 
 "$client" basic 127.0.0.1 "$tcp_port" || fail "basic over TCP"
 "$client" basic "$tmp/mc.sock" 0 || fail "basic over a Unix socket"
+
+# abd-mcx-rtt (scripts/bench's limit row): three numbers, all > 0.
+rtt=$("$abs_top_builddir/memcached-ext/abd-mcx-rtt" -n 50 \
+          "127.0.0.1:$tcp_port,127.0.0.1:$tcp_port") ||
+    fail "abd-mcx-rtt failed"
+echo "$rtt"
+for k in mg1_us mg16_us mget64k_us; do
+    grep -Eq "^$k=[0-9]+\.[0-9]+$" <<<"$rtt" &&
+        ! grep -Eq "^$k=0\.0+$" <<<"$rtt" ||
+        fail "abd-mcx-rtt: no $k"
+done
 
 # Stopped: it accepts connections (the kernel does) but never answers.
 kill -STOP "$tcp_pid"
