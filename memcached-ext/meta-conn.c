@@ -12,12 +12,13 @@
  * Every wait is a poll() bounded by the batch's deadline and, if one is
  * set, by the idle timeout counted from the start of mcx_recv or the last
  * byte that moved, whichever is later (on this connection or, with a
- * shared progress clock, on any connection to the same server).  (Counted from mcx_recv, not from
- * the send: a caller that collects several servers' answers one after
- * the other gives each its whole idle timeout once it waits for it, and
- * what arrived meanwhile is progress already made.)  Output still
- * pending is written while replies are read: a big batch of sets must
- * not stall on a server that is itself waiting for us to read.
+ * shared progress clock, a byte read on any connection to the same
+ * server).  Counted from mcx_recv, not from the send: a caller that
+ * collects several servers' answers one after the other gives each its
+ * whole idle timeout once it waits for it, and what arrived meanwhile is
+ * progress already made.  Output still pending is written while replies
+ * are read: a big batch of sets must not stall on a server that is
+ * itself waiting for us to read.
  */
 
 #include <config.h>

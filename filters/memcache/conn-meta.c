@@ -29,16 +29,17 @@
  * What memcache-timeout bounds: the wait for an answer, not the whole
  * batch.  A batch fails when no byte of it has moved for memcache-timeout
  * (x MEMCACHE_STORE_TIMEOUT_FACTOR for stores and deletes, which carry
- * the data), the idle timeout of memcached-ext, where a byte moved on any
- * connection to the server counts (a batch queued behind others on a
- * busy server waits while the server answers them); and, so that a server
- * that trickles a byte now and then cannot hold a request forever, when
- * its deadline passes: CONN_META_DEADLINE_IDLES times that, plus the time
- * the bytes it may move take at CONN_META_MIN_RATE.  A 2 MiB multi-get queued behind three
- * others on a busy server takes more than 5 ms in all, yet its answer
- * keeps coming; with a whole-batch deadline of 5 ms such a batch failed,
- * which cost its hits and, then, the server.  The wait for a free
- * connection and the connect count against the deadline.
+ * the data), the idle timeout of memcached-ext, where a byte read on any
+ * connection to the server counts too (a batch queued behind others on
+ * a busy server waits while the server answers them); and, so that a
+ * server that trickles a byte now and then cannot hold a request
+ * forever, when its deadline passes: CONN_META_DEADLINE_IDLES times
+ * that, plus the time the bytes it may move take at CONN_META_MIN_RATE.
+ * A 2 MiB multi-get queued behind three others on a busy server takes
+ * more than 5 ms in all, yet its answer keeps coming; with a whole-batch
+ * deadline of 5 ms such a batch failed, which cost its hits and, then,
+ * the server.  The wait for a free connection and the connect count
+ * against the deadline.
  */
 
 #include <config.h>
@@ -94,8 +95,8 @@ struct meta_slot {
 
 struct meta_pool {
   const struct ring_server *server;
-  int64_t progress_ns;          /* the last byte any of its connections
-                                   moved (mcx_set_progress_clock) */
+  int64_t progress_ns;          /* when any of its connections last read
+                                   a byte (mcx_set_progress_clock) */
   pthread_mutex_t lock;         /* protects slots[] */
   pthread_cond_t freed;         /* a slot was given back */
   struct meta_slot slots[CONN_META_PER_SERVER];
