@@ -35,6 +35,7 @@
 
 #include "conn.h"
 #include "filler.h"
+#include "health.h"
 #include "memcache.h"
 #include "params.h"
 #include "reader.h"
@@ -47,7 +48,8 @@
 enum block_state {
   BLOCK_WANTED,                 /* not found (yet) */
   BLOCK_HIT,                    /* served from memcached */
-  BLOCK_UNCACHED,               /* its server is down: lower, no fill */
+  BLOCK_UNCACHED,               /* its server is down: lower; filled only
+                                   if the server is back by then */
 };
 
 struct read_block {
@@ -66,6 +68,8 @@ struct read_block {
 struct read_server {
   bool wanted;                  /* some block of the batch is on it */
   bool open;                    /* session open */
+  bool back;                    /* usable after the lower read: fill its
+                                   blocks, even those it was down for */
   struct conn_session session;
   size_t nr_keys;
   const char **keys;            /* nr_keys of the batch's keys */
@@ -265,7 +269,9 @@ reader_lookup (struct read_batch *b)
  * progress would make the fill useless (its version goes up).  A block
  * whose lookup failed (its server timed out) is filled too: a server
  * that is only busy must still warm up, and the fill thread stores only
- * to servers that are up or suspect (health.h).
+ * to servers that are up or suspect (health.h).  So is a block whose
+ * server was down, if it is usable again once the lower read is done (a
+ * server taken down by timeouts is probed again within 50 ms).
  */
 static int
 reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
@@ -276,7 +282,7 @@ reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
   for (i = 0; i < b->n; i++) {
     struct read_block *blk = &b->blocks[i];
 
-    if (blk->state == BLOCK_WANTED) {
+    if (blk->state != BLOCK_HIT) {
       blk->fill = writeseq_fill_begin (blk->block, &blk->fill_seq);
       if (!blk->fill)
         stats_add (stats.fills_raced, 1);
@@ -319,6 +325,11 @@ reader_fill (struct read_batch *b)
 {
   size_t i;
 
+  /* A server that was down at the lookup (its blocks BLOCK_UNCACHED):
+   * is it back?
+   */
+  for (i = 0; i < ring.n; i++)
+    b->servers[i].back = b->servers[i].wanted && health_usable (i);
   for (i = 0; i < b->n; i++) {
     const struct read_block *blk = &b->blocks[i];
     const struct filler_block fb = {
@@ -329,7 +340,8 @@ reader_fill (struct read_batch *b)
       .seq = blk->fill_seq,
     };
 
-    if (blk->fill)
+    if (blk->fill &&
+        (blk->state != BLOCK_UNCACHED || b->servers[blk->server].back))
       filler_queue (&fb, b->data + i * params.block_size, blk->len);
   }
 }
