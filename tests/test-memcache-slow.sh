@@ -3,9 +3,11 @@
 # nbdkit-memcache-filter: a slow server keeps its cache.  One of three
 # memcached servers (server1) is frozen with SIGSTOP again and again, for
 # less than memcache-timeout (requests wait for it) and for more
-# (requests time out, the server goes down, and what it had been sent is
-# carried out late, after SIGCONT), while a client reads and writes the
-# first half of the device through nbdkit.
+# (requests time out, the server is suspect, down after three stalls in
+# a row, and what it had been sent is carried out late, after SIGCONT),
+# while a client reads and writes the first half of the device through
+# nbdkit.  (Whether a 400 ms freeze takes it down depends on the
+# requests: one store, which waits 4 x memcache-timeout, can span it.)
 #
 # First, one late store on purpose: with server1 frozen, block B is
 # written (its store times out: its outcome is unknown, server1 is
@@ -246,8 +248,7 @@ print("ops:", ops, "server1 timeouts %d, downs %d, generation %d -> %d; "
          after["downs"] - before["downs"], before["generation"],
          after["generation"], st["auth_failures"], st["uncertain"],
          st["fills"], st["updates"]))
-assert after["timeouts"] > before["timeouts"] and \
-    after["downs"] > before["downs"], \
+assert after["timeouts"] > before["timeouts"], \
     "the long freezes caused no timeout: the test did not test"
 assert after["generation"] == before["generation"], \
     "server1 lost its cache: generation %d -> %d" % (before["generation"],
