@@ -149,12 +149,15 @@ def one_round(tmp, image_path, image, nwarm, busy, rnd):
             ratio = min(hits, st1["hits"] - st0["hits"]) / (SIZE // BS)
             ratios.append(ratio)
             d = {k: st1[k] - st0[k] for k in
-                 ("hits", "misses", "skipped_down", "timeouts",
+                 ("hits", "misses", "skipped_down", "timeouts", "errors",
                   "format_mismatches", "auth_failures", "fills_dropped")}
+            items = [mc_stats(p) for p in ports]
             print("  warm pass: %5.1f%% (%d get_hits) in %.2f s; filter: %s; "
-                  "states %s" % (100 * ratio, hits, took, d,
-                                 [s["state"] for s in
-                                  st1["servers"].values()]), flush=True)
+                  "states %s; memcached items %d, evictions %d" % (
+                      100 * ratio, hits, took, d,
+                      [s["state"] for s in st1["servers"].values()],
+                      sum(m["curr_items"] for m in items),
+                      sum(m["evictions"] for m in items)), flush=True)
         return ratios
     finally:
         if hog:

@@ -189,7 +189,7 @@ state_machine (void)
     CHECK (v.generation == gen, "down changed the generation");
   }
   while (!health_acquire (1, &gen, &inc))
-    ;                                   /* the probe, within 50 ms */
+    ;                                   /* the probe, within 10 ms */
   CHECK (state_of (1) == HEALTH_PROBING, "not probing: %s",
          health_state_name (state_of (1)));
   health_report_ok (1, inc, now_ns ());

@@ -34,7 +34,7 @@ enum health_failure {
 /* A server taken down by soft failures is probed this soon first (or
  * after memcache-retry, if shorter): it was alive a moment ago.
  */
-#define HEALTH_SOFT_RETRY_MS 50
+#define HEALTH_SOFT_RETRY_MS 10
 
 struct health_view {
   enum health_state state;

@@ -271,7 +271,7 @@ reader_lookup (struct read_batch *b)
  * that is only busy must still warm up, and the fill thread stores only
  * to servers that are up or suspect (health.h).  So is a block whose
  * server was down, if it is usable again once the lower read is done (a
- * server taken down by timeouts is probed again within 50 ms).
+ * server taken down by timeouts is probed again within 10 ms).
  */
 static int
 reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
