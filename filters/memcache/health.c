@@ -16,7 +16,9 @@
  *   DOWN     --probe time reached-->    PROBING  (the request that noticed
  *                                                is the probe)
  *   PROBING  --probe ok-->              UP       (backoff reset)
- *   PROBING  --probe failure-->         DOWN     (backoff x2, up to the cap)
+ *   PROBING  --probe failure-->         DOWN     (backoff x2, at least
+ *                                                memcache-retry if hard,
+ *                                                up to the cap)
  *   PROBING  --no report in time-->     PROBING  (a new probe)
  *
  * Every move to DOWN or PROBING adds one to the incarnation.
@@ -156,6 +158,9 @@ health_go_down (size_t i, struct server_health *h, enum health_failure how)
 
   if (h->state == HEALTH_PROBING) {
     h->backoff_ms *= 2;
+    /* A server down for timeouts whose probe is refused is gone. */
+    if (how == HEALTH_FAIL_HARD && h->backoff_ms < retry_ms)
+      h->backoff_ms = retry_ms;
     if (h->backoff_ms > retry_cap_ms)
       h->backoff_ms = retry_cap_ms;
     nbdkit_debug ("memcache: server %s: still down, next try in "
