@@ -112,7 +112,10 @@ mcx_parse (struct mcx_parser *p, const char *buf, size_t len, size_t *used,
       p->skip_left -= k;
       *used = pos;
       if (p->skip_left > 0 || avail < 2) {
-        *need = p->skip_left > 0 ? 1 : 2 - avail;
+        /* Counted from BUF + *USED: the value's next byte, or its CRLF.
+         * (Not the rest of the value: the buffer would grow to it.)
+         */
+        *need = p->skip_left > 0 ? 1 : 2;
         return 0;
       }
       if (buf[pos] != '\r' || buf[pos + 1] != '\n')
