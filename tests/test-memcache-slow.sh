@@ -189,13 +189,21 @@ def late_store():
     b = next(b for b in range(half) if server_of(b) == 1)
     key = abd_control.request_json(ctl, "locate", str(b))["key"]
     port = int(os.environ["FROZEN_PORT"])
+    # Server1 up first (a timeout on a busy machine may have taken it
+    # down for a while: then the first write would skip it).
+    deadline = time.monotonic() + 10
+    while server1()["state"] != "up":
+        assert time.monotonic() < deadline, "server1 not up before the test"
+        h.pread(BS, b * BS)
+        time.sleep(0.02)
     st0 = abd_control.status_json(ctl)
     first, second = os.urandom(BS), os.urandom(BS)
     os.kill(pid, signal.SIGSTOP)
     try:
         h.pwrite(first, b * BS)         # its store times out
         st1 = abd_control.status_json(ctl)
-        assert st1["uncertain"] > st0["uncertain"], "the store did not time out"
+        assert st1["uncertain"] > st0["uncertain"], \
+            "the store did not time out (server1 %s)" % st1["servers"]["server1"]
         assert st1["servers"]["server1"]["state"] != "up", "server1 still up"
         h.pwrite(second, b * BS)        # server1 down: skipped
     finally:
