@@ -5,8 +5,8 @@
 # #20): three memcached -m 256, lower = file + 1 ms read delay, 64 MiB;
 # a cold pass then two warm passes reading every 64K chunk once in random
 # order, every byte checked.  Every warm pass must be served >= 99% by
-# memcached (its own get_hits, and the filter's hits), on an idle machine
-# and with one busy CPU beside.  Before servers were told busy from dead
+# memcached (its own get_hits, as the issue counts), on an idle machine
+# and with one busy CPU beside; the filter's own hits are printed too.  Before servers were told busy from dead
 # (health.c), such passes hit 0-94%.  The work is in
 # tests/memcache_warm_passes.py, which also runs by hand with --rounds 5.
 
