@@ -9,9 +9,16 @@
  * reply seen (at most MCX_LINE_MAX + max_value + 2), so a value is always
  * handed to the caller in one piece.
  *
- * Every wait is a poll() bounded by the batch's deadline.  Output still
- * pending is written while replies are read: a big batch of sets must
- * not stall on a server that is itself waiting for us to read.
+ * Every wait is a poll() bounded by the batch's deadline and, if one is
+ * set, by the idle timeout counted from the start of mcx_recv or the last
+ * byte that moved, whichever is later (on this connection or, with a
+ * shared progress clock, a byte read on any connection to the same
+ * server).  Counted from mcx_recv, not from the send: a caller that
+ * collects several servers' answers one after the other gives each its
+ * whole idle timeout once it waits for it, and what arrived meanwhile is
+ * progress already made.  Output still pending is written while replies
+ * are read: a big batch of sets must not stall on a server that is
+ * itself waiting for us to read.
  */
 
 #include <config.h>
@@ -43,6 +50,8 @@ struct mcx_conn {
   int fd;
   bool broken;
   char error[128];
+  int64_t idle_ns;              /* mcx_set_idle_timeout; 0: none */
+  int64_t *progress_clock;      /* mcx_set_progress_clock, or NULL */
 
   /* The batch in flight. */
   bool in_flight;
@@ -50,6 +59,7 @@ struct mcx_conn {
   size_t text_cap;
   struct iovec *iov;
   size_t nr_iov, iov_cap, iov_done;
+  uint64_t sent;                /* bytes written, ever: progress */
   struct mcx_parser parser;
   unsigned char *answered;
   size_t answered_cap;
@@ -311,6 +321,7 @@ mcx_write_some (struct mcx_conn *c)
         continue;
       return mcx_fail (c, MCX_EIO, "write");
     }
+    c->sent += r;
     while (r > 0) {
       struct iovec *v = &c->iov[c->iov_done];
 
@@ -326,6 +337,78 @@ mcx_write_some (struct mcx_conn *c)
     }
   }
   return 0;
+}
+
+void
+mcx_set_idle_timeout (struct mcx_conn *c, int64_t idle_ns)
+{
+  c->idle_ns = idle_ns > 0 ? idle_ns : 0;
+}
+
+void
+mcx_set_progress_clock (struct mcx_conn *c, int64_t *clock)
+{
+  c->progress_clock = clock;
+}
+
+/* Bytes moved on C at NOW_NS: progress for it; if they were READ, for
+ * its shared clock too (what we write may only fill the kernel's socket
+ * buffers of a server that does not run).
+ */
+static void
+mcx_progress (struct mcx_conn *c, int64_t *progress_ns, int64_t now_ns,
+              bool read)
+{
+  *progress_ns = now_ns;
+  if (read && c->progress_clock &&
+      __atomic_load_n (c->progress_clock, __ATOMIC_RELAXED) < now_ns)
+    __atomic_store_n (c->progress_clock, now_ns, __ATOMIC_RELAXED);
+}
+
+/* mcx_recv's wait for EVENTS: until DEADLINE_NS, or the idle timeout
+ * after the last progress (PROGRESS_NS, or the shared clock's, whichever
+ * is later; it is looked at again when the timeout comes, since other
+ * connections may have moved it meanwhile).
+ */
+static int
+mcx_recv_wait (struct mcx_conn *c, short events, int64_t deadline_ns,
+               int64_t progress_ns, short *revents)
+{
+  struct pollfd pfd = { .fd = c->fd, .events = events };
+
+  for (;;) {
+    int64_t until = deadline_ns, last = progress_ns;
+    int ms, r;
+
+    if (c->idle_ns == 0)
+      return mcx_wait (c, events, deadline_ns, revents);
+    if (c->progress_clock) {
+      int64_t shared = __atomic_load_n (c->progress_clock, __ATOMIC_RELAXED);
+
+      if (shared > last)
+        last = shared;
+    }
+    if (last + c->idle_ns < until)
+      until = last + c->idle_ns;
+    ms = mcx_poll_ms (until);
+    r = poll (&pfd, 1, ms < 0 ? 0 : ms);
+    if (r > 0) {
+      *revents = pfd.revents;
+      return 0;
+    }
+    if (r == -1 && errno != EINTR)
+      return mcx_fail (c, MCX_EIO, "poll");
+    if (r == 0 && ms < 0) {
+      /* Nothing ready and the wait is over: unless the shared clock
+       * moved while we waited, the server made no progress in time.
+       */
+      if (until == deadline_ns)
+        return mcx_fail (c, MCX_ETIMEDOUT, "timed out");
+      if (!c->progress_clock ||
+          __atomic_load_n (c->progress_clock, __ATOMIC_RELAXED) <= last)
+        return mcx_fail (c, MCX_ETIMEDOUT, "no progress in time");
+    }
+  }
 }
 
 int
@@ -393,15 +476,19 @@ int
 mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
           void *opaque)
 {
+  int64_t progress_ns;
+
   if (c->broken)
     return MCX_EIO;
   if (!c->in_flight)
     return mcx_fail (c, MCX_EINVAL, "no batch in flight");
   c->parser.fn = fn;
   c->parser.opaque = opaque;
+  progress_ns = mcx_now_ns ();
 
   for (;;) {
     size_t used, need;
+    uint64_t sent = c->sent;
     short revents;
     ssize_t r;
     int pr;
@@ -436,12 +523,14 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
         return mcx_fail (c, MCX_ENOMEM, "out of memory");
     }
 
-    pr = mcx_wait (c, POLLIN | (c->iov_done < c->nr_iov ? POLLOUT : 0),
-                   deadline_ns, &revents);
+    pr = mcx_recv_wait (c, POLLIN | (c->iov_done < c->nr_iov ? POLLOUT : 0),
+                        deadline_ns, progress_ns, &revents);
     if (pr < 0)
       return pr;
     if ((revents & POLLOUT) && mcx_write_some (c) < 0)
       return MCX_EIO;
+    if (c->sent != sent)
+      mcx_progress (c, &progress_ns, mcx_now_ns (), false);
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
       r = read (c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
       if (r == 0) {
@@ -454,6 +543,7 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
         continue;
       }
       c->rlen += r;
+      mcx_progress (c, &progress_ns, mcx_now_ns (), true);
     }
   }
 }

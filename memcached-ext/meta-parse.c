@@ -5,7 +5,10 @@
  * (meta.h) can legitimately get back, and nothing it cannot bound:
  *
  *   VA <len> O<i>        operation i is a get; len <= max_value; then
- *                        exactly len bytes and "\r\n"
+ *                        exactly len bytes and "\r\n"; a len above
+ *                        max_value but at most MCX_SKIP_MAX: the bytes
+ *                        are consumed as they come and dropped, then
+ *                        "\r\n", and operation i gets MCX_TOO_LARGE
  *   EN O<i>              operation i is a get (a miss, if not quiet)
  *   HD|NS|EX|NF O<i>     operation i is a set or a delete
  *   SERVER_ERROR <text>  passed on without an index; at most one per
@@ -98,6 +101,32 @@ mcx_parse (struct mcx_parser *p, const char *buf, size_t len, size_t *used,
     size_t avail = len - pos, line_len, i, start, index;
     int r;
 
+    if (p->skipping) {
+      /* A value too long to hand on: drop its bytes as they come, so
+       * that it never needs a buffer of its size.
+       */
+      size_t k = avail < p->skip_left ? avail : p->skip_left;
+
+      pos += k;
+      avail -= k;
+      p->skip_left -= k;
+      *used = pos;
+      if (p->skip_left > 0 || avail < 2) {
+        /* Counted from BUF + *USED: the value's next byte, or its CRLF.
+         * (Not the rest of the value: the buffer would grow to it.)
+         */
+        *need = p->skip_left > 0 ? 1 : 2;
+        return 0;
+      }
+      if (buf[pos] != '\r' || buf[pos + 1] != '\n')
+        return mcx_proto_error (p, "value not followed by CRLF");
+      pos += 2;
+      *used = pos;
+      p->skipping = false;
+      p->fn (p->opaque, p->skip_index, MCX_TOO_LARGE, NULL, p->skip_len);
+      continue;
+    }
+
     if (avail == 0) {           /* (BUF may be NULL then) */
       *need = 1;
       return 0;
@@ -162,12 +191,22 @@ mcx_parse (struct mcx_parser *p, const char *buf, size_t len, size_t *used,
 
       if (nr_tok != 3 || !mcx_parse_number (tok[1], tok_len[1], &vlen))
         return mcx_proto_error (p, "malformed VA line");
-      if (vlen > p->max_value)
+      if (vlen > p->max_value && vlen > MCX_SKIP_MAX)
         return mcx_proto_error (p, "value of %llu bytes, more than %zu",
-                                (unsigned long long) vlen, p->max_value);
+                                (unsigned long long) vlen,
+                                (size_t) MCX_SKIP_MAX);
       r = mcx_parse_opaque (p, tok[2], tok_len[2], true, &index);
       if (r < 0)
         return r;
+      if (vlen > p->max_value) {
+        p->answered[index] = 1;
+        p->skipping = true;
+        p->skip_index = index;
+        p->skip_len = p->skip_left = vlen;
+        pos += line_len;
+        *used = pos;
+        continue;
+      }
       if (avail - line_len < vlen + 2) {
         *need = line_len + vlen + 2;
         return 0;

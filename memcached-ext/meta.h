@@ -17,18 +17,23 @@
  *   mn                                  -> MN: the batch is complete
  *
  * The server is not trusted: everything it sends is parsed strictly and
- * bounds-checked (mcx_parse).  A value longer than the caller's maximum,
- * an opaque token that names no operation of the batch (or one already
- * answered, or of the wrong kind), a malformed line, or a line longer than
- * MCX_LINE_MAX is a protocol error.  SERVER_ERROR lines carry no opaque
- * token in memcached 1.6: they are passed on with index MCX_NO_INDEX and
- * the batch goes on.
+ * bounds-checked (mcx_parse).  A value longer than the caller's maximum
+ * but announced at most MCX_SKIP_MAX long is read and thrown away, and
+ * reported as MCX_TOO_LARGE for its operation alone: one value someone
+ * else stored under a key must not cost the batch's other answers and the
+ * connection.  A longer one, an opaque token that names no operation of
+ * the batch (or one already answered, or of the wrong kind), a malformed
+ * line, or a line longer than MCX_LINE_MAX is a protocol error.
+ * SERVER_ERROR lines carry no opaque token in memcached 1.6: they are
+ * passed on with index MCX_NO_INDEX and the batch goes on.
  *
- * Every batch has one deadline (CLOCK_MONOTONIC nanoseconds, mcx_now_ns)
- * for the whole of it, not per read; after it, only what has already
- * arrived is read.  Any error (timeout, I/O, protocol)
- * leaves the connection broken: the caller must mcx_close it, because the
- * server may still answer the abandoned batch later.
+ * Every batch has a deadline (CLOCK_MONOTONIC nanoseconds, mcx_now_ns)
+ * for the whole of it, not per read, and may have an idle timeout
+ * (mcx_set_idle_timeout): the longest wait without a byte read or
+ * written.  After either, only what has already arrived is read.  Any
+ * error (timeout, I/O, protocol) leaves the connection broken: the
+ * caller must mcx_close it, because the server may still answer the
+ * abandoned batch later.
  *
  * Not thread-safe: one thread uses a connection at a time.
  */
@@ -42,6 +47,11 @@
 
 /* The longest reply line accepted, "\r\n" included. */
 #define MCX_LINE_MAX 1024
+
+/* The longest value skipped (MCX_TOO_LARGE) rather than refused: four
+ * times memcached's default item size limit (-I 1m).
+ */
+#define MCX_SKIP_MAX (4 * 1024 * 1024)
 
 /* memcached's own limit on key length. */
 #define MCX_KEY_MAX 250
@@ -78,6 +88,9 @@ enum mcx_reply {
   MCX_EXISTS,                   /* EX */
   MCX_NOT_FOUND,                /* NF: a delete found nothing */
   MCX_SERVER_ERROR,             /* INDEX is MCX_NO_INDEX; DATA the message */
+  MCX_TOO_LARGE,                /* MCX_GET: a value longer than the caller's
+                                   maximum, skipped; DATA is NULL, LEN its
+                                   length */
 };
 
 typedef void (*mcx_reply_fn) (void *opaque, size_t index, enum mcx_reply r,
@@ -96,10 +109,17 @@ struct mcx_parser {
   void *opaque;
   size_t nr_errors;             /* SERVER_ERROR lines so far */
   char error[96];               /* why the last MCX_EPROTO */
+  /* A value being skipped (MCX_TOO_LARGE): its operation, its length,
+   * and how many of its bytes are still to come (then "\r\n").
+   */
+  bool skipping;
+  size_t skip_index;
+  size_t skip_len, skip_left;
 };
 
-/* Parse replies from BUF (LEN bytes).  Whole replies only are consumed:
- * *USED is how many bytes were.  Returns 1 once MN was parsed (the batch
+/* Parse replies from BUF (LEN bytes).  Whole replies only are consumed
+ * (but the bytes of a value being skipped as they come): *USED is how
+ * many bytes were.  Returns 1 once MN was parsed (the batch
  * is complete; bytes after it are not looked at), 0 when more bytes are
  * needed (*NEED: how many bytes from BUF+*USED the next reply needs at
  * least, never more than MCX_LINE_MAX + MAX_VALUE + 2), or MCX_EPROTO.
@@ -116,6 +136,22 @@ extern struct mcx_conn *mcx_connect (const char *host, unsigned port,
                                      int64_t deadline_ns, int *status);
 extern void mcx_close (struct mcx_conn *c);
 
+/* Bound every wait of the next batches for the server's answer (mcx_recv)
+ * by IDLE_NS without progress: a batch fails when no byte has been read
+ * or written for that long, even before its deadline.  0: no such bound.
+ * A large batch, or one queued behind others on a busy server, takes
+ * longer than a few ms in all, yet its answer keeps coming.
+ */
+extern void mcx_set_idle_timeout (struct mcx_conn *c, int64_t idle_ns);
+
+/* Share a progress clock (CLOCK_MONOTONIC ns, updated with relaxed atomic
+ * operations) among connections to one server: every byte one of them
+ * reads counts as progress for all, so a batch queued behind the others
+ * of a busy server that keeps answering does not time out while the
+ * server works through them (its deadline still bounds it).  NULL: none.
+ */
+extern void mcx_set_progress_clock (struct mcx_conn *c, int64_t *clock);
+
 /* Send a batch: everything that can be written without blocking is
  * written now, the rest by mcx_recv.  OPS (and the values they point to)
  * must stay valid until mcx_recv returns.  MAX_VALUE: the longest value
@@ -125,7 +161,8 @@ extern int mcx_send (struct mcx_conn *c, const struct mcx_op *ops, size_t n,
                      size_t max_value);
 
 /* Finish the batch sent by mcx_send: write the rest, read and parse the
- * replies until MN, calling FN for each, before DEADLINE_NS.
+ * replies until MN, calling FN for each, before DEADLINE_NS (and within
+ * the idle timeout of every byte, if one is set).
  */
 extern int mcx_recv (struct mcx_conn *c, int64_t deadline_ns,
                      mcx_reply_fn fn, void *opaque);

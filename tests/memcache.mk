@@ -43,6 +43,9 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-warm-restore.sh \
 	tests/test-memcache-startcheck.sh \
 	tests/test-memcache-slow.sh \
+	tests/test-memcache-oversized.sh \
+	tests/test-memcache-skipped-writes.sh \
+	tests/test-memcache-warm-default.sh \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
@@ -50,6 +53,7 @@ TESTS += tests/test-memcache-units tests/test-memcache-value \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
 	tests/memcached_hostile.py \
+	tests/memcache_warm_passes.py \
 	$(MEMCACHE_SH_TESTS)
 
 # memcached-ext, the meta protocol client.

@@ -12,7 +12,9 @@
  * - every value goes to its block's server, in a batch of that server;
  * - every fill queued is accounted for: sent, raced (its version changed
  *   before it was sent) or dropped (queue full), and each of the three
- *   happened.
+ *   happened;
+ * - every delete a writer left owed (filler_forget) is sent, to its
+ *   block's server, for the generation it was owed under.
  */
 
 #include <config.h>
@@ -54,7 +56,7 @@ struct memcache_stats stats;
 void nbdkit_error (const char *fs, ...) { (void) fs; }
 void nbdkit_debug (const char *fs, ...) { (void) fs; }
 
-static atomic_uint failures, sent;
+static atomic_uint failures, sent, forgot, deleted;
 static atomic_bool writers_stop;
 
 #define CHECK(cond, ...) do {                                   \
@@ -105,11 +107,16 @@ value_key (char *key, const struct value_ident *ident)
   return snprintf (key, VALUE_KEY_MAX, "k%" PRIu64, ident->block);
 }
 
-void
-health_view (size_t i, struct health_view *view)
+bool
+health_usable (size_t i)
 {
-  memset (view, 0, sizeof *view);
-  view->state = HEALTH_UP;
+  return true;
+}
+
+void
+health_invalidate (size_t i)
+{
+  CHECK (false, "server %zu: more deletes owed than the list holds", i);
 }
 
 bool
@@ -137,10 +144,18 @@ conn_mutate_send (struct conn_session *s, struct conn_mutation *m, size_t n,
     uint64_t block, version;
     bool same = true;
 
-    CHECK (v != NULL && m[j].value_len == VALUE_OVERHEAD + BS,
-           "a fill of the wrong length");
-    if (v == NULL)
+    if (v == NULL) {
+      /* An owed delete: key "k<block>", owed under generation 1. */
+      uint64_t block = strtoull (m[j].key + 1, NULL, 10);
+
+      CHECK (block < BLOCKS && block % SERVERS == s->server,
+             "delete of block %" PRIu64 " sent to server %zu", block,
+             s->server);
+      atomic_fetch_add (&deleted, 1);
       continue;
+    }
+    CHECK (m[j].value_len == VALUE_OVERHEAD + BS,
+           "a fill of the wrong length");
     memcpy (&block, v, sizeof block);
     memcpy (&version, v + 8, sizeof version);
     CHECK (block < BLOCKS && block % SERVERS == s->server,
@@ -194,8 +209,14 @@ writer (void *arg)
   struct timespec ts = { 0, 20000 };
 
   while (!atomic_load (&writers_stop)) {
-    __atomic_add_fetch (&versions[rand_r (&seed) % BLOCKS], 1,
-                        __ATOMIC_ACQ_REL);
+    uint64_t block = rand_r (&seed) % BLOCKS;
+
+    __atomic_add_fetch (&versions[block], 1, __ATOMIC_ACQ_REL);
+    /* Now and then, a write that skipped its server. */
+    if (rand_r (&seed) % 16 == 0) {
+      filler_forget (block % SERVERS, block, 1);
+      atomic_fetch_add (&forgot, 1);
+    }
     nanosleep (&ts, NULL);
   }
   return NULL;
@@ -222,17 +243,23 @@ main (int argc, char *argv[])
   atomic_store (&writers_stop, true);
   for (t = 0; t < WRITERS; t++)
     pthread_join (writers[t], NULL);
-  for (waits = 0; filler_queued () > 0 && waits < 30000; waits++)
+  for (waits = 0; (filler_queued () > 0 ||
+                   atomic_load (&deleted) < atomic_load (&forgot)) &&
+         waits < 30000; waits++)
     nanosleep (&ts, NULL);
   CHECK (filler_queued () == 0, "fills still queued after 30 s");
+  CHECK (atomic_load (&deleted) == atomic_load (&forgot) &&
+         atomic_load (&forgot) > 0,
+         "%u deletes owed, %u sent", atomic_load (&forgot),
+         atomic_load (&deleted));
   filler_stop ();
   filler_free ();
 
   total = (uint64_t) READERS * fills_per_reader;
   accounted = stats.fills + stats.fills_raced + stats.fills_dropped;
   printf ("%" PRIu64 " fills queued: %" PRIu64 " sent, %" PRIu64 " raced, %"
-          PRIu64 " dropped\n", total, stats.fills, stats.fills_raced,
-          stats.fills_dropped);
+          PRIu64 " dropped; %u deletes owed and sent\n", total, stats.fills,
+          stats.fills_raced, stats.fills_dropped, atomic_load (&deleted));
   CHECK (accounted == total, "%" PRIu64 " fills accounted for, of %" PRIu64,
          accounted, total);
   CHECK (stats.fills == atomic_load (&sent), "fills %" PRIu64 " but %u sent",

@@ -11,7 +11,13 @@
  *   generation from before it;
  * - a server that fails (slow, frozen, restarted) keeps its generation:
  *   block versions, not generations, make what it holds unreadable when
- *   a write goes by (writeseq.h), so its cache stays useful.
+ *   a write goes by (writeseq.h), so its cache stays useful;
+ * - the state machine, step by step (state_machine): a timeout makes a
+ *   server suspect, not down; timeouts of requests sent before the last
+ *   one counted are the same stall; HEALTH_SUSPECT_MAX in a row take it
+ *   down, a hard failure at once; an answer to a request sent after the
+ *   last timeout makes it up again, one sent before does not; a server
+ *   taken down by timeouts is probed again within HEALTH_SOFT_RETRY_MS.
  */
 
 #include <config.h>
@@ -23,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "health.h"
 #include "memcache.h"
@@ -54,6 +61,15 @@ static atomic_uint failures;
     }                                                           \
   } while (0)
 
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * UINT64_C (1000000000) + ts.tv_nsec;
+}
+
 static void *
 worker (void *arg)
 {
@@ -64,11 +80,12 @@ worker (void *arg)
 
   for (n = 0; n < ops_per_thread; n++) {
     size_t i = rand_r (&seed) % SERVERS, k;
-    uint64_t gen, inc;
+    uint64_t gen, inc, start;
     unsigned dice;
 
     if (!health_acquire (i, &gen, &inc))
       continue;
+    start = now_ns ();
     CHECK (gen >= last_gen[i], "server %zu: generation went back from %"
            PRIu64 " to %" PRIu64, i, last_gen[i], gen);
     CHECK (gen > dropped[i], "server %zu: given generation %" PRIu64
@@ -76,9 +93,10 @@ worker (void *arg)
     last_gen[i] = gen;
     dice = rand_r (&seed) % 100;
     if (dice < 3)
-      health_report_failure (i, inc);
+      health_report_failure (i, inc, start, dice == 0 ? HEALTH_FAIL_HARD
+                             : HEALTH_FAIL_SOFT);
     else
-      health_report_ok (i, inc);
+      health_report_ok (i, inc, start);
     if (dice == 99 && n % 1000 == 0) {
       uint64_t before[SERVERS];
 
@@ -101,18 +119,97 @@ failures_keep_the_cache (void)
   unsigned n, ok = 0;
 
   for (n = 0; n < 20000; n++) {
+    uint64_t start = now_ns ();
+
     if (!health_acquire (0, &gen, &inc))
       continue;
     ok++;
     if (n % 7 == 0)
-      health_report_failure (0, inc);
+      health_report_failure (0, inc, start, n % 2 ? HEALTH_FAIL_SOFT
+                             : HEALTH_FAIL_HARD);
     else
-      health_report_ok (0, inc);
+      health_report_ok (0, inc, start);
   }
   CHECK (ok > 0, "server 0 never usable in the read-only phase");
   CHECK (health_generation (0) == first, "read failures changed the "
          "generation from %" PRIu64 " to %" PRIu64, first,
          health_generation (0));
+}
+
+static enum health_state
+state_of (size_t i)
+{
+  struct health_view v;
+
+  health_view (i, &v);
+  return v.state;
+}
+
+/* The transitions, one at a time, on server 1 (memcache-retry 1000 ms). */
+static void
+state_machine (void)
+{
+  uint64_t gen, inc, early, t;
+  unsigned k;
+
+  CHECK (health_acquire (1, &gen, &inc), "server 1 not usable at start");
+  early = now_ns ();                    /* a request sent before it all */
+  t = now_ns ();
+  health_report_failure (1, inc, t, HEALTH_FAIL_SOFT);
+  CHECK (state_of (1) == HEALTH_SUSPECT, "one timeout: %s, not suspect",
+         health_state_name (state_of (1)));
+  CHECK (health_acquire (1, &gen, &inc) && health_usable (1),
+         "a suspect server is not used");
+  /* The same stall, seen by requests sent before it was reported. */
+  for (k = 0; k < 10; k++)
+    health_report_failure (1, inc, t, HEALTH_FAIL_SOFT);
+  CHECK (state_of (1) == HEALTH_SUSPECT, "one stall seen by 11 requests "
+         "took the server %s", health_state_name (state_of (1)));
+  /* An answer already on its way does not clear it; a later one does. */
+  health_report_ok (1, inc, early);
+  CHECK (state_of (1) == HEALTH_SUSPECT, "an early answer cleared it");
+  health_report_ok (1, inc, now_ns ());
+  CHECK (state_of (1) == HEALTH_UP, "an answer did not make it up: %s",
+         health_state_name (state_of (1)));
+
+  /* HEALTH_SUSPECT_MAX timeouts in a row: down, probed again soon. */
+  for (k = 0; k < HEALTH_SUSPECT_MAX; k++) {
+    CHECK (state_of (1) != HEALTH_DOWN, "down after %u timeouts", k);
+    health_report_failure (1, inc, now_ns (), HEALTH_FAIL_SOFT);
+  }
+  {
+    struct health_view v;
+
+    health_view (1, &v);
+    CHECK (v.state == HEALTH_DOWN && !health_usable (1),
+           "%u timeouts in a row: %s", HEALTH_SUSPECT_MAX,
+           health_state_name (v.state));
+    CHECK (v.next_probe_ms <= HEALTH_SOFT_RETRY_MS,
+           "soft down: next probe in %" PRIi64 " ms", v.next_probe_ms);
+    CHECK (v.generation == gen, "down changed the generation");
+  }
+  while (!health_acquire (1, &gen, &inc))
+    ;                                   /* the probe, within 10 ms */
+  CHECK (state_of (1) == HEALTH_PROBING, "not probing: %s",
+         health_state_name (state_of (1)));
+  health_report_ok (1, inc, now_ns ());
+  CHECK (state_of (1) == HEALTH_UP, "probe ok: %s",
+         health_state_name (state_of (1)));
+
+  /* A refused connection: down at once, for memcache-retry. */
+  CHECK (health_acquire (1, &gen, &inc), "server 1 not usable");
+  health_report_failure (1, inc, now_ns (), HEALTH_FAIL_HARD);
+  {
+    struct health_view v;
+
+    health_view (1, &v);
+    CHECK (v.state == HEALTH_DOWN && v.next_probe_ms > HEALTH_SOFT_RETRY_MS,
+           "hard failure: %s, next probe in %" PRIi64 " ms",
+           health_state_name (v.state), v.next_probe_ms);
+  }
+  /* A report through the old incarnation changes nothing. */
+  health_report_ok (1, inc, now_ns ());
+  CHECK (state_of (1) == HEALTH_DOWN, "an old connection's answer counted");
 }
 
 int
@@ -142,6 +239,10 @@ main (int argc, char *argv[])
   if (health_init (SERVERS, 1, 4) == -1)
     return 1;
   failures_keep_the_cache ();
+  health_free ();
+  if (health_init (SERVERS, 1000, 30000) == -1)
+    return 1;
+  state_machine ();
   health_free ();
   if (atomic_load (&failures)) {
     fprintf (stderr, "test-health-threads: %u failed checks\n",

@@ -19,7 +19,7 @@ for policy in update invalidate; do
     ctl=$tmp/ctl-$policy.sock
     start_nbdkit "mc-$policy" --filter="$MEMCACHE_FILTER" file "$tmp/img" \
         memcache-servers="$MC_SERVERS" memcache-id="concurrent-$policy" \
-        memcache-timeout=500 memcache-control="$ctl" \
+        memcache-control="$ctl" \
         memcache-write-policy=$policy
     nbd_pid=$pid
     export uri IMG=$tmp/img SECONDS_RUN=$seconds WORKERS=$workers

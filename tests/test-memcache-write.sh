@@ -21,7 +21,7 @@ for policy in update invalidate; do
     ctl=$tmp/ctl-$policy.sock
     start_nbdkit "mc-$policy" --filter="$MEMCACHE_FILTER" file "$tmp/img" \
         memcache-servers="$MC_SERVERS" memcache-id="write-test-$policy" \
-        memcache-timeout=200 memcache-control="$ctl" \
+        memcache-control="$ctl" \
         memcache-write-policy=$policy
     nbd_pid=$pid
 

@@ -24,9 +24,22 @@
  * reply names each hit by its index, and conn_meta_fetch hands back the
  * key asked for at that index.  Stores and deletes are one batch too
  * ("ms <key> <len> T<ttl> q O<i>" with the value, "md <key> q O<i>",
- * then "mn"): only those not done are answered.  A multi-get has one
- * deadline for the whole batch, memcache-timeout from the send; stores
- * and deletes, memcache-timeout x MEMCACHE_STORE_TIMEOUT_FACTOR.
+ * then "mn"): only those not done are answered.
+ *
+ * What memcache-timeout bounds: the wait for an answer, not the whole
+ * batch.  A batch fails when no byte of it has moved for memcache-timeout
+ * (x MEMCACHE_STORE_TIMEOUT_FACTOR for stores and deletes, which carry
+ * the data), the idle timeout of memcached-ext, where a byte read on any
+ * connection to the server counts too (a batch queued behind others on
+ * a busy server waits while the server answers them); and, so that a
+ * server that trickles a byte now and then cannot hold a request
+ * forever, when its deadline passes: CONN_META_DEADLINE_IDLES times
+ * that, plus the time the bytes it may move take at CONN_META_MIN_RATE.
+ * A 2 MiB multi-get queued behind three others on a busy server takes
+ * more than 5 ms in all, yet its answer keeps coming; with a whole-batch
+ * deadline of 5 ms such a batch failed, which cost its hits and, then,
+ * the server.  The wait for a free connection and the connect count
+ * against the deadline.
  */
 
 #include <config.h>
@@ -51,12 +64,28 @@
 
 /* The longest value a multi-get accepts.  A value of the wrong length but
  * of a plausible size (someone else's, or tampered with) is handed on and
- * refused by value.c for that block alone, and counted; a longer one is
- * a protocol error (memcached-ext): the batch fails, the connection is
- * closed and the server goes down.  This also bounds the receive buffer
- * of each connection.
+ * refused by value.c for that block alone, and counted; a longer one (up
+ * to MCX_SKIP_MAX) is read and dropped by memcached-ext and counted here
+ * the same way (format_mismatches): one miss, for that block alone, not
+ * a lost batch, a closed connection and a server taken down (whoever can
+ * reach a server can store such a value under a hot key).  This also
+ * bounds the receive buffer of each connection.
  */
 #define CONN_META_VALUE_MAX (2 * (VALUE_OVERHEAD + params.block_size))
+
+/* The slowest transfer a batch's deadline allows for, bytes per second:
+ * far below loopback or any LAN, far above a trickle.
+ */
+#define CONN_META_MIN_RATE (16 * 1024 * 1024)
+
+/* A batch's deadline, from the send: this many idle timeouts (time to
+ * wait for a free connection, and for a server that answers others
+ * first), plus its bytes at CONN_META_MIN_RATE.
+ */
+#define CONN_META_DEADLINE_IDLES 4
+
+/* Bytes a reply line or command line costs besides key and value. */
+#define CONN_META_LINE_BYTES 64
 
 struct meta_slot {
   struct mcx_conn *c;           /* NULL: not connected */
@@ -66,6 +95,8 @@ struct meta_slot {
 
 struct meta_pool {
   const struct ring_server *server;
+  int64_t progress_ns;          /* when any of its connections last read
+                                   a byte (mcx_set_progress_clock) */
   pthread_mutex_t lock;         /* protects slots[] */
   pthread_cond_t freed;         /* a slot was given back */
   struct meta_slot slots[CONN_META_PER_SERVER];
@@ -114,10 +145,12 @@ conn_meta_free (void)
 }
 
 /* Take a connection to S's server, connected in S's incarnation, before
- * DEADLINE_NS.  Returns NULL after reporting why on S.
+ * DEADLINE_NS (a connect, within IDLE_NS too).  Returns NULL after
+ * reporting why on S.
  */
 static struct meta_slot *
-conn_meta_acquire (struct conn_session *s, int64_t deadline_ns)
+conn_meta_acquire (struct conn_session *s, int64_t deadline_ns,
+                   int64_t idle_ns)
 {
   struct meta_pool *pool = &pools[s->server];
   struct meta_slot *slot = NULL;
@@ -153,7 +186,7 @@ conn_meta_acquire (struct conn_session *s, int64_t deadline_ns)
   pthread_mutex_unlock (&pool->lock);
 
   if (slot == NULL) {
-    conn_report_failure (s, true, false,
+    conn_report_failure (s, true, CONN_FAULT_OURS,
                          "all connections busy until the deadline");
     return NULL;
   }
@@ -162,11 +195,17 @@ conn_meta_acquire (struct conn_session *s, int64_t deadline_ns)
     slot->c = NULL;
   }
   if (slot->c == NULL) {
+    int64_t connect_by = mcx_now_ns () + idle_ns;
+
     slot->c = mcx_connect (pool->server->host, pool->server->port,
-                           deadline_ns, &status);
+                           connect_by < deadline_ns ? connect_by : deadline_ns,
+                           &status);
     slot->incarnation = s->incarnation;
     if (slot->c == NULL) {
-      conn_report_failure (s, status == MCX_ETIMEDOUT, true,
+      conn_report_failure (s, status == MCX_ETIMEDOUT,
+                           status == MCX_ETIMEDOUT ? CONN_FAULT_SOFT
+                           : status == MCX_EIO ? CONN_FAULT_HARD
+                           : CONN_FAULT_OURS,
                            mcx_strstatus (status));
       pthread_mutex_lock (&pool->lock);
       slot->busy = false;
@@ -206,7 +245,10 @@ conn_meta_failed (struct conn_session *s, struct meta_slot *slot, int status)
             mcx_error (slot->c));
   conn_meta_release (s, slot, false);
   conn_report_failure (s, status == MCX_ETIMEDOUT,
-                       status != MCX_ENOMEM && status != MCX_EINVAL, why);
+                       status == MCX_ENOMEM || status == MCX_EINVAL
+                       ? CONN_FAULT_OURS
+                       : status == MCX_EIO ? CONN_FAULT_HARD
+                       : CONN_FAULT_SOFT, why);
   return CONN_FAILED;
 }
 
@@ -222,20 +264,26 @@ conn_meta_close (struct conn_session *s)
 }
 
 /* Send OPS (N of them, owned by S from now on) as one batch on a
- * connection of S's server, to be collected before DEADLINE_NS.
+ * connection of S's server, to be collected with no wait of more than
+ * IDLE_MS for the answer to progress, and before a deadline that grows
+ * with the BYTES the batch may move.
  */
 static enum conn_outcome
 conn_meta_send (struct conn_session *s, struct mcx_op *ops, size_t n,
-                size_t max_value, int64_t deadline_ns)
+                size_t max_value, unsigned idle_ms, uint64_t bytes)
 {
+  const int64_t idle_ns = idle_ms * NS_PER_MS;
   int r;
 
   free (s->meta_ops);
   s->meta_ops = ops;
-  s->meta_deadline_ns = deadline_ns;
-  s->meta_slot = conn_meta_acquire (s, deadline_ns);
+  s->meta_deadline_ns = mcx_now_ns () + CONN_META_DEADLINE_IDLES * idle_ns
+    + (int64_t) (bytes * 1000000000.0 / CONN_META_MIN_RATE);
+  s->meta_slot = conn_meta_acquire (s, s->meta_deadline_ns, idle_ns);
   if (s->meta_slot == NULL)
     return CONN_FAILED;
+  mcx_set_idle_timeout (s->meta_slot->c, idle_ns);
+  mcx_set_progress_clock (s->meta_slot->c, &pools[s->server].progress_ns);
   r = mcx_send (s->meta_slot->c, ops, n, max_value);
   if (r != MCX_OK) {
     struct meta_slot *slot = s->meta_slot;
@@ -272,7 +320,7 @@ conn_meta_ops (struct conn_session *s, size_t n)
   struct mcx_op *ops = calloc (n ? n : 1, sizeof *ops);
 
   if (ops == NULL)
-    conn_report_failure (s, false, false, "out of memory");
+    conn_report_failure (s, false, CONN_FAULT_OURS, "out of memory");
   return ops;
 }
 
@@ -290,8 +338,9 @@ conn_meta_mget (struct conn_session *s, const char * const *keys,
                                .key_len = key_lens[i] };
   s->meta_keys = keys;
   s->meta_key_lens = key_lens;
-  return conn_meta_send (s, ops, n, CONN_META_VALUE_MAX,
-                         mcx_now_ns () + params.timeout_ms * NS_PER_MS);
+  return conn_meta_send (s, ops, n, CONN_META_VALUE_MAX, params.timeout_ms,
+                         n * (uint64_t) (CONN_META_VALUE_MAX
+                                         + CONN_META_LINE_BYTES));
 }
 
 struct conn_meta_fetch_ctx {
@@ -310,6 +359,14 @@ conn_meta_hit (void *opaque, size_t index, enum mcx_reply r, const char *data,
   if (r == MCX_HIT)
     ctx->found (ctx->opaque, s->meta_keys[index], s->meta_key_lens[index],
                 data, len);
+  else if (r == MCX_TOO_LARGE) {
+    /* A miss for this block alone: the read fills it from the lower
+     * device, which replaces the value.
+     */
+    stats_add (stats.format_mismatches, 1);
+    nbdkit_debug ("memcache: server %zu: a value of %zu bytes, more than "
+                  "a block's, dropped", s->server, len);
+  }
   else if (r == MCX_SERVER_ERROR)
     nbdkit_debug ("memcache: server %zu: SERVER_ERROR %.*s", s->server,
                   (int) len, data);
@@ -328,11 +385,13 @@ conn_meta_mutate_send (struct conn_session *s, struct conn_mutation *m,
                        size_t n, unsigned ttl)
 {
   struct mcx_op *ops = conn_meta_ops (s, n);
+  uint64_t bytes = 0;
   size_t i;
 
   if (ops == NULL)
     return CONN_FAILED;
   for (i = 0; i < n; i++) {
+    bytes += m[i].value_len + CONN_META_LINE_BYTES;
     ops[i] = (struct mcx_op) {
       .type = m[i].value ? MCX_SET : MCX_DELETE,
       .key = m[i].key, .key_len = m[i].key_len,
@@ -342,8 +401,8 @@ conn_meta_mutate_send (struct conn_session *s, struct conn_mutation *m,
   }
   s->meta_mutations = m;
   return conn_meta_send (s, ops, n, 0,
-                         mcx_now_ns () + params.timeout_ms
-                         * MEMCACHE_STORE_TIMEOUT_FACTOR * NS_PER_MS);
+                         params.timeout_ms * MEMCACHE_STORE_TIMEOUT_FACTOR,
+                         bytes);
 }
 
 /* A batch of stores is quiet: only what was not done is answered.  A

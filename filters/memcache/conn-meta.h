@@ -26,12 +26,20 @@ extern enum conn_outcome conn_meta_mutate_send (struct conn_session *s,
                                                 size_t n, unsigned ttl);
 extern enum conn_outcome conn_meta_mutate_finish (struct conn_session *s);
 
+/* Whose fault a failure is (health.h). */
+enum conn_fault {
+  CONN_FAULT_OURS,              /* out of memory, all connections busy:
+                                   the server's health is not in question */
+  CONN_FAULT_SOFT,              /* no answer in time, a garbled reply */
+  CONN_FAULT_HARD,              /* refused, reset, closed by the server */
+};
+
 /* In conn.c: an operation of S went as the server intended. */
 extern void conn_report_ok (struct conn_session *s);
-/* In conn.c: S failed (TIMEOUT or another error, WHY for the debug log);
- * if SERVER_AT_FAULT, the server goes down.
+/* In conn.c: S failed (TIMEOUT or another error, WHY for the debug log),
+ * FAULT says whose fault it was.
  */
 extern void conn_report_failure (struct conn_session *s, bool timeout,
-                                 bool server_at_fault, const char *why);
+                                 enum conn_fault fault, const char *why);
 
 #endif /* MEMCACHE_CONN_META_H */

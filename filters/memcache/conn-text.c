@@ -163,7 +163,10 @@ conn_text_failed (struct conn_session *s, int status)
   s->text.c = NULL;
   s->text.sent = false;
   conn_report_failure (s, status == MCX_ETIMEDOUT,
-                       status != MCX_ENOMEM && status != MCX_EINVAL, why);
+                       status == MCX_ENOMEM || status == MCX_EINVAL
+                       ? CONN_FAULT_OURS
+                       : status == MCX_EIO ? CONN_FAULT_HARD
+                       : CONN_FAULT_SOFT, why);
   return CONN_FAILED;
 }
 
@@ -216,7 +219,7 @@ conn_text_ops_alloc (struct conn_session *s, size_t n)
   struct mcx_op *o = calloc (n ? n : 1, sizeof *o);
 
   if (o == NULL)
-    conn_report_failure (s, false, false, "out of memory");
+    conn_report_failure (s, false, CONN_FAULT_OURS, "out of memory");
   return o;
 }
 

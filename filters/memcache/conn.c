@@ -71,7 +71,9 @@ conn_free (void)
 bool
 conn_open (struct conn_session *s, size_t i)
 {
-  *s = (struct conn_session) { .server = i };
+  *s = (struct conn_session) {
+    .server = i, .batch_start_ns = conn_now_ns (),
+  };
   if (!health_acquire (i, &s->gen, &s->incarnation))
     return false;
   return ops->open == NULL || ops->open (s);
@@ -86,12 +88,12 @@ conn_close (struct conn_session *s)
 void
 conn_report_ok (struct conn_session *s)
 {
-  health_report_ok (s->server, s->incarnation);
+  health_report_ok (s->server, s->incarnation, s->batch_start_ns);
 }
 
 void
 conn_report_failure (struct conn_session *s, bool timeout,
-                     bool server_at_fault, const char *why)
+                     enum conn_fault fault, const char *why)
 {
   if (timeout) {
     stats_add (stats.timeouts, 1);
@@ -103,8 +105,10 @@ conn_report_failure (struct conn_session *s, bool timeout,
   }
   nbdkit_debug ("memcache: server %zu: %s", s->server, why);
   s->failed = true;
-  if (server_at_fault && !s->background)
-    health_report_failure (s->server, s->incarnation);
+  if (fault != CONN_FAULT_OURS && !s->background)
+    health_report_failure (s->server, s->incarnation, s->batch_start_ns,
+                           fault == CONN_FAULT_HARD ? HEALTH_FAIL_HARD
+                           : HEALTH_FAIL_SOFT);
 }
 
 static void

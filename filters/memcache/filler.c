@@ -23,12 +23,29 @@
  *     after its lower write: the value never authenticates afterwards
  *     (writeseq.h).  So a fill that lands late is never read.
  *
- * A batch that fails (a timeout, a broken connection) is dropped, and its
- * connection closed, but the server is not marked down: no client waited
- * for it, and a server that is really slow or gone is noticed by the
- * reads, which then skip it.  Fills are sent only to servers that are up.
+ * A server's share of a batch that fails (a timeout, a broken connection)
+ * is sent once more on a new connection if the server is still up or
+ * suspect (a busy server is not a reason to lose its fills), then
+ * dropped; the server is not marked down for it: no client waited for
+ * it, and a server that is really slow or gone is noticed by the reads,
+ * which then skip it.  Fills are sent only to servers that are up or
+ * suspect (health_usable): never to one that is down, never as a probe.
  *
- * Locking: filler_lock protects everything below it.  The entries the
+ * The thread also sends the deletes owed to servers that writes skipped
+ * (filler_forget): a write of a block whose server is down raises the
+ * block's version, so the value the server still holds never
+ * authenticates again; left there, it would cost the next read an
+ * authentication failure (counted as if it were an attack) and the
+ * server its memory.  Once the server is usable again those keys are
+ * deleted ("md ... q"), before the fills queued after them, so the next
+ * read of such a block is a plain miss (and a fill).  The list is bounded
+ * (FILLER_FORGET_MAX blocks per server): past that, the server's
+ * generation changes instead (health_invalidate), which makes every key
+ * it holds for this device dead at once.  Deletes still owed when nbdkit
+ * stops are not sent: those values only fail to authenticate later.
+ *
+ * Locking: filler_lock protects everything below it, the forget lists
+ * included.  The entries the
  * thread is sending (the first `count` from `head`, of which it took the
  * first `taken`) are only read by it until it gives them back under the
  * lock; readers append after the last queued one.
@@ -40,6 +57,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nbdkit-filter.h>
 
@@ -55,6 +73,12 @@
 #define FILLER_QUEUE_BYTES (64 * 1024 * 1024)
 #define FILLER_BATCH_BYTES (512 * 1024)
 #define FILLER_MIN_ENTRIES 4    /* for the largest block sizes */
+#define FILLER_TRIES 2          /* sends of a server's share of a batch */
+#define FILLER_FORGET_MAX 65536 /* deletes owed, per server */
+/* While deletes are owed to a server that is not usable, the thread looks
+ * again this often.
+ */
+#define FILLER_FORGET_POLL_MS 50
 
 struct filler_entry {
   struct filler_block b;
@@ -70,6 +94,18 @@ static size_t *free_slots;              /* capacity - count free slots */
 static size_t capacity, head, count;
 static bool running, stopping;
 static pthread_t thread;
+
+/* Deletes owed to each server (ring.n lists), in the order the writes
+ * skipped it: a block and the generation its old value is keyed under.
+ * Allocated on first use.
+ */
+struct filler_forget {
+  uint64_t block;
+  uint64_t generation;
+};
+static struct filler_forget **forgets;
+static size_t *nr_forgets;
+static size_t forgets_total;
 
 /* The thread's own: one batch being sent, set up by filler_init. */
 static size_t batch_max;
@@ -124,7 +160,10 @@ filler_init (void)
   batch.open = calloc (ring.n, sizeof *batch.open);
   batch.first = calloc (ring.n, sizeof *batch.first);
   batch.nr = calloc (ring.n, sizeof *batch.nr);
-  if (entries == NULL || entry_data == NULL || free_slots == NULL ||
+  forgets = calloc (ring.n, sizeof *forgets);
+  nr_forgets = calloc (ring.n, sizeof *nr_forgets);
+  if (forgets == NULL || nr_forgets == NULL ||
+      entries == NULL || entry_data == NULL || free_slots == NULL ||
       batch.mutations == NULL ||
       batch.values == NULL || batch.keys == NULL || batch.key_lens == NULL ||
       batch.server_of == NULL || batch.sealed == NULL ||
@@ -141,6 +180,17 @@ filler_init (void)
 void
 filler_free (void)
 {
+  size_t i;
+
+  if (forgets) {
+    for (i = 0; i < ring.n; i++)
+      free (forgets[i]);
+  }
+  free (forgets);
+  free (nr_forgets);
+  forgets = NULL;
+  nr_forgets = NULL;
+  forgets_total = 0;
   free (entries);
   free (entry_data);
   free (free_slots);
@@ -209,12 +259,9 @@ filler_session_for (const struct filler_entry *e)
     return NULL;
   }
   if (!batch.tried[b->server]) {
-    struct health_view h;
-
     /* Never the probe of a server that is down: reads probe it. */
-    health_view (b->server, &h);
     batch.tried[b->server] = true;
-    batch.open[b->server] = h.state == HEALTH_UP &&
+    batch.open[b->server] = health_usable (b->server) &&
       conn_open (s, b->server);
     s->background = true;
   }
@@ -225,6 +272,33 @@ filler_session_for (const struct filler_entry *e)
     return NULL;
   }
   return s;
+}
+
+/* Collect server I's share of the batch sent; if it failed while the
+ * server is still usable, send it again on a new connection, up to TRIES
+ * sends in all.  True if the server answered.
+ */
+static bool
+filler_finish (size_t i, unsigned tries)
+{
+  struct conn_session *s = &batch.sessions[i];
+  uint64_t gen = s->gen;
+
+  while (conn_mutate_finish (s) != CONN_OK) {
+    conn_close (s);
+    batch.open[i] = false;
+    if (--tries == 0 || !health_usable (i) || !conn_open (s, i))
+      return false;
+    batch.open[i] = true;
+    s->background = true;
+    /* The values are keyed and sealed under GEN. */
+    if (s->gen != gen)
+      return false;
+    if (conn_mutate_send (s, &batch.mutations[batch.first[i]], batch.nr[i],
+                          params.ttl) != CONN_OK)
+      continue;
+  }
+  return true;
 }
 
 /* Store the N entries from FIRST: check and seal each, then one batch
@@ -288,8 +362,7 @@ filler_send (size_t first, size_t n)
       conn_mutate_send (&batch.sessions[i], &batch.mutations[batch.first[i]],
                         batch.nr[i], params.ttl);
   for (i = 0; i < ring.n; i++) {
-    if (batch.nr[i] > 0 &&
-        conn_mutate_finish (&batch.sessions[i]) == CONN_OK) {
+    if (batch.nr[i] > 0 && filler_finish (i, FILLER_TRIES)) {
       for (j = batch.first[i]; j < batch.first[i] + batch.nr[i]; j++) {
         if (batch.mutations[j].refused)
           stats_add (stats.fill_errors, 1);
@@ -302,21 +375,127 @@ filler_send (size_t first, size_t n)
   }
 }
 
+/* Owe server I a delete of BLOCK's key under GENERATION.  Called with
+ * filler_lock held.
+ */
+static void
+filler_forget_locked (size_t i, uint64_t block, uint64_t generation)
+{
+  if (forgets[i] == NULL)
+    forgets[i] = malloc (FILLER_FORGET_MAX * sizeof *forgets[i]);
+  if (forgets[i] == NULL || nr_forgets[i] == FILLER_FORGET_MAX) {
+    /* Too many to remember: drop them all at once instead. */
+    health_invalidate (i);
+    nbdkit_debug ("memcache: server %s: more writes skipped it than can be "
+                  "deleted later: its generation changes",
+                  ring.servers[i].name);
+    forgets_total -= nr_forgets[i];
+    nr_forgets[i] = 0;
+    return;
+  }
+  forgets[i][nr_forgets[i]++] = (struct filler_forget) { block, generation };
+  forgets_total++;
+}
+
+void
+filler_forget (size_t i, uint64_t block, uint64_t generation)
+{
+  pthread_mutex_lock (&filler_lock);
+  filler_forget_locked (i, block, generation);
+  pthread_cond_signal (&filler_work);
+  pthread_mutex_unlock (&filler_lock);
+}
+
+/* Send the deletes owed to every usable server, a batch at a time; those
+ * whose batch failed stay owed.  Called without filler_lock.
+ */
+static void
+filler_send_forgets (void)
+{
+  size_t i, j, n;
+
+  for (i = 0; i < ring.n; i++) {
+    struct conn_session *s = &batch.sessions[i];
+    bool done = false;
+
+    for (;;) {
+      pthread_mutex_lock (&filler_lock);
+      n = nr_forgets[i] < batch_max ? nr_forgets[i] : batch_max;
+      for (j = 0; j < n; j++) {
+        struct value_ident ident = {
+          .id_hash = ring.id_hash,
+          .epoch = epoch,
+          .generation = forgets[i][j].generation,
+          .block = forgets[i][j].block,
+        };
+
+        batch.key_lens[j] = value_key (batch.keys[j], &ident);
+        batch.mutations[j] = (struct conn_mutation) {
+          .key = batch.keys[j], .key_len = batch.key_lens[j],
+        };
+      }
+      pthread_mutex_unlock (&filler_lock);
+      if (n == 0 || !health_usable (i) || !conn_open (s, i))
+        break;
+      s->background = true;
+      done = conn_mutate_send (s, batch.mutations, n, 0) == CONN_OK &&
+        conn_mutate_finish (s) == CONN_OK;
+      conn_close (s);
+      if (!done)
+        break;
+      stats_add (stats.invalidations, n);
+      /* Only this thread removes entries; writers append after them. */
+      pthread_mutex_lock (&filler_lock);
+      if (nr_forgets[i] >= n) {
+        memmove (forgets[i], forgets[i] + n,
+                 (nr_forgets[i] - n) * sizeof *forgets[i]);
+        nr_forgets[i] -= n;
+        forgets_total -= n;
+      }
+      pthread_mutex_unlock (&filler_lock);
+    }
+  }
+}
+
 static void *
 filler_thread (void *arg)
 {
   size_t first, n, j;
+  bool owed;
 
   pthread_mutex_lock (&filler_lock);
   for (;;) {
-    while (count == 0 && !stopping)
-      pthread_cond_wait (&filler_work, &filler_lock);
+    while (count == 0 && !stopping) {
+      if (forgets_total == 0)
+        pthread_cond_wait (&filler_work, &filler_lock);
+      else {
+        struct timespec ts;
+
+        /* Owed deletes wait for their servers to come back. */
+        pthread_mutex_unlock (&filler_lock);
+        filler_send_forgets ();
+        pthread_mutex_lock (&filler_lock);
+        if (count > 0 || stopping || forgets_total == 0)
+          continue;
+        clock_gettime (CLOCK_REALTIME, &ts);
+        ts.tv_nsec += FILLER_FORGET_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+          ts.tv_sec++;
+          ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait (&filler_work, &filler_lock, &ts);
+      }
+    }
     if (stopping)
       break;
     first = head;
     n = count < batch_max ? count : batch_max;
+    owed = forgets_total > 0;
     pthread_mutex_unlock (&filler_lock);
 
+    /* The deletes a write left owed go before the fills queued after it. */
+    if (owed)
+      filler_send_forgets ();
     filler_send (first, n);
 
     pthread_mutex_lock (&filler_lock);

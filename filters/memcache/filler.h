@@ -32,6 +32,12 @@ extern void filler_free (void);
 extern void filler_queue (const struct filler_block *b, const void *data,
                           uint32_t len);
 
+/* A write of BLOCK skipped server I (down or being probed): owe it a
+ * delete of BLOCK's key under GENERATION (the server's then), sent by the
+ * fill thread once the server is usable again.  Never waits.
+ */
+extern void filler_forget (size_t i, uint64_t block, uint64_t generation);
+
 /* Fills queued and not yet sent. */
 extern uint64_t filler_queued (void);
 

@@ -1,28 +1,62 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: server health, incarnations and generations.
  *
- * Every server is in one of three states, and every transition is made in
- * this file:
+ * Every server is in one of four states, and every transition is made in
+ * this file (health_go_down, health_acquire, health_report_*):
  *
- *   UP       --failure-->             DOWN     (incarnation + 1)
- *   DOWN     --retry time reached-->  PROBING  (incarnation + 1; the request
- *                                               that noticed is the probe)
- *   PROBING  --probe ok-->            UP       (backoff reset)
- *   PROBING  --probe failure-->       DOWN     (incarnation + 1, backoff x2)
- *   PROBING  --no report in time-->   PROBING  (incarnation + 1, new probe)
+ *   UP       --soft failure-->          SUSPECT  (failures = 1)
+ *   UP, SUSPECT --hard failure-->       DOWN     (probe after memcache-retry)
+ *   SUSPECT  --soft failure, sent after
+ *              the last counted one-->  SUSPECT  (failures + 1), or DOWN
+ *                                                once HEALTH_SUSPECT_MAX
+ *                                                (probe after
+ *                                                HEALTH_SOFT_RETRY_MS)
+ *   SUSPECT  --success, sent after
+ *              the last counted failure--> UP
+ *   DOWN     --probe time reached-->    PROBING  (the request that noticed
+ *                                                is the probe)
+ *   PROBING  --probe ok-->              UP       (backoff reset)
+ *   PROBING  --probe failure-->         DOWN     (backoff x2, at least
+ *                                                memcache-retry if hard,
+ *                                                up to the cap)
+ *   PROBING  --no report in time-->     PROBING  (a new probe)
  *
- * A failure is a timeout or a connection error: the server is marked down
- * at once, so the next requests for its blocks go straight to the lower
- * device and cost nothing.  libmemcached cannot do this for us: a frozen
- * server accepts connections and each request would pay the timeout again.
+ * Every move to DOWN or PROBING adds one to the incarnation.
+ *
+ * Why not down at the first timeout: a timeout only says that an answer
+ * did not come in memcache-timeout, and on a busy host (a batch queued
+ * behind others, the server's thread not scheduled for a few ms) that
+ * happens to servers that are perfectly alive.  Marking such a server
+ * down for its retry interval threw its whole cache away for that long:
+ * its blocks were read from the lower device and their fills dropped, so
+ * the cache never warmed under load.  So, as mcrouter does with its
+ * "soft TKO", timeouts only make a server SUSPECT; it is still used (a
+ * request pays at most the timeout, as it would have anyway), and goes
+ * down only after HEALTH_SUSPECT_MAX of them in a row.  "In a row" counts
+ * stalls, not requests: a failure of an operation sent before the last
+ * counted failure was reported saw the same stall (16 requests in flight
+ * on one frozen server time out together) and is not counted again; a
+ * success counts only if sent after that failure, so an answer that was
+ * already on its way does not clear a server that has just stalled.  A
+ * frozen server is then down after about HEALTH_SUSPECT_MAX timeouts.
+ * A hard failure (connection refused or reset, the server closed the
+ * connection: the "hard TKO") takes it down at once: the next request
+ * would fail the same way.  A server taken down by timeouts is probed
+ * again soon (HEALTH_SOFT_RETRY_MS, doubling); one taken down by a hard
+ * failure after memcache-retry (doubling); both up to the cap.
+ *
  * The incarnation names the server's connections: a connection made in an
  * older incarnation is never used again, and reports made through one are
  * ignored (an old failure must not take down a server that came back).
+ * A connection whose own batch failed is closed by its owner (conn.c,
+ * conn-meta.c), so SUSPECT needs no new incarnation.
  *
  * The generation is part of every key, and it changes only when every
- * value this device put on every server must be dropped at once: a zero
+ * value this device put on a server must be dropped at once: a zero
  * or trim too big to handle block by block (writer.c,
- * health_invalidate_all).  Nothing else needs it, because a value is
+ * health_invalidate_all), or more writes skipping a down server than the
+ * fill thread can remember to delete (filler.c, health_invalidate).
+ * Nothing else needs it, because a value is
  * bound to its block's version (writeseq.h, value.h), which goes up after
  * every write of the block reached the lower device:
  *
@@ -33,7 +67,9 @@
  *   - a write that skips a server because it is down or being probed
  *     raises the version all the same, so whatever the server still
  *     holds for the block (also after a restart with its old memory,
- *     memcached -e) no longer authenticates.
+ *     memcached -e) no longer authenticates; the fill thread deletes it
+ *     once the server is up again (filler_forget), so it costs a plain
+ *     miss and no memory, not an authentication failure.
  *
  * So a slow or frozen server keeps its cache: it goes down (its blocks
  * are read from the lower device meanwhile) and, once a probe succeeds,
@@ -59,6 +95,9 @@ struct server_health {
   uint64_t generation;
   uint64_t incarnation;
   uint64_t downs;
+  unsigned failures;            /* SUSPECT: soft failures counted */
+  uint64_t last_failure_ns;     /* when the last counted failure was
+                                   reported (CLOCK_MONOTONIC) */
   uint64_t backoff_ms;
   uint64_t next_probe_ns;       /* CLOCK_MONOTONIC: when DOWN, the next
                                    probe; when PROBING, when to give up
@@ -109,22 +148,39 @@ health_free (void)
   nr_servers = 0;
 }
 
-/* Called with health_lock held. */
+/* Any state but DOWN -> DOWN, after a failure HOW.  Called with
+ * health_lock held.
+ */
 static void
-health_go_down (struct server_health *h)
+health_go_down (size_t i, struct server_health *h, enum health_failure how)
 {
+  uint64_t now = health_now_ns ();
+
   if (h->state == HEALTH_PROBING) {
     h->backoff_ms *= 2;
+    /* A server down for timeouts whose probe is refused is gone. */
+    if (how == HEALTH_FAIL_HARD && h->backoff_ms < retry_ms)
+      h->backoff_ms = retry_ms;
     if (h->backoff_ms > retry_cap_ms)
       h->backoff_ms = retry_cap_ms;
+    nbdkit_debug ("memcache: server %s: still down, next try in "
+                  "%" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
   }
   else {
-    h->backoff_ms = retry_ms;
+    h->backoff_ms = how == HEALTH_FAIL_HARD || retry_ms < HEALTH_SOFT_RETRY_MS
+      ? retry_ms : HEALTH_SOFT_RETRY_MS;
     h->downs++;
+    abd_log (LOG_WARNING, "memcache",
+             "server %s is down (%s): its blocks are read from the lower "
+             "device, next try in %" PRIu64 " ms", ring.servers[i].name,
+             how == HEALTH_FAIL_HARD ? "its connection failed"
+             : "requests in a row timed out",
+             h->backoff_ms);
   }
   h->state = HEALTH_DOWN;
+  h->failures = 0;
   h->incarnation++;
-  h->next_probe_ns = health_now_ns () + h->backoff_ms * UINT64_C (1000000);
+  h->next_probe_ns = now + h->backoff_ms * UINT64_C (1000000);
 }
 
 bool
@@ -137,6 +193,7 @@ health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation)
   pthread_mutex_lock (&health_lock);
   switch (h->state) {
   case HEALTH_UP:
+  case HEALTH_SUSPECT:
     use = true;
     break;
   case HEALTH_DOWN:
@@ -156,40 +213,84 @@ health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation)
   return use;
 }
 
+bool
+health_usable (size_t i)
+{
+  bool usable;
+
+  pthread_mutex_lock (&health_lock);
+  usable = servers[i].state == HEALTH_UP || servers[i].state == HEALTH_SUSPECT;
+  pthread_mutex_unlock (&health_lock);
+  return usable;
+}
+
 void
-health_report_ok (size_t i, uint64_t incarnation)
+health_report_ok (size_t i, uint64_t incarnation, uint64_t started_ns)
 {
   struct server_health *h = &servers[i];
 
   pthread_mutex_lock (&health_lock);
-  if (h->incarnation == incarnation && h->state == HEALTH_PROBING) {
-    h->state = HEALTH_UP;
-    h->backoff_ms = retry_ms;
-    abd_log (LOG_INFO, "memcache",
-             "server %s is up again (generation %" PRIu64 ")",
-             ring.servers[i].name, h->generation);
+  if (h->incarnation == incarnation) {
+    switch (h->state) {
+    case HEALTH_PROBING:
+      h->state = HEALTH_UP;
+      h->backoff_ms = retry_ms;
+      abd_log (LOG_INFO, "memcache",
+               "server %s is up again (generation %" PRIu64 ")",
+               ring.servers[i].name, h->generation);
+      break;
+    case HEALTH_SUSPECT:
+      if (started_ns > h->last_failure_ns) {
+        nbdkit_debug ("memcache: server %s: up (answered after %u "
+                      "timeouts)", ring.servers[i].name, h->failures);
+        h->state = HEALTH_UP;
+        h->failures = 0;
+      }
+      break;
+    case HEALTH_UP:
+    case HEALTH_DOWN:
+      break;
+    }
   }
   pthread_mutex_unlock (&health_lock);
 }
 
 void
-health_report_failure (size_t i, uint64_t incarnation)
+health_report_failure (size_t i, uint64_t incarnation, uint64_t started_ns,
+                       enum health_failure how)
 {
   struct server_health *h = &servers[i];
+  uint64_t now = health_now_ns ();
 
   pthread_mutex_lock (&health_lock);
-  if (h->incarnation == incarnation && h->state != HEALTH_DOWN) {
-    bool was_up = h->state == HEALTH_UP;
-
-    health_go_down (h);
-    if (was_up)
-      abd_log (LOG_WARNING, "memcache",
-               "server %s is down (a request timed out or its connection "
-               "failed): its blocks are read from the lower device, next "
-               "try in %" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
-    else
-      nbdkit_debug ("memcache: server %s: still down, next try in "
-                    "%" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
+  if (h->incarnation == incarnation) {
+    switch (h->state) {
+    case HEALTH_UP:
+      if (how == HEALTH_FAIL_HARD)
+        health_go_down (i, h, how);
+      else {
+        h->state = HEALTH_SUSPECT;
+        h->failures = 1;
+        h->last_failure_ns = now;
+        nbdkit_debug ("memcache: server %s: suspect (a request timed out)",
+                      ring.servers[i].name);
+      }
+      break;
+    case HEALTH_SUSPECT:
+      if (how == HEALTH_FAIL_HARD)
+        health_go_down (i, h, how);
+      else if (started_ns > h->last_failure_ns) {
+        h->last_failure_ns = now;
+        if (++h->failures >= HEALTH_SUSPECT_MAX)
+          health_go_down (i, h, how);
+      }
+      break;
+    case HEALTH_PROBING:
+      health_go_down (i, h, how);
+      break;
+    case HEALTH_DOWN:
+      break;
+    }
   }
   pthread_mutex_unlock (&health_lock);
 }
@@ -202,6 +303,14 @@ health_invalidate_all (void)
   pthread_mutex_lock (&health_lock);
   for (i = 0; i < nr_servers; i++)
     servers[i].generation++;
+  pthread_mutex_unlock (&health_lock);
+}
+
+void
+health_invalidate (size_t i)
+{
+  pthread_mutex_lock (&health_lock);
+  servers[i].generation++;
   pthread_mutex_unlock (&health_lock);
 }
 
@@ -245,6 +354,7 @@ health_view (size_t i, struct health_view *view)
   view->state = h->state;
   view->generation = h->generation;
   view->downs = h->downs;
+  view->failures = h->failures;
   view->backoff_ms = h->backoff_ms;
   view->next_probe_ms = h->state != HEALTH_DOWN ? 0
     : h->next_probe_ns > now ? (int64_t) ((h->next_probe_ns - now) / 1000000)
@@ -257,6 +367,7 @@ health_state_name (enum health_state state)
 {
   switch (state) {
   case HEALTH_UP: return "up";
+  case HEALTH_SUSPECT: return "suspect";
   case HEALTH_DOWN: return "down";
   case HEALTH_PROBING: return "probing";
   }

@@ -12,14 +12,35 @@
 
 enum health_state {
   HEALTH_UP,                    /* requests use the server */
+  HEALTH_SUSPECT,               /* a request timed out: requests still use
+                                   it; more failures in a row take it down */
   HEALTH_DOWN,                  /* requests skip it until the next probe */
   HEALTH_PROBING,               /* one request is trying it; others skip */
 };
 
+/* How an operation failed, for health_report_failure. */
+enum health_failure {
+  HEALTH_FAIL_SOFT,             /* a timeout or a garbled reply: the server
+                                   may only be busy (mcrouter's soft TKO) */
+  HEALTH_FAIL_HARD,             /* refused, reset or closed: unlikely to
+                                   clear by itself at the next request */
+};
+
+/* Soft failures in a row (each seen by a request sent after the previous
+ * one was reported) that take a server down.
+ */
+#define HEALTH_SUSPECT_MAX 3
+
+/* A server taken down by soft failures is probed this soon first (or
+ * after memcache-retry, if shorter): it was alive a moment ago.
+ */
+#define HEALTH_SOFT_RETRY_MS 10
+
 struct health_view {
   enum health_state state;
   uint64_t generation;
-  uint64_t downs;               /* transitions to DOWN */
+  uint64_t downs;               /* transitions from UP or SUSPECT to DOWN */
+  unsigned failures;            /* soft failures in a row counted so far */
   uint64_t backoff_ms;          /* current probe interval */
   int64_t next_probe_ms;        /* from now; meaningful when DOWN */
 };
@@ -34,16 +55,29 @@ extern void health_free (void);
  */
 extern bool health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation);
 
-/* An operation made in INCARNATION completed as the server intended. */
-extern void health_report_ok (size_t i, uint64_t incarnation);
-
-/* An operation made in INCARNATION timed out or failed on the connection:
- * the server goes down at once.
+/* Is server I up or suspect (usable without probing it)?  For the fill
+ * thread, which never probes.
  */
-extern void health_report_failure (size_t i, uint64_t incarnation);
+extern bool health_usable (size_t i);
+
+/* An operation made in INCARNATION, sent at STARTED_NS (CLOCK_MONOTONIC),
+ * completed as the server intended.
+ */
+extern void health_report_ok (size_t i, uint64_t incarnation,
+                              uint64_t started_ns);
+
+/* An operation made in INCARNATION, sent at STARTED_NS, failed HOW. */
+extern void health_report_failure (size_t i, uint64_t incarnation,
+                                   uint64_t started_ns,
+                                   enum health_failure how);
 
 /* Stop trusting everything on every server (a huge zero or trim). */
 extern void health_invalidate_all (void);
+
+/* Stop trusting everything on server I (more writes skipped it than the
+ * fill thread can remember to delete, filler.h).
+ */
+extern void health_invalidate (size_t i);
 
 /* The current generation and incarnation of server I. */
 extern uint64_t health_generation (size_t i);

@@ -12,9 +12,9 @@
  *   3. read every run of adjacent blocks not found from the lower device
  *      with one request per run;
  *   4. queue the blocks read in step 3 to be stored on their servers in
- *      the background (filler.c), unless a write of the block was in
- *      progress before the lower read (writeseq.c); the read returns
- *      without waiting for them.
+ *      the background (filler.c), unless their server is down or a write
+ *      of the block was in progress before the lower read (writeseq.c);
+ *      the read returns without waiting for them.
  *
  * Whatever goes wrong with memcached, the read is served from the lower
  * device; only a lower device error fails it.  Blocks are always read and
@@ -35,6 +35,7 @@
 
 #include "conn.h"
 #include "filler.h"
+#include "health.h"
 #include "memcache.h"
 #include "params.h"
 #include "reader.h"
@@ -47,7 +48,8 @@
 enum block_state {
   BLOCK_WANTED,                 /* not found (yet) */
   BLOCK_HIT,                    /* served from memcached */
-  BLOCK_UNCACHED,               /* its server is down: lower, no fill */
+  BLOCK_UNCACHED,               /* its server is down: lower; filled only
+                                   if the server is back by then */
 };
 
 struct read_block {
@@ -66,6 +68,8 @@ struct read_block {
 struct read_server {
   bool wanted;                  /* some block of the batch is on it */
   bool open;                    /* session open */
+  bool back;                    /* usable after the lower read: fill its
+                                   blocks, even those it was down for */
   struct conn_session session;
   size_t nr_keys;
   const char **keys;            /* nr_keys of the batch's keys */
@@ -262,7 +266,12 @@ reader_lookup (struct read_batch *b)
 
 /* Step 3: read the blocks not found, one request per run of adjacent
  * blocks.  The fill decision is taken before the lower read: a write in
- * progress would make the fill useless (its version goes up).
+ * progress would make the fill useless (its version goes up).  A block
+ * whose lookup failed (its server timed out) is filled too: a server
+ * that is only busy must still warm up, and the fill thread stores only
+ * to servers that are up or suspect (health.h).  So is a block whose
+ * server was down, if it is usable again once the lower read is done (a
+ * server taken down by timeouts is probed again within 10 ms).
  */
 static int
 reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
@@ -273,8 +282,7 @@ reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
   for (i = 0; i < b->n; i++) {
     struct read_block *blk = &b->blocks[i];
 
-    if (blk->state == BLOCK_WANTED &&
-        !b->servers[blk->server].session.failed) {
+    if (blk->state != BLOCK_HIT) {
       blk->fill = writeseq_fill_begin (blk->block, &blk->fill_seq);
       if (!blk->fill)
         stats_add (stats.fills_raced, 1);
@@ -317,6 +325,11 @@ reader_fill (struct read_batch *b)
 {
   size_t i;
 
+  /* A server that was down at the lookup (its blocks BLOCK_UNCACHED):
+   * is it back?
+   */
+  for (i = 0; i < ring.n; i++)
+    b->servers[i].back = b->servers[i].wanted && health_usable (i);
   for (i = 0; i < b->n; i++) {
     const struct read_block *blk = &b->blocks[i];
     const struct filler_block fb = {
@@ -327,7 +340,8 @@ reader_fill (struct read_batch *b)
       .seq = blk->fill_seq,
     };
 
-    if (blk->fill)
+    if (blk->fill &&
+        (blk->state != BLOCK_UNCACHED || b->servers[blk->server].back))
       filler_queue (&fb, b->data + i * params.block_size, blk->len);
   }
 }

@@ -27,7 +27,8 @@
  *      stored never authenticates.
  *
  * A server that is down is skipped: step 3 already made what it holds
- * for these blocks unreadable, also if it comes back with its old memory.
+ * for these blocks unreadable, also if it comes back with its old memory;
+ * the fill thread deletes those values once it is back (filler_forget).
  *
  * A write of more than WRITER_MASS_BLOCKS blocks (a big zero or trim)
  * changes every server's generation instead of steps 3 to 5 (health.c):
@@ -44,6 +45,7 @@
 #include <nbdkit-filter.h>
 
 #include "conn.h"
+#include "filler.h"
 #include "health.h"
 #include "memcache.h"
 #include "params.h"
@@ -170,8 +172,13 @@ writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
     unsigned char *value = u->values + j * (VALUE_OVERHEAD + bs);
 
     i = u->server_of[j];
-    if (!u->open[i])
-      continue;                 /* down: step 3 was enough */
+    if (!u->open[i]) {
+      /* Down: step 3 made what it holds unreadable; have it deleted when
+       * the server is back, so that it costs a plain miss.
+       */
+      filler_forget (i, block, health_generation (i));
+      continue;
+    }
     ident.generation = u->sessions[i].gen;
     m = &u->mutations[u->first[i] + u->nr[i]++];
     m->key = u->keys[j];

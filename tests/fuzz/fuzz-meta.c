@@ -10,7 +10,8 @@
  * (the buffer growing by the piece lengths the input's bytes choose).
  * Checked beyond memory safety: both ways give the same result and the
  * same replies; every reply names an operation of the right kind at most
- * once; a value lies inside the input and is no longer than allowed; no
+ * once; a value lies inside the input and is no longer than allowed (a
+ * longer one is skipped, MCX_TOO_LARGE, up to MCX_SKIP_MAX); no
  * more bytes are consumed than given; when more are needed, the count is
  * more than what is there and within MCX_LINE_MAX + max value + 2.
  */
@@ -50,7 +51,7 @@ fuzz_collect (void *opaque, size_t index, enum mcx_reply kind,
   if (index != MCX_NO_INDEX) {
     if (index >= run->n)
       abort ();
-    if ((kind == MCX_HIT || kind == MCX_MISS) !=
+    if ((kind == MCX_HIT || kind == MCX_MISS || kind == MCX_TOO_LARGE) !=
         (run->ops[index].type == MCX_GET))
       abort ();
   }
@@ -62,6 +63,10 @@ fuzz_collect (void *opaque, size_t index, enum mcx_reply kind,
     if (kind == MCX_HIT && len > run->max_value)
       abort ();
   }
+  /* A value skipped: longer than allowed, not longer than skippable. */
+  if (kind == MCX_TOO_LARGE &&
+      (data != NULL || len <= run->max_value || len > MCX_SKIP_MAX))
+    abort ();
   if (run->nr < FUZZ_REPLIES_MAX)
     run->r[run->nr++] = (struct fuzz_reply) { index, kind, len, data };
 }
