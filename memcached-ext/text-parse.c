@@ -10,6 +10,9 @@
  *                                             answered; flags < 2^32;
  *                                             len <= max_value; then
  *                                             exactly len bytes and CRLF
+ *                                             (up to MCX_SKIP_MAX: read
+ *                                             and dropped, MCX_TOO_LARGE
+ *                                             for that key alone)
  *                 END | SERVER_ERROR <text>   the end of the command
  *   to a set:     STORED | NOT_STORED | EXISTS | NOT_FOUND
  *                 | SERVER_ERROR <text>
@@ -108,6 +111,29 @@ mtx_parse (struct mtx_parser *p, const char *buf, size_t len, size_t *used,
     const struct mcx_op *op;
     enum mcx_reply r;
 
+    if (p->skipping) {
+      /* A value too long to hand on: drop its bytes as they come, so
+       * that it never needs a buffer of its size (as mcx_parse does).
+       */
+      size_t k = avail < p->skip_left ? avail : p->skip_left;
+
+      pos += k;
+      avail -= k;
+      p->skip_left -= k;
+      *used = pos;
+      if (p->skip_left > 0 || avail < 2) {
+        /* Counted from BUF + *USED: the value's next byte, or its CRLF. */
+        *need = p->skip_left > 0 ? 1 : 2;
+        return 0;
+      }
+      if (buf[pos] != '\r' || buf[pos + 1] != '\n')
+        return mtx_proto_error (p, "value not followed by CRLF");
+      pos += 2;
+      *used = pos;
+      p->skipping = false;
+      p->fn (p->opaque, p->skip_index, MCX_TOO_LARGE, NULL, p->skip_len);
+      continue;
+    }
     if (p->next >= p->n)
       return 1;                 /* (a get command's END sets next) */
     if (avail == 0) {           /* (BUF may be NULL then) */
@@ -191,13 +217,23 @@ mtx_parse (struct mtx_parser *p, const char *buf, size_t len, size_t *used,
         return mtx_proto_error (p, "malformed flags in VALUE line");
       if (!mtx_parse_number (tok[3], tok_len[3], &vlen))
         return mtx_proto_error (p, "malformed length in VALUE line");
-      if (vlen > p->max_value)
+      if (vlen > p->max_value && vlen > MCX_SKIP_MAX)
         return mtx_proto_error (p, "value of %llu bytes, more than %zu",
-                                (unsigned long long) vlen, p->max_value);
+                                (unsigned long long) vlen,
+                                (size_t) MCX_SKIP_MAX);
       index = mtx_find_key (p, tok[1], tok_len[1]);
       if (index == SIZE_MAX)
         return mtx_proto_error (p, "VALUE for a key not asked for, "
                                 "answered already or out of order");
+      if (vlen > p->max_value) {
+        p->cursor = index + 1;
+        p->skipping = true;
+        p->skip_index = index;
+        p->skip_len = p->skip_left = vlen;
+        pos += line_len;
+        *used = pos;
+        continue;
+      }
       if (avail - line_len < vlen + 2) {
         *need = line_len + vlen + 2;
         return 0;

@@ -157,7 +157,11 @@ test_parser (void)
       "SERVER_ERROR out of memory storing object\r\nDELETED\r\n", 1 },
     { "VALUE a 0 3\r\nab", 0 },                     /* incomplete */
     { "END\r\nSTORED\r\n", 0 },                     /* the delete's reply */
-    { "VALUE a 0 17\r\n", MCX_EPROTO },             /* over the maximum */
+    { "VALUE a 0 17\r\n", 0 },      /* over the maximum: being skipped */
+    { "VALUE a 0 17\r\n01234567890123456xx", MCX_EPROTO }, /* no CRLF */
+    { "VALUE a 0 4194305\r\n", MCX_EPROTO },       /* over MCX_SKIP_MAX */
+    { "VALUE b 0 17\r\n01234567890123456\r\nVALUE a 0 1\r\nx\r\n",
+      MCX_EPROTO },                                 /* skipped, then order */
     { "VALUE a 0 18446744073709551614\r\n", MCX_EPROTO }, /* 20 digits */
     { "VALUE a 0 99999999999999999999\r\n", MCX_EPROTO },
     { "VALUE a 0 -1\r\n", MCX_EPROTO },
@@ -207,6 +211,20 @@ test_parser (void)
   assert (rs.r[3].kind == MCX_SERVER_ERROR && rs.r[3].len == 4);
   replies_free (&rs);
 
+  /* A value over the maximum (someone else's, under one of our keys) is
+   * that key's miss alone: dropped, reported MCX_TOO_LARGE with its
+   * length; the batch's other replies stand.
+   */
+  assert (parse_text ("VALUE a 0 20\r\n01234567890123456789\r\n"
+                      "VALUE b 0 2\r\nhi\r\nEND\r\nSTORED\r\nDELETED\r\n",
+                      &rs) == 1);
+  assert (rs.r[0].kind == MCX_TOO_LARGE && rs.r[0].len == 20 &&
+          rs.r[0].data == NULL);
+  assert (rs.r[1].kind == MCX_HIT && rs.r[1].len == 2 &&
+          memcmp (rs.r[1].data, "hi", 2) == 0);
+  assert (rs.r[2].kind == MCX_STORED && rs.r[3].kind == MCX_STORED);
+  replies_free (&rs);
+
   /* A line of MCX_LINE_MAX bytes without its end is refused at once, a
    * key of 300 bytes too (it is no key of the batch).
    */
@@ -219,7 +237,7 @@ test_parser (void)
   strcpy (line + 306, " 0 1\r\nx\r\nEND\r\n");
   assert (parse_text (line, &rs) == MCX_EPROTO);
   replies_free (&rs);
-  printf ("parser: %zu cases ok\n", i + 3);
+  printf ("parser: %zu cases ok\n", i + 4);
 }
 
 /* The "get" lines a batch of N gets of KEY_LEN-byte keys makes. */
@@ -358,15 +376,25 @@ test_basic (const char *host, unsigned port)
   assert (mtx_send (c, ops, 1, MIB) == MCX_EINVAL && !mtx_broken (c));
   ops[0].key_len = strlen (keys[0]);
 
-  /* A value longer than the caller allows is a protocol error. */
-  st = run (c, ops, 1, MIB - 1, 5000, &rs);
-  replies_free (&rs);
-  if (st != MCX_EPROTO || !mtx_broken (c)) {
-    fprintf (stderr, "an oversized value was accepted: %s\n",
+  /* A value longer than the caller allows is that key's miss alone
+   * (MCX_TOO_LARGE): read and dropped, the connection still usable.
+   */
+  ops[1] = ops[0];
+  ops[1].key = "abd3:not-stored";
+  ops[1].key_len = strlen (ops[1].key);
+  st = run (c, ops, 2, MIB - 1, 5000, &rs);
+  if (st != MCX_OK || mtx_broken (c) || rs.r[0].kind != MCX_TOO_LARGE ||
+      rs.r[0].len != MIB || rs.r[1].kind != -1) {
+    fprintf (stderr, "an oversized value was not skipped: %s\n",
              mcx_strstatus (st));
     exit (1);
   }
-  printf ("oversized value refused: %s\n", mtx_error (c));
+  replies_free (&rs);
+  st = run (c, ops, 1, MIB, 5000, &rs);
+  if (st != MCX_OK || rs.r[0].kind != MCX_HIT || rs.r[0].len != MIB)
+    die ("the get after a skipped value", st);
+  replies_free (&rs);
+  printf ("oversized value skipped, the connection kept\n");
   mtx_close (c);
   free (big);
   free (keys);

@@ -35,6 +35,7 @@
 #include "conn-meta.h"
 #include "health.h"
 #include "params.h"
+#include "stats.h"
 #include "text.h"
 #include "value.h"
 
@@ -257,6 +258,12 @@ conn_text_hit (void *opaque, size_t index, enum mcx_reply r,
   if (r == MCX_HIT)
     ctx->found (ctx->opaque, s->text.keys[index], s->text.key_lens[index],
                 data, len);
+  else if (r == MCX_TOO_LARGE) {
+    /* A miss for this block alone, as in conn-meta.c. */
+    stats_add (stats.format_mismatches, 1);
+    nbdkit_debug ("memcache: server %zu: a value of %zu bytes, more than "
+                  "a block's, dropped", s->server, len);
+  }
   else if (r == MCX_SERVER_ERROR)
     nbdkit_debug ("memcache: server %zu: SERVER_ERROR %.*s", s->server,
                   (int) len, data);

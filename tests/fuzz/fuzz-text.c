@@ -11,7 +11,8 @@
  * both ways give the same result and the same replies; every reply names
  * an operation of the right kind, at most once, in the order sent, and a
  * value comes with the key asked for; a value lies inside the input and
- * is no longer than allowed; no more bytes are consumed than given; when
+ * is no longer than allowed (a longer one, up to MCX_SKIP_MAX, is
+ * skipped and reported MCX_TOO_LARGE for a get alone); no more bytes are consumed than given; when
  * more are needed, the count is more than what is there and within
  * MCX_LINE_MAX + max value + 2; a finished batch answered every set and
  * delete.
@@ -75,7 +76,11 @@ fuzz_collect (void *opaque, size_t index, enum mcx_reply kind,
       abort ();
     run->answered[index] = 1;
     run->last = index + 1;
-    if ((kind == MCX_HIT) != (run->ops[index].type == MCX_GET))
+    if ((kind == MCX_HIT || kind == MCX_TOO_LARGE) !=
+        (run->ops[index].type == MCX_GET))
+      abort ();
+    if (kind == MCX_TOO_LARGE &&
+        (data != NULL || len <= run->max_value || len > MCX_SKIP_MAX))
       abort ();
     if (kind == MCX_MISS || (kind == MCX_EXISTS &&
                              run->ops[index].type != MCX_SET))
