@@ -29,6 +29,8 @@
 
 #include "health.h"
 #include "le.h"
+#include "log.h"
+#include "marker.h"
 #include "params.h"
 #include "state.h"
 #include "value.h"
@@ -40,6 +42,25 @@ void nbdkit_debug (const char *fs, ...) { }
 uint64_t value_nonce_used (void) { return 0; }
 uint64_t health_generation (size_t i) { return 0; }
 uint64_t writeseq_version_slot (size_t slot) { return 0; }
+void abd_log (int priority, const char *label, const char *fs, ...) { }
+/* The servers' markers (marker.c) always agree: the file alone decides. */
+int marker_init (const unsigned char secret[VALUE_SECRET_SIZE],
+                 uint64_t id_hash) { return 0; }
+void marker_free (void) { }
+bool
+marker_check (const struct ring *ring,
+              const unsigned char stop_id[MARKER_STOP_ID_SIZE],
+              const char **reason)
+{
+  return true;
+}
+size_t marker_set_in_use (const struct ring *ring) { return ring->n; }
+int
+marker_set_stopped (const struct ring *ring,
+                    unsigned char stop_id[MARKER_STOP_ID_SIZE])
+{
+  return ring->n;
+}
 
 static size_t expected_servers;
 
@@ -80,6 +101,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   static char dir[4096], path[4096 + 8];
   static unsigned char buf[FILE_MAX];
   static bool ready;
+  static struct ring fake_ring; /* for the markers' stubs: its size */
   unsigned char key[32];
   struct state_expect expect;
   uint64_t epoch = 0, nonce_used = 0;
@@ -122,6 +144,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   expect.nr_servers = le_get (buf + 88, 4) % (MEMCACHE_SERVERS_MAX + 1);
   expect.block_size = le_get (buf + 92, 4);
   expected_servers = expect.nr_servers;
+  fake_ring.n = expect.nr_servers;
+  expect.ring = &fake_ring;
 
   fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd == -1 || write (fd, buf, len + MAC) != (ssize_t) (len + MAC) ||
