@@ -37,7 +37,11 @@
 
 #include "text.h"
 
-#define MTX_RBUF_MIN (64 * 1024)
+/* The receive buffer's first size: the answer to a 64 KiB read's
+ * multi-get (16 values of 4 KiB and their headers, a little over 64 KiB)
+ * in one read() after one wait; at 64 KiB it took two of each.
+ */
+#define MTX_RBUF_MIN (128 * 1024)
 /* The text of one command, key excepted: "set  0 <ttl> <len>\r\n". */
 #define MTX_CMD_OVERHEAD 80
 
