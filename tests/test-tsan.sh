@@ -25,7 +25,7 @@ fi
 
 gcc "${cflags[@]}" -I"$src/filters/async" "$src/tests/test-store.c" \
     "$src/filters/async/"store*.c \
-    "$src/filters/async/drainrate.c" \
+    "$src/filters/async/drainrate.c" "$src/common/privfile.c" \
     -lxxhash -o "$tmp/test-store-tsan"
 gcc "${cflags[@]}" -I"$src/filters/memcache" \
     "$src/tests/test-health-threads.c" "$src/filters/memcache/health.c" \
