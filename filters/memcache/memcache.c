@@ -279,6 +279,12 @@ memcache_config_complete (nbdkit_next_config_complete *next,
 static int
 memcache_get_ready (int thread_model)
 {
+  const struct conn_settings conn_settings = {
+    .protocol   = params.protocol,
+    .block_size = params.block_size,
+    .timeout_ms = params.timeout_ms,
+  };
+
   if (getrandom (&epoch, sizeof epoch, 0) != sizeof epoch) {
     nbdkit_error ("getrandom: %m");
     return -1;
@@ -302,7 +308,7 @@ memcache_get_ready (int thread_model)
   }
   if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, epoch) == -1 ||
-      conn_init (&ring) == -1 ||
+      conn_init (&ring, &conn_settings) == -1 ||
       filler_init () == -1)
     return -1;
   /* Before nbdkit forks: a person starting it sees the warnings. */
