@@ -306,7 +306,7 @@ memcache_get_ready (int thread_model)
     if (state_take (params.state_file, secret, &expect) == -1)
       return -1;
   }
-  if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
+  if (health_init (&ring, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, epoch) == -1 ||
       conn_init (&ring, &conn_settings) == -1 ||
       filler_init () == -1)
