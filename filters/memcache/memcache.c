@@ -284,6 +284,12 @@ memcache_get_ready (int thread_model)
     .block_size = params.block_size,
     .timeout_ms = params.timeout_ms,
   };
+  const struct stats_settings stats_settings = {
+    .id           = params.id,
+    .block_size   = params.block_size,
+    .write_policy = params.write_policy,
+    .timeout_ms   = params.timeout_ms,
+  };
 
   if (getrandom (&epoch, sizeof epoch, 0) != sizeof epoch) {
     nbdkit_error ("getrandom: %m");
@@ -307,7 +313,7 @@ memcache_get_ready (int thread_model)
       return -1;
   }
   if (health_init (&ring, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
-      stats_init (&ring, epoch) == -1 ||
+      stats_init (&ring, &stats_settings, epoch) == -1 ||
       conn_init (&ring, &conn_settings) == -1 ||
       filler_init () == -1)
     return -1;
