@@ -290,6 +290,10 @@ memcache_get_ready (int thread_model)
     .write_policy = params.write_policy,
     .timeout_ms   = params.timeout_ms,
   };
+  const struct filler_settings filler_settings = {
+    .block_size = params.block_size,
+    .ttl        = params.ttl,
+  };
 
   if (getrandom (&epoch, sizeof epoch, 0) != sizeof epoch) {
     nbdkit_error ("getrandom: %m");
@@ -315,7 +319,7 @@ memcache_get_ready (int thread_model)
   if (health_init (&ring, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
       stats_init (&ring, &stats_settings, epoch) == -1 ||
       conn_init (&ring, &conn_settings) == -1 ||
-      filler_init () == -1)
+      filler_init (&ring, &filler_settings) == -1)
     return -1;
   /* Before nbdkit forks: a person starting it sees the warnings. */
   startcheck_servers (&ring);
@@ -387,7 +391,7 @@ memcache_after_fork (nbdkit_backend *backend)
 
   if (control && ctl_serve (control, stats_control, NULL) == -1)
     return -1;
-  return filler_start ();
+  return filler_start (epoch);
 }
 
 static void
