@@ -355,6 +355,14 @@ memcache_open_lower (nbdkit_backend *backend)
 static int
 memcache_after_fork (nbdkit_backend *backend)
 {
+  const struct reader_settings reader_settings = {
+    .block_size = params.block_size,
+  };
+  const struct writer_settings writer_settings = {
+    .block_size   = params.block_size,
+    .ttl          = params.ttl,
+    .write_policy = params.write_policy,
+  };
   const char *start = "cold";
   const char *reason = "memcache-state-file is not set";
   uint64_t nonce_used = 0;
@@ -384,6 +392,8 @@ memcache_after_fork (nbdkit_backend *backend)
   OPENSSL_cleanse (secret, sizeof secret);
   if (nonce_used)
     value_nonce_resume (nonce_used);
+  reader_init (&ring, &reader_settings, epoch);
+  writer_init (&ring, &writer_settings, epoch);
   stats_set_start (epoch, start, reason);
   nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
                 ", epoch %016" PRIx64 ", %s start", ring.n, ring.id_hash,
