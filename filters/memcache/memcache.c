@@ -99,11 +99,11 @@ static struct {
  */
 static struct ring ring;
 
-/* Chosen in .get_ready: random at every start, so that nothing an
- * earlier process stored is trusted, unless memcache-state-file vouches
- * for the cache an earlier process left after a clean stop (state.h),
- * which .after_fork decides.  Then the modules that make keys are given
- * it (reader_init, writer_init, filler_start), before anything is served.
+/* Drawn at random in .get_ready, so that nothing an earlier process
+ * stored is trusted; replaced in .after_fork by the earlier process's if
+ * memcache-state-file vouches for the cache it left after a clean stop
+ * (state.h).  Then the modules that make keys are given it (reader_init,
+ * writer_init, filler_start), before anything is served.
  */
 static uint64_t epoch;
 
