@@ -61,8 +61,9 @@ struct stats_settings {
   unsigned timeout_ms;
 };
 
-/* Counters for the servers of RING (kept until stats_free, as SETTINGS'
- * strings), and the EPOCH chosen so far.
+/* Counters for the servers of RING, and what abdctl status shows of
+ * this process: SETTINGS and the EPOCH chosen so far.  RING and
+ * SETTINGS->id must live until stats_free.
  */
 extern int stats_init (const struct ring *ring,
                        const struct stats_settings *settings,
