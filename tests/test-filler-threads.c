@@ -32,8 +32,6 @@
 #include "conn.h"
 #include "filler.h"
 #include "health.h"
-#include "memcache.h"
-#include "params.h"
 #include "stats.h"
 #include "value.h"
 #include "writeseq.h"
@@ -48,9 +46,8 @@
 #define READERS 4
 #define WRITERS 2
 
-struct memcache_params params = { .block_size = BLOCK_SIZE };
-struct ring ring = { .n = SERVERS };
-uint64_t epoch;
+static const struct ring ring = { .n = SERVERS };
+static const struct filler_settings settings = { .block_size = BLOCK_SIZE };
 struct memcache_stats stats;
 
 void nbdkit_error (const char *fs, ...) { (void) fs; }
@@ -232,7 +229,7 @@ main (int argc, char *argv[])
 
   if (argc > 1)
     fills_per_reader = strtoul (argv[1], NULL, 0);
-  if (filler_init () == -1 || filler_start () == -1)
+  if (filler_init (&ring, &settings) == -1 || filler_start (0) == -1)
     return 1;
   for (t = 0; t < WRITERS; t++)
     pthread_create (&writers[t], NULL, writer, (void *) (uintptr_t) (t + 100));

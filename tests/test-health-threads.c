@@ -32,7 +32,7 @@
 #include <time.h>
 
 #include "health.h"
-#include "memcache.h"
+#include "ring.h"
 
 #define SERVERS 3
 
@@ -47,7 +47,7 @@ void abd_log (int priority, const char *label, const char *fs, ...)
 static struct ring_server stub_servers[SERVERS] = {
   { .name = "s0" }, { .name = "s1" }, { .name = "s2" },
 };
-struct ring ring = { .servers = stub_servers, .n = SERVERS };
+static const struct ring ring = { .servers = stub_servers, .n = SERVERS };
 #define THREADS 8
 
 static unsigned ops_per_thread = 20000;
@@ -223,7 +223,7 @@ main (int argc, char *argv[])
   if (argc > 1)
     ops_per_thread = strtoul (argv[1], NULL, 0);
   /* Probes due after 1 ms: servers go down and come back all the time. */
-  if (health_init (SERVERS, 1, 4) == -1)
+  if (health_init (&ring, 1, 4) == -1)
     return 1;
   for (t = 0; t < THREADS; t++)
     pthread_create (&threads[t], NULL, worker, (void *) (uintptr_t) (t + 1));
@@ -236,11 +236,11 @@ main (int argc, char *argv[])
     CHECK (v.downs > 0, "server %zu never went down: the test did nothing", i);
   }
   health_free ();
-  if (health_init (SERVERS, 1, 4) == -1)
+  if (health_init (&ring, 1, 4) == -1)
     return 1;
   failures_keep_the_cache ();
   health_free ();
-  if (health_init (SERVERS, 1000, 30000) == -1)
+  if (health_init (&ring, 1000, 30000) == -1)
     return 1;
   state_machine ();
   health_free ();

@@ -71,7 +71,7 @@
  * reach a server can store such a value under a hot key).  This also
  * bounds the receive buffer of each connection.
  */
-#define CONN_META_VALUE_MAX (2 * (VALUE_OVERHEAD + params.block_size))
+#define CONN_META_VALUE_MAX (2 * (VALUE_OVERHEAD + settings.block_size))
 
 /* The slowest transfer a batch's deadline allows for, bytes per second:
  * far below loopback or any LAN, far above a trickle.
@@ -105,12 +105,17 @@ struct meta_pool {
 static struct meta_pool *pools;
 static size_t nr_pools;
 
+/* Set by conn_meta_init, read-only afterwards. */
+static struct conn_settings settings;
+
 int
-conn_meta_init (const struct ring *ring)
+conn_meta_init (const struct ring *ring,
+                const struct conn_settings *given)
 {
   pthread_condattr_t attr;
   size_t i;
 
+  settings = *given;
   pools = calloc (ring->n, sizeof *pools);
   if (pools == NULL) {
     nbdkit_error ("calloc: %m");
@@ -338,7 +343,7 @@ conn_meta_mget (struct conn_session *s, const char * const *keys,
                                .key_len = key_lens[i] };
   s->meta_keys = keys;
   s->meta_key_lens = key_lens;
-  return conn_meta_send (s, ops, n, CONN_META_VALUE_MAX, params.timeout_ms,
+  return conn_meta_send (s, ops, n, CONN_META_VALUE_MAX, settings.timeout_ms,
                          n * (uint64_t) (CONN_META_VALUE_MAX
                                          + CONN_META_LINE_BYTES));
 }
@@ -401,7 +406,7 @@ conn_meta_mutate_send (struct conn_session *s, struct conn_mutation *m,
   }
   s->meta_mutations = m;
   return conn_meta_send (s, ops, n, 0,
-                         params.timeout_ms * MEMCACHE_STORE_TIMEOUT_FACTOR,
+                         settings.timeout_ms * MEMCACHE_STORE_TIMEOUT_FACTOR,
                          bytes);
 }
 

@@ -13,7 +13,8 @@
 /* Connections per server per nbdkit process (so per host). */
 #define CONN_META_PER_SERVER 4
 
-extern int conn_meta_init (const struct ring *ring);
+extern int conn_meta_init (const struct ring *ring,
+                           const struct conn_settings *settings);
 extern void conn_meta_free (void);
 extern void conn_meta_close (struct conn_session *s);
 extern enum conn_outcome conn_meta_mget (struct conn_session *s,

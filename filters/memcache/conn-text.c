@@ -49,7 +49,7 @@
  * refused by value.c for its block alone; a longer one is a protocol
  * error.  This also bounds each connection's receive buffer.
  */
-#define CONN_TEXT_VALUE_MAX (2 * (VALUE_OVERHEAD + params.block_size))
+#define CONN_TEXT_VALUE_MAX (2 * (VALUE_OVERHEAD + settings.block_size))
 
 struct text_idle {
   struct mtx_conn *c;
@@ -66,11 +66,16 @@ struct text_pool {
 static struct text_pool *pools;
 static size_t nr_pools;
 
+/* Set by conn_text_init, read-only afterwards. */
+static struct conn_settings settings;
+
 static int
-conn_text_init (const struct ring *ring)
+conn_text_init (const struct ring *ring,
+                const struct conn_settings *given)
 {
   size_t i;
 
+  settings = *given;
   pools = calloc (ring->n, sizeof *pools);
   if (pools == NULL) {
     nbdkit_error ("calloc: %m");
@@ -239,7 +244,7 @@ conn_text_mget (struct conn_session *s, const char * const *keys,
   s->text.keys = keys;
   s->text.key_lens = key_lens;
   return conn_text_send (s, o, n, CONN_TEXT_VALUE_MAX,
-                         mcx_now_ns () + params.timeout_ms * NS_PER_MS);
+                         mcx_now_ns () + settings.timeout_ms * NS_PER_MS);
 }
 
 struct conn_text_fetch_ctx {
@@ -296,7 +301,7 @@ conn_text_mutate_send (struct conn_session *s, struct conn_mutation *m,
   }
   s->text.mutations = m;
   return conn_text_send (s, o, n, 0,
-                         mcx_now_ns () + params.timeout_ms
+                         mcx_now_ns () + settings.timeout_ms
                          * MEMCACHE_STORE_TIMEOUT_FACTOR * NS_PER_MS);
 }
 

@@ -53,12 +53,12 @@ conn_now_ns (void)
 }
 
 int
-conn_init (const struct ring *ring)
+conn_init (const struct ring *ring, const struct conn_settings *settings)
 {
-  ops = params.protocol == MEMCACHE_PROTOCOL_TEXT
+  ops = settings->protocol == MEMCACHE_PROTOCOL_TEXT
     ? &conn_text_protocol : &conn_meta_protocol;
   nbdkit_debug ("memcache: the %s protocol", ops->name);
-  return ops->init (ring);
+  return ops->init (ring, settings);
 }
 
 void

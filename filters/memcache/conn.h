@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "params.h"
 #include "ring.h"
 
 enum conn_outcome {
@@ -80,6 +81,16 @@ struct conn_oneshot {
   char why[160];                /* what went wrong, for logs */
 };
 
+/* What the connections need of the parameters (memcache.c fills it in);
+ * each protocol keeps its own copy.
+ */
+struct conn_settings {
+  enum memcache_protocol protocol;      /* memcache-protocol */
+  uint32_t block_size;          /* memcache-block-size: bounds the values
+                                   a multi-get accepts */
+  unsigned timeout_ms;          /* memcache-timeout */
+};
+
 /* A protocol's half of the functions below, with the same meanings;
  * conn.c checks and reports around them.  OPEN, if not NULL, is called
  * once the server is known to be usable; false: skip it this time.
@@ -88,7 +99,8 @@ typedef void (*conn_found_fn) (void *opaque, const char *key, size_t key_len,
                                const char *value, size_t value_len);
 struct conn_ops {
   const char *name;
-  int (*init) (const struct ring *ring);
+  int (*init) (const struct ring *ring,
+               const struct conn_settings *settings);
   void (*free) (void);
   bool (*open) (struct conn_session *s);
   void (*close) (struct conn_session *s);
@@ -116,10 +128,12 @@ extern int conn_text_oneshot (const struct ring_server *server,
                               struct conn_oneshot *o, size_t max_value,
                               int64_t deadline_ns);
 
-/* Set up the protocol's connections to the servers of RING: the table of
- * operations is chosen here, once, from memcache-protocol.
+/* Set up the protocol's connections to the servers of RING (kept until
+ * conn_free): the table of operations is chosen here, once, from
+ * SETTINGS->protocol.
  */
-extern int conn_init (const struct ring *ring);
+extern int conn_init (const struct ring *ring,
+                      const struct conn_settings *settings);
 extern void conn_free (void);
 
 /* Open a session to server I.  Returns false (and nothing to close) when

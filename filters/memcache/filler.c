@@ -64,8 +64,6 @@
 #include "conn.h"
 #include "filler.h"
 #include "health.h"
-#include "memcache.h"
-#include "params.h"
 #include "stats.h"
 #include "value.h"
 #include "writeseq.h"
@@ -86,6 +84,13 @@ struct filler_entry {
   size_t slot;                  /* its data: entry_data + slot x bs */
 };
 
+/* Set by filler_init, and the epoch by filler_start before the thread
+ * starts; read-only afterwards.
+ */
+static const struct ring *ring;
+static struct filler_settings settings;
+static uint64_t epoch;
+
 static pthread_mutex_t filler_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t filler_work = PTHREAD_COND_INITIALIZER;
 static struct filler_entry *entries;    /* capacity, a ring */
@@ -95,7 +100,7 @@ static size_t capacity, head, count;
 static bool running, stopping;
 static pthread_t thread;
 
-/* Deletes owed to each server (ring.n lists), in the order the writes
+/* Deletes owed to each server (ring->n lists), in the order the writes
  * skipped it: a block and the generation its old value is keyed under.
  * Allocated on first use.
  */
@@ -116,9 +121,9 @@ static struct {
   size_t *key_lens;                     /* batch_max */
   size_t *server_of;                    /* batch_max: entry -> server */
   bool *sealed;                         /* batch_max: entry goes out */
-  struct conn_session *sessions;        /* ring.n */
-  bool *tried, *open;                   /* ring.n */
-  size_t *first, *nr;                   /* ring.n: its mutations */
+  struct conn_session *sessions;        /* ring->n */
+  bool *tried, *open;                   /* ring->n */
+  size_t *first, *nr;                   /* ring->n: its mutations */
 } batch;
 
 /* Empty the queue: every slot free, slot 0 on top.  Called with
@@ -135,10 +140,12 @@ filler_empty (void)
 }
 
 int
-filler_init (void)
+filler_init (const struct ring *r, const struct filler_settings *given)
 {
-  const size_t bs = params.block_size;
+  const size_t bs = given->block_size;
 
+  ring = r;
+  settings = *given;
   capacity = FILLER_QUEUE_BYTES / bs;
   if (capacity < FILLER_MIN_ENTRIES)
     capacity = FILLER_MIN_ENTRIES;
@@ -155,13 +162,13 @@ filler_init (void)
   batch.key_lens = calloc (batch_max, sizeof *batch.key_lens);
   batch.server_of = calloc (batch_max, sizeof *batch.server_of);
   batch.sealed = calloc (batch_max, sizeof *batch.sealed);
-  batch.sessions = calloc (ring.n, sizeof *batch.sessions);
-  batch.tried = calloc (ring.n, sizeof *batch.tried);
-  batch.open = calloc (ring.n, sizeof *batch.open);
-  batch.first = calloc (ring.n, sizeof *batch.first);
-  batch.nr = calloc (ring.n, sizeof *batch.nr);
-  forgets = calloc (ring.n, sizeof *forgets);
-  nr_forgets = calloc (ring.n, sizeof *nr_forgets);
+  batch.sessions = calloc (ring->n, sizeof *batch.sessions);
+  batch.tried = calloc (ring->n, sizeof *batch.tried);
+  batch.open = calloc (ring->n, sizeof *batch.open);
+  batch.first = calloc (ring->n, sizeof *batch.first);
+  batch.nr = calloc (ring->n, sizeof *batch.nr);
+  forgets = calloc (ring->n, sizeof *forgets);
+  nr_forgets = calloc (ring->n, sizeof *nr_forgets);
   if (forgets == NULL || nr_forgets == NULL ||
       entries == NULL || entry_data == NULL || free_slots == NULL ||
       batch.mutations == NULL ||
@@ -183,7 +190,7 @@ filler_free (void)
   size_t i;
 
   if (forgets) {
-    for (i = 0; i < ring.n; i++)
+    for (i = 0; i < ring->n; i++)
       free (forgets[i]);
   }
   free (forgets);
@@ -227,7 +234,7 @@ filler_queue (const struct filler_block *b, const void *data, uint32_t len)
   entries[i].b = *b;
   entries[i].len = len;
   entries[i].slot = free_slots[capacity - count - 1];
-  memcpy (entry_data + entries[i].slot * params.block_size, data, len);
+  memcpy (entry_data + entries[i].slot * settings.block_size, data, len);
   if (count++ == 0)
     pthread_cond_signal (&filler_work);
   pthread_mutex_unlock (&filler_lock);
@@ -295,7 +302,7 @@ filler_finish (size_t i, unsigned tries)
     if (s->gen != gen)
       return false;
     if (conn_mutate_send (s, &batch.mutations[batch.first[i]], batch.nr[i],
-                          params.ttl) != CONN_OK)
+                          settings.ttl) != CONN_OK)
       continue;
   }
   return true;
@@ -307,16 +314,16 @@ filler_finish (size_t i, unsigned tries)
 static void
 filler_send (size_t first, size_t n)
 {
-  const size_t bs = params.block_size;
+  const size_t bs = settings.block_size;
   size_t j, i, pos;
 
-  memset (batch.tried, 0, ring.n * sizeof *batch.tried);
-  memset (batch.nr, 0, ring.n * sizeof *batch.nr);
+  memset (batch.tried, 0, ring->n * sizeof *batch.tried);
+  memset (batch.nr, 0, ring->n * sizeof *batch.nr);
   for (j = 0; j < n; j++) {
     size_t e_idx = (first + j) % capacity;
     const struct filler_entry *e = &entries[e_idx];
     struct value_ident ident = {
-      .id_hash = ring.id_hash,
+      .id_hash = ring->id_hash,
       .epoch = epoch,
       .generation = e->b.generation,
       .block = e->b.block,
@@ -339,7 +346,7 @@ filler_send (size_t first, size_t n)
 
   /* Group the mutations by server. */
   pos = 0;
-  for (i = 0; i < ring.n; i++) {
+  for (i = 0; i < ring->n; i++) {
     batch.first[i] = pos;
     pos += batch.nr[i];
     batch.nr[i] = 0;
@@ -357,11 +364,11 @@ filler_send (size_t first, size_t n)
     m->value_len = VALUE_OVERHEAD + entries[(first + j) % capacity].len;
   }
 
-  for (i = 0; i < ring.n; i++)
+  for (i = 0; i < ring->n; i++)
     if (batch.nr[i] > 0)
       conn_mutate_send (&batch.sessions[i], &batch.mutations[batch.first[i]],
-                        batch.nr[i], params.ttl);
-  for (i = 0; i < ring.n; i++) {
+                        batch.nr[i], settings.ttl);
+  for (i = 0; i < ring->n; i++) {
     if (batch.nr[i] > 0 && filler_finish (i, FILLER_TRIES)) {
       for (j = batch.first[i]; j < batch.first[i] + batch.nr[i]; j++) {
         if (batch.mutations[j].refused)
@@ -388,7 +395,7 @@ filler_forget_locked (size_t i, uint64_t block, uint64_t generation)
     health_invalidate (i);
     nbdkit_debug ("memcache: server %s: more writes skipped it than can be "
                   "deleted later: its generation changes",
-                  ring.servers[i].name);
+                  ring->servers[i].name);
     forgets_total -= nr_forgets[i];
     nr_forgets[i] = 0;
     return;
@@ -414,7 +421,7 @@ filler_send_forgets (void)
 {
   size_t i, j, n;
 
-  for (i = 0; i < ring.n; i++) {
+  for (i = 0; i < ring->n; i++) {
     struct conn_session *s = &batch.sessions[i];
     bool done = false;
 
@@ -423,7 +430,7 @@ filler_send_forgets (void)
       n = nr_forgets[i] < batch_max ? nr_forgets[i] : batch_max;
       for (j = 0; j < n; j++) {
         struct value_ident ident = {
-          .id_hash = ring.id_hash,
+          .id_hash = ring->id_hash,
           .epoch = epoch,
           .generation = forgets[i][j].generation,
           .block = forgets[i][j].block,
@@ -511,10 +518,11 @@ filler_thread (void *arg)
 }
 
 int
-filler_start (void)
+filler_start (uint64_t keys_epoch)
 {
   int err;
 
+  epoch = keys_epoch;
   pthread_mutex_lock (&filler_lock);
   stopping = false;
   running = true;

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ring.h"
+
 /* What a read knows about a block it read from the lower device. */
 struct filler_block {
   size_t server;                /* ring_server_for_block */
@@ -17,11 +19,20 @@ struct filler_block {
   uint64_t seq;                 /* writeseq_fill_begin */
 };
 
-/* Set up the queue (.get_ready); start and stop its thread (.after_fork,
- * .cleanup); free it (.unload).  Returns 0, or -1 after nbdkit_error.
+/* What the fills need of the parameters (memcache.c fills it in). */
+struct filler_settings {
+  uint32_t block_size;
+  unsigned ttl;                 /* memcache-ttl, of every value stored */
+};
+
+/* Set up the queue for the servers of RING, kept until filler_free
+ * (.get_ready); start its thread, which keys and seals values under
+ * EPOCH (.after_fork, once the epoch is chosen), and stop it (.cleanup);
+ * free it (.unload).  Returns 0, or -1 after nbdkit_error.
  */
-extern int filler_init (void);
-extern int filler_start (void);
+extern int filler_init (const struct ring *ring,
+                        const struct filler_settings *settings);
+extern int filler_start (uint64_t epoch);
 extern void filler_stop (void);
 extern void filler_free (void);
 

@@ -88,7 +88,7 @@
 
 #include "health.h"
 #include "log.h"
-#include "memcache.h"
+#include "ring.h"
 
 struct server_health {
   enum health_state state;
@@ -110,6 +110,11 @@ static struct server_health *servers;
 static size_t nr_servers;
 static unsigned retry_ms, retry_cap_ms;
 
+/* Set by health_init, read-only afterwards: the servers' names, for the
+ * messages.
+ */
+static const struct ring *ring;
+
 static uint64_t
 health_now_ns (void)
 {
@@ -120,19 +125,20 @@ health_now_ns (void)
 }
 
 int
-health_init (size_t n, unsigned retry, unsigned cap)
+health_init (const struct ring *r, unsigned retry, unsigned cap)
 {
   size_t i;
 
-  servers = calloc (n, sizeof *servers);
+  servers = calloc (r->n, sizeof *servers);
   if (servers == NULL) {
     nbdkit_error ("calloc: %m");
     return -1;
   }
-  nr_servers = n;
+  ring = r;
+  nr_servers = r->n;
   retry_ms = retry;
   retry_cap_ms = cap > retry ? cap : retry;
-  for (i = 0; i < n; i++) {
+  for (i = 0; i < nr_servers; i++) {
     servers[i].state = HEALTH_UP;
     servers[i].generation = 1;
     servers[i].backoff_ms = retry_ms;
@@ -146,6 +152,7 @@ health_free (void)
   free (servers);
   servers = NULL;
   nr_servers = 0;
+  ring = NULL;
 }
 
 /* Any state but DOWN -> DOWN, after a failure HOW.  Called with
@@ -164,7 +171,7 @@ health_go_down (size_t i, struct server_health *h, enum health_failure how)
     if (h->backoff_ms > retry_cap_ms)
       h->backoff_ms = retry_cap_ms;
     nbdkit_debug ("memcache: server %s: still down, next try in "
-                  "%" PRIu64 " ms", ring.servers[i].name, h->backoff_ms);
+                  "%" PRIu64 " ms", ring->servers[i].name, h->backoff_ms);
   }
   else {
     h->backoff_ms = how == HEALTH_FAIL_HARD || retry_ms < HEALTH_SOFT_RETRY_MS
@@ -172,7 +179,7 @@ health_go_down (size_t i, struct server_health *h, enum health_failure how)
     h->downs++;
     abd_log (LOG_WARNING, "memcache",
              "server %s is down (%s): its blocks are read from the lower "
-             "device, next try in %" PRIu64 " ms", ring.servers[i].name,
+             "device, next try in %" PRIu64 " ms", ring->servers[i].name,
              how == HEALTH_FAIL_HARD ? "its connection failed"
              : "requests in a row timed out",
              h->backoff_ms);
@@ -203,7 +210,7 @@ health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation)
       h->incarnation++;
       h->next_probe_ns = now + h->backoff_ms * UINT64_C (1000000);
       use = true;
-      nbdkit_debug ("memcache: server %s: probing", ring.servers[i].name);
+      nbdkit_debug ("memcache: server %s: probing", ring->servers[i].name);
     }
     break;
   }
@@ -237,12 +244,12 @@ health_report_ok (size_t i, uint64_t incarnation, uint64_t started_ns)
       h->backoff_ms = retry_ms;
       abd_log (LOG_INFO, "memcache",
                "server %s is up again (generation %" PRIu64 ")",
-               ring.servers[i].name, h->generation);
+               ring->servers[i].name, h->generation);
       break;
     case HEALTH_SUSPECT:
       if (started_ns > h->last_failure_ns) {
         nbdkit_debug ("memcache: server %s: up (answered after %u "
-                      "timeouts)", ring.servers[i].name, h->failures);
+                      "timeouts)", ring->servers[i].name, h->failures);
         h->state = HEALTH_UP;
         h->failures = 0;
       }
@@ -273,7 +280,7 @@ health_report_failure (size_t i, uint64_t incarnation, uint64_t started_ns,
         h->failures = 1;
         h->last_failure_ns = now;
         nbdkit_debug ("memcache: server %s: suspect (a request timed out)",
-                      ring.servers[i].name);
+                      ring->servers[i].name);
       }
       break;
     case HEALTH_SUSPECT:

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ring.h"
+
 enum health_state {
   HEALTH_UP,                    /* requests use the server */
   HEALTH_SUSPECT,               /* a request timed out: requests still use
@@ -45,7 +47,12 @@ struct health_view {
   int64_t next_probe_ms;        /* from now; meaningful when DOWN */
 };
 
-extern int health_init (size_t n, unsigned retry_ms, unsigned retry_cap_ms);
+/* Every server of RING up, at generation 1 (RING is kept until
+ * health_free: its names are in the messages).  A server down is probed
+ * after RETRY_MS first, doubling up to RETRY_CAP_MS (health.c).
+ */
+extern int health_init (const struct ring *ring, unsigned retry_ms,
+                        unsigned retry_cap_ms);
 extern void health_free (void);
 
 /* May a request use server I now?  If so, *GEN is the generation to build

@@ -4,7 +4,7 @@
 # and libxxhash (placement).
 filter_LTLIBRARIES += filters/memcache/nbdkit-memcache-filter.la
 filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
-	filters/memcache/memcache.c filters/memcache/memcache.h \
+	filters/memcache/memcache.c \
 	filters/memcache/params.h \
 	filters/memcache/ring.c filters/memcache/ring.h \
 	filters/memcache/health.c filters/memcache/health.h \

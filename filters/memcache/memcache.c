@@ -22,13 +22,20 @@
  *   conn-oneshot.c  one get or set outside the sessions (start, stop)
  *   startcheck.c  a warning at start for each server that does not answer
  *
+ * The parameters, the server ring and the epoch live here alone: each
+ * module is handed what it needs at its init (conn_init, health_init,
+ * stats_init, filler_init, reader_init, writer_init; its header says
+ * what) and keeps it: no other file reads them, and a module can be set
+ * up on its own in a test.  (The counters, stats.h, are still shared.)
+ *
  * Lifetime: parameters are parsed in .config and checked in
  * .config_complete; the servers, health and connection state are set up in
  * .get_ready and freed in .unload.  The control socket is bound in
  * .get_ready; its thread and the fill thread are started in .after_fork
  * and stopped in .cleanup.  The epoch and the keys are chosen in
  * .after_fork, before anything is served: a warm restart needs the lower
- * device's size to decide.  With memcache-state-file, the state file is
+ * device's size to decide; the read and write paths are set up there,
+ * once the epoch is known.  With memcache-state-file, the state file is
  * taken (and removed) in .get_ready, the lower device flushed in
  * .cleanup, after the last request and the last fill, and the file
  * written in .unload.
@@ -52,7 +59,6 @@
 #include "filler.h"
 #include "health.h"
 #include "marker.h"
-#include "memcache.h"
 #include "params.h"
 #include "reader.h"
 #include "ring.h"
@@ -62,7 +68,23 @@
 #include "value.h"
 #include "writer.h"
 
-struct memcache_params params = {
+/* The parameters as parsed (params.h has their defaults and limits).
+ * Set in .config and .config_complete, read-only afterwards; each module
+ * is given the few it needs at its init, and reads no other.
+ */
+static struct {
+  const char *servers;          /* memcache-servers, as given */
+  const char *id;               /* memcache-id */
+  uint32_t block_size;
+  unsigned timeout_ms;
+  unsigned retry_ms;
+  unsigned ttl;
+  enum write_policy write_policy;
+  enum memcache_protocol protocol;
+  const char *control;          /* memcache-control socket, or NULL */
+  const char *key_file;         /* memcache-key-file, or NULL */
+  const char *state_file;       /* memcache-state-file, or NULL */
+} params = {
   .block_size   = MEMCACHE_BLOCK_SIZE_DEFAULT,
   .timeout_ms   = MEMCACHE_TIMEOUT_DEFAULT,
   .retry_ms     = MEMCACHE_RETRY_DEFAULT,
@@ -71,8 +93,19 @@ struct memcache_params params = {
   .protocol     = MEMCACHE_PROTOCOL_META,
 };
 
-struct ring ring;
-uint64_t epoch;
+/* The servers of memcache-servers, and the hash of memcache-id: parsed
+ * in .config_complete, freed in .unload, read-only in between.  The
+ * modules that use it are given a pointer to it at their init.
+ */
+static struct ring ring;
+
+/* Drawn at random in .get_ready, so that nothing an earlier process
+ * stored is trusted; replaced in .after_fork by the earlier process's if
+ * memcache-state-file vouches for the cache it left after a clean stop
+ * (state.h).  Then the modules that make keys are given it (reader_init,
+ * writer_init, filler_start), before anything is served.
+ */
+static uint64_t epoch;
 
 static struct ctl_server *control;
 
@@ -279,6 +312,22 @@ memcache_config_complete (nbdkit_next_config_complete *next,
 static int
 memcache_get_ready (int thread_model)
 {
+  const struct conn_settings conn_settings = {
+    .protocol   = params.protocol,
+    .block_size = params.block_size,
+    .timeout_ms = params.timeout_ms,
+  };
+  const struct stats_settings stats_settings = {
+    .id           = params.id,
+    .block_size   = params.block_size,
+    .write_policy = params.write_policy,
+    .timeout_ms   = params.timeout_ms,
+  };
+  const struct filler_settings filler_settings = {
+    .block_size = params.block_size,
+    .ttl        = params.ttl,
+  };
+
   if (getrandom (&epoch, sizeof epoch, 0) != sizeof epoch) {
     nbdkit_error ("getrandom: %m");
     return -1;
@@ -300,10 +349,10 @@ memcache_get_ready (int thread_model)
     if (state_take (params.state_file, secret, &expect) == -1)
       return -1;
   }
-  if (health_init (ring.n, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
-      stats_init (&ring, epoch) == -1 ||
-      conn_init (&ring) == -1 ||
-      filler_init () == -1)
+  if (health_init (&ring, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
+      stats_init (&ring, &stats_settings, epoch) == -1 ||
+      conn_init (&ring, &conn_settings) == -1 ||
+      filler_init (&ring, &filler_settings) == -1)
     return -1;
   /* Before nbdkit forks: a person starting it sees the warnings. */
   startcheck_servers (&ring);
@@ -339,6 +388,14 @@ memcache_open_lower (nbdkit_backend *backend)
 static int
 memcache_after_fork (nbdkit_backend *backend)
 {
+  const struct reader_settings reader_settings = {
+    .block_size = params.block_size,
+  };
+  const struct writer_settings writer_settings = {
+    .block_size   = params.block_size,
+    .ttl          = params.ttl,
+    .write_policy = params.write_policy,
+  };
   const char *start = "cold";
   const char *reason = "memcache-state-file is not set";
   uint64_t nonce_used = 0;
@@ -368,6 +425,8 @@ memcache_after_fork (nbdkit_backend *backend)
   OPENSSL_cleanse (secret, sizeof secret);
   if (nonce_used)
     value_nonce_resume (nonce_used);
+  reader_init (&ring, &reader_settings, epoch);
+  writer_init (&ring, &writer_settings, epoch);
   stats_set_start (epoch, start, reason);
   nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
                 ", epoch %016" PRIx64 ", %s start", ring.n, ring.id_hash,
@@ -375,7 +434,7 @@ memcache_after_fork (nbdkit_backend *backend)
 
   if (control && ctl_serve (control, stats_control, NULL) == -1)
     return -1;
-  return filler_start ();
+  return filler_start (epoch);
 }
 
 static void

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* nbdkit-memcache-filter: the parameters, their defaults and limits.
+/* nbdkit-memcache-filter: the parameters' defaults and limits.
  *
  * This is the one table of the filter's settings: memcache.c parses them
  * (and refuses anything outside these limits at start), config_help and
- * nbdkit-memcache-filter(1) describe them with the same numbers.  After
- * .config_complete the struct is read-only, so every thread reads it
- * without a lock.
+ * nbdkit-memcache-filter(1) describe them with the same numbers.  The
+ * values parsed are memcache.c's alone: it hands each module the few it
+ * needs at its init (struct conn_settings, reader_settings, ...), so no
+ * other file reads the parameters.
  */
 
 #ifndef MEMCACHE_PARAMS_H
@@ -64,22 +65,5 @@ enum memcache_protocol {
   MEMCACHE_PROTOCOL_META,       /* meta commands, memcached-ext (default) */
   MEMCACHE_PROTOCOL_TEXT,       /* classic get/set/delete, memcached-ext */
 };
-
-struct memcache_params {
-  const char *servers;          /* memcache-servers, as given */
-  const char *id;               /* memcache-id */
-  uint32_t block_size;
-  unsigned timeout_ms;
-  unsigned retry_ms;
-  unsigned ttl;
-  enum write_policy write_policy;
-  enum memcache_protocol protocol;
-  const char *control;          /* memcache-control socket, or NULL */
-  const char *key_file;         /* memcache-key-file, or NULL */
-  const char *state_file;       /* memcache-state-file, or NULL */
-};
-
-/* Defined in memcache.c. */
-extern struct memcache_params params;
 
 #endif /* MEMCACHE_PARAMS_H */

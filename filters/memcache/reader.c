@@ -36,7 +36,6 @@
 #include "conn.h"
 #include "filler.h"
 #include "health.h"
-#include "memcache.h"
 #include "params.h"
 #include "reader.h"
 #include "stats.h"
@@ -81,8 +80,22 @@ struct read_batch {
   size_t n;
   struct read_block *blocks;
   unsigned char *data;          /* n * block_size */
-  struct read_server *servers;  /* ring.n */
+  struct read_server *servers;  /* ring->n */
 };
+
+/* Set by reader_init, read-only afterwards. */
+static const struct ring *ring;
+static struct reader_settings settings;
+static uint64_t epoch;
+
+void
+reader_init (const struct ring *r, const struct reader_settings *given,
+             uint64_t keys_epoch)
+{
+  ring = r;
+  settings = *given;
+  epoch = keys_epoch;
+}
 
 static void
 reader_free_batch (struct read_batch *b)
@@ -90,7 +103,7 @@ reader_free_batch (struct read_batch *b)
   size_t i;
 
   if (b->servers) {
-    for (i = 0; i < ring.n; i++) {
+    for (i = 0; i < ring->n; i++) {
       free (b->servers[i].keys);
       free (b->servers[i].key_lens);
     }
@@ -107,11 +120,11 @@ reader_alloc_batch (struct read_batch *b, size_t max_blocks)
 
   memset (b, 0, sizeof *b);
   b->blocks = calloc (max_blocks, sizeof *b->blocks);
-  b->data = malloc (max_blocks * params.block_size);
-  b->servers = calloc (ring.n, sizeof *b->servers);
+  b->data = malloc (max_blocks * settings.block_size);
+  b->servers = calloc (ring->n, sizeof *b->servers);
   if (b->blocks == NULL || b->data == NULL || b->servers == NULL)
     goto err;
-  for (i = 0; i < ring.n; i++) {
+  for (i = 0; i < ring->n; i++) {
     b->servers[i].keys = malloc (max_blocks * sizeof (char *));
     b->servers[i].key_lens = malloc (max_blocks * sizeof (size_t));
     if (b->servers[i].keys == NULL || b->servers[i].key_lens == NULL)
@@ -129,7 +142,7 @@ static void
 reader_ident (const struct read_batch *b, const struct read_block *blk,
               struct value_ident *ident)
 {
-  ident->id_hash = ring.id_hash;
+  ident->id_hash = ring->id_hash;
   ident->epoch = epoch;
   ident->generation = b->servers[blk->server].session.gen;
   ident->block = blk->block;
@@ -140,12 +153,12 @@ reader_ident (const struct read_batch *b, const struct read_block *blk,
 static void
 reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 {
-  const uint32_t bs = params.block_size;
+  const uint32_t bs = settings.block_size;
   size_t i;
 
   b->first = first;
   b->n = n;
-  for (i = 0; i < ring.n; i++) {
+  for (i = 0; i < ring->n; i++) {
     b->servers[i].wanted = false;
     b->servers[i].open = false;
     b->servers[i].nr_keys = 0;
@@ -157,7 +170,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 
     blk->block = first + i;
     blk->len = size - blk->block * bs < bs ? size - blk->block * bs : bs;
-    blk->server = ring_server_for_block (&ring, blk->block);
+    blk->server = ring_server_for_block (ring, blk->block);
     blk->state = BLOCK_WANTED;
     blk->fill = false;
     blk->version = writeseq_version (blk->block);
@@ -212,7 +225,7 @@ reader_found (void *opaque, const char *key, size_t key_len,
     return;
 
   reader_ident (b, blk, &ident);
-  switch (value_open (b->data + (block - b->first) * params.block_size,
+  switch (value_open (b->data + (block - b->first) * settings.block_size,
                       value, value_len, &ident, blk->len)) {
   case VALUE_OK:
     blk->state = BLOCK_HIT;
@@ -236,13 +249,13 @@ reader_lookup (struct read_batch *b)
 {
   size_t i;
 
-  for (i = 0; i < ring.n; i++) {
+  for (i = 0; i < ring->n; i++) {
     struct read_server *srv = &b->servers[i];
 
     if (srv->open && srv->nr_keys > 0)
       conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
   }
-  for (i = 0; i < ring.n; i++) {
+  for (i = 0; i < ring->n; i++) {
     struct read_server *srv = &b->servers[i];
     struct reader_found_ctx ctx = { .batch = b, .server = i };
 
@@ -276,7 +289,7 @@ reader_lookup (struct read_batch *b)
 static int
 reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
 {
-  const uint32_t bs = params.block_size;
+  const uint32_t bs = settings.block_size;
   size_t i, j;
 
   for (i = 0; i < b->n; i++) {
@@ -328,7 +341,7 @@ reader_fill (struct read_batch *b)
   /* A server that was down at the lookup (its blocks BLOCK_UNCACHED):
    * is it back?
    */
-  for (i = 0; i < ring.n; i++)
+  for (i = 0; i < ring->n; i++)
     b->servers[i].back = b->servers[i].wanted && health_usable (i);
   for (i = 0; i < b->n; i++) {
     const struct read_block *blk = &b->blocks[i];
@@ -342,7 +355,7 @@ reader_fill (struct read_batch *b)
 
     if (blk->fill &&
         (blk->state != BLOCK_UNCACHED || b->servers[blk->server].back))
-      filler_queue (&fb, b->data + i * params.block_size, blk->len);
+      filler_queue (&fb, b->data + i * settings.block_size, blk->len);
   }
 }
 
@@ -351,7 +364,7 @@ reader_close (struct read_batch *b)
 {
   size_t i;
 
-  for (i = 0; i < ring.n; i++) {
+  for (i = 0; i < ring->n; i++) {
     if (b->servers[i].open)
       conn_close (&b->servers[i].session);
     b->servers[i].open = false;
@@ -362,7 +375,7 @@ int
 reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
               int *err)
 {
-  const uint32_t bs = params.block_size;
+  const uint32_t bs = settings.block_size;
   const size_t batch_blocks = READER_BATCH_BYTES / bs;
   struct read_batch b;
   uint64_t first, last, block;

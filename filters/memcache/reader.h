@@ -8,6 +8,22 @@
 
 #include <nbdkit-filter.h>
 
+#include "ring.h"
+
+/* What the read path needs of the parameters (memcache.c fills it in). */
+struct reader_settings {
+  uint32_t block_size;
+};
+
+/* In .after_fork, once the epoch is chosen, before anything is read:
+ * read from the servers of RING (kept until the last read), blocks of
+ * SETTINGS->block_size, under keys of EPOCH.
+ */
+extern void reader_init (const struct ring *ring,
+                         const struct reader_settings *settings,
+                         uint64_t epoch);
+
+/* The filter's .pread: a read of COUNT bytes at OFFSET into BUF. */
 extern int reader_pread (nbdkit_next *next, void *buf, uint32_t count,
                          uint64_t offset, int *err);
 

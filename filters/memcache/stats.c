@@ -24,7 +24,6 @@
 
 #include "filler.h"
 #include "health.h"
-#include "params.h"
 #include "stats.h"
 #include "value.h"
 #include "writeseq.h"
@@ -34,12 +33,14 @@ struct server_stats *server_stats;
 
 /* Set by stats_init, read-only afterwards. */
 static const struct ring *stats_ring;
+static struct stats_settings stats_settings;
 static uint64_t stats_epoch;
 static const char *stats_start = "cold";
 static const char *stats_start_reason = "";
 
 int
-stats_init (const struct ring *ring, uint64_t epoch)
+stats_init (const struct ring *ring, const struct stats_settings *given,
+            uint64_t epoch)
 {
   server_stats = calloc (ring->n, sizeof *server_stats);
   if (server_stats == NULL) {
@@ -47,6 +48,7 @@ stats_init (const struct ring *ring, uint64_t epoch)
     return -1;
   }
   stats_ring = ring;
+  stats_settings = *given;
   stats_epoch = epoch;
   return 0;
 }
@@ -121,15 +123,15 @@ stats_reply_status (struct ctl_reply *r)
   size_t i;
 
   snprintf (epoch, sizeof epoch, "%016" PRIx64, stats_epoch);
-  ctl_reply_str (r, "id", params.id);
+  ctl_reply_str (r, "id", stats_settings.id);
   ctl_reply_str (r, "epoch", epoch);
   ctl_reply_str (r, "start", stats_start);
   ctl_reply_str (r, "start_reason", stats_start_reason);
-  ctl_reply_u64 (r, "block_size", params.block_size);
+  ctl_reply_u64 (r, "block_size", stats_settings.block_size);
   ctl_reply_str (r, "write_policy",
-                 params.write_policy == WRITE_POLICY_UPDATE
+                 stats_settings.write_policy == WRITE_POLICY_UPDATE
                  ? "update" : "invalidate");
-  ctl_reply_u64 (r, "timeout_ms", params.timeout_ms);
+  ctl_reply_u64 (r, "timeout_ms", stats_settings.timeout_ms);
   ctl_reply_u64 (r, "hits", stats_get (&stats.hits));
   ctl_reply_u64 (r, "misses", stats_get (&stats.misses));
   ctl_reply_u64 (r, "skipped_down", stats_get (&stats.skipped_down));

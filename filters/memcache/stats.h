@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "control.h"
+#include "params.h"
 #include "ring.h"
 
 /* Counters are updated with relaxed atomic adds from any thread and read
@@ -52,7 +53,21 @@ extern struct server_stats *server_stats;
 #define stats_add(field, n) \
   __atomic_fetch_add (&(field), (n), __ATOMIC_RELAXED)
 
-extern int stats_init (const struct ring *ring, uint64_t epoch);
+/* The parameters abdctl status shows (memcache.c fills it in). */
+struct stats_settings {
+  const char *id;               /* memcache-id */
+  uint32_t block_size;
+  enum write_policy write_policy;
+  unsigned timeout_ms;
+};
+
+/* Counters for the servers of RING, and what abdctl status shows of
+ * this process: SETTINGS and the EPOCH chosen so far.  RING and
+ * SETTINGS->id must live until stats_free.
+ */
+extern int stats_init (const struct ring *ring,
+                       const struct stats_settings *settings,
+                       uint64_t epoch);
 
 /* The epoch this process uses, how it started ("cold", or "warm" from
  * memcache-state-file) and why, as abdctl status shows them; START and

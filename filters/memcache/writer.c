@@ -47,8 +47,6 @@
 #include "conn.h"
 #include "filler.h"
 #include "health.h"
-#include "memcache.h"
-#include "params.h"
 #include "stats.h"
 #include "value.h"
 #include "writer.h"
@@ -57,9 +55,23 @@
 #define WRITER_MASS_BLOCKS 4096
 #define WRITER_BATCH_BYTES (512 * 1024)
 
+/* Set by writer_init, read-only afterwards. */
+static const struct ring *ring;
+static struct writer_settings settings;
+static uint64_t epoch;
+
+void
+writer_init (const struct ring *r, const struct writer_settings *given,
+             uint64_t keys_epoch)
+{
+  ring = r;
+  settings = *given;
+  epoch = keys_epoch;
+}
+
 /* The cache updates of one write. */
 struct writer_updates {
-  bool *tried, *open;           /* ring.n: sessions, opened on first use */
+  bool *tried, *open;           /* ring->n: sessions, opened on first use */
   struct conn_session *sessions;
   size_t max;                   /* blocks per batch */
   uint64_t *versions;           /* max: each block's new version */
@@ -67,7 +79,7 @@ struct writer_updates {
   size_t *server_of;            /* max */
   char (*keys)[VALUE_KEY_MAX];  /* max */
   unsigned char *values;        /* max sealed values */
-  size_t *first, *nr;           /* ring.n: its mutations in the batch */
+  size_t *first, *nr;           /* ring->n: its mutations in the batch */
 };
 
 static void
@@ -76,7 +88,7 @@ writer_updates_free (struct writer_updates *u)
   size_t i;
 
   if (u->open) {
-    for (i = 0; i < ring.n; i++)
+    for (i = 0; i < ring->n; i++)
       if (u->open[i])
         conn_close (&u->sessions[i]);
   }
@@ -95,7 +107,7 @@ writer_updates_free (struct writer_updates *u)
 static int
 writer_updates_alloc (struct writer_updates *u, uint64_t n)
 {
-  const size_t bs = params.block_size;
+  const size_t bs = settings.block_size;
   size_t max = WRITER_BATCH_BYTES / bs;
 
   if (max < 1)
@@ -104,11 +116,11 @@ writer_updates_alloc (struct writer_updates *u, uint64_t n)
     max = n;
   memset (u, 0, sizeof *u);
   u->max = max;
-  u->tried = calloc (ring.n, sizeof *u->tried);
-  u->open = calloc (ring.n, sizeof *u->open);
-  u->sessions = calloc (ring.n, sizeof *u->sessions);
-  u->first = calloc (ring.n, sizeof *u->first);
-  u->nr = calloc (ring.n, sizeof *u->nr);
+  u->tried = calloc (ring->n, sizeof *u->tried);
+  u->open = calloc (ring->n, sizeof *u->open);
+  u->sessions = calloc (ring->n, sizeof *u->sessions);
+  u->first = calloc (ring->n, sizeof *u->first);
+  u->nr = calloc (ring->n, sizeof *u->nr);
   u->versions = calloc (max, sizeof *u->versions);
   u->mutations = calloc (max, sizeof *u->mutations);
   u->server_of = calloc (max, sizeof *u->server_of);
@@ -143,17 +155,17 @@ writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
                      uint64_t size, bool store_whole, const void *buf,
                      uint32_t count, uint64_t offset)
 {
-  const uint32_t bs = params.block_size;
+  const uint32_t bs = settings.block_size;
   size_t j, i, pos;
 
-  for (i = 0; i < ring.n; i++)
+  for (i = 0; i < ring->n; i++)
     u->nr[i] = 0;
   for (j = 0; j < n; j++) {
-    u->server_of[j] = ring_server_for_block (&ring, first + j);
+    u->server_of[j] = ring_server_for_block (ring, first + j);
     if (writer_session (u, u->server_of[j]))
       u->nr[u->server_of[j]]++;
   }
-  for (pos = 0, i = 0; i < ring.n; i++) {
+  for (pos = 0, i = 0; i < ring->n; i++) {
     u->first[i] = pos;
     pos += u->nr[i];
     u->nr[i] = 0;
@@ -163,7 +175,7 @@ writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
     const uint64_t block = first + j, start = block * bs;
     const uint32_t len = size - start < bs ? size - start : bs;
     struct value_ident ident = {
-      .id_hash = ring.id_hash,
+      .id_hash = ring->id_hash,
       .epoch = epoch,
       .block = block,
       .version = u->versions[j],
@@ -193,11 +205,11 @@ writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
     }
   }
 
-  for (i = 0; i < ring.n; i++)
+  for (i = 0; i < ring->n; i++)
     if (u->nr[i] > 0)
       conn_mutate_send (&u->sessions[i], &u->mutations[u->first[i]],
-                        u->nr[i], params.ttl);
-  for (i = 0; i < ring.n; i++) {
+                        u->nr[i], settings.ttl);
+  for (i = 0; i < ring->n; i++) {
     if (u->nr[i] == 0 || conn_mutate_finish (&u->sessions[i]) != CONN_OK)
       continue;
     for (j = u->first[i]; j < u->first[i] + u->nr[i]; j++) {
@@ -230,7 +242,7 @@ int
 writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
               uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
-  const uint32_t bs = params.block_size;
+  const uint32_t bs = settings.block_size;
   struct writer_updates u;
   struct writeseq_write w;
   uint64_t first, n, i, done;
@@ -267,7 +279,7 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
 
   /* 3 and 4, in batches. */
   store_whole = op == WRITER_PWRITE && r == 0 &&
-    params.write_policy == WRITE_POLICY_UPDATE;
+    settings.write_policy == WRITE_POLICY_UPDATE;
   updates = writer_updates_alloc (&u, n) == 0;
   if (!updates)
     nbdkit_debug ("memcache: out of memory for the cache updates of a "

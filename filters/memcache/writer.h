@@ -8,6 +8,24 @@
 
 #include <nbdkit-filter.h>
 
+#include "params.h"
+#include "ring.h"
+
+/* What the write path needs of the parameters (memcache.c fills it in). */
+struct writer_settings {
+  uint32_t block_size;
+  unsigned ttl;                 /* memcache-ttl, of every value stored */
+  enum write_policy write_policy;
+};
+
+/* In .after_fork, once the epoch is chosen, before anything is written:
+ * update the servers of RING (kept until the last write) under keys of
+ * EPOCH.
+ */
+extern void writer_init (const struct ring *ring,
+                         const struct writer_settings *settings,
+                         uint64_t epoch);
+
 enum writer_op {
   WRITER_PWRITE,
   WRITER_ZERO,
