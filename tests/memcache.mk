@@ -46,6 +46,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-oversized.sh \
 	tests/test-memcache-skipped-writes.sh \
 	tests/test-memcache-warm-default.sh \
+	tests/test-abd-run-warm.sh \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \

@@ -14,8 +14,13 @@ but after memcache-timeout without progress: those blocks were read
 from the lower device), which only a loaded machine causes.  Rounds run on an idle machine and with one busy CPU
 beside (a shell loop started and killed by PID).
 
+With --abd-run PATH, the passes run on the stack scripts/abd-run starts
+on its defaults instead (async over memcache over the file plugin, no
+delay, one memcached on a Unix socket), over the same 64 MiB image.
+
   python3 tests/memcache_warm_passes.py [--rounds N] [--warm N]
       [--loads idle,busy] [--min-ratio 0.99] [--no-assert]
+      [--abd-run scripts/abd-run]
 
 Exits 1 if a warm pass hit less than --min-ratio of its blocks (unless
 --no-assert), 2 on a data mismatch or a setup failure.
@@ -45,9 +50,16 @@ DEPTH = 16
 
 
 def mc_stats(port):
-    """memcached's own `stats`, {name: int} (numeric fields only)."""
+    """memcached's own `stats`, {name: int} (numeric fields only); PORT is
+    a loopback port or the path of a Unix socket."""
     import socket
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    if isinstance(port, str):
+        conn = socket.socket(socket.AF_UNIX)
+        conn.settimeout(10)
+        conn.connect(port)
+    else:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with conn as s:
         s.sendall(b"stats\r\n")
         data = b""
         while not data.endswith(b"END\r\n"):
@@ -101,9 +113,86 @@ def filled(ctl, timeout=60):
                    timeout, "fills still queued")
 
 
+def warm_passes(uri, ctl, ports, image, nwarm, busy, rnd):
+    """The cold pass, then NWARM warm passes; returns [(memcached's hit
+    ratio, the filter's)] of the warm ones.  With BUSY, a shell loop
+    keeps one CPU busy meanwhile."""
+    hog = None
+    try:
+        if busy:
+            hog = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+        read_pass(uri, image, rnd)
+        filled(ctl)
+        ratios = []
+        for _ in range(nwarm):
+            before = get_hits(ports)
+            st0 = control.status_json(ctl)
+            took = read_pass(uri, image, rnd)
+            hits = get_hits(ports) - before
+            st1 = control.status_json(ctl)
+            filled(ctl)
+            ratio = hits / (SIZE // BS)
+            ratios.append((ratio, (st1["hits"] - st0["hits"]) / (SIZE // BS)))
+            d = {k: st1[k] - st0[k] for k in
+                 ("hits", "misses", "skipped_down", "timeouts", "errors",
+                  "format_mismatches", "auth_failures", "fills_dropped")}
+            items = [mc_stats(p) for p in ports]
+            print("  warm pass: %5.1f%% (%d get_hits) in %.2f s; filter: %s; "
+                  "states %s; memcached items %d, evictions %d" % (
+                      100 * ratio, hits, took, d,
+                      [s["state"] for s in st1["servers"].values()],
+                      sum(m["curr_items"] for m in items),
+                      sum(m["evictions"] for m in items)), flush=True)
+        return ratios
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+
+
+def abd_run_round(abd_run, tmp, image_path, image, nwarm, busy, rnd):
+    """The same passes on scripts/abd-run's stack as it runs by default
+    (async over memcache over the file, one memcached on a Unix socket),
+    over IMAGE_PATH, in a runtime directory of its own; stopped with
+    SIGTERM, which drains it and stops its memcached."""
+    d = tmp + "/abd"
+    log = tmp + "/nbdkit.log"
+    if os.path.exists(log):
+        os.unlink(log)
+    env = dict(os.environ, ABD_DIR=d)
+    run = procs.spawn([abd_run, "--image", image_path], log, env=env)
+    pids = []
+    try:
+        def serving():
+            if run.poll() is not None:
+                raise RuntimeError("abd-run exited: %d" % run.returncode)
+            with open(log) as f:
+                return "running; press Ctrl-C" in f.read()
+        procs.wait_for(serving, 600, "abd-run serving")
+        with open(log) as f:
+            text = f.read()
+        import re
+        pids = [int(p) for p in
+                re.findall(r"^abd is running: nbdkit PID (\d+)$", text, re.M) +
+                re.findall(r"^abd-run: memcached PID (\d+) ", text, re.M)]
+        sock = re.search(r"^abd-run: memcached PID \d+ on (.*) \(user ",
+                         text, re.M).group(1)
+        return warm_passes("nbd+unix:///?socket=" + d + "/abd.sock",
+                           d + "/memcache.ctl", [sock], image, nwarm, busy,
+                           rnd)
+    finally:
+        if procs.stop(run, timeout=120) is None:
+            print("abd-run did not stop on SIGTERM within 120 s")
+        for pid in pids:                # (killed with abd-run, if not yet)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def one_round(tmp, image_path, image, nwarm, busy, rnd):
     servers = []
-    nbdkit = hog = None
+    nbdkit = None
     try:
         ports = []
         for i in range(3):
@@ -134,36 +223,8 @@ def one_round(tmp, image_path, image, nwarm, busy, rnd):
         procs.wait_for(lambda: os.path.exists(ctl) and os.path.exists(sock),
                        10, "nbdkit's sockets")
         uri = "nbd+unix:///?socket=" + sock
-        if busy:
-            hog = subprocess.Popen(["sh", "-c", "while :; do :; done"])
-
-        read_pass(uri, image, rnd)
-        filled(ctl)
-        ratios = []
-        for _ in range(nwarm):
-            before = get_hits(ports)
-            st0 = control.status_json(ctl)
-            took = read_pass(uri, image, rnd)
-            hits = get_hits(ports) - before
-            st1 = control.status_json(ctl)
-            filled(ctl)
-            ratio = hits / (SIZE // BS)
-            ratios.append((ratio, (st1["hits"] - st0["hits"]) / (SIZE // BS)))
-            d = {k: st1[k] - st0[k] for k in
-                 ("hits", "misses", "skipped_down", "timeouts", "errors",
-                  "format_mismatches", "auth_failures", "fills_dropped")}
-            items = [mc_stats(p) for p in ports]
-            print("  warm pass: %5.1f%% (%d get_hits) in %.2f s; filter: %s; "
-                  "states %s; memcached items %d, evictions %d" % (
-                      100 * ratio, hits, took, d,
-                      [s["state"] for s in st1["servers"].values()],
-                      sum(m["curr_items"] for m in items),
-                      sum(m["evictions"] for m in items)), flush=True)
-        return ratios
+        return warm_passes(uri, ctl, ports, image, nwarm, busy, rnd)
     finally:
-        if hog:
-            hog.kill()
-            hog.wait()
         if nbdkit:
             procs.stop(nbdkit, timeout=30)
         for p in servers:
@@ -184,6 +245,8 @@ def main():
     ap.add_argument("--min-ratio", type=float, default=0.99)
     ap.add_argument("--no-assert", action="store_true")
     ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--abd-run", metavar="PATH",
+                    help="run the passes on scripts/abd-run's stack")
     args = ap.parse_args()
 
     rnd = random.Random(args.seed)
@@ -199,8 +262,13 @@ def main():
             for r in range(args.rounds):
                 print("%s, round %d:" % (load, r + 1), flush=True)
                 try:
-                    ratios = one_round(tmp, image_path, image, args.warm,
-                                       load == "busy", rnd)
+                    if args.abd_run:
+                        ratios = abd_run_round(args.abd_run, tmp, image_path,
+                                               image, args.warm,
+                                               load == "busy", rnd)
+                    else:
+                        ratios = one_round(tmp, image_path, image, args.warm,
+                                           load == "busy", rnd)
                 except (AssertionError, procs.Timeout, RuntimeError) as e:
                     print("FAIL: %s\nnbdkit log:\n%s"
                           % (e, procs.tail(tmp + "/nbdkit.log")))
