@@ -20,11 +20,14 @@
  *   delete <key>                 -> DELETED | NOT_FOUND | SERVER_ERROR <text>
  *
  * The server is not trusted (mtx_parse): a VALUE whose key is not one of
- * the command's keys still unanswered, in order; a length longer than the
- * caller's maximum, or not a plain decimal number; a value not followed
- * by CRLF; a line longer than MCX_LINE_MAX, not printable, or not one of
- * the above (ERROR, CLIENT_ERROR, ...) is a protocol error, after which
- * the connection is broken and must be closed, as with the meta client.
+ * the command's keys still unanswered, in order; a length longer than
+ * MCX_SKIP_MAX, or not a plain decimal number; a value not followed by
+ * CRLF; a line longer than MCX_LINE_MAX, not printable, or not one of the
+ * above (ERROR, CLIENT_ERROR, ...) is a protocol error, after which the
+ * connection is broken and must be closed, as with the meta client.  A
+ * value longer than the caller's maximum but not than MCX_SKIP_MAX is
+ * read and dropped as it comes, and reported as MCX_TOO_LARGE for its
+ * key alone (meta.h).
  *
  * Not thread-safe: one thread uses a connection at a time.
  */

@@ -117,11 +117,12 @@ health_invalidate (size_t i)
 }
 
 bool
-conn_open (struct conn_session *s, size_t i)
+conn_open_background (struct conn_session *s, size_t i)
 {
   memset (s, 0, sizeof *s);
   s->server = i;
   s->gen = 1;
+  s->background = true;
   return true;
 }
 

@@ -17,7 +17,10 @@
  *   one counted are the same stall; HEALTH_SUSPECT_MAX in a row take it
  *   down, a hard failure at once; an answer to a request sent after the
  *   last timeout makes it up again, one sent before does not; a server
- *   taken down by timeouts is probed again within HEALTH_SOFT_RETRY_MS.
+ *   taken down by timeouts is probed again within HEALTH_SOFT_RETRY_MS;
+ *   one probe at a time, however slow, and its late answer or failure
+ *   decides (slow_probes); a probe that never reports fails after the
+ *   probe wait (lost_probe).
  */
 
 #include <config.h>
@@ -212,6 +215,101 @@ state_machine (void)
   CHECK (state_of (1) == HEALTH_DOWN, "an old connection's answer counted");
 }
 
+static void
+sleep_ms (unsigned ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L };
+
+  while (nanosleep (&ts, &ts) == -1)
+    ;
+}
+
+/* Take server I down with soft failures; then wait for and become its
+ * probe (*INC its incarnation).
+ */
+static void
+down_then_probe (size_t i, uint64_t *inc)
+{
+  uint64_t gen;
+  unsigned k;
+
+  CHECK (health_acquire (i, &gen, inc), "server %zu not usable", i);
+  for (k = 0; k < HEALTH_SUSPECT_MAX; k++)
+    health_report_failure (i, *inc, now_ns (), HEALTH_FAIL_SOFT);
+  CHECK (state_of (i) == HEALTH_DOWN, "not down: %s",
+         health_state_name (state_of (i)));
+  while (!health_acquire (i, &gen, inc))
+    sleep_ms (1);
+  CHECK (state_of (i) == HEALTH_PROBING, "not probing: %s",
+         health_state_name (state_of (i)));
+}
+
+/* Probes slower than the probe interval (memcache-retry 1000 ms, probe
+ * wait 5 s): only one probe at a time, and its report decides.  Before,
+ * a probe still out after the interval was replaced and its report
+ * ignored: a busy server never came back, a frozen one was probed every
+ * 10 ms.
+ */
+static void
+slow_probes (void)
+{
+  struct health_view v;
+  uint64_t gen, inc, inc2, early;
+
+  down_then_probe (2, &inc);
+  early = now_ns ();
+  sleep_ms (3 * HEALTH_SOFT_RETRY_MS);
+  CHECK (!health_acquire (2, &gen, &inc2), "a second probe while one is out");
+  CHECK (state_of (2) == HEALTH_PROBING, "probe out: %s",
+         health_state_name (state_of (2)));
+  health_report_ok (2, inc, early);
+  CHECK (state_of (2) == HEALTH_UP, "a late probe answer did not bring it "
+         "back: %s", health_state_name (state_of (2)));
+
+  /* A probe that fails late: down, the interval doubled. */
+  down_then_probe (2, &inc);
+  sleep_ms (3 * HEALTH_SOFT_RETRY_MS);
+  health_report_failure (2, inc, now_ns (), HEALTH_FAIL_SOFT);
+  health_view (2, &v);
+  CHECK (v.state == HEALTH_DOWN && v.backoff_ms == 2 * HEALTH_SOFT_RETRY_MS,
+         "a late probe failure: %s, interval %" PRIu64 " ms",
+         health_state_name (v.state), v.backoff_ms);
+
+  /* Up again; a timeout of a request sent before the last counted stall
+   * is that stall: it does not make the server suspect again.
+   */
+  early = now_ns ();
+  while (!health_acquire (2, &gen, &inc))
+    sleep_ms (1);
+  health_report_ok (2, inc, now_ns ());
+  CHECK (state_of (2) == HEALTH_UP, "probe ok: %s",
+         health_state_name (state_of (2)));
+  health_report_failure (2, inc, early - 1000000000, HEALTH_FAIL_SOFT);
+  CHECK (state_of (2) == HEALTH_UP, "an old stall made it %s",
+         health_state_name (state_of (2)));
+}
+
+/* A probe that never reports (probe wait 50 ms): after the wait, the
+ * next request finds it failed: down, interval doubled; its report, if
+ * it ever comes, is ignored.
+ */
+static void
+lost_probe (void)
+{
+  struct health_view v;
+  uint64_t gen, inc, inc2;
+
+  down_then_probe (0, &inc);
+  sleep_ms (60);
+  CHECK (!health_acquire (0, &gen, &inc2), "used when its probe was lost");
+  health_view (0, &v);
+  CHECK (v.state == HEALTH_DOWN && v.backoff_ms == 2 * HEALTH_SOFT_RETRY_MS,
+         "a lost probe: %s, interval %" PRIu64 " ms",
+         health_state_name (v.state), v.backoff_ms);
+  health_report_ok (0, inc, now_ns ());
+  CHECK (state_of (0) == HEALTH_DOWN, "the lost probe's answer counted");
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -223,7 +321,7 @@ main (int argc, char *argv[])
   if (argc > 1)
     ops_per_thread = strtoul (argv[1], NULL, 0);
   /* Probes due after 1 ms: servers go down and come back all the time. */
-  if (health_init (&ring, 1, 4) == -1)
+  if (health_init (&ring, 1, 4, 50) == -1)
     return 1;
   for (t = 0; t < THREADS; t++)
     pthread_create (&threads[t], NULL, worker, (void *) (uintptr_t) (t + 1));
@@ -236,13 +334,18 @@ main (int argc, char *argv[])
     CHECK (v.downs > 0, "server %zu never went down: the test did nothing", i);
   }
   health_free ();
-  if (health_init (&ring, 1, 4) == -1)
+  if (health_init (&ring, 1, 4, 50) == -1)
     return 1;
   failures_keep_the_cache ();
   health_free ();
-  if (health_init (&ring, 1000, 30000) == -1)
+  if (health_init (&ring, 1000, 30000, 5000) == -1)
     return 1;
   state_machine ();
+  slow_probes ();
+  health_free ();
+  if (health_init (&ring, 1000, 30000, 50) == -1)
+    return 1;
+  lost_probe ();
   health_free ();
   if (atomic_load (&failures)) {
     fprintf (stderr, "test-health-threads: %u failed checks\n",

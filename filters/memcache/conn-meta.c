@@ -34,7 +34,10 @@
  * a busy server waits while the server answers them); and, so that a
  * server that trickles a byte now and then cannot hold a request
  * forever, when its deadline passes: CONN_META_DEADLINE_IDLES times
- * that, plus the time the bytes it may move take at CONN_META_MIN_RATE.
+ * that, plus the time the bytes it may move take at CONN_META_MIN_RATE,
+ * from the send (and once more from the start of its collection: a read
+ * collects its servers one after the other, and the time spent on a
+ * slow one is not the next one's).
  * A 2 MiB multi-get queued behind three others on a busy server takes
  * more than 5 ms in all, yet its answer keeps coming; with a whole-batch
  * deadline of 5 ms such a batch failed, which cost its hits and, then,
@@ -282,8 +285,9 @@ conn_meta_send (struct conn_session *s, struct mcx_op *ops, size_t n,
 
   free (s->meta_ops);
   s->meta_ops = ops;
-  s->meta_deadline_ns = mcx_now_ns () + CONN_META_DEADLINE_IDLES * idle_ns
+  s->meta_span_ns = CONN_META_DEADLINE_IDLES * idle_ns
     + (int64_t) (bytes * 1000000000.0 / CONN_META_MIN_RATE);
+  s->meta_deadline_ns = mcx_now_ns () + s->meta_span_ns;
   s->meta_slot = conn_meta_acquire (s, s->meta_deadline_ns, idle_ns);
   if (s->meta_slot == NULL)
     return CONN_FAILED;
@@ -309,6 +313,13 @@ conn_meta_recv (struct conn_session *s, mcx_reply_fn fn, void *opaque)
   if (slot == NULL)
     return CONN_FAILED;
   s->meta_slot = NULL;
+  /* A read collects its servers one after the other: this one's answer
+   * may have waited (in the kernel's buffers, or in part still on the
+   * way) while another server was slow.  That wait is not this server's:
+   * its deadline runs again from now, once.
+   */
+  if (s->meta_deadline_ns < mcx_now_ns () + s->meta_span_ns)
+    s->meta_deadline_ns = mcx_now_ns () + s->meta_span_ns;
   r = mcx_recv (slot->c, s->meta_deadline_ns, fn, opaque);
   free (s->meta_ops);
   s->meta_ops = NULL;

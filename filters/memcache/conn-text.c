@@ -46,8 +46,10 @@
 
 /* The longest value a multi-get accepts, as with the meta protocol
  * (conn-meta.c): a value of the wrong length but of a plausible size is
- * refused by value.c for its block alone; a longer one is a protocol
- * error.  This also bounds each connection's receive buffer.
+ * refused by value.c for its block alone; a longer one (up to
+ * MCX_SKIP_MAX) is dropped by memcached-ext and counted here
+ * (format_mismatches), one miss for that block alone.  This also bounds
+ * each connection's receive buffer.
  */
 #define CONN_TEXT_VALUE_MAX (2 * (VALUE_OVERHEAD + settings.block_size))
 

@@ -79,6 +79,17 @@ conn_open (struct conn_session *s, size_t i)
   return ops->open == NULL || ops->open (s);
 }
 
+bool
+conn_open_background (struct conn_session *s, size_t i)
+{
+  *s = (struct conn_session) {
+    .server = i, .batch_start_ns = conn_now_ns (), .background = true,
+  };
+  if (!health_acquire_usable (i, &s->gen, &s->incarnation))
+    return false;
+  return ops->open == NULL || ops->open (s);
+}
+
 void
 conn_close (struct conn_session *s)
 {

@@ -63,6 +63,7 @@ struct conn_session {
   const size_t *meta_key_lens;
   struct conn_mutation *meta_mutations; /* a conn_mutate_send's */
   int64_t meta_deadline_ns;
+  int64_t meta_span_ns;          /* the deadline's length, from the send */
 };
 
 
@@ -140,6 +141,11 @@ extern void conn_free (void);
  * the server is down.
  */
 extern bool conn_open (struct conn_session *s, size_t i);
+/* The same for the fill thread: only if the server is up or suspect (it
+ * never probes), and its failures end the session without counting
+ * against the server (background).
+ */
+extern bool conn_open_background (struct conn_session *s, size_t i);
 extern void conn_close (struct conn_session *s);
 
 /* A multi-get: conn_mget sends the request, conn_fetch collects the

@@ -29,7 +29,7 @@
  * dropped; the server is not marked down for it: no client waited for
  * it, and a server that is really slow or gone is noticed by the reads,
  * which then skip it.  Fills are sent only to servers that are up or
- * suspect (health_usable): never to one that is down, never as a probe.
+ * suspect (conn_open_background): never to one that is down, never as a probe.
  *
  * The thread also sends the deletes owed to servers that writes skipped
  * (filler_forget): a write of a block whose server is down raises the
@@ -268,9 +268,7 @@ filler_session_for (const struct filler_entry *e)
   if (!batch.tried[b->server]) {
     /* Never the probe of a server that is down: reads probe it. */
     batch.tried[b->server] = true;
-    batch.open[b->server] = health_usable (b->server) &&
-      conn_open (s, b->server);
-    s->background = true;
+    batch.open[b->server] = conn_open_background (s, b->server);
   }
   if (!batch.open[b->server])
     return NULL;                /* down: its blocks are not looked up */
@@ -294,10 +292,9 @@ filler_finish (size_t i, unsigned tries)
   while (conn_mutate_finish (s) != CONN_OK) {
     conn_close (s);
     batch.open[i] = false;
-    if (--tries == 0 || !health_usable (i) || !conn_open (s, i))
+    if (--tries == 0 || !conn_open_background (s, i))
       return false;
     batch.open[i] = true;
-    s->background = true;
     /* The values are keyed and sealed under GEN. */
     if (s->gen != gen)
       return false;
@@ -442,9 +439,8 @@ filler_send_forgets (void)
         };
       }
       pthread_mutex_unlock (&filler_lock);
-      if (n == 0 || !health_usable (i) || !conn_open (s, i))
+      if (n == 0 || !conn_open_background (s, i))
         break;
-      s->background = true;
       done = conn_mutate_send (s, batch.mutations, n, 0) == CONN_OK &&
         conn_mutate_finish (s) == CONN_OK;
       conn_close (s);

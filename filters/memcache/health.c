@@ -19,7 +19,11 @@
  *   PROBING  --probe failure-->         DOWN     (backoff x2, at least
  *                                                memcache-retry if hard,
  *                                                up to the cap)
- *   PROBING  --no report in time-->     PROBING  (a new probe)
+ *   PROBING  --no report in the probe
+ *              wait (health_init)-->    DOWN     (as a failed probe)
+ *
+ * While a probe is out, however long it takes, no other request probes:
+ * its answer decides.
  *
  * Every move to DOWN or PROBING adds one to the incarnation.
  *
@@ -108,7 +112,7 @@ struct server_health {
 static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct server_health *servers;
 static size_t nr_servers;
-static unsigned retry_ms, retry_cap_ms;
+static unsigned retry_ms, retry_cap_ms, probe_wait_ms;
 
 /* Set by health_init, read-only afterwards: the servers' names, for the
  * messages.
@@ -125,7 +129,8 @@ health_now_ns (void)
 }
 
 int
-health_init (const struct ring *r, unsigned retry, unsigned cap)
+health_init (const struct ring *r, unsigned retry, unsigned cap,
+             unsigned probe_wait)
 {
   size_t i;
 
@@ -138,6 +143,7 @@ health_init (const struct ring *r, unsigned retry, unsigned cap)
   nr_servers = r->n;
   retry_ms = retry;
   retry_cap_ms = cap > retry ? cap : retry;
+  probe_wait_ms = probe_wait;
   for (i = 0; i < nr_servers; i++) {
     servers[i].state = HEALTH_UP;
     servers[i].generation = 1;
@@ -159,10 +165,9 @@ health_free (void)
  * health_lock held.
  */
 static void
-health_go_down (size_t i, struct server_health *h, enum health_failure how)
+health_go_down (size_t i, struct server_health *h, enum health_failure how,
+                uint64_t now)
 {
-  uint64_t now = health_now_ns ();
-
   if (h->state == HEALTH_PROBING) {
     h->backoff_ms *= 2;
     /* A server down for timeouts whose probe is refused is gone. */
@@ -204,16 +209,46 @@ health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation)
     use = true;
     break;
   case HEALTH_DOWN:
-  case HEALTH_PROBING:
     if (now >= h->next_probe_ns) {
       h->state = HEALTH_PROBING;
       h->incarnation++;
-      h->next_probe_ns = now + h->backoff_ms * UINT64_C (1000000);
+      h->next_probe_ns = now + probe_wait_ms * UINT64_C (1000000);
       use = true;
       nbdkit_debug ("memcache: server %s: probing", ring->servers[i].name);
     }
     break;
+  case HEALTH_PROBING:
+    /* One probe at a time, however long it takes to report: replacing
+     * it after the probe interval threw away the answer of a busy
+     * server that takes longer than that (it never came back up) and
+     * the failure of a frozen one (the interval never doubled).  A
+     * probe that has not reported in probe_wait_ms (its session was
+     * lost without a report) failed.
+     */
+    if (now >= h->next_probe_ns) {
+      nbdkit_debug ("memcache: server %s: the probe did not report",
+                    ring->servers[i].name);
+      health_go_down (i, h, HEALTH_FAIL_SOFT, now);
+    }
+    break;
   }
+  *gen = h->generation;
+  *incarnation = h->incarnation;
+  pthread_mutex_unlock (&health_lock);
+  return use;
+}
+
+bool
+health_acquire_usable (size_t i, uint64_t *gen, uint64_t *incarnation)
+{
+  struct server_health *h = &servers[i];
+  bool use;
+
+  /* One lock hold: health_usable then health_acquire could find the
+   * server gone down and its probe due in between, and probe.
+   */
+  pthread_mutex_lock (&health_lock);
+  use = h->state == HEALTH_UP || h->state == HEALTH_SUSPECT;
   *gen = h->generation;
   *incarnation = h->incarnation;
   pthread_mutex_unlock (&health_lock);
@@ -267,14 +302,20 @@ health_report_failure (size_t i, uint64_t incarnation, uint64_t started_ns,
                        enum health_failure how)
 {
   struct server_health *h = &servers[i];
-  uint64_t now = health_now_ns ();
+  uint64_t now;
 
   pthread_mutex_lock (&health_lock);
+  /* Read under the lock: a failure reported after this one, of a
+   * request sent in between, must see a later last_failure_ns.
+   */
+  now = health_now_ns ();
   if (h->incarnation == incarnation) {
     switch (h->state) {
     case HEALTH_UP:
       if (how == HEALTH_FAIL_HARD)
-        health_go_down (i, h, how);
+        health_go_down (i, h, how, now);
+      else if (started_ns <= h->last_failure_ns)
+        ;       /* sent before the stall counted last: the same stall */
       else {
         h->state = HEALTH_SUSPECT;
         h->failures = 1;
@@ -285,15 +326,15 @@ health_report_failure (size_t i, uint64_t incarnation, uint64_t started_ns,
       break;
     case HEALTH_SUSPECT:
       if (how == HEALTH_FAIL_HARD)
-        health_go_down (i, h, how);
+        health_go_down (i, h, how, now);
       else if (started_ns > h->last_failure_ns) {
         h->last_failure_ns = now;
         if (++h->failures >= HEALTH_SUSPECT_MAX)
-          health_go_down (i, h, how);
+          health_go_down (i, h, how, now);
       }
       break;
     case HEALTH_PROBING:
-      health_go_down (i, h, how);
+      health_go_down (i, h, how, now);
       break;
     case HEALTH_DOWN:
       break;

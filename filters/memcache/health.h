@@ -49,10 +49,14 @@ struct health_view {
 
 /* Every server of RING up, at generation 1 (RING is kept until
  * health_free: its names are in the messages).  A server down is probed
- * after RETRY_MS first, doubling up to RETRY_CAP_MS (health.c).
+ * after RETRY_MS first, doubling up to RETRY_CAP_MS (health.c).  A probe
+ * is given PROBE_WAIT_MS to report (at least the longest any operation
+ * may take, deadlines included): until then no other request probes
+ * the server, and a probe that has not reported by then counts as a
+ * failed one.
  */
 extern int health_init (const struct ring *ring, unsigned retry_ms,
-                        unsigned retry_cap_ms);
+                        unsigned retry_cap_ms, unsigned probe_wait_ms);
 extern void health_free (void);
 
 /* May a request use server I now?  If so, *GEN is the generation to build
@@ -62,9 +66,15 @@ extern void health_free (void);
  */
 extern bool health_acquire (size_t i, uint64_t *gen, uint64_t *incarnation);
 
-/* Is server I up or suspect (usable without probing it)?  For the fill
- * thread, which never probes.
+/* As health_acquire, but only if server I is up or suspect: never as
+ * its probe.  For the fill thread, whose failures are not reported (a
+ * probe that never reports would hold the server down for the probe
+ * wait).
  */
+extern bool health_acquire_usable (size_t i, uint64_t *gen,
+                                   uint64_t *incarnation);
+
+/* Is server I up or suspect (usable without probing it)? */
 extern bool health_usable (size_t i);
 
 /* An operation made in INCARNATION, sent at STARTED_NS (CLOCK_MONOTONIC),

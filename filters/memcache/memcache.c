@@ -349,7 +349,14 @@ memcache_get_ready (int thread_model)
     if (state_take (params.state_file, secret, &expect) == -1)
       return -1;
   }
-  if (health_init (&ring, params.retry_ms, MEMCACHE_RETRY_CAP) == -1 ||
+  /* A probe may take as long as any batch (conn-meta.c: 4 idle timeouts,
+   * MEMCACHE_STORE_TIMEOUT_FACTOR times longer for stores, plus its bytes
+   * at 16 MiB/s, under a second for the largest): it is given that, and a
+   * second more, to report.
+   */
+  if (health_init (&ring, params.retry_ms, MEMCACHE_RETRY_CAP,
+                   4 * MEMCACHE_STORE_TIMEOUT_FACTOR * params.timeout_ms
+                   + 2000) == -1 ||
       stats_init (&ring, &stats_settings, epoch) == -1 ||
       conn_init (&ring, &conn_settings) == -1 ||
       filler_init (&ring, &filler_settings) == -1)
