@@ -340,7 +340,7 @@ main (int argc, char *argv[])
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
     dev_size = 2 * 1024 * 1024 + rnd_below (3 * STORE_BLOCK_SIZE);
     p.size = dev_size;
-    p.max_dirty = STORE_MIN_SIZE << rnd_below (6);      /* 64K .. 2M */
+    p.nslots = STORE_MIN_SLOTS << rnd_below (6);      /* 64K .. 2M */
     p.lock_memory = false;
     p.batch_blocks = batch_blocks = 1 << rnd_below (7);
     p.delay_ms = rnd_below (2) ? 0 : rnd_below (20);

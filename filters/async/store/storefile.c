@@ -6,7 +6,9 @@
  * it checks a file, maps it, and writes and retires single records in the
  * order storefile.h describes.  It does not use nbdkit, so abdctl links it
  * too (abdctl store-info).  The caller serialises storefile_put and
- * storefile_clear (store-arena.c calls them under the store's lock).
+ * storefile_clear (store-life.c calls them under the store's lock).
+ * It is in the store's lowest layer (store-impl.h): it calls no file of
+ * the store.
  */
 
 #include <config.h>
@@ -27,7 +29,7 @@
 #include <xxhash.h>
 
 #include "privfile.h"
-#include "store.h"
+#include "store-block.h"
 #include "storefile.h"
 
 #define MAGIC "ABDSTORE"
@@ -107,6 +109,16 @@ header_make (struct header *h, const struct storefile_geometry *g)
   h->file_size = h->data_offset + (uint64_t) g->nslots * STORE_BLOCK_SIZE;
   snprintf (h->id, sizeof h->id, "%s", g->id);
   h->check = header_check (h);
+}
+
+uint64_t
+storefile_size (uint32_t nslots)
+{
+  struct storefile_geometry g = { .size = 0, .nslots = nslots, .id = "" };
+  struct header h;
+
+  header_make (&h, &g);
+  return h.file_size;
 }
 
 /* Read and check the header of FD; FILE_SIZE is the file's size. */

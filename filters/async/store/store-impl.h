@@ -4,19 +4,35 @@
  * store's own files share: struct store, its entries, and the functions
  * one file calls in another.
  *
- * The store's files, one concept each:
- *   store.c            creating (and loading a store file), modes,
- *                      statistics
- *   store-arena.c      memory: data slots, the entry pool, store-file
- *                      records, admission (space and the drain budget)
- *   store-epoch.c      epochs and the client's flush waits
- *   store-index.c      the tree of entries and its byte accounting;
- *                      extents
- *   store-client.c     client reads, writes (with read-modify-write and
- *                      write-through), zero and trim
- *   store-writeback.c  batches for the writeback threads (writeback.c),
- *                      their completions, and lower flushes
- *   store-check.c      store_check: the invariants below, as code
+ * The store's files, one concept each, in layers: a file calls only
+ * files of a lower layer, never one above it or beside it, so there is no
+ * circle of calls (tests/test-store-layers.sh follows requests through
+ * the code and checks it), and includes no header of a layer above.
+ *
+ *   4  store.c            creating (and loading a store file), modes,
+ *                         statistics
+ *      store-client.c     client requests: reads, writes (with
+ *                         read-modify-write and write-through), zero,
+ *                         trim, extents, flush waits
+ *      store-writeback.c  batches for the writeback threads (writeback.c),
+ *                         their completions, and lower flushes
+ *   3  store-check.c      store_check: the invariants below, as code
+ *   2  store-life.c       the life of an entry (store.h draws it): every
+ *                         transition with its effects (dirty list, byte
+ *                         accounting, epoch counts, store-file records,
+ *                         memory released, who is woken), and the
+ *                         writers' schedule
+ *   1  store-index.c      the red-black tree of entries by block
+ *      store-arena.c      memory: data slots, the entry pool, admission
+ *                         (space and the drain budget)
+ *   0  drainrate.c        the measured write-back rate (drainrate.h)
+ *      storefile.c        the store file's format (storefile.h)
+ *      store-block.h      the block and the kinds of range
+ *      this file's inline helpers (clocks, block arithmetic)
+ *
+ * None of them uses nbdkit: the filter (the files of filters/async)
+ * reaches the store through store.h only, and the unit tests link it
+ * alone.
  *
  * Locks.  The lock order is: removal, then lock.
  * - s->lock (a mutex) guards every field of struct store below it, every
@@ -99,12 +115,13 @@ enum entry_state { ST_DIRTY, ST_WRITEBACK, ST_WRITTEN };
 
 /* Pool indices in the tree's links have ENTRY_INDEX_BITS bits (the other
  * bits of their words hold the entry's small fields), so the pool has at
- * most ENTRY_MAX entries: async-max-dirty is at most 1023 GiB
- * (params.h).  ENTRY_NIL: no entry.
+ * most ENTRY_MAX entries: store.h's STORE_MAX_DIRTY.  ENTRY_NIL: no entry.
  */
 #define ENTRY_INDEX_BITS 28
 #define ENTRY_NIL ((1u << ENTRY_INDEX_BITS) - 1)
 #define ENTRY_MAX ENTRY_NIL
+_Static_assert (STORE_MAX_SLOTS <= ENTRY_MAX,
+                "every slot's entry has a pool index");
 
 /* A block number that needs only 4-byte alignment, so that an entry is
  * 36 bytes and not 40 (x86-64 and arm64 load it as fast).
@@ -135,7 +152,7 @@ struct entry {
     uint32_t count;             /* STORE_ZERO, STORE_TRIM: blocks */
   };
   union {
-    struct {                    /* DIRTY: the dirty list (store-index.c) */
+    struct {                    /* DIRTY: the dirty list (store-life.c) */
       uint32_t dirty_prev, dirty_next;  /* pool indices, NO_ENTRY: end */
     };
     struct {                    /* WRITEBACK and WRITTEN */
@@ -194,10 +211,11 @@ struct store {
   uint32_t background_writes;   /* UINT32_MAX: no limit */
   uint32_t retry_min_ms, retry_max_ms;
 
-  /* The arena (store-arena.c).  Data: nslots blocks; free slots are chained through their first
-   * four bytes, slots never used yet are above slot_bump.  With a store
-   * file, the arena is in the file and every entry in the tree has a
-   * record there, numbered by its index in the pool; seq numbers them.
+  /* The arena (store-arena.c).  Data: nslots blocks; free slots are
+   * chained through their first four bytes, slots never used yet are
+   * above slot_bump.  With a store file, the arena is in the file and
+   * every entry in the tree has a record there (store-life.c), numbered
+   * by its index in the pool; seq numbers them.
    */
   struct storefile *file;
   uint64_t seq;
@@ -215,16 +233,17 @@ struct store {
    */
   uint32_t reserved_slots, reserved_entries;
 
-  /* The index (store-index.c).  The dirty list links the DIRTY entries
-   * oldest first (by dirtied_ms), so that a writer knows without walking
-   * the tree whether anything is due and when it will be.
+  /* The index (store-index.c), and the dirty list (store-life.c), which
+   * links the DIRTY entries oldest first (by dirtied_ms), so that a writer
+   * knows without walking the tree whether anything is due and when it
+   * will be.
    */
   uint32_t root;                /* pool index, ENTRY_NIL: empty */
   uint64_t cursor;              /* writers sweep upwards from here */
   uint32_t dirty_head, dirty_tail;      /* pool indices, NO_ENTRY: empty */
   uint32_t ndirty;              /* entries in the dirty list */
 
-  /* Epochs (store-epoch.c). */
+  /* Epochs (store-life.c; flush waits in store-client.c). */
   uint32_t epoch_cur, epoch_lo;
   uint32_t epoch_count[EPOCH_RING];
   uint32_t epoch_carries;       /* counts held by running zero/trims */
@@ -296,6 +315,13 @@ entry_end (const struct entry *e)
   return e->blk + entry_blocks (e);
 }
 
+/* Does entry E (NULL: none) cover block BLK? */
+static inline bool
+entry_contains (const struct entry *e, uint64_t blk)
+{
+  return e && e->blk <= blk && blk < entry_end (e);
+}
+
 /* Bytes of block BLK that exist (the last block may be short). */
 static inline uint32_t
 block_len (const struct store *s, uint64_t blk)
@@ -321,35 +347,33 @@ slot_data (struct store *s, uint32_t slot)
 }
 
 /*----------------------------------------------------------------------
- * Shared by the store's files.
+ * Shared by the store's files, layer by layer from the bottom.
  */
 
-/* store-arena.c: mapping (store_create and store_free, no lock needed). */
+/* Layer 1, store-arena.c: memory.  Mapping (store_create and store_free,
+ * no lock needed).
+ */
 int arena_map (struct store *s, bool anon_data, bool lock_memory,
                char **errmsg);
 void arena_unmap (struct store *s);
 
 /* s->lock must be held when you call any function below this line. */
 
-/* store-arena.c: memory and admission. */
+/* store-arena.c: slots, entries, admission.  They change no entry's
+ * state and wake nobody.
+ */
 uint32_t slot_alloc (struct store *s);
 void slot_release (struct store *s, uint32_t slot);
 struct entry *entry_alloc (struct store *s);
 void entry_release (struct store *s, struct entry *e);
-void record_publish (struct store *s, struct entry *e);
-void record_retire (struct store *s, struct entry *e);
+struct entry *entry_alloc_with_slot (struct store *s, uint32_t *slot);
 uint64_t drain_cost (const struct store *s);
 uint64_t drain_budget (struct store *s, bool *known, double *rate);
 bool drain_admits (struct store *s);
-void wake_space_waiters (struct store *s);
-void wait_changed (struct store *s, bool for_space);
 
-/* store-epoch.c. */
-void epoch_hold (struct store *s, uint32_t epoch);
-void epoch_drop (struct store *s, uint32_t epoch);
-void epoch_advance (struct store *s);
-
-/* store-index.c: the tree, in block order. */
+/* Layer 1, store-index.c: the tree, in block order.  Linking and
+ * unlinking only: store-life.c does the rest of an insert or a removal.
+ */
 bool tree_empty (const struct store *s);
 /* The tree's height is at most 2 log2 (n + 1) (store-index.c), which
  * bounds the path stacks.
@@ -373,31 +397,58 @@ struct entry *tree_find (struct store *s, uint64_t blk);
 struct entry *tree_find_from (struct store *s, uint64_t blk);
 void tree_link (struct store *s, struct entry *e);
 void tree_unlink (struct store *s, struct entry *e);
-bool entry_contains (const struct entry *e, uint64_t blk);
-void account_insert (struct store *s, struct entry *e);
-void account_remove (struct store *s, struct entry *e);
-void tree_insert (struct store *s, struct entry *e, uint32_t epoch);
-void tree_remove (struct store *s, struct entry *e);
-void range_resize (struct store *s, struct entry *e, uint64_t blk,
-                   uint64_t end);
-void entry_modified (struct store *s, struct entry *e);
-struct entry *dirty_oldest (struct store *s);
-void dirty_list_append (struct store *s, struct entry *e);
-void dirty_list_add_sorted (struct store *s, struct entry *e);
-void dirty_list_remove (struct store *s, struct entry *e);
-void entry_inherit_age (struct store *s, struct entry *e,
-                        struct entry *from);
 
-/* store-writeback.c. */
+/* Layer 2, store-life.c: the life of an entry. */
+/* Epochs. */
+void epoch_hold (struct store *s, uint32_t epoch);
+void epoch_drop (struct store *s, uint32_t epoch);
+void epoch_advance (struct store *s);
+/* Who is woken, and waiting. */
 bool writeback_urgent (struct store *s);
+bool writer_admitted (struct store *s, bool hurry);
+void writeback_wake (struct store *s);
+bool writeback_more_due (struct store *s);
+void wait_changed (struct store *s, bool for_space);
 bool block_being_copied (struct store *s, uint64_t blk);
 void wait_for_copy (struct store *s);
-void writeback_wake (struct store *s);
+struct entry *dirty_oldest (struct store *s);
+/* Birth: new entries (NULL: no memory now, wait_changed for space),
+ * inserted DIRTY; discarded if they never went in.
+ */
+struct entry *entry_new_data (struct store *s, uint64_t blk);
+bool entry_insert_block (struct store *s, uint64_t blk, const char *src,
+                         uint32_t len);
+struct entry *entry_new_range (struct store *s, enum store_kind kind,
+                               uint64_t blk, uint64_t count);
+struct entry *entry_new_piece (struct store *s, const struct entry *from,
+                               uint64_t blk, uint64_t end);
+void entry_discard (struct store *s, struct entry *e);
+void entry_insert (struct store *s, struct entry *e, uint32_t epoch,
+                   bool hold);
+void entry_load (struct store *s, struct entry *e);
+void record_publish (struct store *s, struct entry *e);
+struct entry *intent_open (struct store *s, enum store_kind kind,
+                           uint64_t b0, uint64_t b1);
+void intent_close (struct store *s, struct entry *e);
+/* Changes by clients. */
+void entry_modified (struct store *s, struct entry *e);
+void entry_resize (struct store *s, struct entry *e, uint64_t blk,
+                   uint64_t end);
+bool entry_split_for_block (struct store *s, struct entry *r, uint64_t blk,
+                            struct entry *d);
+void entry_inherit_age (struct store *s, struct entry *e,
+                        struct entry *from);
+void entry_remove (struct store *s, struct entry *e);
+/* Write-back. */
+void entry_take (struct store *s, struct entry *e);
+void entry_written (struct store *s, struct entry *e, uint32_t gen);
+void entry_write_failed (struct store *s, struct entry *e);
+void entry_flushed (struct store *s, struct entry *e, bool ok, uint32_t now);
 
-/* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs
- * it at the end of every store operation in a debug build (configure
- * --enable-debug) and aborts on a broken invariant; in a release build it
- * is nothing.
+/* Layer 3, store-check.c: store_check with the lock held.
+ * STORE_DEBUG_CHECK runs it at the end of every store operation (layer 4)
+ * in a debug build (configure --enable-debug) and aborts on a broken
+ * invariant; in a release build it is nothing.
  */
 int store_check_locked (struct store *s, char *why, size_t len);
 #ifdef ABD_DEBUG

@@ -102,6 +102,11 @@ void storefile_close (struct storefile *f);
 int storefile_check (const char *path, const struct storefile_geometry *g,
                      char **errmsg);
 
+/* The size of a file for NSLOTS slots: the header, the records and the
+ * data (what storefile_open maps and, with LOCK_MEMORY, locks).
+ */
+uint64_t storefile_size (uint32_t nslots);
+
 /* The data arena: nslots blocks. */
 char *storefile_data (struct storefile *f);
 const char *storefile_path (struct storefile *f);

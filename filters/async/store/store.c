@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the dirty store (store.h is its interface, store-impl.h
- * the map of its files): creating it, loading a store file, modes,
- * statistics.
+ * the map of its files and layers): creating it, loading a store file,
+ * modes, statistics.
  */
 
 #include <config.h>
@@ -133,19 +133,6 @@ rec_cmp_newest_first (const void *a, const void *b)
   return x->seq > y->seq ? -1 : x->seq < y->seq;
 }
 
-/* Put entry E, described by the file, in the tree as DIRTY. */
-static void
-load_insert (struct store *s, struct entry *e)
-{
-  e->state = ST_DIRTY;
-  e->epoch = s->epoch_cur;
-  e->dirtied_ms = now_ms ();
-  epoch_hold (s, s->epoch_cur);
-  tree_link (s, e);
-  dirty_list_append (s, e);
-  account_insert (s, e);
-}
-
 /* Open the store file and rebuild the tree from its records.  Newest
  * first, each record takes the blocks no newer record holds (records
  * overlap only when a process died inside an operation): a data record
@@ -205,7 +192,7 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
       else
         e->count = r->count;
       used[r->index] = 2;
-      load_insert (s, e);
+      entry_load (s, e);
       continue;
     }
     /* Its free pieces, in entries that have no record. */
@@ -226,8 +213,8 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
         free (used);
         free (slot_used);
         if (asprintf (errmsg, "%s: too many overlapping records to rebuild "
-                      "the store with async-max-dirty=%" PRIu64,
-                      p->store_file, p->max_dirty) == -1)
+                      "the store with %" PRIu32 " slots",
+                      p->store_file, p->nslots) == -1)
           *errmsg = NULL;
         return -1;
       }
@@ -236,7 +223,7 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
       n->kind = r->kind;
       n->blk = pos;
       n->count = gap_end - pos;
-      load_insert (s, n);
+      entry_load (s, n);
       record_publish (s, n);
       pos = gap_end;
     }
@@ -271,13 +258,13 @@ struct store *
 store_create (const struct store_params *p, char **errmsg)
 {
   struct store *s;
-  uint64_t nslots = p->max_dirty / STORE_BLOCK_SIZE;
+  uint32_t nslots = p->nslots;
   int i;
 
   *errmsg = NULL;
-  if (nslots < STORE_MIN_SIZE / STORE_BLOCK_SIZE || nslots > ENTRY_MAX) {
-    if (asprintf (errmsg, "max dirty size %" PRIu64 " out of range",
-                  p->max_dirty) == -1)
+  if (nslots < STORE_MIN_SLOTS || nslots > STORE_MAX_SLOTS) {
+    if (asprintf (errmsg, "%" PRIu32 " slots: out of range (%d..%u)",
+                  nslots, STORE_MIN_SLOTS, STORE_MAX_SLOTS) == -1)
       *errmsg = NULL;
     return NULL;
   }
@@ -337,6 +324,15 @@ store_create (const struct store_params *p, char **errmsg)
     *errmsg = NULL;
   store_free (s);
   return NULL;
+}
+
+uint64_t
+store_memory_bytes (uint32_t nslots, bool store_file)
+{
+  uint64_t pool = (uint64_t) nslots * sizeof (struct entry);
+
+  return pool + (store_file ? storefile_size (nslots)
+                            : (uint64_t) nslots * STORE_BLOCK_SIZE);
 }
 
 void

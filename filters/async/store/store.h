@@ -12,8 +12,8 @@
  * Every entry covers whole blocks; a partial write to a block the store does
  * not hold first reads the block from the lower device (read-modify-write).
  *
- * The life of an entry (all transitions are in store-*.c, under the lock;
- * store-impl.h lists the files):
+ * The life of an entry (every transition is in store-life.c, under the
+ * lock; store-impl.h lists the files and their layers):
  *
  *   (absent) --client write--> DIRTY --store_pick--> WRITEBACK
  *   WRITEBACK --lower write ok--> WRITTEN --lower flush ok--> (removed)
@@ -52,8 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_BLOCK_SIZE 4096
-#define STORE_MIN_SIZE (16 * STORE_BLOCK_SIZE)
+#include "store-block.h"
 
 struct store;
 
@@ -72,8 +71,6 @@ struct store_io {
   void *opaque;
 };
 
-enum store_kind { STORE_DATA, STORE_ZERO, STORE_TRIM };
-
 /* One lower-device write taken by a writer thread. */
 struct store_batch {
   enum store_kind kind;
@@ -84,9 +81,16 @@ struct store_batch {
   char *buf;                    /* STORE_DATA: the data, len bytes */
 };
 
+/* The data memory, in slots of one block: at least STORE_MIN_SLOTS, at
+ * most STORE_MAX_SLOTS (the entry pool has as many entries, and its
+ * links hold 28-bit indices: store-impl.h).
+ */
+#define STORE_MIN_SLOTS (STORE_MIN_SIZE / STORE_BLOCK_SIZE)
+#define STORE_MAX_SLOTS ((1u << 28) - 1)
+
 struct store_params {
   uint64_t size;                /* device size in bytes */
-  uint64_t max_dirty;           /* bytes of data memory */
+  uint32_t nslots;              /* data memory, in blocks */
   bool lock_memory;             /* mlock the arenas */
   uint32_t batch_blocks;        /* largest coalesced write, in blocks */
   uint32_t delay_ms;            /* writeback delay */
@@ -128,6 +132,12 @@ struct store_stats {
  */
 struct store *store_create (const struct store_params *p, char **errmsg);
 void store_free (struct store *s);
+
+/* The memory a store of NSLOTS slots maps, with a store file or not: its
+ * entries, and its data or the store file (which holds the data and a
+ * record per entry).  What lock_memory locks.
+ */
+uint64_t store_memory_bytes (uint32_t nslots, bool store_file);
 
 /* Client requests.  ADMIT_CLEAN: blocks the store does not hold go into
  * RAM (true) or straight to the lower device through IO (false: sync mode,

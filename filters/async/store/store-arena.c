@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the dirty store's memory (see store-impl.h):
- * the data arena's slots, the entry pool, the store file's records, and
- * admission: whether a client may add an entry now, or waits.
+ * the data arena's slots and the entry pool (in anonymous memory or in
+ * the store file), and admission: whether a client may add an entry now.
+ * It hands out and takes back memory and knows nothing of the entries'
+ * states, their records or who waits (store-life.c): it calls only the
+ * meter (drainrate.c) and the store file (storefile.c), the layer below.
  */
 
 #include <config.h>
@@ -23,12 +26,13 @@
  * while the store's cost (drainrate.h: 4 KiB per entry, a data block or a
  * zeroed or trimmed range) stays within N seconds at the measured rate.
  * Until the writers have measured a rate, the budget is the small
- * drain_initial_budget (async.c: what even a disk doing 100 random writes
+ * drain_initial_budget (params.c: what even a disk doing 100 random writes
  * a second drains in N seconds, and at most 1 MiB), so that the first
  * burst after a start cannot fill the memory with more than a slow device
  * can drain.  A client over the budget waits like one waiting for space
- * (a space waiter: the writers hurry, which is also when the rate they
- * measure is the one a drain gets), and is counted in drain_budget_waits.
+ * (a space waiter, store-life.c: the writers hurry, which is also when
+ * the rate they measure is the one a drain gets), and is counted in
+ * drain_budget_waits.
  */
 
 uint64_t
@@ -123,48 +127,19 @@ entry_release (struct store *s, struct entry *e)
   s->free_entries++;
 }
 
-/* Publish E's record in the store file, after its data is in place. */
-void
-record_publish (struct store *s, struct entry *e)
-{
-  if (s->file)
-    storefile_put (s->file, e - s->pool, ++s->seq, e->blk,
-                   e->kind == STORE_DATA ? 1 : e->count,
-                   e->kind == STORE_DATA ? e->slot : NO_SLOT, e->kind);
-}
-
-void
-record_retire (struct store *s, struct entry *e)
-{
-  if (s->file)
-    storefile_clear (s->file, e - s->pool);
-}
-
-void
-wake_space_waiters (struct store *s)
-{
-  if (s->space_waiters)
-    pthread_cond_broadcast (&s->changed);
-}
-
-/* Wait for something to change (space, a batch finishing).  The caller
- * must look at the tree again afterwards.
+/* A data entry and its slot, or NULL (taking neither) when memory is
+ * full or the drain budget is spent.
  */
-void
-wait_changed (struct store *s, bool for_space)
+struct entry *
+entry_alloc_with_slot (struct store *s, uint32_t *slot)
 {
-  if (for_space) {
-    s->space_waiters++;
-    /* With memory free, the drain budget stops it. */
-    if (s->free_slots > 0 && !drain_admits (s))
-      s->st.drain_budget_waits++;
-    else
-      s->st.space_waits++;
-  }
-  writeback_wake (s);           /* space waiters make writers hurry */
-  pthread_cond_wait (&s->changed, &s->lock);
-  if (for_space)
-    s->space_waiters--;
+  struct entry *e;
+
+  if ((*slot = slot_alloc (s)) == NO_SLOT)
+    return NULL;
+  if ((e = entry_alloc (s)) == NULL)
+    slot_release (s, *slot);
+  return e;
 }
 
 /*----------------------------------------------------------------------
