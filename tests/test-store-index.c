@@ -3,11 +3,12 @@
  * store-index.c, against a model: which block each entry covers.
  *
  * Ranges of 1 to 4 zeroed blocks go in (entry_insert, which links them
- * into the tree) and out (entry_remove) in random order, in ascending and in descending order
- * (the orders that rotate the most), while the tree grows to thousands of
- * entries and shrinks to none, several times.  After every operation the
- * test asks the tree where blocks are (tree_find_from, tree_find,
- * tree_next, tree_prev, tree_min, tree_max, the iterator) and compares
+ * into the tree) and out (entry_remove) in random order, in ascending
+ * and in descending order (the orders that rotate the most), while the
+ * tree grows to thousands of entries and shrinks to none, several times.
+ * After every operation the test asks the tree where blocks are
+ * (tree_find_from, tree_find, tree_next, tree_prev, tree_min, tree_max,
+ * the iterator) and compares
  * with the model; store_check (the tree's order, colours, black heights
  * and links, and the store's accounting) and the iterator's walk run
  * after every operation while the tree is small and every 256 once it is

@@ -23,7 +23,7 @@
  *
  * With async-max-drain-seconds=N, dirty data is bounded by the time its
  * write-back takes, not only by memory: a client may add an entry only
- * while the store's cost (drainrate.h: 4 KiB per entry, a data block or a
+ * while the store's cost (drainrate.h: 4 KiB per data block and per
  * zeroed or trimmed range) stays within N seconds at the measured rate.
  * Until the writers have measured a rate, the budget is the small
  * drain_initial_budget (params.c: what even a disk doing 100 random writes
@@ -38,7 +38,7 @@
 uint64_t
 drain_cost (const struct store *s)
 {
-  return s->st.dirty_entries * STORE_BLOCK_SIZE;
+  return s->st.dirty_data_bytes + s->range_entries * STORE_BLOCK_SIZE;
 }
 
 /* Bytes of cost the budget allows now; UINT64_MAX without a budget. */
@@ -72,33 +72,75 @@ drain_admits (struct store *s)
 
 /*----------------------------------------------------------------------
  * Memory: slots and entries.
+ *
+ * Slots are found in slot_map, a bit per slot (set: in use), searched
+ * from slot_cursor, which follows the last slot handed out: a stream of
+ * new blocks gets consecutive slots, so that its extents can grow.  A
+ * caller that wants one slot in particular (the one after an extent)
+ * names it as the hint.
  */
 
-/* A slot for a client's new data block: NO_SLOT when memory is full or
- * the drain budget is spent.
+bool
+slot_in_use (const struct store *s, uint32_t slot)
+{
+  return s->slot_map[slot / 64] & (1ULL << (slot % 64));
+}
+
+void
+slot_mark_used (struct store *s, uint32_t slot)
+{
+  s->slot_map[slot / 64] |= 1ULL << (slot % 64);
+  s->free_slots--;
+}
+
+/* A free slot at or after FROM, wrapping: there is one (free_slots). */
+static uint32_t
+slot_find_free (const struct store *s, uint32_t from)
+{
+  size_t nwords = (s->nslots + 63) / 64, w = from / 64, k;
+  uint64_t bits = ~s->slot_map[w] & (~0ULL << (from % 64));
+
+  for (k = 0; k <= nwords; k++) {
+    if (bits) {
+      uint32_t slot = w * 64 + __builtin_ctzll (bits);
+
+      if (slot < s->nslots)
+        return slot;
+    }
+    w = w + 1 == nwords ? 0 : w + 1;
+    bits = ~s->slot_map[w];
+  }
+  abort ();                     /* free_slots said there was one */
+}
+
+/* A slot for a client's new data block, HINT if it is free (NO_SLOT: no
+ * preference): NO_SLOT when memory is full or the drain budget is spent.
  */
 uint32_t
-slot_alloc (struct store *s)
+slot_alloc (struct store *s, uint32_t hint)
 {
   uint32_t slot;
 
   if (s->free_slots == 0 || !drain_admits (s))
     return NO_SLOT;
-  s->free_slots--;
-  if (s->slot_free != NO_SLOT) {
-    slot = s->slot_free;
-    memcpy (&s->slot_free, slot_data (s, slot), sizeof s->slot_free);
-    return slot;
-  }
-  return s->slot_bump++;
+  if (hint < s->nslots && !slot_in_use (s, hint))
+    slot = hint;
+  else
+    slot = slot_find_free (s, s->slot_cursor);
+  slot_mark_used (s, slot);
+  s->slot_cursor = slot + 1 < s->nslots ? slot + 1 : 0;
+  return slot;
 }
 
+/* Release the N slots from SLOT. */
 void
-slot_release (struct store *s, uint32_t slot)
+slot_release (struct store *s, uint32_t slot, uint32_t n)
 {
-  memcpy (slot_data (s, slot), &s->slot_free, sizeof s->slot_free);
-  s->slot_free = slot;
-  s->free_slots++;
+  uint32_t i;
+
+  for (i = slot; i < slot + n; i++)
+    s->slot_map[i / 64] &= ~(1ULL << (i % 64));
+  s->free_slots += n;
 }
 
 struct entry *
@@ -127,18 +169,18 @@ entry_release (struct store *s, struct entry *e)
   s->free_entries++;
 }
 
-/* A data entry and its slot, or NULL (taking neither) when memory is
- * full or the drain budget is spent.
+/* A data entry and its slot (HINT if free), or NULL (taking neither)
+ * when memory is full or the drain budget is spent.
  */
 struct entry *
-entry_alloc_with_slot (struct store *s, uint32_t *slot)
+entry_alloc_with_slot (struct store *s, uint32_t hint, uint32_t *slot)
 {
   struct entry *e;
 
-  if ((*slot = slot_alloc (s)) == NO_SLOT)
+  if ((*slot = slot_alloc (s, hint)) == NO_SLOT)
     return NULL;
   if ((e = entry_alloc (s)) == NULL)
-    slot_release (s, *slot);
+    slot_release (s, *slot, 1);
   return e;
 }
 
@@ -156,6 +198,7 @@ arena_map (struct store *s, bool anon_data, bool lock_memory, char **errmsg)
 {
   s->data_bytes = (size_t) s->nslots * STORE_BLOCK_SIZE;
   s->pool_bytes = (size_t) s->nentries * sizeof (struct entry);
+  s->slot_map_bytes = (size_t) (s->nslots + 63) / 64 * sizeof (uint64_t);
   if (anon_data) {
     s->data = mmap (NULL, s->data_bytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -170,12 +213,20 @@ arena_map (struct store *s, bool anon_data, bool lock_memory, char **errmsg)
     s->pool = NULL;
     goto oom;
   }
+  s->slot_map = mmap (NULL, s->slot_map_bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (s->slot_map == MAP_FAILED) {
+    s->slot_map = NULL;
+    goto oom;
+  }
   if (lock_memory &&
       ((s->data && mlock (s->data, s->data_bytes) == -1) ||
-       mlock (s->pool, s->pool_bytes) == -1)) {
+       mlock (s->pool, s->pool_bytes) == -1 ||
+       mlock (s->slot_map, s->slot_map_bytes) == -1)) {
     if (asprintf (errmsg, "cannot lock %zu bytes of memory (%m): raise the "
                   "locked-memory limit (ulimit -l, LimitMEMLOCK=) or lower "
-                  "max dirty", s->data_bytes + s->pool_bytes) == -1)
+                  "max dirty", s->data_bytes + s->pool_bytes +
+                  s->slot_map_bytes) == -1)
       *errmsg = NULL;
     return -1;
   }
@@ -196,4 +247,6 @@ arena_unmap (struct store *s)
     munmap (s->data, s->data_bytes);
   if (s->pool)
     munmap (s->pool, s->pool_bytes);
+  if (s->slot_map)
+    munmap (s->slot_map, s->slot_map_bytes);
 }

@@ -105,15 +105,17 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
  * Writes.
  */
 
-/* Put LEN bytes of SRC (NULL: zeros) at byte FROM of the block of E. */
+/* Put LEN bytes of SRC (NULL: zeros) at byte FROM of block BLK of data
+ * entry E, in place: a rewritten block keeps its slot.
+ */
 static void
-data_put (struct store *s, struct entry *e, uint32_t from, const char *src,
-          uint32_t len)
+data_put (struct store *s, struct entry *e, uint64_t blk, uint32_t from,
+          const char *src, uint32_t len)
 {
-  char *dst = slot_data (s, e->slot) + from;
+  char *dst = block_data (s, e, blk) + from;
 
   /* A writer copying it without the lock must be waited for. */
-  assert (e->state != ST_WRITEBACK || !block_being_copied (s, e->blk));
+  assert (e->state != ST_WRITEBACK || !block_being_copied (s, blk));
   if (src)
     memcpy (dst, src, len);
   else
@@ -209,6 +211,7 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
     else
       memset (p + from, 0, len);
     entry_insert (s, d, s->epoch_cur, true);
+    entry_merge_around (s, d);
   }
   else
     entry_discard (s, d);
@@ -271,6 +274,10 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
 {
   uint64_t pos = offset, end = offset + count;
   struct through through = { 0 };
+  /* The extent the previous turn made or grew, if it was a whole new
+   * block (and nothing else happened since): it ends at this block.
+   */
+  struct entry *left = NULL;
   int r = 0;
 
   pthread_mutex_lock (&s->lock);
@@ -280,8 +287,9 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
     uint64_t piece_end = (blk + 1) * STORE_BLOCK_SIZE;
     uint32_t len = (end < piece_end ? end : piece_end) - pos;
     const char *src = buf ? buf + (pos - offset) : NULL;
-    struct entry *e = NULL, *d;
+    struct entry *e = NULL, *d, *prev = left;
 
+    left = NULL;
     if (pos < end)
       e = tree_find_from (s, blk);
 
@@ -316,20 +324,21 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
         continue;
       }
       /* A whole block: no need to read the lower device. */
-      if (!entry_insert_block (s, blk, src, len)) {
+      if (!entry_insert_block (s, blk, src, len, e, &prev)) {
         wait_changed (s, true);
         continue;
       }
+      left = prev;
       pos += len;
       continue;
     }
 
     if (e->kind == STORE_DATA) {
-      if (e->state == ST_WRITEBACK && block_being_copied (s, e->blk)) {
+      if (e->state == ST_WRITEBACK && block_being_copied (s, blk)) {
         wait_for_copy (s);
         continue;
       }
-      data_put (s, e, from, src, len);
+      data_put (s, e, blk, from, src, len);
       pos += len;
       continue;
     }
@@ -348,8 +357,9 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
       wait_changed (s, true);
       continue;
     }
-    data_put (s, d, from, src, len);
-    pos += len;
+    /* The block is a data block now, of D or of a neighbour D merged
+     * with: the next turn writes it there.
+     */
   }
   if (r == 0) {
     s->st.client_write_requests++;
@@ -387,10 +397,9 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
   intent = intent_open (s, kind, b0, b1);   /* with a store file */
   while (pos < b1 && r == 0) {
     struct entry *e = tree_find_from (s, pos), *n;
+    uint32_t epoch;
 
     if (entry_contains (e, pos)) {
-      uint64_t e_end = entry_end (e);
-
       if (e->state != ST_DIRTY) {
         if (e->kind != STORE_DATA) {
           wait_changed (s, false);
@@ -399,69 +408,37 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         /* Being written back: zero in place; trim leaves it (a trim may
          * leave data as it was).
          */
-        if (kind == STORE_ZERO && block_being_copied (s, e->blk)) {
+        if (kind == STORE_ZERO && block_being_copied (s, pos)) {
           wait_for_copy (s);
           continue;
         }
         if (kind == STORE_ZERO)
-          data_put (s, e, 0, NULL, STORE_BLOCK_SIZE);
+          data_put (s, e, pos, 0, NULL, STORE_BLOCK_SIZE);
         pos++;
         continue;
       }
 
-      /* A DIRTY entry: cut [pos, min(e_end, b1)) out of it. */
-      if (e->kind != STORE_DATA && e->blk < pos && e_end > b1) {
-        /* The operation lies inside E: keep E's ends, need one entry. */
-        if ((n = entry_new_piece (s, e, b1, e_end)) == NULL) {
-          wait_changed (s, true);
-          continue;
-        }
-        entry_insert (s, n, e->epoch, true);
-        entry_inherit_age (s, n, e);
-        entry_resize (s, e, e->blk, pos);
-        /* The cut part's content is replaced: the new range inherits. */
-        epoch_hold (s, e->epoch);
-      }
-      else if (e->kind != STORE_DATA && e->blk < pos) {
-        entry_resize (s, e, e->blk, pos);
-        epoch_hold (s, e->epoch);
-      }
-      else if (e->kind != STORE_DATA && e_end > b1) {
-        entry_resize (s, e, b1, e_end);
-        epoch_hold (s, e->epoch);
-      }
-      else {
-        /* E lies inside the operation: it goes, its count carried. */
-        uint32_t epoch = e->epoch;
-
-        entry_remove (s, e);
-        if (!carry_held || ms_diff (epoch, carry) > 0) {
-          /* Keep the count of the older of the two (ms_diff (a, b) > 0:
-           * b is newer).  A carry holds two counts only when this zero
-           * waited for space at a gap and a client wrote there meanwhile.
-           */
-          if (carry_held)
-            epoch_drop (s, carry);
-          else
-            s->epoch_carries++;
-          carry = epoch;
-          carry_held = true;
-        }
-        else
-          epoch_drop (s, epoch);
+      /* A DIRTY entry: cut [pos, b1) out of it.  We hold a count of its
+       * epoch for the part cut: it becomes (or joins) the carry.
+       */
+      if (!entry_cut (s, e, pos, b1, &epoch)) {
+        wait_changed (s, true);
         continue;
       }
-      /* The held count of a resized range becomes (or joins) the carry. */
-      if (!carry_held || ms_diff (e->epoch, carry) > 0) {
+      if (!carry_held || ms_diff (epoch, carry) > 0) {
+        /* Keep the count of the older of the two (ms_diff (a, b) > 0:
+         * b is newer).  A carry holds two counts only when this zero
+         * waited for space at a gap and a client wrote there meanwhile.
+         */
         if (carry_held)
           epoch_drop (s, carry);
         else
           s->epoch_carries++;
-        carry = e->epoch;
+        carry = epoch;
         carry_held = true;
       }
       else
-        epoch_drop (s, e->epoch);
+        epoch_drop (s, epoch);
       continue;
     }
 

@@ -7,8 +7,10 @@
  * (entry_write_failed: DIRTY again, FAILED), and is flushed
  * (entry_flushed: removed, or DIRTY again if a client changed it
  * meanwhile or the flush failed).  A client changes it (entry_modified:
- * REDIRTY), resizes a range (entry_resize), cuts a block out of a range
- * (entry_split_for_block) or replaces it (entry_remove).  Each of these
+ * REDIRTY), grows it by a block or merges it with a neighbour
+ * (entry_insert_block, entry_merge_around), cuts part of it out
+ * (entry_cut), cuts a block out of a range (entry_split_for_block) or
+ * replaces it (entry_remove).  Each of these
  * keeps, here and nowhere else, what follows from an entry's state:
  * - the dirty list: the DIRTY entries, oldest first;
  * - the byte accounting (st.dirty_*, failed_*);
@@ -284,7 +286,9 @@ account_insert (struct store *s, struct entry *e)
   s->st.dirty_entries++;
   s->st.dirty_bytes += blocks_len (s, e->blk, entry_blocks (e));
   if (e->kind == STORE_DATA)
-    s->st.dirty_data_bytes += STORE_BLOCK_SIZE;
+    s->st.dirty_data_bytes += entry_blocks (e) * STORE_BLOCK_SIZE;
+  else
+    s->range_entries++;
   if (e->flags & EF_FAILED) {
     s->failed_entries++;
     s->st.failed_bytes += blocks_len (s, e->blk, entry_blocks (e));
@@ -297,7 +301,9 @@ account_remove (struct store *s, struct entry *e)
   s->st.dirty_entries--;
   s->st.dirty_bytes -= blocks_len (s, e->blk, entry_blocks (e));
   if (e->kind == STORE_DATA)
-    s->st.dirty_data_bytes -= STORE_BLOCK_SIZE;
+    s->st.dirty_data_bytes -= entry_blocks (e) * STORE_BLOCK_SIZE;
+  else
+    s->range_entries--;
   if (e->flags & EF_FAILED) {
     s->failed_entries--;
     s->st.failed_bytes -= blocks_len (s, e->blk, entry_blocks (e));
@@ -335,7 +341,7 @@ record_publish (struct store *s, struct entry *e)
 {
   if (s->file)
     storefile_put (s->file, e - s->pool, ++s->seq, e->blk,
-                   e->kind == STORE_DATA ? 1 : e->count,
+                   entry_blocks (e),
                    e->kind == STORE_DATA ? e->slot : NO_SLOT, e->kind);
 }
 
@@ -350,15 +356,150 @@ record_retire (struct store *s, struct entry *e)
  * Birth.
  */
 
+/*----------------------------------------------------------------------
+ * Extents: splits and merges.
+ *
+ * A data entry covers up to extent_max blocks in consecutive slots.  A
+ * client cuts one (a zero or trim over part of it: entry_cut, whose
+ * piece after the cut owns the matching part of the extent's slots),
+ * or adds a block to it, and two become one, under one rule: the merge
+ * rule (mergeable): both DIRTY data entries (a batch refers to the
+ * others: they never change shape), adjacent blocks in adjacent slots,
+ * the same FAILED flag (one entry, one outcome), extent_max blocks at
+ * most together.  The merged entry holds the older epoch and age of the
+ * two (its data is as old as its oldest part: a flush waiting for either
+ * waits for it).  store_check requires that no two entries that could
+ * merge are left apart, so every path that makes a DIRTY data entry
+ * (entry_insert_block, entry_merge_around) merges at once.
+ */
+
+#ifdef STORE_TEST_HOOKS
+/* tests/test-store-merge-rule.sh builds the store with one part of the
+ * merge rule broken on purpose (1: where B's data is, 2: the states,
+ * 3: the length) and requires the tests to fail.
+ */
+int store_test_break_merge;
+#endif
+
+static bool
+mergeable (const struct store *s, const struct entry *a, const struct entry *b)
+{
+  bool slots, dirty, size;
+
+  if (a == NULL || b == NULL || a->kind != STORE_DATA ||
+      b->kind != STORE_DATA || entry_end (a) != b->blk ||
+      (a->flags & EF_FAILED) != (b->flags & EF_FAILED))
+    return false;
+  slots = a->slot + entry_blocks (a) == b->slot;
+  dirty = a->state == ST_DIRTY && b->state == ST_DIRTY;
+  size = entry_blocks (a) + entry_blocks (b) <= s->extent_max;
+#ifdef STORE_TEST_HOOKS
+  slots |= store_test_break_merge == 1;
+  dirty |= store_test_break_merge == 2;
+  size |= store_test_break_merge == 3 &&
+    entry_blocks (a) + entry_blocks (b) <= EXTENT_MAX;
+#endif
+  return slots && dirty && size;
+}
+
+/* The entry covering block BLK - 1 (none for block 0), and the one
+ * starting at BLK + N.
+ */
+static struct entry *
+left_of (struct store *s, uint64_t blk)
+{
+  struct entry *e;
+
+  if (blk == 0)
+    return NULL;
+  e = tree_find_from (s, blk - 1);
+  return entry_contains (e, blk - 1) ? e : NULL;
+}
+
+static struct entry *
+right_of (struct store *s, uint64_t blk, uint64_t n)
+{
+  return blk + n < s->nblocks ? tree_find (s, blk + n) : NULL;
+}
+
+/* May a new block, which is not FAILED, grow extent L at its end? */
+static bool
+extendable (const struct store *s, const struct entry *l)
+{
+  return l && l->kind == STORE_DATA && l->state == ST_DIRTY &&
+    !(l->flags & EF_FAILED) && entry_blocks (l) < s->extent_max;
+}
+
+/* The slot that would extend the DIRTY data extent ending at block BLK,
+ * or NO_SLOT.
+ */
+static uint32_t
+slot_after_left (struct store *s, uint64_t blk)
+{
+  struct entry *l = left_of (s, blk);
+
+  return extendable (s, l) ? l->slot + entry_blocks (l) : NO_SLOT;
+}
+
+/* Merge B into A (mergeable (A, B)); returns A. */
+static struct entry *
+merge (struct store *s, struct entry *a, struct entry *b)
+{
+  /* One count of the older epoch stays; the age is the older one's, and
+   * so is the place in the dirty list.
+   */
+  if (ms_diff (a->epoch, b->epoch) < 0) {
+    epoch_drop (s, a->epoch);
+    a->epoch = b->epoch;
+  }
+  else
+    epoch_drop (s, b->epoch);
+  if (ms_diff (a->dirtied_ms, b->dirtied_ms) < 0)
+    entry_inherit_age (s, a, b);
+  account_remove (s, a);
+  account_remove (s, b);
+  a->nblk_1 += entry_blocks (b);
+  account_insert (s, a);
+  /* A's record covers B's blocks in B's slots before B's goes: a crash in
+   * between leaves two records that agree (storefile.h).
+   */
+  record_publish (s, a);
+  tree_unlink (s, b);
+  dirty_list_remove (s, b);
+  record_retire (s, b);
+  entry_release (s, b);         /* its slots are A's now */
+  wake_space_waiters (s);
+  s->st.merges++;
+  return a;
+}
+
+/* Merge DIRTY data entry E with its neighbours where the rule allows.
+ * Returns the entry that holds E's blocks now.
+ */
+struct entry *
+entry_merge_around (struct store *s, struct entry *e)
+{
+  struct entry *l = left_of (s, e->blk);
+
+  if (mergeable (s, l, e))
+    e = merge (s, l, e);
+  l = right_of (s, e->blk, entry_blocks (e));
+  if (mergeable (s, e, l))
+    e = merge (s, e, l);
+  return e;
+}
+
 /* A new data entry for block BLK, with a slot (its content is the
  * caller's to fill), not in the tree yet: NULL when memory is full or the
- * drain budget is spent.
+ * drain budget is spent.  Its slot is the one after the extent ending
+ * at BLK if that one is free, so that the two can merge.
  */
 struct entry *
 entry_new_data (struct store *s, uint64_t blk)
 {
   uint32_t slot;
-  struct entry *e = entry_alloc_with_slot (s, &slot);
+  struct entry *e = entry_alloc_with_slot (s, slot_after_left (s, blk),
+                                           &slot);
 
   if (e == NULL)
     return NULL;
@@ -385,10 +526,12 @@ entry_new_range (struct store *s, enum store_kind kind, uint64_t blk,
   return e;
 }
 
-/* A new entry for the piece [BLK, END) of range FROM, which a client
- * cuts in two: of FROM's kind, and FAILED if FROM is (its data's lower
- * write failed).  Not subject to admission (it adds no data: the cut
- * removes as much), NULL only when the pool is empty.
+/* A new entry for the piece [BLK, END) of DIRTY entry FROM, which a
+ * client cuts in two: of FROM's kind (a data piece owns the matching part
+ * of FROM's slots, which FROM then gives up: entry_cut), and FAILED if
+ * FROM is (its data's lower write failed).  Not subject to admission (it
+ * adds no data: the cut removes as much), NULL only when the pool is
+ * empty.
  */
 struct entry *
 entry_new_piece (struct store *s, const struct entry *from, uint64_t blk,
@@ -401,37 +544,79 @@ entry_new_piece (struct store *s, const struct entry *from, uint64_t blk,
   e->kind = from->kind;
   e->flags = from->flags & EF_FAILED;
   e->blk = blk;
-  e->count = end - blk;
+  if (e->kind == STORE_DATA) {
+    e->slot = from->slot + (uint32_t) (blk - from->blk);
+    e->nblk_1 = end - blk - 1;
+  }
+  else
+    e->count = end - blk;
+  s->st.splits++;
   return e;
 }
 
-/* Free E (and its slot), which never entered the tree. */
+/* Free E (and its slots), which is not or no longer in the tree. */
 void
 entry_discard (struct store *s, struct entry *e)
 {
   if (e->kind == STORE_DATA)
-    slot_release (s, e->slot);
+    slot_release (s, e->slot, entry_blocks (e));
   entry_release (s, e);
   wake_space_waiters (s);
 }
 
-/* A client's whole block BLK, LEN bytes of SRC (NULL: zeros), in a new
- * data entry, DIRTY now: false when there is no memory for it now (the
- * caller waits for space and looks again).
+/* A client's whole block BLK, which the store does not hold, LEN bytes
+ * of SRC (NULL: zeros): the DIRTY extent ending at BLK grows by it if the
+ * slot after it is free (a stream of writes: no new entry, no insert),
+ * else it goes into a new entry; either merges with the extent after it
+ * where the rule allows.  NEXT is the first entry after BLK (NULL: none),
+ * which the caller found; *LEFT the entry that ends at BLK if the caller
+ * knows it (it made or grew it for the block before), else NULL: so that
+ * a stream costs no lookup a block.  On return *LEFT holds BLK's entry.
+ * False when there is no memory for it now (the caller waits for space
+ * and looks again).
  */
 bool
 entry_insert_block (struct store *s, uint64_t blk, const char *src,
-                    uint32_t len)
+                    uint32_t len, struct entry *next, struct entry **left)
 {
-  struct entry *e = entry_new_data (s, blk);
+  struct entry *l = *left && entry_end (*left) == blk ? *left
+                                                      : left_of (s, blk);
+  struct entry *r = next && next->blk == blk + 1 ? next : NULL;
+  uint32_t hint = extendable (s, l) ? l->slot + entry_blocks (l) : NO_SLOT;
+  uint32_t slot = slot_alloc (s, hint);
+  struct entry *e = l;
 
-  if (e == NULL)
+  if (slot == NO_SLOT)
     return false;
+  if (slot != hint && (e = entry_alloc (s)) == NULL) {
+    slot_release (s, slot, 1);
+    return false;
+  }
   if (src)
-    memcpy (slot_data (s, e->slot), src, len);
+    memcpy (slot_data (s, slot), src, len);
   else
-    memset (slot_data (s, e->slot), 0, len);
-  entry_insert (s, e, s->epoch_cur, true);
+    memset (slot_data (s, slot), 0, len);
+  if (slot == hint) {
+    account_remove (s, e);
+    e->nblk_1++;
+    account_insert (s, e);
+    record_publish (s, e);      /* after the block's data */
+    s->st.extends++;
+  }
+  else {
+    e->kind = STORE_DATA;
+    e->blk = blk;
+    e->slot = slot;
+    entry_insert (s, e, s->epoch_cur, true);
+    /* The rule decides, here as everywhere (if L could take the block,
+     * it did above).
+     */
+    if (mergeable (s, l, e))
+      e = merge (s, l, e);
+  }
+  if (mergeable (s, e, r))
+    e = merge (s, e, r);
+  *left = e;
   return true;
 }
 
@@ -525,21 +710,73 @@ entry_modified (struct store *s, struct entry *e)
   epoch_hold (s, s->epoch_cur);
 }
 
-/* Change the size of DIRTY range entry E to [BLK, END). */
-void
-entry_resize (struct store *s, struct entry *e, uint64_t blk, uint64_t end)
+/* Cut DIRTY entry E down to [BLK, END), inside what it covers.  A data
+ * entry keeps the matching part of its slots and releases those of the
+ * blocks before BLK and of [END, RELEASE_END) after its record stops
+ * naming them (the slots from RELEASE_END on are a piece's).
+ */
+static void
+resize (struct store *s, struct entry *e, uint64_t blk, uint64_t end,
+        uint64_t release_end)
 {
+  uint64_t old_blk = e->blk;
+  uint32_t old_slot = e->kind == STORE_DATA ? e->slot : 0;
   bool rekey = blk != e->blk;
 
   account_remove (s, e);
   if (rekey)
     tree_unlink (s, e);
   e->blk = blk;
-  e->count = end - blk;
+  if (e->kind == STORE_DATA) {
+    e->slot = old_slot + (uint32_t) (blk - old_blk);
+    e->nblk_1 = end - blk - 1;
+  }
+  else
+    e->count = end - blk;
   if (rekey)
     tree_link (s, e);
   account_insert (s, e);
   record_publish (s, e);
+  if (e->kind == STORE_DATA) {
+    slot_release (s, old_slot, blk - old_blk);
+    slot_release (s, old_slot + (uint32_t) (end - old_blk),
+                  release_end - end);
+  }
+}
+
+/* Cut [B0, B1) out of DIRTY entry E, which overlaps it: E shrinks, is
+ * cut in two (a piece after B1) or goes.  *EPOCH is E's epoch, whose
+ * count for the cut part the caller now holds (a zero or trim carries it
+ * to the range that replaces the part).  False, changing nothing, when
+ * the piece needs an entry and the pool has none.
+ */
+bool
+entry_cut (struct store *s, struct entry *e, uint64_t b0, uint64_t b1,
+           uint32_t *epoch)
+{
+  uint64_t e_blk = e->blk, e_end = entry_end (e);
+  struct entry *n;
+
+  *epoch = e->epoch;
+  if (e_blk >= b0 && e_end <= b1) {
+    /* E lies inside: it goes, its count is the caller's. */
+    entry_remove (s, e);
+    return true;
+  }
+  if (e_blk < b0 && e_end > b1) {
+    /* [B0, B1) lies inside E: keep E's ends, in two entries. */
+    if ((n = entry_new_piece (s, e, b1, e_end)) == NULL)
+      return false;
+    entry_insert (s, n, e->epoch, true);
+    entry_inherit_age (s, n, e);
+    resize (s, e, e_blk, b0, b1);
+  }
+  else if (e_blk < b0)
+    resize (s, e, e_blk, b0, e_end);
+  else
+    resize (s, e, b1, e_end, e_end);
+  epoch_hold (s, e->epoch);
+  return true;
 }
 
 /* Cut block BLK out of DIRTY range R and put the new data entry D (from
@@ -573,12 +810,13 @@ entry_split_for_block (struct store *s, struct entry *r, uint64_t blk,
   }
 
   if (blk > r_blk)
-    entry_resize (s, r, r_blk, blk);
+    resize (s, r, r_blk, blk, blk);
   else {
     epoch_drop (s, epoch);
     entry_remove (s, r);
   }
   entry_insert (s, d, epoch, true);
+  entry_merge_around (s, d);
   return true;
 }
 

@@ -24,23 +24,25 @@
  * Writers.
  */
 
-/* The run starting at DIRTY entry E: E and the DIRTY data blocks right
- * after it, at most batch_blocks.  Returns its length; *LAST is its end.
+/* The run starting at DIRTY entry E: E and the DIRTY data extents right
+ * after it, at most batch_blocks blocks (an extent is never longer).
+ * Returns its length in blocks; *LAST is its last entry.
  */
 static uint32_t
 run_at (struct store *s, struct entry *e, struct entry **last)
 {
   struct entry *f;
-  uint32_t n = 1;
+  uint32_t n = entry_blocks (e);
 
   *last = e;
   if (e->kind == STORE_DATA) {
     for (f = tree_next (s, e);
-         f && n < s->batch_blocks && f->blk == (*last)->blk + 1 &&
+         f && n + entry_blocks (f) <= s->batch_blocks &&
+           f->blk == entry_end (*last) &&
            f->kind == STORE_DATA && f->state == ST_DIRTY;
          f = tree_next (s, f)) {
       *last = f;
-      n++;
+      n += entry_blocks (f);
     }
   }
   return n;
@@ -74,18 +76,22 @@ take_run (struct store *s, struct store_batch *b, char *buf, int *copy,
 
   b->kind = e->kind;
   b->blk = e->blk;
-  b->nblocks = e->kind == STORE_DATA ? n : e->count;
+  b->nblocks = n;
   b->offset = e->blk * STORE_BLOCK_SIZE;
   b->len = blocks_len (s, b->blk, b->nblocks);
   b->buf = e->kind == STORE_DATA ? buf : NULL;
-  for (f = e, i = 0; ; f = next, i++) {
+  for (f = e, i = 0; ; f = next) {
+    uint32_t j, nf = entry_blocks (f);
+
     next = tree_next (s, f);
     entry_take (s, f);
     if (f->kind == STORE_DATA && *copy >= 0)
-      s->copies[*copy].slots[i] = f->slot;
+      for (j = 0; j < nf; j++)
+        s->copies[*copy].slots[i + j] = f->slot + j;
     else if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
-              STORE_BLOCK_SIZE);
+              (size_t) nf * STORE_BLOCK_SIZE);
+    i += nf;
     if (f == last)
       break;
   }

@@ -7,10 +7,14 @@
  * reached through the callbacks in struct store_io (client side) and by the
  * writer threads (writeback.c) that take batches from it.
  *
- * An entry is one data block (its 4 KiB live in a slot of the data arena) or
- * a range of whole blocks that were zeroed or trimmed (no data memory).
- * Every entry covers whole blocks; a partial write to a block the store does
- * not hold first reads the block from the lower device (read-modify-write).
+ * An entry is an extent of 1 to 16 data blocks (their 4 KiB each live in
+ * as many consecutive slots of the data arena) or a range of whole blocks
+ * that were zeroed or trimmed (no data memory).  Every entry covers whole
+ * blocks; a partial write to a block the store does not hold first reads
+ * the block from the lower device (read-modify-write).  A write next to a
+ * DIRTY extent grows it (when the slot after it is free: streams get
+ * consecutive slots) or merges with it; a zero or trim across one cuts it
+ * (store-life.c has the rule); a rewritten block keeps its slot.
  *
  * The life of an entry (every transition is in store-life.c, under the
  * lock; store-impl.h lists the files and their layers):
@@ -25,8 +29,9 @@
  * A client write to a WRITEBACK or WRITTEN data block updates the RAM copy
  * and sets REDIRTY: the entry goes back to DIRTY after the flush instead of
  * being removed, so the newer data is written after the older one, never
- * before it.  A client operation that would split a zero/trim range that is
- * being written back waits until that range is done.
+ * before it.  An entry that is not DIRTY never changes shape: a client
+ * operation that would split a zero/trim range that is being written back
+ * waits until that range is done, and extents merge only while DIRTY.
  *
  * With a store file (storefile.h) the data arena is a file mapped
  * MAP_SHARED and every entry in the tree has a record there: published
@@ -116,6 +121,10 @@ struct store_stats {
   uint64_t failed_bytes;
   uint64_t client_write_requests, client_written_bytes;
   uint64_t space_waits;
+  /* Extents (store-life.c): blocks added to an extent in place, two
+   * entries merged into one, an entry cut in two.
+   */
+  uint64_t extends, merges, splits;
   uint64_t drain_budget_waits;
   /* The drain budget (see "The drain budget" in store-arena.c). */
   uint32_t max_drain_seconds;   /* 0: no budget */
