@@ -2,10 +2,11 @@
 bin_PROGRAMS += abdctl/abdctl
 abdctl_abdctl_SOURCES = abdctl/abdctl.c abdctl/abdctl.h abdctl/answer.c \
 	abdctl/show.c abdctl/progress.c abdctl/metrics.c common/control.h \
-	filters/async/storefile.c filters/async/storefile.h \
 	common/privfile.c common/privfile.h
-abdctl_abdctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
-abdctl_abdctl_LDADD = $(XXHASH_LIBS)
+# abdctl store-info reads a store file with the store's own code
+# (filters/async/store/storefile.c: only that is linked from the library).
+abdctl_abdctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async/store
+abdctl_abdctl_LDADD = filters/async/store/libabdstore.la $(XXHASH_LIBS)
 
 # Bash completion, installed where bash-completion looks for it by
 # command name.

@@ -1,22 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Tests of the async filter and abdctl.
-check_PROGRAMS += tests/test-store
-tests_test_store_SOURCES = tests/test-store.c tests/unit-rand.h \
-	$(ASYNC_STORE_SOURCES) \
-	filters/async/drainrate.c filters/async/drainrate.h \
-	filters/async/storefile.c filters/async/storefile.h \
-	common/privfile.c common/privfile.h
-tests_test_store_LDADD = $(XXHASH_LIBS)
-tests_test_store_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
-check_PROGRAMS += tests/test-store-index
-tests_test_store_index_SOURCES = tests/test-store-index.c tests/unit-rand.h \
-	$(ASYNC_STORE_SOURCES) \
-	filters/async/drainrate.c filters/async/drainrate.h \
-	filters/async/storefile.c filters/async/storefile.h \
-	common/privfile.c common/privfile.h
-tests_test_store_index_LDADD = $(XXHASH_LIBS)
-tests_test_store_index_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
-
+# Tests of the async filter and abdctl; the store's own are in
+# tests/store.mk.
 ASYNC_SH_TESTS = \
 	tests/test-async-readback.sh \
 	tests/test-async-shutdown.sh \
@@ -70,14 +54,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-store-in-use.sh \
 	tests/test-async-store-private.sh \
 	tests/test-async-drain-budget.sh
-check_PROGRAMS += tests/test-drainrate
-tests_test_drainrate_SOURCES = tests/test-drainrate.c \
-	filters/async/drainrate.c filters/async/drainrate.h
-tests_test_drainrate_LDADD = -lm
-tests_test_drainrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/filters/async
-
-TESTS += tests/test-store tests/test-store-index tests/test-drainrate \
-	$(ASYNC_SH_TESTS)
+TESTS += $(ASYNC_SH_TESTS)
 EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
 	tests/test-async-store-helpers.sh \
 	tests/test-async-errors-helpers.sh \

@@ -6,6 +6,7 @@ EXTRA_DIST += tests/functions.sh tests/abdtest/__init__.py \
 	tests/abdtest/__main__.py tests/abdtest/control.py \
 	tests/abdtest/device.py tests/abdtest/procs.py tests/abdtest/workload.py \
 	tests/abdtest/testenv.py tests/abdtest/powercut.py
+include tests/store.mk
 include tests/async.mk
 include tests/memcache.mk
 include tests/powercut.mk

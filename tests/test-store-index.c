@@ -2,12 +2,13 @@
 /* abd: unit test of the async filter's index, the red-black tree of
  * store-index.c, against a model: which block each entry covers.
  *
- * Ranges of 1 to 4 zeroed blocks go in (tree_insert) and out
- * (tree_remove) in random order, in ascending and in descending order
- * (the orders that rotate the most), while the tree grows to thousands of
- * entries and shrinks to none, several times.  After every operation the
- * test asks the tree where blocks are (tree_find_from, tree_find,
- * tree_next, tree_prev, tree_min, tree_max, the iterator) and compares
+ * Ranges of 1 to 4 zeroed blocks go in (entry_insert, which links them
+ * into the tree) and out (entry_remove) in random order, in ascending
+ * and in descending order (the orders that rotate the most), while the
+ * tree grows to thousands of entries and shrinks to none, several times.
+ * After every operation the test asks the tree where blocks are
+ * (tree_find_from, tree_find, tree_next, tree_prev, tree_min, tree_max,
+ * the iterator) and compares
  * with the model; store_check (the tree's order, colours, black heights
  * and links, and the store's accounting) and the iterator's walk run
  * after every operation while the tree is small and every 256 once it is
@@ -124,13 +125,9 @@ insert (uint64_t blk, uint32_t count)
   for (i = 0; i < count; i++)
     if (owner[blk + i])
       return false;
-  e = entry_alloc (s);
-  CHECK (e, "op %u: entry_alloc with %u entries", ops, nlive);
-  e->kind = STORE_ZERO;
-  e->blk = blk;
-  e->count = count;
-  epoch_hold (s, s->epoch_cur);
-  tree_insert (s, e, s->epoch_cur);
+  e = entry_new_range (s, STORE_ZERO, blk, count);
+  CHECK (e, "op %u: entry_new_range with %u entries", ops, nlive);
+  entry_insert (s, e, s->epoch_cur, true);
   for (i = 0; i < count; i++)
     owner[blk + i] = e;
   live[nlive++] = e;
@@ -149,7 +146,7 @@ remove_live (unsigned k)
     owner[b] = NULL;
   live[k] = live[--nlive];
   epoch_drop (s, e->epoch);
-  tree_remove (s, e);
+  entry_remove (s, e);
   ops++;
   check_queries ();
 }
@@ -173,7 +170,7 @@ main (int argc, char *argv[])
 {
   struct store_params p = {
     .size = (uint64_t) NBLOCKS * STORE_BLOCK_SIZE,
-    .max_dirty = (uint64_t) NSLOTS * STORE_BLOCK_SIZE,
+    .nslots = NSLOTS,
     .batch_blocks = 64, .delay_ms = 1000000,
   };
   char *errmsg;

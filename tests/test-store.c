@@ -25,7 +25,12 @@
  * had died between two requests, and opened again from the file; every
  * byte read through the rebuilt store must still equal the model.
  *
- * Usage: test-store [SEED [OPS]]
+ * With --extents, the requests are those that make data extents grow,
+ * merge and split (whole blocks, streams, zeroes and trims across them,
+ * on a 1 MiB device, writeback delayed in half the rounds so that
+ * extents stay DIRTY), and the run must have done all three.
+ *
+ * Usage: test-store [--extents] [SEED [OPS]]
  */
 
 #include <config.h>
@@ -240,12 +245,13 @@ check_catches_broken_invariants (void)
     EXPECT_CAUGHT ("overlaps", last->blk = entry_end (prev) - 1,
                    last->blk = blk);
   }
+  /* Two data extents, B no longer than A: B made to share A's slots. */
   for (e = tree_min (s); e; e = tree_next (s, e)) {
     if (e->kind != STORE_DATA)
       continue;
     if (a == NULL)
       a = e;
-    else {
+    else if (entry_blocks (e) <= entry_blocks (a)) {
       b = e;
       break;
     }
@@ -294,10 +300,39 @@ check_image (const unsigned char *image, const char *what, unsigned op)
              op, what, (unsigned long long) i, image[i], model[i]);
 }
 
+/* --extents: requests that make extents grow, merge and split: whole
+ * blocks mostly, streams that go on where the last write ended, and
+ * zeroes and trims across them, on a small device.
+ */
+static bool extents;
+static uint64_t stream_end;
+
 static void
 random_range (uint32_t *count, uint64_t *offset)
 {
   uint64_t len;
+
+  if (extents) {
+    uint64_t nblocks = dev_size / STORE_BLOCK_SIZE;
+
+    switch (rnd_below (8)) {
+    case 0: case 1: case 2:                     /* a stream goes on */
+      len = STORE_BLOCK_SIZE * (1 + rnd_below (4));
+      *offset = stream_end + len <= dev_size ? stream_end : 0;
+      break;
+    case 3:                                     /* a byte or a few */
+      len = 1 + rnd_below (3 * STORE_BLOCK_SIZE);
+      *offset = rnd_below (dev_size - len + 1);
+      break;
+    default:                                    /* whole blocks */
+      len = STORE_BLOCK_SIZE * (1 + rnd_below (24));
+      *offset = STORE_BLOCK_SIZE * rnd_below (nblocks - len /
+                                              STORE_BLOCK_SIZE + 1);
+    }
+    *count = len;
+    stream_end = *offset + len;
+    return;
+  }
 
   switch (rnd_below (5)) {
   case 0: len = 1 + rnd_below (16); break;              /* tiny */
@@ -319,10 +354,28 @@ random_range (uint32_t *count, uint64_t *offset)
 int
 main (int argc, char *argv[])
 {
-  uint64_t seed = argc > 1 ? strtoull (argv[1], NULL, 0) : 1;
-  unsigned ops = argc > 2 ? strtoul (argv[2], NULL, 0) : 20000;
-  unsigned round, nrounds = argc > 1 ? 1 : 6;
+  uint64_t seed;
+  unsigned ops;
+  unsigned round, nrounds;
   unsigned long flushes = 0, eio = 0;
+  uint64_t extends = 0, merges = 0, splits = 0;
+
+  if (argc > 1 && strcmp (argv[1], "--extents") == 0) {
+    extents = true;
+    argc--;
+    argv++;
+  }
+#ifdef STORE_TEST_HOOKS
+  /* test-store-merge-rule.sh: the store built with a broken merge rule. */
+  if (getenv ("STORE_BREAK_MERGE")) {
+    extern int store_test_break_merge;
+
+    store_test_break_merge = atoi (getenv ("STORE_BREAK_MERGE"));
+  }
+#endif
+  seed = argc > 1 ? strtoull (argv[1], NULL, 0) : 1;
+  ops = argc > 2 ? strtoul (argv[2], NULL, 0) : 20000;
+  nrounds = argc > 1 ? 1 : 6;
 
   char store_path[] = "/tmp/test-store.XXXXXX";
   int fd = mkstemp (store_path);
@@ -338,12 +391,16 @@ main (int argc, char *argv[])
     int err;
 
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
-    dev_size = 2 * 1024 * 1024 + rnd_below (3 * STORE_BLOCK_SIZE);
+    dev_size = (extents ? 1024 * 1024 : 2 * 1024 * 1024) +
+      rnd_below (3 * STORE_BLOCK_SIZE);
     p.size = dev_size;
-    p.max_dirty = STORE_MIN_SIZE << rnd_below (6);      /* 64K .. 2M */
+    p.nslots = STORE_MIN_SLOTS << rnd_below (6);      /* 64K .. 2M */
     p.lock_memory = false;
     p.batch_blocks = batch_blocks = 1 << rnd_below (7);
     p.delay_ms = rnd_below (2) ? 0 : rnd_below (20);
+    /* Extents merge while they are DIRTY: keep them so a while. */
+    if (extents && rnd_below (2))
+      p.delay_ms = 100 + rnd_below (200);
     p.background_writes = rnd_below (NWRITERS + 1);     /* 0: no limit */
     p.retry_min_ms = 1;
     p.retry_max_ms = 20;
@@ -462,6 +519,14 @@ main (int argc, char *argv[])
       for (i = 0; i < NWRITERS; i++)
         pthread_join (writers[i], NULL);
       pthread_join (flusher, NULL);
+      {
+        struct store_stats st;
+
+        store_get_stats (store, &st);
+        extends += st.extends;
+        merges += st.merges;
+        splits += st.splits;
+      }
       store_free (store);
       store = store_create (&p, &errmsg);
       CHECK (store, "store_create from the file: %s", errmsg);
@@ -495,6 +560,9 @@ main (int argc, char *argv[])
 
     struct store_stats st;
     store_get_stats (store, &st);
+    extends += st.extends;
+    merges += st.merges;
+    splits += st.splits;
     CHECK (st.dirty_bytes == 0 && st.dirty_entries == 0 &&
            st.dirty_data_bytes == 0 && st.failed_bytes == 0,
            "store not empty after drain: %llu bytes, %llu entries",
@@ -509,10 +577,18 @@ main (int argc, char *argv[])
   }
   unlink (store_path);
   CHECK (caught > 0, "no broken invariant was tried");
-  printf ("test-store: %u rounds, %u ops each, %lu flushes checked, "
+  /* The extents' own paths ran: blocks added in place, merges, splits. */
+  CHECK (!extents || (extends > 0 && merges > 0 && splits > 0),
+         "--extents: %llu extends, %llu merges, %llu splits",
+         (unsigned long long) extends, (unsigned long long) merges,
+         (unsigned long long) splits);
+  printf ("test-store%s: %u rounds, %u ops each, %lu flushes checked, "
           "%lu EIO flushes, %u lower writes (%u failed), store_check after "
-          "every op, %u broken invariants caught\n",
-          nrounds, ops / nrounds, flushes, eio, lower_writes,
-          lower_write_failures, caught);
+          "every op, %u broken invariants caught; extents: %llu blocks "
+          "added in place, %llu merges, %llu splits\n",
+          extents ? " --extents" : "", nrounds, ops / nrounds, flushes, eio,
+          lower_writes, lower_write_failures, caught,
+          (unsigned long long) extends, (unsigned long long) merges,
+          (unsigned long long) splits);
   return 0;
 }

@@ -23,9 +23,8 @@ if ! echo 'int main(void){return 0;}' |
     exit 77
 fi
 
-gcc "${cflags[@]}" -I"$src/filters/async" "$src/tests/test-store.c" \
-    "$src/filters/async/"store*.c \
-    "$src/filters/async/drainrate.c" "$src/common/privfile.c" \
+gcc "${cflags[@]}" -I"$src/filters/async/store" "$src/tests/test-store.c" \
+    "$src/filters/async/store/"*.c "$src/common/privfile.c" \
     -lxxhash -o "$tmp/test-store-tsan"
 gcc "${cflags[@]}" -I"$src/filters/memcache" \
     "$src/tests/test-health-threads.c" "$src/filters/memcache/health.c" \

@@ -33,7 +33,8 @@ broken (char *why, size_t len, const char *fmt, ...)
 
 /* Sums over the tree, to compare with the counters the store keeps. */
 struct tally {
-  uint64_t entries, data_entries, bytes, data_bytes;
+  uint64_t entries, data_entries, data_slots, range_entries, bytes;
+  uint64_t data_bytes;
   uint64_t failed_entries, failed_bytes, writeback, dirty;
 };
 
@@ -60,17 +61,31 @@ check_entry (struct store *s, const struct entry *e, uint64_t prev_end,
     return broken (why, len, "entry at block %" PRIu64 " overlaps the one "
                    "before it (ending at %" PRIu64 ")", blk, prev_end);
   if (e->kind == STORE_DATA) {
-    if (e->slot >= s->slot_bump)
-      return broken (why, len, "data block %" PRIu64 ": slot %" PRIu32
-                     " was never handed out (bump %" PRIu32 ")", blk,
-                     e->slot, s->slot_bump);
-    if (slot_owned[e->slot])
-      return broken (why, len, "data block %" PRIu64 ": slot %" PRIu32
-                     " has two owners", blk, e->slot);
-    slot_owned[e->slot] = 1;
+    uint32_t k;
+
+    if (n > s->extent_max)
+      return broken (why, len, "data extent at block %" PRIu64 " has %"
+                     PRIu64 " blocks, more than extent_max %" PRIu32, blk,
+                     n, s->extent_max);
+    if (e->slot + n > s->nslots)
+      return broken (why, len, "data extent at block %" PRIu64 ": slots %"
+                     PRIu32 "+%" PRIu64 " beyond the arena (%" PRIu32 ")",
+                     blk, e->slot, n, s->nslots);
+    for (k = e->slot; k < e->slot + n; k++) {
+      if (slot_owned[k])
+        return broken (why, len, "data extent at block %" PRIu64 ": slot %"
+                       PRIu32 " has two owners", blk, k);
+      if (!slot_in_use (s, k))
+        return broken (why, len, "data extent at block %" PRIu64 ": slot %"
+                       PRIu32 " is free in slot_map", blk, k);
+      slot_owned[k] = 1;
+    }
     t->data_entries++;
-    t->data_bytes += STORE_BLOCK_SIZE;
+    t->data_slots += n;
+    t->data_bytes += n * STORE_BLOCK_SIZE;
   }
+  else
+    t->range_entries++;
   if ((e->flags & EF_REDIRTY) && e->state == ST_DIRTY)
     return broken (why, len, "DIRTY entry at block %" PRIu64 " is marked "
                    "REDIRTY", blk);
@@ -173,35 +188,25 @@ check_tree (struct store *s, struct walk *w, char *why, size_t len)
   return 0;
 }
 
-/* The free lists: LIST_LEN links from the head, each not owned (a slot
- * of no entry, an entry not in the tree).
+/* Free memory: the slots in use in slot_map are the data extents' and
+ * the reserved ones; the free entry list links entries not in the tree.
  */
 static int
 check_free_lists (struct store *s, uint8_t *slot_owned, uint8_t *in_tree,
                   const struct tally *t, char *why, size_t len)
 {
-  uint32_t slot = s->slot_free, chained, i, e = s->entry_free;
+  uint32_t chained, i, e = s->entry_free;
+  uint64_t in_use = 0;
 
-  if (s->slot_bump > s->nslots || s->free_slots < s->nslots - s->slot_bump)
-    return broken (why, len, "free_slots %" PRIu32 " is less than the %"
-                   PRIu32 " slots never used", s->free_slots,
-                   s->nslots - s->slot_bump);
-  chained = s->free_slots - (s->nslots - s->slot_bump);
-  for (i = 0; i < chained; i++) {
-    if (slot >= s->slot_bump || slot_owned[slot])
-      return broken (why, len, "free slot list: link %" PRIu32 " is slot %"
-                     PRIu32 " (bump %" PRIu32 ", %s)", i, slot,
-                     s->slot_bump, slot < s->slot_bump ? "owned" : "unused");
-    slot_owned[slot] = 1;     /* a second visit means a cycle */
-    memcpy (&slot, slot_data (s, slot), sizeof slot);
-  }
-  if (slot != NO_SLOT)
-    return broken (why, len, "free slot list is longer than free_slots "
-                   "says (%" PRIu32 " chained)", chained);
-  if (t->data_entries + s->free_slots + s->reserved_slots != s->nslots)
-    return broken (why, len, "slots: %" PRIu64 " data entries + %" PRIu32
-                   " free + %" PRIu32 " reserved != %" PRIu32,
-                   t->data_entries, s->free_slots, s->reserved_slots,
+  for (i = 0; i < s->nslots; i++)
+    if (slot_in_use (s, i))
+      in_use++;
+  if (in_use != t->data_slots + s->reserved_slots ||
+      s->free_slots != s->nslots - in_use)
+    return broken (why, len, "slots: %" PRIu64 " in use in slot_map, %"
+                   PRIu64 " owned by data extents + %" PRIu32 " reserved, "
+                   "free_slots %" PRIu32 " of %" PRIu32, in_use,
+                   t->data_slots, s->reserved_slots, s->free_slots,
                    s->nslots);
 
   if (s->entry_bump > s->nentries ||
@@ -321,12 +326,14 @@ store_check_locked (struct store *s, char *why, size_t len)
 
   /* Byte accounting. */
   if (t.entries != s->st.dirty_entries || t.bytes != s->st.dirty_bytes ||
-      t.data_bytes != s->st.dirty_data_bytes) {
-    r = broken (why, len, "accounting: the tree holds %" PRIu64 " entries, "
-                "%" PRIu64 " bytes, %" PRIu64 " data bytes; the counters "
-                "say %" PRIu64 ", %" PRIu64 ", %" PRIu64, t.entries, t.bytes,
-                t.data_bytes, s->st.dirty_entries, s->st.dirty_bytes,
-                s->st.dirty_data_bytes);
+      t.data_bytes != s->st.dirty_data_bytes ||
+      t.range_entries != s->range_entries) {
+    r = broken (why, len, "accounting: the tree holds %" PRIu64 " entries "
+                "(%" PRIu64 " ranges), %" PRIu64 " bytes, %" PRIu64 " data "
+                "bytes; the counters say %" PRIu64 " (%" PRIu64 "), %"
+                PRIu64 ", %" PRIu64, t.entries, t.range_entries, t.bytes,
+                t.data_bytes, s->st.dirty_entries, s->range_entries,
+                s->st.dirty_bytes, s->st.dirty_data_bytes);
     goto out;
   }
   if (t.failed_entries != s->failed_entries ||

@@ -4,25 +4,41 @@
  * store's own files share: struct store, its entries, and the functions
  * one file calls in another.
  *
- * The store's files, one concept each:
- *   store.c            creating (and loading a store file), modes,
- *                      statistics
- *   store-arena.c      memory: data slots, the entry pool, store-file
- *                      records, admission (space and the drain budget)
- *   store-epoch.c      epochs and the client's flush waits
- *   store-index.c      the tree of entries and its byte accounting;
- *                      extents
- *   store-client.c     client reads, writes (with read-modify-write and
- *                      write-through), zero and trim
- *   store-writeback.c  batches for the writeback threads (writeback.c),
- *                      their completions, and lower flushes
- *   store-check.c      store_check: the invariants below, as code
+ * The store's files, one concept each, in layers: a file calls only
+ * files of a lower layer, never one above it or beside it, so there is no
+ * circle of calls (tests/test-store-layers.sh follows requests through
+ * the code and checks it), and includes no header of a layer above.
+ *
+ *   4  store.c            creating (and loading a store file), modes,
+ *                         statistics
+ *      store-client.c     client requests: reads, writes (with
+ *                         read-modify-write and write-through), zero,
+ *                         trim, extents, flush waits
+ *      store-writeback.c  batches for the writeback threads (writeback.c),
+ *                         their completions, and lower flushes
+ *   3  store-check.c      store_check: the invariants below, as code
+ *   2  store-life.c       the life of an entry (store.h draws it): every
+ *                         transition with its effects (dirty list, byte
+ *                         accounting, epoch counts, store-file records,
+ *                         memory released, who is woken), and the
+ *                         writers' schedule
+ *   1  store-index.c      the red-black tree of entries by block
+ *      store-arena.c      memory: data slots, the entry pool, admission
+ *                         (space and the drain budget)
+ *   0  drainrate.c        the measured write-back rate (drainrate.h)
+ *      storefile.c        the store file's format (storefile.h)
+ *      store-block.h      the block and the kinds of range
+ *      this file's inline helpers (clocks, block arithmetic)
+ *
+ * None of them uses nbdkit: the filter (the files of filters/async)
+ * reaches the store through store.h only, and the unit tests link it
+ * alone.
  *
  * Locks.  The lock order is: removal, then lock.
  * - s->lock (a mutex) guards every field of struct store below it, every
- *   entry, the arena's free lists and the store file's records.  Every
- *   function declared in this header is called with s->lock held (some
- *   drop and retake it while they wait, as they say).
+ *   entry, slot_map, the entry free list and the store file's records.
+ *   Every function declared in this header is called with s->lock held
+ *   (some drop and retake it while they wait, as they say).
  * - s->removal (a rwlock, writers preferred): an entry leaves the tree as
  *   clean only in store_flush_end, which holds it for writing; a
  *   read-modify-write holds it for reading across its lower read, so it
@@ -40,9 +56,13 @@
  * - * The tree is a red-black tree by first block (its rules are at the
  *   top of store-index.c); tree_next and tree_max agree with it.
  * - * Entries in the tree never overlap and each covers whole blocks inside
- *   the device; a data entry covers one block and owns one slot that no
- *   other entry owns.
- * - A data entry's slot holds the block's current content (all of it).
+ *   the device; a data entry covers 1 to extent_max blocks and owns as
+ *   many consecutive slots, in use in slot_map, that no other entry owns.
+ * - A data entry's slots hold its blocks' current content (all of it).
+ * - Two DIRTY data entries that the merge rule (store-life.c) allows to
+ *   be one become one when a client writes next to them; those that
+ *   become mergeable otherwise (a failed write, a redirty) stay apart
+ *   until then, which costs an entry and nothing else.
  * - An entry whose state is not DIRTY (a batch refers to it) is never freed
  *   or split by a client: data blocks are updated in place with REDIRTY,
  *   zero/trim ranges are waited for.
@@ -54,10 +74,12 @@
  *   epoch_cur.  All epochs below epoch_lo are durable.
  * - * The byte accounting adds up: st.dirty_entries, st.dirty_bytes,
  *   st.dirty_data_bytes, failed_entries and st.failed_bytes are the sums
- *   over the tree; data entries + free_slots + reserved_slots = nslots,
- *   entries + free_entries + reserved_entries = nentries, and the free
- *   lists hold exactly the free ones that were used before.  No entry is
- *   in WRITEBACK while no write is in flight.
+ *   over the tree, and range_entries counts the zero/trim ranges; the
+ *   slots of data entries + reserved_slots are exactly those in use in
+ *   slot_map, nslots - free_slots of them; entries + free_entries +
+ *   reserved_entries = nentries, and the free list holds exactly the free
+ *   entries that were used before.  No entry is in WRITEBACK while no
+ *   write is in flight.
  * - * The dirty list holds exactly the DIRTY entries, oldest dirtied_ms
  *   first.
  * - A read-modify-write never reads a block while a client write-through
@@ -99,24 +121,38 @@ enum entry_state { ST_DIRTY, ST_WRITEBACK, ST_WRITTEN };
 
 /* Pool indices in the tree's links have ENTRY_INDEX_BITS bits (the other
  * bits of their words hold the entry's small fields), so the pool has at
- * most ENTRY_MAX entries: async-max-dirty is at most 1023 GiB
- * (params.h).  ENTRY_NIL: no entry.
+ * most ENTRY_MAX entries: store.h's STORE_MAX_DIRTY.  ENTRY_NIL: no entry.
  */
 #define ENTRY_INDEX_BITS 28
 #define ENTRY_NIL ((1u << ENTRY_INDEX_BITS) - 1)
 #define ENTRY_MAX ENTRY_NIL
+_Static_assert (STORE_MAX_SLOTS <= ENTRY_MAX,
+                "every slot's entry has a pool index");
 
 /* A block number that needs only 4-byte alignment, so that an entry is
  * 36 bytes and not 40 (x86-64 and arm64 load it as fast).
  */
 typedef uint64_t blk_a4 __attribute__ ((aligned (4)));
 
-/* An entry of the index: one data block or a range of zeroed or trimmed
- * blocks.  36 bytes: the whole per-block metadata of a dirty data block.
- * The tree links by 28-bit pool index, not by pointer, and has no parent
- * links (store-index.c walks down from the root with a path stack), so
- * that every byte here is one a block needs: why RAM per dirty block is
- * 36 bytes and not the 64 of a pointer-linked red-black tree.
+/* The most blocks a data entry (an extent) covers: its length shares a
+ * 32-bit word with its first slot (28 bits), 4 bits.  A 64K write is one
+ * entry, sequential data costs 36 / 16 = 2.25 bytes of metadata per
+ * block, and an extent is never longer than a batch (s->extent_max is
+ * the smaller of the two), so that a writer takes whole entries.
+ */
+#define EXTENT_BITS 4
+#define EXTENT_MAX (1u << EXTENT_BITS)
+_Static_assert (EXTENT_MAX == STOREFILE_EXTENT_MAX,
+                "a data entry has a record in the store file");
+
+/* An entry of the index: an extent of 1 to EXTENT_MAX data blocks in as
+ * many consecutive slots, or a range of zeroed or trimmed blocks.  36
+ * bytes: the whole metadata of a scattered dirty data block, 2.25 bytes
+ * a block of a sequential extent.  The tree links by 28-bit pool index,
+ * not by pointer, and has no parent links (store-index.c walks down from
+ * the root with a path stack), so that every byte here is one an entry
+ * needs: why it is 36 bytes and not the 64 of a pointer-linked
+ * red-black tree.
  */
 struct entry {
   /* The tree (store-index.c): the children's pool indices, ENTRY_NIL for
@@ -131,11 +167,15 @@ struct entry {
   uint32_t red : 1;
   blk_a4 blk;                   /* first block */
   union {
-    uint32_t slot;              /* STORE_DATA: index in the data arena */
+    struct {                    /* STORE_DATA */
+      uint32_t slot : ENTRY_INDEX_BITS;  /* the first block's slot; the
+                                          * others follow it */
+      uint32_t nblk_1 : EXTENT_BITS;     /* blocks - 1 */
+    };
     uint32_t count;             /* STORE_ZERO, STORE_TRIM: blocks */
   };
   union {
-    struct {                    /* DIRTY: the dirty list (store-index.c) */
+    struct {                    /* DIRTY: the dirty list (store-life.c) */
       uint32_t dirty_prev, dirty_next;  /* pool indices, NO_ENTRY: end */
     };
     struct {                    /* WRITEBACK and WRITTEN */
@@ -150,7 +190,8 @@ struct entry {
 _Static_assert (sizeof (struct entry) == 36,
                 "struct entry is the per-block metadata the comments promise");
 _Static_assert (STORE_TRIM < 4 && ST_WRITTEN < 4 &&
-                (EF_REDIRTY | EF_FAILED) < 4,
+                (EF_REDIRTY | EF_FAILED) < 4 &&
+                ENTRY_INDEX_BITS + EXTENT_BITS <= 32,
                 "the small fields of struct entry hold every value");
 
 /* A block range written to the lower device, waiting for a lower flush. */
@@ -191,19 +232,26 @@ struct store {
   /* Set by store_create, constant afterwards. */
   uint64_t size, nblocks;
   uint32_t batch_blocks, delay_ms;
+  uint32_t extent_max;          /* blocks of a data entry: EXTENT_MAX or
+                                 * batch_blocks, the smaller */
   uint32_t background_writes;   /* UINT32_MAX: no limit */
   uint32_t retry_min_ms, retry_max_ms;
 
-  /* The arena (store-arena.c).  Data: nslots blocks; free slots are chained through their first
-   * four bytes, slots never used yet are above slot_bump.  With a store
-   * file, the arena is in the file and every entry in the tree has a
-   * record there, numbered by its index in the pool; seq numbers them.
+  /* The arena (store-arena.c).  Data: nslots blocks; slot_map has a bit
+   * set for every slot in use (an extent needs consecutive free slots:
+   * a free list cannot say whether the slot after an extent is free),
+   * and slot_cursor is where the search for a free one starts.  With a
+   * store file, the arena is in the file and every entry in the tree has
+   * a record there (store-life.c), numbered by its index in the pool;
+   * seq numbers them.
    */
   struct storefile *file;
   uint64_t seq;
   char *data;
   size_t data_bytes;
-  uint32_t nslots, slot_bump, slot_free, free_slots;
+  uint64_t *slot_map;
+  size_t slot_map_bytes;
+  uint32_t nslots, free_slots, slot_cursor;
   /* Entry pool, likewise. */
   struct entry *pool;
   size_t pool_bytes;
@@ -215,16 +263,17 @@ struct store {
    */
   uint32_t reserved_slots, reserved_entries;
 
-  /* The index (store-index.c).  The dirty list links the DIRTY entries
-   * oldest first (by dirtied_ms), so that a writer knows without walking
-   * the tree whether anything is due and when it will be.
+  /* The index (store-index.c), and the dirty list (store-life.c), which
+   * links the DIRTY entries oldest first (by dirtied_ms), so that a writer
+   * knows without walking the tree whether anything is due and when it
+   * will be.
    */
   uint32_t root;                /* pool index, ENTRY_NIL: empty */
   uint64_t cursor;              /* writers sweep upwards from here */
   uint32_t dirty_head, dirty_tail;      /* pool indices, NO_ENTRY: empty */
   uint32_t ndirty;              /* entries in the dirty list */
 
-  /* Epochs (store-epoch.c). */
+  /* Epochs (store-life.c; flush waits in store-client.c). */
   uint32_t epoch_cur, epoch_lo;
   uint32_t epoch_count[EPOCH_RING];
   uint32_t epoch_carries;       /* counts held by running zero/trims */
@@ -249,6 +298,7 @@ struct store {
   unsigned flush_waiters, space_waiters;
   uint32_t backoff_ms, retry_at_ms;
   uint64_t failed_entries;
+  uint64_t range_entries;       /* zero/trim entries in the tree */
 
   /* The drain budget (async-max-drain-seconds): max_drain_s 0 is none. */
   uint32_t max_drain_s;
@@ -287,13 +337,20 @@ ms_diff (uint32_t a, uint32_t b)
 static inline uint64_t
 entry_blocks (const struct entry *e)
 {
-  return e->kind == STORE_DATA ? 1 : e->count;
+  return e->kind == STORE_DATA ? (uint64_t) e->nblk_1 + 1 : e->count;
 }
 
 static inline uint64_t
 entry_end (const struct entry *e)
 {
   return e->blk + entry_blocks (e);
+}
+
+/* Does entry E (NULL: none) cover block BLK? */
+static inline bool
+entry_contains (const struct entry *e, uint64_t blk)
+{
+  return e && e->blk <= blk && blk < entry_end (e);
 }
 
 /* Bytes of block BLK that exist (the last block may be short). */
@@ -320,36 +377,44 @@ slot_data (struct store *s, uint32_t slot)
   return s->data + (size_t) slot * STORE_BLOCK_SIZE;
 }
 
+/* The data of block BLK of data entry E. */
+static inline char *
+block_data (struct store *s, const struct entry *e, uint64_t blk)
+{
+  return slot_data (s, e->slot + (uint32_t) (blk - e->blk));
+}
+
 /*----------------------------------------------------------------------
- * Shared by the store's files.
+ * Shared by the store's files, layer by layer from the bottom.
  */
 
-/* store-arena.c: mapping (store_create and store_free, no lock needed). */
+/* Layer 1, store-arena.c: memory.  Mapping (store_create and store_free,
+ * no lock needed).
+ */
 int arena_map (struct store *s, bool anon_data, bool lock_memory,
                char **errmsg);
 void arena_unmap (struct store *s);
 
 /* s->lock must be held when you call any function below this line. */
 
-/* store-arena.c: memory and admission. */
-uint32_t slot_alloc (struct store *s);
-void slot_release (struct store *s, uint32_t slot);
+/* store-arena.c: slots, entries, admission.  They change no entry's
+ * state and wake nobody.
+ */
+uint32_t slot_alloc (struct store *s, uint32_t hint);
+void slot_release (struct store *s, uint32_t slot, uint32_t n);
+bool slot_in_use (const struct store *s, uint32_t slot);
+void slot_mark_used (struct store *s, uint32_t slot);
 struct entry *entry_alloc (struct store *s);
 void entry_release (struct store *s, struct entry *e);
-void record_publish (struct store *s, struct entry *e);
-void record_retire (struct store *s, struct entry *e);
+struct entry *entry_alloc_with_slot (struct store *s, uint32_t hint,
+                                     uint32_t *slot);
 uint64_t drain_cost (const struct store *s);
 uint64_t drain_budget (struct store *s, bool *known, double *rate);
 bool drain_admits (struct store *s);
-void wake_space_waiters (struct store *s);
-void wait_changed (struct store *s, bool for_space);
 
-/* store-epoch.c. */
-void epoch_hold (struct store *s, uint32_t epoch);
-void epoch_drop (struct store *s, uint32_t epoch);
-void epoch_advance (struct store *s);
-
-/* store-index.c: the tree, in block order. */
+/* Layer 1, store-index.c: the tree, in block order.  Linking and
+ * unlinking only: store-life.c does the rest of an insert or a removal.
+ */
 bool tree_empty (const struct store *s);
 /* The tree's height is at most 2 log2 (n + 1) (store-index.c), which
  * bounds the path stacks.
@@ -373,31 +438,60 @@ struct entry *tree_find (struct store *s, uint64_t blk);
 struct entry *tree_find_from (struct store *s, uint64_t blk);
 void tree_link (struct store *s, struct entry *e);
 void tree_unlink (struct store *s, struct entry *e);
-bool entry_contains (const struct entry *e, uint64_t blk);
-void account_insert (struct store *s, struct entry *e);
-void account_remove (struct store *s, struct entry *e);
-void tree_insert (struct store *s, struct entry *e, uint32_t epoch);
-void tree_remove (struct store *s, struct entry *e);
-void range_resize (struct store *s, struct entry *e, uint64_t blk,
-                   uint64_t end);
-void entry_modified (struct store *s, struct entry *e);
-struct entry *dirty_oldest (struct store *s);
-void dirty_list_append (struct store *s, struct entry *e);
-void dirty_list_add_sorted (struct store *s, struct entry *e);
-void dirty_list_remove (struct store *s, struct entry *e);
-void entry_inherit_age (struct store *s, struct entry *e,
-                        struct entry *from);
 
-/* store-writeback.c. */
+/* Layer 2, store-life.c: the life of an entry. */
+/* Epochs. */
+void epoch_hold (struct store *s, uint32_t epoch);
+void epoch_drop (struct store *s, uint32_t epoch);
+void epoch_advance (struct store *s);
+/* Who is woken, and waiting. */
 bool writeback_urgent (struct store *s);
+bool writer_admitted (struct store *s, bool hurry);
+void writeback_wake (struct store *s);
+bool writeback_more_due (struct store *s);
+void wait_changed (struct store *s, bool for_space);
 bool block_being_copied (struct store *s, uint64_t blk);
 void wait_for_copy (struct store *s);
-void writeback_wake (struct store *s);
+struct entry *dirty_oldest (struct store *s);
+/* Birth: new entries (NULL: no memory now, wait_changed for space),
+ * inserted DIRTY; discarded if they never went in.
+ */
+struct entry *entry_new_data (struct store *s, uint64_t blk);
+bool entry_insert_block (struct store *s, uint64_t blk, const char *src,
+                         uint32_t len, struct entry *next,
+                         struct entry **left);
+struct entry *entry_new_range (struct store *s, enum store_kind kind,
+                               uint64_t blk, uint64_t count);
+struct entry *entry_new_piece (struct store *s, const struct entry *from,
+                               uint64_t blk, uint64_t end);
+void entry_discard (struct store *s, struct entry *e);
+void entry_insert (struct store *s, struct entry *e, uint32_t epoch,
+                   bool hold);
+void entry_load (struct store *s, struct entry *e);
+void record_publish (struct store *s, struct entry *e);
+struct entry *intent_open (struct store *s, enum store_kind kind,
+                           uint64_t b0, uint64_t b1);
+void intent_close (struct store *s, struct entry *e);
+/* Changes by clients. */
+void entry_modified (struct store *s, struct entry *e);
+bool entry_cut (struct store *s, struct entry *e, uint64_t b0, uint64_t b1,
+                uint32_t *epoch);
+struct entry *entry_merge_around (struct store *s, struct entry *e);
+bool entry_split_for_block (struct store *s, struct entry *r, uint64_t blk,
+                            struct entry *d);
+void entry_inherit_age (struct store *s, struct entry *e,
+                        struct entry *from);
+void entry_remove (struct store *s, struct entry *e);
+/* Write-back. */
+void entry_take (struct store *s, struct entry *e);
+void entry_written (struct store *s, struct entry *e, uint32_t gen);
+void entry_write_failed (struct store *s, struct entry *e);
+void entry_flushed (struct store *s, struct entry *e, bool ok, uint32_t now);
 
-/* store-check.c: store_check with the lock held.  STORE_DEBUG_CHECK runs
- * it at the end of every store operation in a debug build (configure
- * --enable-debug) and aborts on a broken invariant; in a release build it
- * is nothing.
+/* Layer 3, store-check.c: store_check with the lock held.
+ * STORE_DEBUG_CHECK runs it at the end of every store operation (layer 4)
+ * in a debug build (configure --enable-debug) and aborts on a broken
+ * invariant; in a release build it is nothing.
  */
 int store_check_locked (struct store *s, char *why, size_t len);
 #ifdef ABD_DEBUG

@@ -1,7 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* abd async filter: the dirty store's client paths (see store-impl.h):
- * reads, writes with read-modify-write of partial blocks and write-through
- * in sync mode, zero and trim.
+/* abd async filter: the dirty store's client requests (see store-impl.h):
+ * reads, writes (with read-modify-write of partial blocks and
+ * write-through in sync mode), zero and trim, extents, and flush waits.
+ *
+ * What happens to a write, top to bottom: store_write walks the request
+ * block by block (write_bytes); for each block it asks the tree what is
+ * there (tree_find_from, store-index.c) and then either updates a data
+ * block in place (data_put -> entry_modified), or creates one
+ * (entry_insert_block), or reads the block first (write_rmw), or cuts it
+ * out of a zeroed range (entry_split_for_block), or sends it through to
+ * the lower device (through_flush).  Every change of an entry's state
+ * and its effects are in store-life.c; this file calls only that and the
+ * tree.
  */
 
 #include <config.h>
@@ -95,62 +105,22 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
  * Writes.
  */
 
-/* Put LEN bytes of SRC (NULL: zeros) at byte FROM of the block of E. */
+/* Put LEN bytes of SRC (NULL: zeros) at byte FROM of block BLK of data
+ * entry E, in place: a rewritten block keeps its slot.
+ */
 static void
-data_put (struct store *s, struct entry *e, uint32_t from, const char *src,
-          uint32_t len)
+data_put (struct store *s, struct entry *e, uint64_t blk, uint32_t from,
+          const char *src, uint32_t len)
 {
-  char *dst = slot_data (s, e->slot) + from;
+  char *dst = block_data (s, e, blk) + from;
 
   /* A writer copying it without the lock must be waited for. */
-  assert (e->state != ST_WRITEBACK || !block_being_copied (s, e->blk));
+  assert (e->state != ST_WRITEBACK || !block_being_copied (s, blk));
   if (src)
     memcpy (dst, src, len);
   else
     memset (dst, 0, len);
   entry_modified (s, e);
-}
-
-/* Cut block BLK out of DIRTY range R and put a new DIRTY data entry D (with
- * a slot) there, holding zeros.  EXTRA is a spare entry for the part of R
- * after BLK; it is used or released.
- */
-static void
-range_split_for_block (struct store *s, struct entry *r, uint64_t blk,
-                       struct entry *d, struct entry *extra)
-{
-  uint64_t r_blk = r->blk, r_end = entry_end (r);
-  uint32_t epoch = r->epoch;
-
-  /* Zero or trimmed content reads as zeros.  D's record goes first: the
-   * block must not lose R's content before D holds it.
-   */
-  memset (slot_data (s, d->slot), 0, STORE_BLOCK_SIZE);
-  record_publish (s, d);
-
-  /* Pieces of data whose lower write failed keep saying so. */
-  d->flags = r->flags & EF_FAILED;
-  if (blk + 1 < r_end) {
-    extra->kind = r->kind;
-    extra->flags = r->flags & EF_FAILED;
-    extra->blk = blk + 1;
-    extra->count = r_end - (blk + 1);
-    epoch_hold (s, epoch);
-    tree_insert (s, extra, epoch);
-    entry_inherit_age (s, extra, r);
-  }
-  else
-    entry_release (s, extra);
-
-  if (blk > r_blk)
-    range_resize (s, r, r_blk, blk);
-  else {
-    epoch_drop (s, epoch);
-    tree_remove (s, r);
-  }
-
-  epoch_hold (s, epoch);
-  tree_insert (s, d, epoch);
 }
 
 /* Register client-path lower I/O of blocks [B0, B1): a read-modify-write
@@ -201,21 +171,20 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
            uint32_t len, const struct store_io *io, int *err)
 {
   struct entry *d;
-  uint32_t slot;
+  char *p;
   int op, r = 0;
 
   /* Reserve memory first: waiting for it must not hold the removal lock,
    * which the flusher needs to free memory.
    */
-  while ((slot = slot_alloc (s)) == NO_SLOT || (d = entry_alloc (s)) == NULL) {
-    if (slot != NO_SLOT)
-      slot_release (s, slot);
+  while ((d = entry_new_data (s, blk)) == NULL) {
     wait_changed (s, true);
     if (entry_contains (tree_find_from (s, blk), blk))
       return 1;
   }
   s->reserved_slots++;          /* held while the lock is dropped */
   s->reserved_entries++;
+  p = slot_data (s, d->slot);
   while ((op = lower_op_begin (s, blk, blk + 1, true)) == -1)
     ;
   pthread_mutex_unlock (&s->lock);
@@ -226,7 +195,7 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
     r = 1;
   else {
     pthread_mutex_unlock (&s->lock);
-    r = io->read (io->opaque, slot_data (s, slot), block_len (s, blk),
+    r = io->read (io->opaque, p, block_len (s, blk),
                   blk * STORE_BLOCK_SIZE, err);
     pthread_mutex_lock (&s->lock);
     if (r == 0 && entry_contains (tree_find_from (s, blk), blk))
@@ -235,25 +204,17 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
   s->reserved_slots--;
   s->reserved_entries--;
   if (r == 0) {
-    char *p = slot_data (s, slot);
-
     if (block_len (s, blk) < STORE_BLOCK_SIZE)
       memset (p + block_len (s, blk), 0, STORE_BLOCK_SIZE - block_len (s, blk));
     if (src)
       memcpy (p + from, src, len);
     else
       memset (p + from, 0, len);
-    d->kind = STORE_DATA;
-    d->blk = blk;
-    d->slot = slot;
-    epoch_hold (s, s->epoch_cur);
-    tree_insert (s, d, s->epoch_cur);
+    entry_insert (s, d, s->epoch_cur, true);
+    entry_merge_around (s, d);
   }
-  else {
-    slot_release (s, slot);
-    entry_release (s, d);
-    wake_space_waiters (s);
-  }
+  else
+    entry_discard (s, d);
   lower_op_end (s, op);
   pthread_mutex_unlock (&s->lock);
   pthread_rwlock_unlock (&s->removal);
@@ -313,6 +274,10 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
 {
   uint64_t pos = offset, end = offset + count;
   struct through through = { 0 };
+  /* The extent the previous turn made or grew, if it was a whole new
+   * block (and nothing else happened since): it ends at this block.
+   */
+  struct entry *left = NULL;
   int r = 0;
 
   pthread_mutex_lock (&s->lock);
@@ -322,9 +287,9 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
     uint64_t piece_end = (blk + 1) * STORE_BLOCK_SIZE;
     uint32_t len = (end < piece_end ? end : piece_end) - pos;
     const char *src = buf ? buf + (pos - offset) : NULL;
-    struct entry *e = NULL, *d, *extra;
-    uint32_t slot;
+    struct entry *e = NULL, *d, *prev = left;
 
+    left = NULL;
     if (pos < end)
       e = tree_find_from (s, blk);
 
@@ -359,34 +324,21 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
         continue;
       }
       /* A whole block: no need to read the lower device. */
-      if ((slot = slot_alloc (s)) == NO_SLOT) {
+      if (!entry_insert_block (s, blk, src, len, e, &prev)) {
         wait_changed (s, true);
         continue;
       }
-      if ((d = entry_alloc (s)) == NULL) {
-        slot_release (s, slot);
-        wait_changed (s, true);
-        continue;
-      }
-      d->kind = STORE_DATA;
-      d->blk = blk;
-      d->slot = slot;
-      if (src)
-        memcpy (slot_data (s, slot), src, len);
-      else
-        memset (slot_data (s, slot), 0, len);
-      epoch_hold (s, s->epoch_cur);
-      tree_insert (s, d, s->epoch_cur);
+      left = prev;
       pos += len;
       continue;
     }
 
     if (e->kind == STORE_DATA) {
-      if (e->state == ST_WRITEBACK && block_being_copied (s, e->blk)) {
+      if (e->state == ST_WRITEBACK && block_being_copied (s, blk)) {
         wait_for_copy (s);
         continue;
       }
-      data_put (s, e, from, src, len);
+      data_put (s, e, blk, from, src, len);
       pos += len;
       continue;
     }
@@ -396,25 +348,18 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
       wait_changed (s, false);
       continue;
     }
-    if ((slot = slot_alloc (s)) == NO_SLOT) {
+    if ((d = entry_new_data (s, blk)) == NULL) {
       wait_changed (s, true);
       continue;
     }
-    d = entry_alloc (s);
-    extra = d ? entry_alloc (s) : NULL;
-    if (extra == NULL) {
-      if (d)
-        entry_release (s, d);
-      slot_release (s, slot);
+    if (!entry_split_for_block (s, e, blk, d)) {
+      entry_discard (s, d);
       wait_changed (s, true);
       continue;
     }
-    d->kind = STORE_DATA;
-    d->blk = blk;
-    d->slot = slot;
-    range_split_for_block (s, e, blk, d, extra);
-    data_put (s, d, from, src, len);
-    pos += len;
+    /* The block is a data block now, of D or of a neighbour D merged
+     * with: the next turn writes it there.
+     */
   }
   if (r == 0) {
     s->st.client_write_requests++;
@@ -445,30 +390,16 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
    */
   uint32_t carry = 0;
   bool carry_held = false;
-  /* With a store file: a record of the whole operation, published before
-   * the entries it replaces are cut and retired after the new ones are
-   * in: if the process dies in between, the blocks read as this
-   * operation's result, never as the lower device's older content.
-   */
-  struct entry *intent = NULL;
+  struct entry *intent;
   int r = 0;
 
   pthread_mutex_lock (&s->lock);
-  if (s->file) {
-    while ((intent = entry_alloc (s)) == NULL)
-      wait_changed (s, true);
-    s->reserved_entries++;
-    intent->kind = kind;
-    intent->blk = b0;
-    intent->count = b1 - b0;
-    record_publish (s, intent);
-  }
+  intent = intent_open (s, kind, b0, b1);   /* with a store file */
   while (pos < b1 && r == 0) {
     struct entry *e = tree_find_from (s, pos), *n;
+    uint32_t epoch;
 
     if (entry_contains (e, pos)) {
-      uint64_t e_end = entry_end (e);
-
       if (e->state != ST_DIRTY) {
         if (e->kind != STORE_DATA) {
           wait_changed (s, false);
@@ -477,74 +408,37 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         /* Being written back: zero in place; trim leaves it (a trim may
          * leave data as it was).
          */
-        if (kind == STORE_ZERO && block_being_copied (s, e->blk)) {
+        if (kind == STORE_ZERO && block_being_copied (s, pos)) {
           wait_for_copy (s);
           continue;
         }
         if (kind == STORE_ZERO)
-          data_put (s, e, 0, NULL, STORE_BLOCK_SIZE);
+          data_put (s, e, pos, 0, NULL, STORE_BLOCK_SIZE);
         pos++;
         continue;
       }
 
-      /* A DIRTY entry: cut [pos, min(e_end, b1)) out of it. */
-      if (e->kind != STORE_DATA && e->blk < pos && e_end > b1) {
-        /* The operation lies inside E: keep E's ends, need one entry. */
-        if ((n = entry_alloc (s)) == NULL) {
-          wait_changed (s, true);
-          continue;
-        }
-        n->kind = e->kind;
-        n->flags = e->flags & EF_FAILED;
-        n->blk = b1;
-        n->count = e_end - b1;
-        epoch_hold (s, e->epoch);
-        tree_insert (s, n, e->epoch);
-        entry_inherit_age (s, n, e);
-        range_resize (s, e, e->blk, pos);
-        /* The cut part's content is replaced: the new range inherits. */
-        epoch_hold (s, e->epoch);
-      }
-      else if (e->kind != STORE_DATA && e->blk < pos) {
-        range_resize (s, e, e->blk, pos);
-        epoch_hold (s, e->epoch);
-      }
-      else if (e->kind != STORE_DATA && e_end > b1) {
-        range_resize (s, e, b1, e_end);
-        epoch_hold (s, e->epoch);
-      }
-      else {
-        /* E lies inside the operation: it goes, its count carried. */
-        uint32_t epoch = e->epoch;
-
-        tree_remove (s, e);
-        if (!carry_held || ms_diff (epoch, carry) > 0) {
-          /* Keep the count of the older of the two (ms_diff (a, b) > 0:
-           * b is newer).  A carry holds two counts only when this zero
-           * waited for space at a gap and a client wrote there meanwhile.
-           */
-          if (carry_held)
-            epoch_drop (s, carry);
-          else
-            s->epoch_carries++;
-          carry = epoch;
-          carry_held = true;
-        }
-        else
-          epoch_drop (s, epoch);
+      /* A DIRTY entry: cut [pos, b1) out of it.  We hold a count of its
+       * epoch for the part cut: it becomes (or joins) the carry.
+       */
+      if (!entry_cut (s, e, pos, b1, &epoch)) {
+        wait_changed (s, true);
         continue;
       }
-      /* The held count of a resized range becomes (or joins) the carry. */
-      if (!carry_held || ms_diff (e->epoch, carry) > 0) {
+      if (!carry_held || ms_diff (epoch, carry) > 0) {
+        /* Keep the count of the older of the two (ms_diff (a, b) > 0:
+         * b is newer).  A carry holds two counts only when this zero
+         * waited for space at a gap and a client wrote there meanwhile.
+         */
         if (carry_held)
           epoch_drop (s, carry);
         else
           s->epoch_carries++;
-        carry = e->epoch;
+        carry = epoch;
         carry_held = true;
       }
       else
-        epoch_drop (s, e->epoch);
+        epoch_drop (s, epoch);
       continue;
     }
 
@@ -567,22 +461,17 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
         pos = gap_end;
         continue;
       }
-      if (!drain_admits (s) || (n = entry_alloc (s)) == NULL) {
+      if ((n = entry_new_range (s, kind, pos, gap_end - pos)) == NULL) {
         wait_changed (s, true);
         continue;
       }
-      n->kind = kind;
-      n->blk = pos;
-      n->count = gap_end - pos;
       if (carry_held && ms_diff (carry, s->epoch_cur) > 0) {
-        tree_insert (s, n, carry);      /* takes over the held count */
+        entry_insert (s, n, carry, false);  /* takes over the held count */
         carry_held = false;
         s->epoch_carries--;
       }
-      else {
-        epoch_hold (s, s->epoch_cur);
-        tree_insert (s, n, s->epoch_cur);
-      }
+      else
+        entry_insert (s, n, s->epoch_cur, true);
       pos = gap_end;
     }
   }
@@ -594,12 +483,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
     epoch_drop (s, carry);
     s->epoch_carries--;
   }
-  if (intent) {
-    record_retire (s, intent);
-    s->reserved_entries--;
-    entry_release (s, intent);
-    wake_space_waiters (s);
-  }
+  intent_close (s, intent);
   epoch_advance (s);
   STORE_DEBUG_CHECK (s);
   pthread_mutex_unlock (&s->lock);
@@ -640,4 +524,134 @@ store_trim (struct store *s, uint32_t count, uint64_t offset,
   if (b0 >= b1)
     return 0;
   return range_op (s, STORE_TRIM, b0, b1, admit_clean, io, err);
+}
+
+/*----------------------------------------------------------------------
+ * Extents.
+ */
+
+int
+store_extent (struct store *s, uint64_t offset, uint32_t count,
+              uint64_t *len)
+{
+  uint64_t end = offset + count;
+  uint64_t run_end;
+  struct entry *e, *f;
+  int kind;
+
+  pthread_mutex_lock (&s->lock);
+  e = tree_find_from (s, offset / STORE_BLOCK_SIZE);
+  if (!entry_contains (e, offset / STORE_BLOCK_SIZE)) {
+    run_end = e ? e->blk * STORE_BLOCK_SIZE : end;
+    kind = -1;
+  }
+  else {
+    /* Extend over following entries of the same kind with no gap. */
+    kind = e->kind;
+    for (f = e; ; ) {
+      struct entry *g = tree_next (s, f);
+
+      if (g == NULL || g->blk != entry_end (f) || g->kind != kind ||
+          g->blk * STORE_BLOCK_SIZE >= end)
+        break;
+      f = g;
+    }
+    run_end = f->blk * STORE_BLOCK_SIZE + blocks_len (s, f->blk,
+                                                      entry_blocks (f));
+  }
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+  *len = (run_end < end ? run_end : end) - offset;
+  return kind;
+}
+
+/*----------------------------------------------------------------------
+ * Flush waits: a flush opens a new epoch (store-life.c) and waits until
+ * every older one holds nothing.
+ */
+
+
+int
+store_flush_wait (struct store *s, int timeout_ms, int *err)
+{
+  struct timespec deadline;
+  uint32_t target;
+  int r = 0;
+
+  if (timeout_ms >= 0) {
+    clock_gettime (CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000;
+    }
+  }
+
+  pthread_mutex_lock (&s->lock);
+  s->flush_waiters++;
+  /* Open a new epoch; every modification so far is in an older one. */
+  while (s->epoch_cur - s->epoch_lo + 1 >= EPOCH_RING && !s->stopping)
+    pthread_cond_wait (&s->changed, &s->lock);
+  target = s->epoch_cur++;
+  assert (s->epoch_count[s->epoch_cur % EPOCH_RING] == 0);
+  epoch_advance (s);
+  writeback_wake (s);
+  pthread_cond_signal (&s->flush_work);
+
+  while (ms_diff (target, s->epoch_lo) <= 0) {
+    /* Without a deadline (a client's flush) a failure is reported at
+     * once; with one (abdctl flush), retries get until the deadline.
+     */
+    if (s->failed_entries > 0 && timeout_ms < 0) {
+      *err = EIO;
+      r = -1;
+      break;
+    }
+    if (s->stopping) {
+      *err = ESHUTDOWN;
+      r = -1;
+      break;
+    }
+    if (timeout_ms < 0)
+      pthread_cond_wait (&s->changed, &s->lock);
+    else if (pthread_cond_timedwait (&s->changed, &s->lock,
+                                     &deadline) == ETIMEDOUT) {
+      *err = s->failed_entries > 0 ? EIO : ETIMEDOUT;
+      r = -1;
+      break;
+    }
+  }
+  if (r == 0 && s->failed_entries > 0) {
+    *err = EIO;
+    r = -1;
+  }
+  s->flush_waiters--;
+  STORE_DEBUG_CHECK (s);
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
+bool
+store_has_failed (struct store *s)
+{
+  bool failed;
+
+  pthread_mutex_lock (&s->lock);
+  failed = s->failed_entries > 0;
+  pthread_mutex_unlock (&s->lock);
+  return failed;
+}
+
+void
+store_wait_empty (struct store *s)
+{
+  pthread_mutex_lock (&s->lock);
+  while (!tree_empty (s) && !s->stopping) {
+    s->flush_waiters++;       /* make the writers hurry */
+    writeback_wake (s);
+    pthread_cond_wait (&s->changed, &s->lock);
+    s->flush_waiters--;
+  }
+  pthread_mutex_unlock (&s->lock);
 }

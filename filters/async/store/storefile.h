@@ -8,7 +8,7 @@
  * byte and writes it back before it serves.  Nothing is fsync'd: a reboot
  * or a power cut clears tmpfs, exactly as it clears RAM.
  *
- * Layout (version 1, little-endian, all offsets page-aligned):
+ * Layout (version 2, little-endian, all offsets page-aligned):
  *
  *   header     4096 bytes: magic "ABDSTOR1", version, block size, device
  *              size, number of slots, offsets, the device id given by
@@ -17,7 +17,11 @@
  *              a header is whole or absent.
  *   records    two 32-byte copies per entry of the store's entry pool
  *              (entry i owns copies 2i and 2i+1): seq, first block,
- *              blocks, slot, kind, check.  seq 0 means empty.
+ *              blocks, slot, kind, check.  seq 0 means empty.  A data
+ *              record covers 1 to STOREFILE_EXTENT_MAX blocks in as many
+ *              consecutive slots from its slot (version 1: one block; a
+ *              file of version 1 is recreated if it holds no record and
+ *              refused if it holds some).
  *   data       one 4096-byte slot per block of async-max-dirty.
  *
  * Crash consistency, when a SIGKILL can stop the process between any two
@@ -39,7 +43,9 @@
  *   replaces one entry by others), the record with the higher seq wins,
  *   block by block: replacements are published before what they replace
  *   is retired (the store keeps this order), so every block shows either
- *   its acknowledged content or that of the write in progress.
+ *   its acknowledged content or that of the write in progress.  Two
+ *   records may name one slot only for the same block (a merge of two
+ *   extents publishes the merged record before it retires the other).
  * A client write updates a data slot in place: if the process dies in the
  * middle, that block holds part of the unacknowledged write, as a disk
  * would.
@@ -52,8 +58,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define STOREFILE_VERSION 1
+#define STOREFILE_VERSION 2
 #define STOREFILE_ID_MAX 255            /* bytes of async-store-id */
+#define STOREFILE_EXTENT_MAX 16         /* blocks of a data record */
 
 /* What the store expects the file to describe. */
 struct storefile_geometry {
@@ -101,6 +108,11 @@ void storefile_close (struct storefile *f);
  */
 int storefile_check (const char *path, const struct storefile_geometry *g,
                      char **errmsg);
+
+/* The size of a file for NSLOTS slots: the header, the records and the
+ * data (what storefile_open maps and, with LOCK_MEMORY, locks).
+ */
+uint64_t storefile_size (uint32_t nslots);
 
 /* The data arena: nslots blocks. */
 char *storefile_data (struct storefile *f);

@@ -6,7 +6,9 @@
  * it checks a file, maps it, and writes and retires single records in the
  * order storefile.h describes.  It does not use nbdkit, so abdctl links it
  * too (abdctl store-info).  The caller serialises storefile_put and
- * storefile_clear (store-arena.c calls them under the store's lock).
+ * storefile_clear (store-life.c calls them under the store's lock).
+ * It is in the store's lowest layer (store-impl.h): it calls no file of
+ * the store.
  */
 
 #include <config.h>
@@ -27,7 +29,7 @@
 #include <xxhash.h>
 
 #include "privfile.h"
-#include "store.h"
+#include "store-block.h"
 #include "storefile.h"
 
 #define MAGIC "ABDSTORE"
@@ -109,6 +111,16 @@ header_make (struct header *h, const struct storefile_geometry *g)
   h->check = header_check (h);
 }
 
+uint64_t
+storefile_size (uint32_t nslots)
+{
+  struct storefile_geometry g = { .size = 0, .nslots = nslots, .id = "" };
+  struct header h;
+
+  header_make (&h, &g);
+  return h.file_size;
+}
+
 /* Read and check the header of FD; FILE_SIZE is the file's size. */
 static int
 header_read (int fd, const char *path, uint64_t file_size, struct header *h,
@@ -133,7 +145,10 @@ header_read (int fd, const char *path, uint64_t file_size, struct header *h,
       *errmsg = NULL;
     return -1;
   }
-  if (h->version != STOREFILE_VERSION) {
+  /* Version 1 (a data record is one block) is read, to recreate an
+   * empty one and to refuse one with records: storefile_open.
+   */
+  if (h->version < 1 || h->version > STOREFILE_VERSION) {
     if (asprintf (errmsg, "%s: unknown store file version %" PRIu32 " (this "
                   "build knows version %d): refusing to use it; write it "
                   "back with the abd that made it", path, h->version,
@@ -148,6 +163,8 @@ header_read (int fd, const char *path, uint64_t file_size, struct header *h,
   g.nslots = h->nslots;
   g.id = h->id;
   header_make (&want, &g);
+  want.version = h->version;
+  want.check = header_check (&want);
   if (memcmp (&want, h, sizeof want) != 0 || h->nslots == 0)
     goto damaged;
   if (file_size != h->file_size) {
@@ -168,6 +185,47 @@ header_read (int fd, const char *path, uint64_t file_size, struct header *h,
   return -1;
 }
 
+static int
+rec_cmp_slot (const void *a, const void *b)
+{
+  const struct storefile_rec *x = *(const struct storefile_rec *const *) a;
+  const struct storefile_rec *y = *(const struct storefile_rec *const *) b;
+
+  return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* Do two data records among the N of V name one slot for two blocks?
+ * Two records may name one slot only for the same block: a merge of two
+ * extents publishes the merged record before it retires the other, so a
+ * crash in between leaves both, and they agree.  Returns why not, or
+ * NULL.
+ */
+static const char *
+slots_shared (const struct storefile_rec *v, size_t n)
+{
+  const struct storefile_rec **d = malloc (sizeof *d * (n ? n : 1));
+  const struct storefile_rec *reach = NULL;   /* the furthest so far */
+  const char *why = NULL;
+  size_t i, nd = 0;
+
+  if (d == NULL)
+    return strerror (ENOMEM);
+  for (i = 0; i < n; i++)
+    if (v[i].kind == STORE_DATA)
+      d[nd++] = &v[i];
+  qsort (d, nd, sizeof *d, rec_cmp_slot);
+  for (i = 0; i < nd && why == NULL; i++) {
+    if (reach && reach->slot + reach->count > d[i]->slot &&
+        reach->blk - reach->slot != d[i]->blk - d[i]->slot)
+      why = "two records use the same slot for different blocks";
+    if (reach == NULL ||
+        d[i]->slot + d[i]->count > reach->slot + reach->count)
+      reach = d[i];
+  }
+  free (d);
+  return why;
+}
+
 /* Collect the valid records of a mapped file and check them.  Changes
  * nothing.
  */
@@ -177,15 +235,12 @@ records_scan (const struct header *h, const struct record *records,
               char **errmsg)
 {
   uint64_t nblocks = (h->size + STORE_BLOCK_SIZE - 1) / STORE_BLOCK_SIZE;
-  uint8_t *slot_used = calloc ((h->nslots + 7) / 8, 1);
   struct storefile_rec *v = malloc (sizeof *v * 64);
   size_t n = 0, cap = 64;
   const char *why = NULL;
   uint32_t i, k;
 
-  if (slot_used == NULL || v == NULL) {
-    free (slot_used);
-    free (v);
+  if (v == NULL) {
     if (asprintf (errmsg, "%s: %s", path, strerror (ENOMEM)) == -1)
       *errmsg = NULL;
     return -1;
@@ -216,17 +271,13 @@ records_scan (const struct header *h, const struct record *records,
         best->blk >= nblocks || best->count > nblocks - best->blk)
       why = "a record lies outside the device";
     else if (best->kind == STORE_DATA &&
-             (best->count != 1 || best->slot >= h->nslots))
-      why = "a data record's slot is out of range";
+             (best->count > (h->version == 1 ? 1 : STOREFILE_EXTENT_MAX) ||
+              best->slot >= h->nslots || best->count > h->nslots - best->slot))
+      why = "a data record's slots are out of range";
     else if (best->kind != STORE_DATA && best->slot != NO_SLOT)
       why = "a range record has a slot";
-    else if (best->kind == STORE_DATA &&
-             (slot_used[best->slot / 8] & (1 << best->slot % 8)))
-      why = "two records use the same slot";
     if (why)
       break;
-    if (best->kind == STORE_DATA)
-      slot_used[best->slot / 8] |= 1 << best->slot % 8;
     if (n == cap) {
       struct storefile_rec *w = realloc (v, sizeof *v * cap * 2);
 
@@ -242,7 +293,8 @@ records_scan (const struct header *h, const struct record *records,
       .slot = best->slot, .kind = best->kind
     };
   }
-  free (slot_used);
+  if (why == NULL)
+    why = slots_shared (v, n);
   if (why) {
     free (v);
     if (asprintf (errmsg, "%s: the store file is damaged (%s, entry %" PRIu32
@@ -335,7 +387,8 @@ file_create (int dirfd, const char *name, const char *path,
 static int
 geometry_matches (const struct header *h, const struct storefile_geometry *g)
 {
-  return h->size == g->size && h->nslots == g->nslots &&
+  return h->version == STOREFILE_VERSION &&
+    h->size == g->size && h->nslots == g->nslots &&
     strcmp (h->id, g->id) == 0;
 }
 
@@ -353,7 +406,15 @@ geometry_refuse (const char *path, const struct header *h,
 
   for (i = 0; i < nrecs; i++)
     bytes += (uint64_t) recs[i].count * STORE_BLOCK_SIZE;
-  if (g->size == 0 && strcmp (h->id, g->id) != 0) {
+  if (h->version != STOREFILE_VERSION) {
+    if (asprintf (errmsg, "%s holds %zu records (up to %" PRIu64 " dirty "
+                  "bytes) in store file version %" PRIu32 " (this build "
+                  "writes version %d): refusing to use it; write it back "
+                  "with the abd that made it", path, nrecs, bytes,
+                  h->version, STOREFILE_VERSION) == -1)
+      *errmsg = NULL;
+  }
+  else if (g->size == 0 && strcmp (h->id, g->id) != 0) {
     if (asprintf (errmsg, "%s holds %zu records (up to %" PRIu64 " dirty "
                   "bytes) of another device (id '%s'); this device has "
                   "id '%s': refusing to write them here; start with the "

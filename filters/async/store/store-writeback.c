@@ -2,11 +2,14 @@
 /* abd async filter: the dirty store's write-back side (see store-impl.h):
  * picking batches for the writeback threads (writeback.c), their
  * completions, and the lower flushes that make written entries clean.
+ * Which runs to take and when is decided here; what taking, completing
+ * and flushing does to an entry is in store-life.c (entry_take,
+ * entry_written, entry_write_failed, entry_flushed), with the writers'
+ * schedule (writeback_urgent, writeback_wake).
  */
 
 #include <config.h>
 
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,55 +24,25 @@
  * Writers.
  */
 
-/* Must the writers hurry: take runs at once, however young, all of them
- * writing?  When someone waits for them (a flush, a client waiting for
- * space, a drain, sync mode), or when the store is nearly full: from
- * 7/8 of its slots or entries used until it is back under 3/4 (a latch,
- * so that the writers do not start and stop at one mark).
- *
- * Otherwise writeback runs in the background: only due runs, and at most
- * background_writes batches in flight.  Every lower write costs CPU
- * (nbdkit, the lower plugin, the kernel's page cache) that the clients
- * would use on a machine of few cores, and a block kept dirty longer may
- * be rewritten in RAM instead.  Hurrying from half full, as it did,
- * kept all 16 writers busy under any steady random write load (a 256M
- * region fills half of the default store in a second), at 1-block runs.
- */
-bool
-writeback_urgent (struct store *s)
-{
-  uint32_t div = s->space_low ? 4 : 8;
-
-  s->space_low = s->free_slots < s->nslots / div ||
-    s->free_entries < s->nentries / div;
-  return s->sync || s->draining || s->flush_waiters || s->space_waiters ||
-    s->space_low;
-}
-
-/* May one more writer take a batch now? */
-static bool
-writer_admitted (struct store *s, bool hurry)
-{
-  return hurry || s->st.writes_in_flight < s->background_writes;
-}
-
-/* The run starting at DIRTY entry E: E and the DIRTY data blocks right
- * after it, at most batch_blocks.  Returns its length; *LAST is its end.
+/* The run starting at DIRTY entry E: E and the DIRTY data extents right
+ * after it, at most batch_blocks blocks (an extent is never longer).
+ * Returns its length in blocks; *LAST is its last entry.
  */
 static uint32_t
 run_at (struct store *s, struct entry *e, struct entry **last)
 {
   struct entry *f;
-  uint32_t n = 1;
+  uint32_t n = entry_blocks (e);
 
   *last = e;
   if (e->kind == STORE_DATA) {
     for (f = tree_next (s, e);
-         f && n < s->batch_blocks && f->blk == (*last)->blk + 1 &&
+         f && n + entry_blocks (f) <= s->batch_blocks &&
+           f->blk == entry_end (*last) &&
            f->kind == STORE_DATA && f->state == ST_DIRTY;
          f = tree_next (s, f)) {
       *last = f;
-      n++;
+      n += entry_blocks (f);
     }
   }
   return n;
@@ -103,19 +76,22 @@ take_run (struct store *s, struct store_batch *b, char *buf, int *copy,
 
   b->kind = e->kind;
   b->blk = e->blk;
-  b->nblocks = e->kind == STORE_DATA ? n : e->count;
+  b->nblocks = n;
   b->offset = e->blk * STORE_BLOCK_SIZE;
   b->len = blocks_len (s, b->blk, b->nblocks);
   b->buf = e->kind == STORE_DATA ? buf : NULL;
-  for (f = e, i = 0; ; f = next, i++) {
+  for (f = e, i = 0; ; f = next) {
+    uint32_t j, nf = entry_blocks (f);
+
     next = tree_next (s, f);
-    dirty_list_remove (s, f);
-    f->state = ST_WRITEBACK;
+    entry_take (s, f);
     if (f->kind == STORE_DATA && *copy >= 0)
-      s->copies[*copy].slots[i] = f->slot;
+      for (j = 0; j < nf; j++)
+        s->copies[*copy].slots[i + j] = f->slot + j;
     else if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
-              STORE_BLOCK_SIZE);
+              (size_t) nf * STORE_BLOCK_SIZE);
+    i += nf;
     if (f == last)
       break;
   }
@@ -211,59 +187,6 @@ pick (struct store *s, struct store_batch *b, char *buf, int *copy,
   return false;
 }
 
-/* Wake one sleeping writer: if it takes a batch and more are due, it
- * wakes the next (store_pick_wait).  Waking them all at once made every
- * flush and every wait for space cost a context switch per writer.  Not
- * while enough writers are at work in the background: the one woken would
- * only sleep again (every new entry woke one, 2 context switches per
- * client write).
- */
-void
-writeback_wake (struct store *s)
-{
-  if (writer_admitted (s, writeback_urgent (s)))
-    pthread_cond_signal (&s->work);
-}
-
-/* Is a batch ready for one more writer?  Then a writer that took one
- * wakes the next (one at a time, instead of waking them all).
- */
-static bool
-more_due (struct store *s)
-{
-  struct entry *oldest = dirty_oldest (s);
-  bool hurry;
-
-  if (oldest == NULL || s->retry_at_ms != 0)
-    return false;
-  hurry = writeback_urgent (s);
-  return writer_admitted (s, hurry) &&
-    (hurry || ms_diff (oldest->dirtied_ms, now_ms ()) >= (int32_t) s->delay_ms);
-}
-
-bool
-block_being_copied (struct store *s, uint64_t blk)
-{
-  int i;
-
-  for (i = 0; i < COPIES_MAX; i++)
-    if (s->copies[i].used && s->copies[i].b0 <= blk && blk < s->copies[i].b1)
-      return true;
-  return false;
-}
-
-/* Wait until a writer has copied a batch out of its slots (a client that
- * would change one of its blocks).  The caller must look at the tree
- * again afterwards.
- */
-void
-wait_for_copy (struct store *s)
-{
-  s->copy_waiters++;
-  pthread_cond_wait (&s->changed, &s->lock);
-  s->copy_waiters--;
-}
-
 bool
 store_pick_wait (struct store *s, struct store_batch *b, char *buf)
 {
@@ -290,7 +213,7 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
       continue;
     }
     else if ((ok = pick (s, b, buf, &copy, &wait_ms))) {
-      if (more_due (s))
+      if (writeback_more_due (s))
         writeback_wake (s);
       break;
     }
@@ -369,27 +292,10 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
   for (e = tree_find (s, b->blk);
        e && e->blk < end;
        e = tree_next (s, e)) {
-    assert (e->state == ST_WRITEBACK);
-    if (ok) {
-      /* A FAILED entry stays FAILED until a lower flush covers this
-       * write: only then is its data on the device.
-       */
-      e->state = ST_WRITTEN;
-      e->gen = s->write_gen;
-    }
-    else {
-      e->state = ST_DIRTY;
-      if (e->flags & EF_REDIRTY) {
-        e->flags &= ~EF_REDIRTY;
-        epoch_drop (s, e->redirty_epoch);
-      }
-      if (!(e->flags & EF_FAILED)) {
-        e->flags |= EF_FAILED;
-        s->failed_entries++;
-        s->st.failed_bytes += blocks_len (s, e->blk, entry_blocks (e));
-      }
-      dirty_list_add_sorted (s, e);     /* last: it reuses redirty_epoch */
-    }
+    if (ok)
+      entry_written (s, e, s->write_gen);
+    else
+      entry_write_failed (s, e);
   }
   /* A failed write took time and wrote nothing back. */
   drain_rate_done (&s->meter,
@@ -415,7 +321,7 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
   /* Writers held back while writeback ran in the background join in
    * when it must hurry (this one picks again by itself).
    */
-  if (writeback_urgent (s) && more_due (s))
+  if (writeback_urgent (s) && writeback_more_due (s))
     writeback_wake (s);
   pthread_cond_broadcast (&s->changed);
   STORE_DEBUG_CHECK (s);
@@ -462,42 +368,6 @@ store_flush_begin (struct store *s, uint32_t *ticket)
   return true;
 }
 
-/* One WRITTEN entry whose write generation is covered by the flush. */
-static void
-flushed_entry (struct store *s, struct entry *e, bool ok, uint32_t now)
-{
-  if (ok && !(e->flags & EF_REDIRTY)) {
-    epoch_drop (s, e->epoch);
-    tree_remove (s, e);
-    return;
-  }
-  e->state = ST_DIRTY;
-  e->dirtied_ms = now;
-  if (e->flags & EF_REDIRTY) {
-    e->flags &= ~EF_REDIRTY;
-    if (ok) {
-      /* The older data is durable; the newer is what is left, and it has
-       * not failed yet.
-       */
-      epoch_drop (s, e->epoch);
-      e->epoch = e->redirty_epoch;
-      if (e->flags & EF_FAILED) {
-        e->flags &= ~EF_FAILED;
-        s->failed_entries--;
-        s->st.failed_bytes -= blocks_len (s, e->blk, entry_blocks (e));
-      }
-    }
-    else
-      epoch_drop (s, e->redirty_epoch);
-  }
-  if (!ok && !(e->flags & EF_FAILED)) {
-    e->flags |= EF_FAILED;
-    s->failed_entries++;
-    s->st.failed_bytes += blocks_len (s, e->blk, entry_blocks (e));
-  }
-  dirty_list_append (s, e);     /* last: it reuses gen and redirty_epoch */
-}
-
 void
 store_flush_end (struct store *s, uint32_t ticket, bool ok)
 {
@@ -527,7 +397,7 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
     for (; e && e->blk < ranges[i].end; e = next) {
       next = tree_next (s, e);
       if (e->state == ST_WRITTEN && ms_diff (e->gen, ticket) >= 0)
-        flushed_entry (s, e, ok, now);
+        entry_flushed (s, e, ok, now);
       else if (e->state == ST_WRITTEN)
         written_add (s, e->blk, entry_end (e));  /* a later flush's */
     }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the dirty store (store.h is its interface, store-impl.h
- * the map of its files): creating it, loading a store file, modes,
- * statistics.
+ * the map of its files and layers): creating it, loading a store file,
+ * modes, statistics.
  */
 
 #include <config.h>
@@ -133,25 +133,13 @@ rec_cmp_newest_first (const void *a, const void *b)
   return x->seq > y->seq ? -1 : x->seq < y->seq;
 }
 
-/* Put entry E, described by the file, in the tree as DIRTY. */
-static void
-load_insert (struct store *s, struct entry *e)
-{
-  e->state = ST_DIRTY;
-  e->epoch = s->epoch_cur;
-  e->dirtied_ms = now_ms ();
-  epoch_hold (s, s->epoch_cur);
-  tree_link (s, e);
-  dirty_list_append (s, e);
-  account_insert (s, e);
-}
-
 /* Open the store file and rebuild the tree from its records.  Newest
  * first, each record takes the blocks no newer record holds (records
- * overlap only when a process died inside an operation): a data record
- * whose block is taken is retired; a range partly taken is replaced by
- * its free pieces, published before it is retired, so that a crash while
- * loading leaves a file that says the same.  Then the free lists.
+ * overlap only when a process died inside an operation: a merge, a cut,
+ * a zero or trim): one partly taken is replaced by its free pieces (a
+ * data piece keeps its blocks' slots), published before it is retired,
+ * so that a crash while loading leaves a file that says the same.  Then
+ * the entries' free list; slot_map is marked as the entries go in.
  */
 static int
 store_load (struct store *s, const struct store_params *p, char **errmsg)
@@ -163,8 +151,7 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
   struct storefile_rec *recs;
   size_t nrecs, i;
   uint8_t *used = NULL;         /* per entry: 1 has a record, 2 in tree */
-  uint8_t *slot_used = NULL;
-  uint32_t spare = 0, top_entry = 0, top_slot = 0, k;
+  uint32_t spare = 0, top_entry = 0, k;
 
   s->file = storefile_open (p->store_file, &g, p->lock_memory, &recs, &nrecs,
                             errmsg);
@@ -172,11 +159,8 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
     return -1;
   s->data = storefile_data (s->file);
   used = calloc (s->nslots, 1);
-  slot_used = calloc (s->nslots, 1);
-  if (used == NULL || slot_used == NULL) {
+  if (used == NULL) {
     free (recs);
-    free (used);
-    free (slot_used);
     if (asprintf (errmsg, "cannot load the store file: %m") == -1)
       *errmsg = NULL;
     return -1;
@@ -191,25 +175,15 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
   for (i = 0; i < nrecs; i++) {
     const struct storefile_rec *r = &recs[i];
     uint64_t end = r->blk + r->count, pos;
-    struct entry *e = &s->pool[r->index], *f;
+    struct entry *f;
+    bool whole;
 
     f = tree_find_from (s, r->blk);
-    if (f == NULL || f->blk >= end) {
-      /* All its blocks are free: it goes in as it is. */
-      e->kind = r->kind;
-      e->blk = r->blk;
-      if (r->kind == STORE_DATA) {
-        e->slot = r->slot;
-        slot_used[r->slot] = 1;
-      }
-      else
-        e->count = r->count;
-      used[r->index] = 2;
-      load_insert (s, e);
-      continue;
-    }
-    /* Its free pieces, in entries that have no record. */
-    for (pos = r->blk; r->kind != STORE_DATA && pos < end; ) {
+    whole = f == NULL || f->blk >= end;
+    /* Its free pieces (all of it if WHOLE: in its own entry, whose
+     * record it is; else in entries that have no record).
+     */
+    for (pos = r->blk; pos < end; ) {
       uint64_t gap_end;
       struct entry *n;
 
@@ -219,51 +193,57 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
         continue;
       }
       gap_end = f && f->blk < end ? f->blk : end;
-      while (spare < s->nslots && used[spare])
-        spare++;
-      if (spare == s->nslots) {
-        free (recs);
-        free (used);
-        free (slot_used);
-        if (asprintf (errmsg, "%s: too many overlapping records to rebuild "
-                      "the store with async-max-dirty=%" PRIu64,
-                      p->store_file, p->max_dirty) == -1)
-          *errmsg = NULL;
-        return -1;
+      if (whole)
+        n = &s->pool[r->index];
+      else {
+        while (spare < s->nslots && used[spare])
+          spare++;
+        if (spare == s->nslots) {
+          free (recs);
+          free (used);
+          if (asprintf (errmsg, "%s: too many overlapping records to "
+                        "rebuild the store with %" PRIu32 " slots",
+                        p->store_file, p->nslots) == -1)
+            *errmsg = NULL;
+          return -1;
+        }
+        n = &s->pool[spare];
       }
-      n = &s->pool[spare];
-      used[spare] = 2;
+      used[n - s->pool] = 2;
       n->kind = r->kind;
       n->blk = pos;
-      n->count = gap_end - pos;
-      load_insert (s, n);
-      record_publish (s, n);
+      if (r->kind == STORE_DATA) {
+        n->slot = r->slot + (uint32_t) (pos - r->blk);
+        n->nblk_1 = gap_end - pos - 1;
+        for (k = 0; k < gap_end - pos; k++)
+          slot_mark_used (s, n->slot + k);
+      }
+      else
+        n->count = gap_end - pos;
+      entry_load (s, n);
+      if (!whole)
+        record_publish (s, n);
       pos = gap_end;
     }
-    storefile_clear (s->file, r->index);
-    used[r->index] = 0;
+    if (!whole) {
+      storefile_clear (s->file, r->index);
+      used[r->index] = 0;
+    }
   }
   free (recs);
 
-  /* Free lists: everything below the highest used index that is free. */
-  for (k = 0; k < s->nslots; k++) {
+  /* The entries' free list: everything below the highest used index that
+   * is free.
+   */
+  for (k = 0; k < s->nslots; k++)
     if (used[k] == 2)
       top_entry = k + 1;
-    if (slot_used[k])
-      top_slot = k + 1;
-  }
   s->entry_bump = top_entry;
-  s->slot_bump = top_slot;
   s->free_entries = s->nentries - top_entry;
-  s->free_slots = s->nslots - top_slot;
   for (k = top_entry; k-- > 0; )
     if (used[k] != 2)
       entry_release (s, &s->pool[k]);
-  for (k = top_slot; k-- > 0; )
-    if (!slot_used[k])
-      slot_release (s, k);
   free (used);
-  free (slot_used);
   return 0;
 }
 
@@ -271,13 +251,13 @@ struct store *
 store_create (const struct store_params *p, char **errmsg)
 {
   struct store *s;
-  uint64_t nslots = p->max_dirty / STORE_BLOCK_SIZE;
+  uint32_t nslots = p->nslots;
   int i;
 
   *errmsg = NULL;
-  if (nslots < STORE_MIN_SIZE / STORE_BLOCK_SIZE || nslots > ENTRY_MAX) {
-    if (asprintf (errmsg, "max dirty size %" PRIu64 " out of range",
-                  p->max_dirty) == -1)
+  if (nslots < STORE_MIN_SLOTS || nslots > STORE_MAX_SLOTS) {
+    if (asprintf (errmsg, "%" PRIu32 " slots: out of range (%d..%u)",
+                  nslots, STORE_MIN_SLOTS, STORE_MAX_SLOTS) == -1)
       *errmsg = NULL;
     return NULL;
   }
@@ -295,7 +275,8 @@ store_create (const struct store_params *p, char **errmsg)
     ? p->retry_max_ms : s->retry_min_ms;
   s->nslots = s->free_slots = nslots;
   s->nentries = s->free_entries = nslots;
-  s->slot_free = NO_SLOT;
+  s->extent_max = s->batch_blocks < EXTENT_MAX ? s->batch_blocks
+                                                : EXTENT_MAX;
   s->dirty_head = s->dirty_tail = NO_ENTRY;
   s->epoch_cur = s->epoch_lo = 1;
   s->max_drain_s = p->max_drain_s;
@@ -337,6 +318,16 @@ store_create (const struct store_params *p, char **errmsg)
     *errmsg = NULL;
   store_free (s);
   return NULL;
+}
+
+uint64_t
+store_memory_bytes (uint32_t nslots, bool store_file)
+{
+  uint64_t pool = (uint64_t) nslots * sizeof (struct entry) +
+    (uint64_t) (nslots + 63) / 64 * sizeof (uint64_t);     /* slot_map */
+
+  return pool + (store_file ? storefile_size (nslots)
+                            : (uint64_t) nslots * STORE_BLOCK_SIZE);
 }
 
 void

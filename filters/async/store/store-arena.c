@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* abd async filter: the dirty store's memory (see store-impl.h):
- * the data arena's slots, the entry pool, the store file's records, and
- * admission: whether a client may add an entry now, or waits.
+ * the data arena's slots and the entry pool (in anonymous memory or in
+ * the store file), and admission: whether a client may add an entry now.
+ * It hands out and takes back memory and knows nothing of the entries'
+ * states, their records or who waits (store-life.c): it calls only the
+ * meter (drainrate.c) and the store file (storefile.c), the layer below.
  */
 
 #include <config.h>
@@ -20,21 +23,22 @@
  *
  * With async-max-drain-seconds=N, dirty data is bounded by the time its
  * write-back takes, not only by memory: a client may add an entry only
- * while the store's cost (drainrate.h: 4 KiB per entry, a data block or a
+ * while the store's cost (drainrate.h: 4 KiB per data block and per
  * zeroed or trimmed range) stays within N seconds at the measured rate.
  * Until the writers have measured a rate, the budget is the small
- * drain_initial_budget (async.c: what even a disk doing 100 random writes
+ * drain_initial_budget (params.c: what even a disk doing 100 random writes
  * a second drains in N seconds, and at most 1 MiB), so that the first
  * burst after a start cannot fill the memory with more than a slow device
  * can drain.  A client over the budget waits like one waiting for space
- * (a space waiter: the writers hurry, which is also when the rate they
- * measure is the one a drain gets), and is counted in drain_budget_waits.
+ * (a space waiter, store-life.c: the writers hurry, which is also when
+ * the rate they measure is the one a drain gets), and is counted in
+ * drain_budget_waits.
  */
 
 uint64_t
 drain_cost (const struct store *s)
 {
-  return s->st.dirty_entries * STORE_BLOCK_SIZE;
+  return s->st.dirty_data_bytes + s->range_entries * STORE_BLOCK_SIZE;
 }
 
 /* Bytes of cost the budget allows now; UINT64_MAX without a budget. */
@@ -68,33 +72,75 @@ drain_admits (struct store *s)
 
 /*----------------------------------------------------------------------
  * Memory: slots and entries.
+ *
+ * Slots are found in slot_map, a bit per slot (set: in use), searched
+ * from slot_cursor, which follows the last slot handed out: a stream of
+ * new blocks gets consecutive slots, so that its extents can grow.  A
+ * caller that wants one slot in particular (the one after an extent)
+ * names it as the hint.
  */
 
-/* A slot for a client's new data block: NO_SLOT when memory is full or
- * the drain budget is spent.
+bool
+slot_in_use (const struct store *s, uint32_t slot)
+{
+  return s->slot_map[slot / 64] & (1ULL << (slot % 64));
+}
+
+void
+slot_mark_used (struct store *s, uint32_t slot)
+{
+  s->slot_map[slot / 64] |= 1ULL << (slot % 64);
+  s->free_slots--;
+}
+
+/* A free slot at or after FROM, wrapping: there is one (free_slots). */
+static uint32_t
+slot_find_free (const struct store *s, uint32_t from)
+{
+  size_t nwords = (s->nslots + 63) / 64, w = from / 64, k;
+  uint64_t bits = ~s->slot_map[w] & (~0ULL << (from % 64));
+
+  for (k = 0; k <= nwords; k++) {
+    if (bits) {
+      uint32_t slot = w * 64 + __builtin_ctzll (bits);
+
+      if (slot < s->nslots)
+        return slot;
+    }
+    w = w + 1 == nwords ? 0 : w + 1;
+    bits = ~s->slot_map[w];
+  }
+  abort ();                     /* free_slots said there was one */
+}
+
+/* A slot for a client's new data block, HINT if it is free (NO_SLOT: no
+ * preference): NO_SLOT when memory is full or the drain budget is spent.
  */
 uint32_t
-slot_alloc (struct store *s)
+slot_alloc (struct store *s, uint32_t hint)
 {
   uint32_t slot;
 
   if (s->free_slots == 0 || !drain_admits (s))
     return NO_SLOT;
-  s->free_slots--;
-  if (s->slot_free != NO_SLOT) {
-    slot = s->slot_free;
-    memcpy (&s->slot_free, slot_data (s, slot), sizeof s->slot_free);
-    return slot;
-  }
-  return s->slot_bump++;
+  if (hint < s->nslots && !slot_in_use (s, hint))
+    slot = hint;
+  else
+    slot = slot_find_free (s, s->slot_cursor);
+  slot_mark_used (s, slot);
+  s->slot_cursor = slot + 1 < s->nslots ? slot + 1 : 0;
+  return slot;
 }
 
+/* Release the N slots from SLOT. */
 void
-slot_release (struct store *s, uint32_t slot)
+slot_release (struct store *s, uint32_t slot, uint32_t n)
 {
-  memcpy (slot_data (s, slot), &s->slot_free, sizeof s->slot_free);
-  s->slot_free = slot;
-  s->free_slots++;
+  uint32_t i;
+
+  for (i = slot; i < slot + n; i++)
+    s->slot_map[i / 64] &= ~(1ULL << (i % 64));
+  s->free_slots += n;
 }
 
 struct entry *
@@ -123,48 +169,19 @@ entry_release (struct store *s, struct entry *e)
   s->free_entries++;
 }
 
-/* Publish E's record in the store file, after its data is in place. */
-void
-record_publish (struct store *s, struct entry *e)
-{
-  if (s->file)
-    storefile_put (s->file, e - s->pool, ++s->seq, e->blk,
-                   e->kind == STORE_DATA ? 1 : e->count,
-                   e->kind == STORE_DATA ? e->slot : NO_SLOT, e->kind);
-}
-
-void
-record_retire (struct store *s, struct entry *e)
-{
-  if (s->file)
-    storefile_clear (s->file, e - s->pool);
-}
-
-void
-wake_space_waiters (struct store *s)
-{
-  if (s->space_waiters)
-    pthread_cond_broadcast (&s->changed);
-}
-
-/* Wait for something to change (space, a batch finishing).  The caller
- * must look at the tree again afterwards.
+/* A data entry and its slot (HINT if free), or NULL (taking neither)
+ * when memory is full or the drain budget is spent.
  */
-void
-wait_changed (struct store *s, bool for_space)
+struct entry *
+entry_alloc_with_slot (struct store *s, uint32_t hint, uint32_t *slot)
 {
-  if (for_space) {
-    s->space_waiters++;
-    /* With memory free, the drain budget stops it. */
-    if (s->free_slots > 0 && !drain_admits (s))
-      s->st.drain_budget_waits++;
-    else
-      s->st.space_waits++;
-  }
-  writeback_wake (s);           /* space waiters make writers hurry */
-  pthread_cond_wait (&s->changed, &s->lock);
-  if (for_space)
-    s->space_waiters--;
+  struct entry *e;
+
+  if ((*slot = slot_alloc (s, hint)) == NO_SLOT)
+    return NULL;
+  if ((e = entry_alloc (s)) == NULL)
+    slot_release (s, *slot, 1);
+  return e;
 }
 
 /*----------------------------------------------------------------------
@@ -181,6 +198,7 @@ arena_map (struct store *s, bool anon_data, bool lock_memory, char **errmsg)
 {
   s->data_bytes = (size_t) s->nslots * STORE_BLOCK_SIZE;
   s->pool_bytes = (size_t) s->nentries * sizeof (struct entry);
+  s->slot_map_bytes = (size_t) (s->nslots + 63) / 64 * sizeof (uint64_t);
   if (anon_data) {
     s->data = mmap (NULL, s->data_bytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -195,12 +213,20 @@ arena_map (struct store *s, bool anon_data, bool lock_memory, char **errmsg)
     s->pool = NULL;
     goto oom;
   }
+  s->slot_map = mmap (NULL, s->slot_map_bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (s->slot_map == MAP_FAILED) {
+    s->slot_map = NULL;
+    goto oom;
+  }
   if (lock_memory &&
       ((s->data && mlock (s->data, s->data_bytes) == -1) ||
-       mlock (s->pool, s->pool_bytes) == -1)) {
+       mlock (s->pool, s->pool_bytes) == -1 ||
+       mlock (s->slot_map, s->slot_map_bytes) == -1)) {
     if (asprintf (errmsg, "cannot lock %zu bytes of memory (%m): raise the "
                   "locked-memory limit (ulimit -l, LimitMEMLOCK=) or lower "
-                  "max dirty", s->data_bytes + s->pool_bytes) == -1)
+                  "max dirty", s->data_bytes + s->pool_bytes +
+                  s->slot_map_bytes) == -1)
       *errmsg = NULL;
     return -1;
   }
@@ -221,4 +247,6 @@ arena_unmap (struct store *s)
     munmap (s->data, s->data_bytes);
   if (s->pool)
     munmap (s->pool, s->pool_bytes);
+  if (s->slot_map)
+    munmap (s->slot_map, s->slot_map_bytes);
 }

@@ -7,13 +7,17 @@
  * reached through the callbacks in struct store_io (client side) and by the
  * writer threads (writeback.c) that take batches from it.
  *
- * An entry is one data block (its 4 KiB live in a slot of the data arena) or
- * a range of whole blocks that were zeroed or trimmed (no data memory).
- * Every entry covers whole blocks; a partial write to a block the store does
- * not hold first reads the block from the lower device (read-modify-write).
+ * An entry is an extent of 1 to 16 data blocks (their 4 KiB each live in
+ * as many consecutive slots of the data arena) or a range of whole blocks
+ * that were zeroed or trimmed (no data memory).  Every entry covers whole
+ * blocks; a partial write to a block the store does not hold first reads
+ * the block from the lower device (read-modify-write).  A write next to a
+ * DIRTY extent grows it (when the slot after it is free: streams get
+ * consecutive slots) or merges with it; a zero or trim across one cuts it
+ * (store-life.c has the rule); a rewritten block keeps its slot.
  *
- * The life of an entry (all transitions are in store-*.c, under the lock;
- * store-impl.h lists the files):
+ * The life of an entry (every transition is in store-life.c, under the
+ * lock; store-impl.h lists the files and their layers):
  *
  *   (absent) --client write--> DIRTY --store_pick--> WRITEBACK
  *   WRITEBACK --lower write ok--> WRITTEN --lower flush ok--> (removed)
@@ -25,8 +29,9 @@
  * A client write to a WRITEBACK or WRITTEN data block updates the RAM copy
  * and sets REDIRTY: the entry goes back to DIRTY after the flush instead of
  * being removed, so the newer data is written after the older one, never
- * before it.  A client operation that would split a zero/trim range that is
- * being written back waits until that range is done.
+ * before it.  An entry that is not DIRTY never changes shape: a client
+ * operation that would split a zero/trim range that is being written back
+ * waits until that range is done, and extents merge only while DIRTY.
  *
  * With a store file (storefile.h) the data arena is a file mapped
  * MAP_SHARED and every entry in the tree has a record there: published
@@ -52,8 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_BLOCK_SIZE 4096
-#define STORE_MIN_SIZE (16 * STORE_BLOCK_SIZE)
+#include "store-block.h"
 
 struct store;
 
@@ -72,8 +76,6 @@ struct store_io {
   void *opaque;
 };
 
-enum store_kind { STORE_DATA, STORE_ZERO, STORE_TRIM };
-
 /* One lower-device write taken by a writer thread. */
 struct store_batch {
   enum store_kind kind;
@@ -84,9 +86,16 @@ struct store_batch {
   char *buf;                    /* STORE_DATA: the data, len bytes */
 };
 
+/* The data memory, in slots of one block: at least STORE_MIN_SLOTS, at
+ * most STORE_MAX_SLOTS (the entry pool has as many entries, and its
+ * links hold 28-bit indices: store-impl.h).
+ */
+#define STORE_MIN_SLOTS (STORE_MIN_SIZE / STORE_BLOCK_SIZE)
+#define STORE_MAX_SLOTS ((1u << 28) - 1)
+
 struct store_params {
   uint64_t size;                /* device size in bytes */
-  uint64_t max_dirty;           /* bytes of data memory */
+  uint32_t nslots;              /* data memory, in blocks */
   bool lock_memory;             /* mlock the arenas */
   uint32_t batch_blocks;        /* largest coalesced write, in blocks */
   uint32_t delay_ms;            /* writeback delay */
@@ -112,6 +121,10 @@ struct store_stats {
   uint64_t failed_bytes;
   uint64_t client_write_requests, client_written_bytes;
   uint64_t space_waits;
+  /* Extents (store-life.c): blocks added to an extent in place, two
+   * entries merged into one, an entry cut in two.
+   */
+  uint64_t extends, merges, splits;
   uint64_t drain_budget_waits;
   /* The drain budget (see "The drain budget" in store-arena.c). */
   uint32_t max_drain_seconds;   /* 0: no budget */
@@ -128,6 +141,12 @@ struct store_stats {
  */
 struct store *store_create (const struct store_params *p, char **errmsg);
 void store_free (struct store *s);
+
+/* The memory a store of NSLOTS slots maps, with a store file or not: its
+ * entries, and its data or the store file (which holds the data and a
+ * record per entry).  What lock_memory locks.
+ */
+uint64_t store_memory_bytes (uint32_t nslots, bool store_file);
 
 /* Client requests.  ADMIT_CLEAN: blocks the store does not hold go into
  * RAM (true) or straight to the lower device through IO (false: sync mode,
