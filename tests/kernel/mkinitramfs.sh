@@ -19,7 +19,10 @@
 #   abd_init=systemd abd_unit=UNIT  instead, boot the host's systemd as
 #                   PID 1 into UNIT, with the units in DIR/units (copied to
 #                   /run/systemd/system) and tmpfs on /tmp and /var/lib
-#                   (PrivateTmp=, StateDirectory=); one of those units runs
+#                   (PrivateTmp=, StateDirectory=), the directories of
+#                   abd_keep=DIR,DIR under /tmp mounted back read-only
+#                   from the host (a tree cloned under /tmp); one of those
+#                   units runs
 #                   DIR/run and prints the status line
 #                   (tests/test-kernel-systemd.sh).  UNIT is given on
 #                   systemd's command line: it ignores the kernel's when it
@@ -99,7 +102,22 @@ mkdir -p "/newroot$abd_share"
 mount -t 9p -o "$opts" abdshare "/newroot$abd_share" || die "cannot mount $abd_share"
 
 if [ "${abd_init:-}" = systemd ]; then
+    # A writable /tmp hides the host's: the trees the guest runs from
+    # (abd_keep=DIR,DIR: the source and build tree, a clone under /tmp)
+    # are mounted back from a second read-only mount of the host root.
+    mkdir -p /newroot/run/abd-hostroot
+    mount -t 9p -o "$opts,ro,cache=loose" hostroot /newroot/run/abd-hostroot ||
+        die "cannot mount the host root again"
     mount -t tmpfs tmpfs /newroot/tmp
+    for dir in $(echo "${abd_keep:-}" | tr ',' ' '); do
+        case $dir in
+            /tmp/*)
+                mkdir -p "/newroot$dir"
+                mount -o bind "/newroot/run/abd-hostroot$dir" "/newroot$dir" ||
+                    die "cannot mount $dir back"
+                ;;
+        esac
+    done
     mount -t tmpfs tmpfs /newroot/var/lib
     mkdir -p /newroot/run/systemd/system
     cp -r "/newroot$abd_share/units/." /newroot/run/systemd/system/ ||

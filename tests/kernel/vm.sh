@@ -38,9 +38,12 @@ done
 requires busybox cpio modprobe timeout debugfs dumpe2fs fsck.ext4 mkfs.ext4 \
     nbdkit nbd-client sha256sum
 
-# The kernel passes abd_share=$tmp to the guest's init, as one word.
-case $tmp in
-    *[[:space:]]*) fail "\$tmp has white space: $tmp" ;;
+# The kernel passes abd_share=$tmp to the guest's init, as one word, and
+# abd_keep=SRC,BUILD: the trees, mounted back over the guest's own /tmp
+# when they live there (abd_init=systemd).
+case $tmp$abs_top_srcdir$abs_top_builddir in
+    *[[:space:]]*|*,*)
+        fail "\$tmp or the tree has white space or a comma: $tmp $abs_top_srcdir" ;;
 esac
 
 # vm_visible PATH...: fail unless the guest sees PATH (the guest mounts
@@ -112,7 +115,7 @@ vm_run ()
         -kernel "/boot/vmlinuz-$kver" -initrd "$tmp/initrd" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
         -virtfs "local,path=$tmp,mount_tag=abdshare,security_model=none,multidevs=remap" \
-        -append "console=ttyS0 panic=-1 mitigations=off no_timer_check quiet abd_share=$tmp ${vm_append:-}" \
+        -append "console=ttyS0 panic=-1 mitigations=off no_timer_check quiet abd_share=$tmp abd_keep=$abs_top_srcdir,$abs_top_builddir ${vm_append:-}" \
         </dev/null >"$console" 2>&1 &
     vm_pid=$!
     wait "$vm_pid" || rc=$?
