@@ -7,6 +7,8 @@ memcached_ext_libmcx_la_SOURCES = \
 	memcached-ext/meta.h \
 	memcached-ext/meta-parse.c \
 	memcached-ext/meta-conn.c \
+	memcached-ext/sock.h \
+	memcached-ext/sock.c \
 	memcached-ext/text.h \
 	memcached-ext/text-parse.c \
 	memcached-ext/text-conn.c

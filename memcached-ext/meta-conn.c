@@ -3,9 +3,10 @@
  *
  * A connection keeps the batch in flight between mcx_send and mcx_recv:
  * the command text (one buffer, sized for the whole batch before it is
- * written, so pointers into it stay valid), the iovec array (written with sendmsg, a writev with
- * MSG_NOSIGNAL) that interleaves it with the callers' values, how much of it is written,
- * and the receive buffer.  The receive buffer grows to hold the largest
+ * written, so pointers into it stay valid) and, in its socket (sock.c,
+ * shared with the text client), the iovec array that interleaves it with
+ * the callers' values, how much of it is written, and the receive
+ * buffer.  The receive buffer grows to hold the largest
  * reply seen (at most MCX_LINE_MAX + max_value + 2), so a value is always
  * handed to the caller in one piece.
  *
@@ -24,23 +25,18 @@
 #include <config.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/types.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "meta.h"
+#include "sock.h"
 
 /* The receive buffer's first size: the answer to a 64 KiB read's
  * multi-get (16 values of 4 KiB and their headers, a little over 64 KiB)
@@ -51,26 +47,16 @@
 #define MCX_CMD_OVERHEAD 80
 
 struct mcx_conn {
-  int fd;
-  bool broken;
-  char error[128];
+  struct mcx_sock s;            /* the socket, the batch's iovecs, rbuf */
   int64_t idle_ns;              /* mcx_set_idle_timeout; 0: none */
   int64_t *progress_clock;      /* mcx_set_progress_clock, or NULL */
 
-  /* The batch in flight. */
-  bool in_flight;
+  /* The batch in flight (s.in_flight). */
   char *text;                   /* command lines */
   size_t text_cap;
-  struct iovec *iov;
-  size_t nr_iov, iov_cap, iov_done;
-  uint64_t sent;                /* bytes written, ever: progress */
   struct mcx_parser parser;
   unsigned char *answered;
   size_t answered_cap;
-
-  /* Received, not yet parsed: rbuf[rpos..rlen). */
-  char *rbuf;
-  size_t rcap, rpos, rlen;
 };
 
 int64_t
@@ -99,97 +85,19 @@ mcx_strstatus (int status)
 const char *
 mcx_error (const struct mcx_conn *c)
 {
-  return c->error;
+  return c->s.error;
 }
 
 bool
 mcx_broken (const struct mcx_conn *c)
 {
-  return c->broken;
+  return c->s.broken;
 }
 
-/* Record why C failed; it is unusable from now on. */
 static int
 mcx_fail (struct mcx_conn *c, int status, const char *what)
 {
-  if (!c->broken) {
-    if (status == MCX_EIO && errno != 0)
-      snprintf (c->error, sizeof c->error, "%s: %s", what, strerror (errno));
-    else
-      snprintf (c->error, sizeof c->error, "%s", what);
-  }
-  c->broken = true;
-  c->in_flight = false;
-  return status;
-}
-
-/* Milliseconds left until DEADLINE_NS for poll, rounded up; -1 if none. */
-static int
-mcx_poll_ms (int64_t deadline_ns)
-{
-  int64_t left = deadline_ns - mcx_now_ns ();
-
-  if (left <= 0)
-    return -1;
-  if (left > INT64_C (3600000000000))
-    left = INT64_C (3600000000000);
-  return (left + 999999) / 1000000;
-}
-
-/* Wait for EVENTS on C's socket until DEADLINE_NS.  Once the deadline
- * has passed, what is ready at once still counts (poll with no timeout):
- * a batch whose answer arrived in time is not failed because the caller
- * was busy collecting another server's answer first.
- */
-static int
-mcx_wait (struct mcx_conn *c, short events, int64_t deadline_ns,
-          short *revents)
-{
-  struct pollfd pfd = { .fd = c->fd, .events = events };
-  int ms, r;
-
-  for (;;) {
-    ms = mcx_poll_ms (deadline_ns);
-    r = poll (&pfd, 1, ms < 0 ? 0 : ms);
-    if (r > 0) {
-      *revents = pfd.revents;
-      return 0;
-    }
-    if (r == -1 && errno != EINTR)
-      return mcx_fail (c, MCX_EIO, "poll");
-    if (r == 0 && ms < 0)
-      return mcx_fail (c, MCX_ETIMEDOUT, "timed out");
-  }
-}
-
-static int
-mcx_connect_addr (struct mcx_conn *c, const struct sockaddr *sa,
-                  socklen_t len, int64_t deadline_ns)
-{
-  int fd, err = 0, one = 1, r;
-  socklen_t err_len = sizeof err;
-  short revents;
-
-  fd = socket (sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd == -1)
-    return mcx_fail (c, MCX_EIO, "socket");
-  if (sa->sa_family != AF_UNIX)
-    setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  c->fd = fd;
-  if (connect (fd, sa, len) == 0)
-    return 0;
-  if (errno != EINPROGRESS && errno != EAGAIN)
-    return mcx_fail (c, MCX_EIO, "connect");
-  r = mcx_wait (c, POLLOUT, deadline_ns, &revents);
-  if (r < 0)
-    return r;
-  if (getsockopt (fd, SOL_SOCKET, SO_ERROR, &err, &err_len) == -1)
-    return mcx_fail (c, MCX_EIO, "getsockopt");
-  if (err != 0) {
-    errno = err;
-    return mcx_fail (c, MCX_EIO, "connect");
-  }
-  return 0;
+  return mcx_sock_fail (&c->s, status, what);
 }
 
 struct mcx_conn *
@@ -204,40 +112,8 @@ mcx_connect (const char *host, unsigned port, int64_t deadline_ns,
     *status = MCX_ENOMEM;
     return NULL;
   }
-  c->fd = -1;
-  if (port == 0) {
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-
-    if (strlen (host) >= sizeof sun.sun_path)
-      r = mcx_fail (c, MCX_EINVAL, "socket path too long");
-    else {
-      strcpy (sun.sun_path, host);
-      r = mcx_connect_addr (c, (struct sockaddr *) &sun, sizeof sun,
-                            deadline_ns);
-    }
-  }
-  else {
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV };
-    struct addrinfo *res = NULL, *ai;
-    char service[16];
-
-    snprintf (service, sizeof service, "%u", port);
-    if (getaddrinfo (host, service, &hints, &res) != 0 || res == NULL)
-      r = mcx_fail (c, MCX_EIO, "cannot resolve the server's address");
-    else {
-      r = MCX_EIO;
-      for (ai = res; ai != NULL && r != MCX_OK && r != MCX_ETIMEDOUT;
-           ai = ai->ai_next) {
-        if (c->fd >= 0)
-          close (c->fd);
-        c->fd = -1;
-        c->broken = false;
-        r = mcx_connect_addr (c, ai->ai_addr, ai->ai_addrlen, deadline_ns);
-      }
-      freeaddrinfo (res);
-    }
-  }
+  c->s.fd = -1;
+  r = mcx_sock_connect (&c->s, host, port, deadline_ns);
   if (r != MCX_OK) {
     *status = r;
     mcx_close (c);
@@ -252,95 +128,10 @@ mcx_close (struct mcx_conn *c)
 {
   if (c == NULL)
     return;
-  if (c->fd >= 0)
-    close (c->fd);
+  mcx_sock_close (&c->s);
   free (c->text);
-  free (c->iov);
   free (c->answered);
-  free (c->rbuf);
   free (c);
-}
-
-static bool
-mcx_key_ok (const struct mcx_op *op)
-{
-  size_t i;
-
-  if (op->key_len == 0 || op->key_len > MCX_KEY_MAX)
-    return false;
-  for (i = 0; i < op->key_len; i++)
-    if (op->key[i] < 0x21 || op->key[i] > 0x7e)
-      return false;
-  return true;
-}
-
-/* Grow *BUF (of *CAP elements of SIZE bytes) to at least WANT elements. */
-static bool
-mcx_reserve (void *bufp, size_t *cap, size_t want, size_t size)
-{
-  void **buf = bufp, *p;
-
-  if (*cap >= want)
-    return true;
-  p = realloc (*buf, want * size);
-  if (p == NULL)
-    return false;
-  *buf = p;
-  *cap = want;
-  return true;
-}
-
-/* Add LEN bytes at BASE to the iovec array, joining it to the previous
- * entry when it follows it in memory (consecutive command lines).
- */
-static void
-mcx_add_iov (struct mcx_conn *c, const void *base, size_t len)
-{
-  struct iovec *last = c->nr_iov ? &c->iov[c->nr_iov - 1] : NULL;
-
-  if (len == 0)
-    return;
-  if (last && (const char *) last->iov_base + last->iov_len == base)
-    last->iov_len += len;
-  else
-    c->iov[c->nr_iov++] = (struct iovec) { (void *) base, len };
-}
-
-/* Write what can be written without blocking. */
-static int
-mcx_write_some (struct mcx_conn *c)
-{
-  while (c->iov_done < c->nr_iov) {
-    size_t cnt = c->nr_iov - c->iov_done;
-    struct msghdr msg = { .msg_iov = &c->iov[c->iov_done] };
-    ssize_t r;
-
-    /* sendmsg, not writev: MSG_NOSIGNAL, no SIGPIPE if the server left. */
-    msg.msg_iovlen = cnt > IOV_MAX ? IOV_MAX : cnt;
-    r = sendmsg (c->fd, &msg, MSG_NOSIGNAL);
-    if (r == -1) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return 0;
-      if (errno == EINTR)
-        continue;
-      return mcx_fail (c, MCX_EIO, "write");
-    }
-    c->sent += r;
-    while (r > 0) {
-      struct iovec *v = &c->iov[c->iov_done];
-
-      if ((size_t) r >= v->iov_len) {
-        r -= v->iov_len;
-        c->iov_done++;
-      }
-      else {
-        v->iov_base = (char *) v->iov_base + r;
-        v->iov_len -= r;
-        r = 0;
-      }
-    }
-  }
-  return 0;
 }
 
 void
@@ -378,14 +169,14 @@ static int
 mcx_recv_wait (struct mcx_conn *c, short events, int64_t deadline_ns,
                int64_t progress_ns, short *revents)
 {
-  struct pollfd pfd = { .fd = c->fd, .events = events };
+  struct pollfd pfd = { .fd = c->s.fd, .events = events };
 
   for (;;) {
     int64_t until = deadline_ns, last = progress_ns;
     int ms, r;
 
     if (c->idle_ns == 0)
-      return mcx_wait (c, events, deadline_ns, revents);
+      return mcx_sock_wait (&c->s, events, deadline_ns, revents);
     if (c->progress_clock) {
       int64_t shared = __atomic_load_n (c->progress_clock, __ATOMIC_RELAXED);
 
@@ -394,7 +185,7 @@ mcx_recv_wait (struct mcx_conn *c, short events, int64_t deadline_ns,
     }
     if (last + c->idle_ns < until)
       until = last + c->idle_ns;
-    ms = mcx_poll_ms (until);
+    ms = mcx_sock_poll_ms (until);
     r = poll (&pfd, 1, ms < 0 ? 0 : ms);
     if (r > 0) {
       *revents = pfd.revents;
@@ -436,21 +227,21 @@ mcx_send (struct mcx_conn *c, const struct mcx_op *ops, size_t n,
   static const char crlf[] = "\r\n", noop[] = "mn\r\n";
   size_t text_want = sizeof noop, i, pos = 0;
 
-  if (c->broken)
+  if (c->s.broken)
     return MCX_EIO;
-  if (c->in_flight)
+  if (c->s.in_flight)
     return mcx_fail (c, MCX_EINVAL, "a batch is already in flight");
   for (i = 0; i < n; i++) {
-    if (!mcx_key_ok (&ops[i]))
+    if (!mcx_sock_key_ok (&ops[i]))
       return MCX_EINVAL;
     text_want += ops[i].key_len + MCX_CMD_OVERHEAD;
   }
-  if (!mcx_reserve (&c->text, &c->text_cap, text_want, 1) ||
-      !mcx_reserve (&c->iov, &c->iov_cap, 3 * n + 1, sizeof *c->iov) ||
-      !mcx_reserve (&c->answered, &c->answered_cap, n ? n : 1, 1))
+  if (!mcx_sock_reserve (&c->text, &c->text_cap, text_want, 1) ||
+      !mcx_sock_reserve (&c->s.iov, &c->s.iov_cap, 3 * n + 1, sizeof *c->s.iov) ||
+      !mcx_sock_reserve (&c->answered, &c->answered_cap, n ? n : 1, 1))
     return mcx_fail (c, MCX_ENOMEM, "out of memory");
 
-  c->nr_iov = c->iov_done = 0;
+  c->s.nr_iov = c->s.iov_done = 0;
   for (i = 0; i < n; i++) {
     const struct mcx_op *op = &ops[i];
     char *line = c->text + pos;
@@ -473,21 +264,21 @@ mcx_send (struct mcx_conn *c, const struct mcx_op *ops, size_t n,
       return MCX_EINVAL;
     }
     pos += len;
-    mcx_add_iov (c, line, len);
+    mcx_sock_add_iov (&c->s, line, len);
     if (op->type == MCX_SET) {
-      mcx_add_iov (c, op->value, op->value_len);
-      mcx_add_iov (c, crlf, 2);
+      mcx_sock_add_iov (&c->s, op->value, op->value_len);
+      mcx_sock_add_iov (&c->s, crlf, 2);
     }
   }
   memcpy (c->text + pos, noop, sizeof noop - 1);
-  mcx_add_iov (c, c->text + pos, sizeof noop - 1);
+  mcx_sock_add_iov (&c->s, c->text + pos, sizeof noop - 1);
 
   memset (c->answered, 0, n);
   c->parser = (struct mcx_parser) {
     .ops = ops, .n = n, .answered = c->answered, .max_value = max_value,
   };
-  c->in_flight = true;
-  return mcx_write_some (c);
+  c->s.in_flight = true;
+  return mcx_sock_write_some (&c->s);
 }
 
 int
@@ -496,9 +287,9 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
 {
   int64_t progress_ns;
 
-  if (c->broken)
+  if (c->s.broken)
     return MCX_EIO;
-  if (!c->in_flight)
+  if (!c->s.in_flight)
     return mcx_fail (c, MCX_EINVAL, "no batch in flight");
   c->parser.fn = fn;
   c->parser.opaque = opaque;
@@ -506,51 +297,51 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
 
   for (;;) {
     size_t used, need;
-    uint64_t sent = c->sent;
+    uint64_t sent = c->s.sent;
     short revents;
     ssize_t r;
     int pr;
 
-    pr = mcx_parse (&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos,
+    pr = mcx_parse (&c->parser, c->s.rbuf + c->s.rpos, c->s.rlen - c->s.rpos,
                     &used, &need);
-    c->rpos += used;
+    c->s.rpos += used;
     if (pr < 0)
       return mcx_fail (c, MCX_EPROTO, c->parser.error);
     if (pr == 1) {
       /* The server speaks only when spoken to. */
-      if (c->rpos != c->rlen || c->iov_done != c->nr_iov)
+      if (c->s.rpos != c->s.rlen || c->s.iov_done != c->s.nr_iov)
         return mcx_fail (c, MCX_EPROTO, "data after MN");
-      c->rpos = c->rlen = 0;
-      c->in_flight = false;
+      c->s.rpos = c->s.rlen = 0;
+      c->s.in_flight = false;
       return MCX_OK;
     }
 
     /* Room for NEED bytes from rpos, and some to read into. */
-    if (c->rpos > 0 && c->rcap - c->rpos < need + 4096) {
-      memmove (c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-      c->rlen -= c->rpos;
-      c->rpos = 0;
+    if (c->s.rpos > 0 && c->s.rcap - c->s.rpos < need + 4096) {
+      memmove (c->s.rbuf, c->s.rbuf + c->s.rpos, c->s.rlen - c->s.rpos);
+      c->s.rlen -= c->s.rpos;
+      c->s.rpos = 0;
     }
-    if (c->rcap - c->rpos < need || c->rcap == c->rlen) {
-      size_t want = c->rpos + need > MCX_RBUF_MIN ? c->rpos + need
+    if (c->s.rcap - c->s.rpos < need || c->s.rcap == c->s.rlen) {
+      size_t want = c->s.rpos + need > MCX_RBUF_MIN ? c->s.rpos + need
         : MCX_RBUF_MIN;
 
-      if (want <= c->rcap)
-        want = c->rcap * 2;
-      if (!mcx_reserve (&c->rbuf, &c->rcap, want, 1))
+      if (want <= c->s.rcap)
+        want = c->s.rcap * 2;
+      if (!mcx_sock_reserve (&c->s.rbuf, &c->s.rcap, want, 1))
         return mcx_fail (c, MCX_ENOMEM, "out of memory");
     }
 
-    pr = mcx_recv_wait (c, POLLIN | (c->iov_done < c->nr_iov ? POLLOUT : 0),
+    pr = mcx_recv_wait (c, POLLIN | (c->s.iov_done < c->s.nr_iov ? POLLOUT : 0),
                         deadline_ns, progress_ns, &revents);
     if (pr < 0)
       return pr;
-    if ((revents & POLLOUT) && mcx_write_some (c) < 0)
+    if ((revents & POLLOUT) && mcx_sock_write_some (&c->s) < 0)
       return MCX_EIO;
-    if (c->sent != sent)
+    if (c->s.sent != sent)
       mcx_progress (c, &progress_ns, mcx_now_ns (), false);
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
-      r = read (c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+      r = read (c->s.fd, c->s.rbuf + c->s.rlen, c->s.rcap - c->s.rlen);
       if (r == 0) {
         errno = 0;
         return mcx_fail (c, MCX_EIO, "the server closed the connection");
@@ -560,7 +351,7 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
           return mcx_fail (c, MCX_EIO, "read");
         continue;
       }
-      c->rlen += r;
+      c->s.rlen += r;
       mcx_progress (c, &progress_ns, mcx_now_ns (), true);
     }
   }
