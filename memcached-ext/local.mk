@@ -6,6 +6,8 @@ noinst_LTLIBRARIES += memcached-ext/libmcx.la
 memcached_ext_libmcx_la_SOURCES = \
 	memcached-ext/meta.h \
 	memcached-ext/meta-parse.c \
+	memcached-ext/reply.h \
+	memcached-ext/reply.c \
 	memcached-ext/meta-conn.c \
 	memcached-ext/sock.h \
 	memcached-ext/sock.c \

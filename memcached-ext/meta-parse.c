@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "meta.h"
+#include "reply.h"
 
 #define MCX_TOKENS_MAX 4
 
@@ -95,70 +96,33 @@ mcx_parse (struct mcx_parser *p, const char *buf, size_t len, size_t *used,
   *used = 0;
   *need = 0;
   for (;;) {
-    const char *line, *nl;
-    const char *tok[MCX_TOKENS_MAX];
-    size_t tok_len[MCX_TOKENS_MAX], nr_tok = 0;
-    size_t avail = len - pos, line_len, i, start, index;
+    struct mcx_line l;
+    const char *line, *why;
+    const char *const *tok = l.tok;
+    const size_t *tok_len = l.tok_len;
+    size_t avail, line_len, nr_tok, index;
     int r;
 
-    if (p->skipping) {
-      /* A value too long to hand on: drop its bytes as they come, so
-       * that it never needs a buffer of its size.
-       */
-      size_t k = avail < p->skip_left ? avail : p->skip_left;
-
-      pos += k;
-      avail -= k;
-      p->skip_left -= k;
+    if (p->skip.on) {
+      r = mcx_skip_feed (&p->skip, buf, len, &pos, need);
       *used = pos;
-      if (p->skip_left > 0 || avail < 2) {
-        /* Counted from BUF + *USED: the value's next byte, or its CRLF.
-         * (Not the rest of the value: the buffer would grow to it.)
-         */
-        *need = p->skip_left > 0 ? 1 : 2;
+      if (r == 0)
         return 0;
-      }
-      if (buf[pos] != '\r' || buf[pos + 1] != '\n')
+      if (r < 0)
         return mcx_proto_error (p, "value not followed by CRLF");
-      pos += 2;
-      *used = pos;
-      p->skipping = false;
-      p->fn (p->opaque, p->skip_index, MCX_TOO_LARGE, NULL, p->skip_len);
+      p->fn (p->opaque, p->skip.index, MCX_TOO_LARGE, NULL, p->skip.len);
       continue;
     }
 
-    if (avail == 0) {           /* (BUF may be NULL then) */
-      *need = 1;
+    avail = len - pos;
+    r = mcx_reply_line (buf + pos, avail, &l, need, &why);
+    if (r == 0)
       return 0;
-    }
-    line = buf + pos;
-    nl = memchr (line, '\n', avail < MCX_LINE_MAX ? avail : MCX_LINE_MAX);
-    if (nl == NULL) {
-      if (avail >= MCX_LINE_MAX)
-        return mcx_proto_error (p, "reply line longer than %d bytes",
-                                MCX_LINE_MAX);
-      *need = avail + 1;
-      return 0;
-    }
-    line_len = nl - line + 1;
-    if (line_len < 2 || nl[-1] != '\r')
-      return mcx_proto_error (p, "reply line not ended by CRLF");
-
-    /* Printable ASCII, split on single spaces. */
-    for (i = 0, start = 0; i <= line_len - 2; i++) {
-      if (i == line_len - 2 || line[i] == ' ') {
-        if (i == start)
-          return mcx_proto_error (p, "empty token in reply line");
-        if (nr_tok < MCX_TOKENS_MAX) {
-          tok[nr_tok] = line + start;
-          tok_len[nr_tok] = i - start;
-        }
-        nr_tok++;
-        start = i + 1;
-      }
-      else if (line[i] < 0x21 || line[i] > 0x7e)
-        return mcx_proto_error (p, "unprintable byte in reply line");
-    }
+    if (r < 0)
+      return mcx_proto_error (p, "%s", why);
+    line = l.text;
+    line_len = l.len;
+    nr_tok = l.nr_tok;
 
 #define MCX_IS(code) \
     (tok_len[0] == sizeof code - 1 && memcmp (tok[0], code, tok_len[0]) == 0)
@@ -200,9 +164,7 @@ mcx_parse (struct mcx_parser *p, const char *buf, size_t len, size_t *used,
         return r;
       if (vlen > p->max_value) {
         p->answered[index] = 1;
-        p->skipping = true;
-        p->skip_index = index;
-        p->skip_len = p->skip_left = vlen;
+        mcx_skip_start (&p->skip, index, vlen);
         pos += line_len;
         *used = pos;
         continue;

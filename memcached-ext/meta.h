@@ -100,6 +100,15 @@ typedef void (*mcx_reply_fn) (void *opaque, size_t index, enum mcx_reply r,
  * (N bytes, zeroed), MAX_VALUE, FN and OPAQUE, the rest zero, then feed
  * it bytes.
  */
+/* A value being skipped (MCX_TOO_LARGE): its operation, its length, and
+ * how many of its bytes are still to come (then "\r\n").  (reply.c)
+ */
+struct mcx_skip {
+  bool on;
+  size_t index;
+  size_t len, left;
+};
+
 struct mcx_parser {
   const struct mcx_op *ops;
   size_t n;
@@ -109,12 +118,7 @@ struct mcx_parser {
   void *opaque;
   size_t nr_errors;             /* SERVER_ERROR lines so far */
   char error[96];               /* why the last MCX_EPROTO */
-  /* A value being skipped (MCX_TOO_LARGE): its operation, its length,
-   * and how many of its bytes are still to come (then "\r\n").
-   */
-  bool skipping;
-  size_t skip_index;
-  size_t skip_len, skip_left;
+  struct mcx_skip skip;         /* a value being skipped (MCX_TOO_LARGE) */
 };
 
 /* Parse replies from BUF (LEN bytes).  Whole replies only are consumed

@@ -72,12 +72,7 @@ struct mtx_parser {
                                    being answered */
   size_t cmd_end;               /* 0, or the end of the get command begun */
   size_t cursor;                /* in it, the first key a VALUE may name */
-  /* A value being skipped (MCX_TOO_LARGE, as in meta.h): its operation,
-   * its length, and how many of its bytes are still to come.
-   */
-  bool skipping;
-  size_t skip_index;
-  size_t skip_len, skip_left;
+  struct mcx_skip skip;         /* a value being skipped (MCX_TOO_LARGE) */
   char error[96];               /* why the last MCX_EPROTO */
 };
 

@@ -39,9 +39,9 @@ clang "${cflags[@]}" "$src/tests/fuzz/fuzz-control.c" "$src/common/control.c" \
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-value.c" \
     "$src/filters/memcache/value.c" -lcrypto -pthread -o "$tmp/fuzz-value"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-meta.c" \
-    "$src/memcached-ext/meta-parse.c" -o "$tmp/fuzz-meta"
+    "$src/memcached-ext/meta-parse.c" "$src/memcached-ext/reply.c" -o "$tmp/fuzz-meta"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-text.c" \
-    "$src/memcached-ext/text-parse.c" -o "$tmp/fuzz-text"
+    "$src/memcached-ext/text-parse.c" "$src/memcached-ext/reply.c" -o "$tmp/fuzz-text"
 clang "${cflags[@]}" "$src/tests/fuzz/fuzz-state.c" \
     "$src/filters/memcache/state.c" -lcrypto -pthread -o "$tmp/fuzz-state"
 
