@@ -6,7 +6,9 @@
 # nbdkit with the same file writes it all back and flushes before it
 # serves: the image is byte-exact through NBD at once, and on the file
 # after a clean stop; the store file is clean then.
-# ABD_TEST_NO_STORE=1 runs the same steps without the file (must fail).
+# ABD_TEST_NO_STORE=1 runs the same steps without the file (must fail);
+# ABD_TEST_RESTART_WRITE_SIZE=4K restarts with smaller writes
+# (test-async-store-kill-smaller.sh).
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
@@ -54,7 +56,8 @@ fi
 # the file is compared once a client is connected, not when the socket
 # appears.
 async_start two --filter="$ASYNC_FILTER" file "$tmp/disk" \
-    async-max-dirty=32M async-writeback-delay=60000 async-write-size=32M \
+    async-max-dirty=32M async-writeback-delay=60000 \
+    async-write-size="${ABD_TEST_RESTART_WRITE_SIZE:-32M}" \
     "${store_args[@]+"${store_args[@]}"}"
 # nbdkit 1.32 listens before the store file is replayed (.after_fork):
 # the image is compared once a client has been served.

@@ -179,7 +179,13 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
     bool whole;
 
     f = tree_find_from (s, r->blk);
-    whole = f == NULL || f->blk >= end;
+    /* A data record longer than this start's extents (written before
+     * async-write-size was lowered) is loaded in pieces of at most
+     * extent_max blocks, as one that overlaps: a writer's copy holds
+     * batch_blocks blocks at most.
+     */
+    whole = (f == NULL || f->blk >= end) &&
+      (r->kind != STORE_DATA || r->count <= s->extent_max);
     /* Its free pieces (all of it if WHOLE: in its own entry, whose
      * record it is; else in entries that have no record).
      */
@@ -193,6 +199,8 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
         continue;
       }
       gap_end = f && f->blk < end ? f->blk : end;
+      if (r->kind == STORE_DATA && gap_end - pos > s->extent_max)
+        gap_end = pos + s->extent_max;
       if (whole)
         n = &s->pool[r->index];
       else {
