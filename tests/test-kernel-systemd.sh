@@ -23,16 +23,21 @@ vm_visible "$ASYNC_FILTER" "$MEMCACHE_FILTER" "$ABDCTL" \
     "$abs_top_srcdir/memcached-ext"
 
 units=$abs_top_srcdir/scripts/systemd
+# What the service runs is copied by the guest to /run/abd-test before it
+# starts the units: PrivateTmp= hides /tmp and /var/tmp from the service,
+# and with them a tree cloned there.
+svc=/run/abd-test
 mkdir "$tmp/units"
-sed -e "s|/usr/libexec/abd/abd-prepare-device|$units/abd-prepare-device|" \
+sed -e "s|/usr/libexec/abd/abd-prepare-device|$svc/abd-prepare-device|" \
     -e "s|^EnvironmentFile=/etc/default/abd$|EnvironmentFile=$tmp/abd.default|" \
-    -e "s|--filter=async |--filter=$ASYNC_FILTER |" \
-    -e "s|--filter=memcache |--filter=$MEMCACHE_FILTER |" \
+    -e "s|--filter=async |--filter=$svc/nbdkit-async-filter.so |" \
+    -e "s|--filter=memcache |--filter=$svc/nbdkit-memcache-filter.so |" \
     "$units/abd.service" > "$tmp/units/abd.service"
 sed -e "s|^EnvironmentFile=/usr/share/abd/abd-memcached.conf$|EnvironmentFile=$abs_top_srcdir/memcached-ext/abd-memcached.conf|" \
     "$units/abd-memcached.service" > "$tmp/units/abd-memcached.service"
-for want in "$units/abd-prepare-device" "EnvironmentFile=$tmp/abd.default" \
-            "--filter=$ASYNC_FILTER " "--filter=$MEMCACHE_FILTER "; do
+for want in "$svc/abd-prepare-device" "EnvironmentFile=$tmp/abd.default" \
+            "--filter=$svc/nbdkit-async-filter.so " \
+            "--filter=$svc/nbdkit-memcache-filter.so "; do
     grep -qF -- "$want" "$tmp/units/abd.service" ||
         fail "test bug: abd.service has no '$want' after the substitutions"
 done

@@ -31,6 +31,13 @@ share=$1
 requires systemctl journalctl losetup nbdcopy memcached md5sum
 [ "$(cat /proc/1/comm)" = systemd ] || fail "PID 1 is not systemd"
 
+# What abd.service runs, where its PrivateTmp= does not hide it (the
+# units name these paths: tests/test-kernel-systemd.sh).
+mkdir -p /run/abd-test
+cp "$ASYNC_FILTER" /run/abd-test/nbdkit-async-filter.so
+cp "$MEMCACHE_FILTER" /run/abd-test/nbdkit-memcache-filter.so
+cp "$abs_top_srcdir/scripts/systemd/abd-prepare-device" /run/abd-test/
+
 # show_units: what systemd and the units said (on failure and at exit).
 show_units ()
 {

@@ -104,17 +104,18 @@ mount -t 9p -o "$opts" abdshare "/newroot$abd_share" || die "cannot mount $abd_s
 if [ "${abd_init:-}" = systemd ]; then
     # A writable /tmp hides the host's: the trees the guest runs from
     # (abd_keep=DIR,DIR: the source and build tree, a clone under /tmp)
-    # are mounted back from a second read-only mount of the host root.
-    mkdir -p /newroot/run/abd-hostroot
-    mount -t 9p -o "$opts,ro,cache=loose" hostroot /newroot/run/abd-hostroot ||
-        die "cannot mount the host root again"
+    # are mounted back from the host's /tmp, bound elsewhere first (a
+    # virtio-9p device takes one mount only).
+    mkdir -p /newroot/run/abd-hosttmp
+    mount -o bind /newroot/tmp /newroot/run/abd-hosttmp ||
+        die "cannot keep the host's /tmp"
     mount -t tmpfs tmpfs /newroot/tmp
     for dir in $(echo "${abd_keep:-}" | tr ',' ' '); do
         case $dir in
             /tmp/*)
                 mkdir -p "/newroot$dir"
-                mount -o bind "/newroot/run/abd-hostroot$dir" "/newroot$dir" ||
-                    die "cannot mount $dir back"
+                mount -o bind "/newroot/run/abd-hosttmp${dir#/tmp}" \
+                    "/newroot$dir" || die "cannot mount $dir back"
                 ;;
         esac
     done
