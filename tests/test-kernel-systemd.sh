@@ -33,6 +33,14 @@ sed -e "s|/usr/libexec/abd/abd-prepare-device|$svc/abd-prepare-device|" \
     -e "s|--filter=async |--filter=$svc/nbdkit-async-filter.so |" \
     -e "s|--filter=memcache |--filter=$svc/nbdkit-memcache-filter.so |" \
     "$units/abd.service" > "$tmp/units/abd.service"
+# A sanitizer build: nbdkit with the ASan runtime preloaded (the guest
+# writes the wrapper, tests/kernel/guest-systemd.sh).
+if [ -n "${ABD_SANITIZER_PRELOAD:-}" ]; then
+    sed -i "s|^ExecStart=/usr/bin/nbdkit |ExecStart=$svc/nbdkit |" \
+        "$tmp/units/abd.service"
+    grep -q "^ExecStart=$svc/nbdkit " "$tmp/units/abd.service" ||
+        fail "test bug: abd.service's nbdkit was not replaced"
+fi
 sed -e "s|^EnvironmentFile=/usr/share/abd/abd-memcached.conf$|EnvironmentFile=$abs_top_srcdir/memcached-ext/abd-memcached.conf|" \
     "$units/abd-memcached.service" > "$tmp/units/abd-memcached.service"
 for want in "$svc/abd-prepare-device" "EnvironmentFile=$tmp/abd.default" \

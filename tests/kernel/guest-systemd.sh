@@ -38,6 +38,27 @@ cp "$ASYNC_FILTER" /run/abd-test/nbdkit-async-filter.so
 cp "$MEMCACHE_FILTER" /run/abd-test/nbdkit-memcache-filter.so
 cp "$abs_top_srcdir/scripts/systemd/abd-prepare-device" /run/abd-test/
 
+# A sanitizer build's filters need the ASan runtime preloaded into nbdkit
+# (tests/functions.sh): abd.service then runs /run/abd-test/nbdkit
+# (tests/test-kernel-systemd.sh), a wrapper that preloads it, copied
+# here with the other libraries, into nbdkit alone (preloaded into
+# ExecStartPre's rm too, they hang it).  The sandbox is unchanged, so a
+# sanitizer report under it fails the start or the stop.
+if [ -n "${ABD_SANITIZER_PRELOAD:-}" ]; then
+    mkdir -p /run/abd-test/preload
+    preload=
+    for lib in $ABD_SANITIZER_PRELOAD; do
+        cp "$lib" /run/abd-test/preload/ || fail "cannot copy $lib"
+        preload="$preload /run/abd-test/preload/${lib##*/}"
+    done
+    cat > /run/abd-test/nbdkit <<EOF
+#!/bin/sh
+export ASAN_OPTIONS='$ASAN_OPTIONS' UBSAN_OPTIONS='$UBSAN_OPTIONS'
+LD_PRELOAD='${preload# }' exec /usr/bin/nbdkit "\$@"
+EOF
+    chmod +x /run/abd-test/nbdkit
+fi
+
 # show_units: what systemd and the units said (on failure and at exit).
 show_units ()
 {
