@@ -52,6 +52,9 @@ MEMCACHE_SH_TESTS = \
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	tests/test-memcache-marker \
 	$(MEMCACHE_SH_TESTS)
+# Not in MEMCACHE_SH_TESTS: 32 nbdkit processes (slow), meta only.
+TESTS += tests/test-memcache-many-hosts.sh
+EXTRA_DIST += tests/test-memcache-many-hosts.sh tests/many_hosts_client.py
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
 	tests/memcached_hostile.py \
 	tests/memcache_warm_passes.py \

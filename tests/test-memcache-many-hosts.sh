@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Many hosts, one pool: 32 nbdkit processes, each with its own device
+# (a file) and memcache-id, share 3 memcached servers on this machine,
+# on the filter's default settings (memcache-timeout included).  All of
+# them read and write at once (tests/many_hosts_client.py), every read
+# compared with each device's model, while the pool changes under them
+# (pool_change below).  Afterwards every device reads back exactly and
+# no nbdkit holds more than 4 connections to any one memcached server.
+
+source "${abs_top_srcdir:-.}/tests/functions.sh"
+source "$abs_top_srcdir/tests/test-memcache-helpers.sh"
+requires ss
+
+hosts=${ABD_MANY_HOSTS:-32}
+mc_start_three
+ctls=() socks=() pids=()
+for (( i=0; i<hosts; i++ )); do
+    truncate -s 2M "$tmp/img$i"
+    start_nbdkit "dev$i" --filter="$MEMCACHE_FILTER" file "$tmp/img$i" \
+        memcache-servers="$MC_SERVERS" memcache-id="many-$i" \
+        memcache-control="$tmp/ctl$i.sock"
+    ctls+=("$tmp/ctl$i.sock") socks+=("$sock") pids+=("$pid")
+done
+
+# conns_ok: no nbdkit has more than 4 connections to one memcached.
+conns_ok ()
+{
+    local port worst
+    for port in "${MC_PORTS[@]}"; do
+        worst=$(ss -Htnp state established "( dport = :$port )" |
+                grep -o 'pid=[0-9]*' | sort | uniq -c | sort -rn |
+                awk 'NR == 1 { print $1 }')
+        echo "memcached :$port: at most ${worst:-0} connections per nbdkit"
+        [ "${worst:-0}" -le 4 ] || return 1
+    done
+}
+
+# pool_change: what happens to the pool while the devices run.
+pool_change ()
+{
+    conns_ok || fail "more than 4 connections per nbdkit to one server"
+}
+
+mkdir "$tmp/run"
+OPS=${ABD_MANY_HOSTS_OPS:-200} HOT=128 CHANGE_DEADLINE=300 \
+    "$PY" "$abs_top_srcdir/tests/many_hosts_client.py" "$tmp/run" \
+    "${socks[@]}" > "$tmp/client.out" 2>&1 &
+client=$!
+cleanup_fn kill_wait "$client"
+wait_for 300 test -e "$tmp/run/phase1" ||
+    { cat "$tmp/client.out"; fail "the devices did not finish phase 1"; }
+pool_change
+touch "$tmp/run/changed"
+wait "$client" || { cat "$tmp/client.out"; fail "a device read wrong data"; }
+[ "$(grep -c ' mismatches 0$' "$tmp/client.out")" -eq "$hosts" ] ||
+    { cat "$tmp/client.out"; fail "not every device reported"; }
+conns_ok || fail "more than 4 connections per nbdkit to one server"
+
+# Each device's hits and misses, for the log (how fairly the pool is
+# shared is scripts/bench's to measure, not a pass/fail rule), and its
+# image equals its file.
+for (( i=0; i<hosts; i++ )); do
+    echo "dev $i: hits $(status_field "${ctls[i]}" hits)" \
+         "misses $(status_field "${ctls[i]}" misses)"
+done
+for (( i=0; i<hosts; i++ )); do
+    nbdcopy "nbd+unix:///?socket=${socks[i]}" "$tmp/back" ||
+        fail "cannot read device $i"
+    cmp "$tmp/back" "$tmp/img$i" || fail "device $i differs from its file"
+done
+echo "$0: OK"
