@@ -55,8 +55,8 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 [ -z "$(ss -Htlnp "( sport > :0 )" | grep "pid=$mc_pid,")" ] ||
     fail "memcached listens on TCP: $(ss -Htlnp | grep "pid=$mc_pid,")"
-# memcached runs with memcached-ext/abd-memcached.conf's options (-R).
-reqs=$(python3 -c 'import socket, sys
+# memcached runs with memcached-ext/abd-memcached.conf's options (-R, -c).
+settings=$(python3 -c 'import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(10)
 s.connect(sys.argv[1])
@@ -64,12 +64,17 @@ s.sendall(b"stats settings\r\n")
 buf = b""
 while not buf.endswith(b"END\r\n"):
     buf += s.recv(65536)
-print(dict(l.split()[1:3] for l in buf.decode().splitlines()
-           if l.startswith("STAT "))["reqs_per_event"])' "$mc_sock")
-want=$(sed -n 's/^ABD_MEMCACHED_OPTIONS=.*-R \([0-9]*\).*/\1/p' \
-       "$abs_top_srcdir/memcached-ext/abd-memcached.conf")
+d = dict(l.split()[1:3] for l in buf.decode().splitlines()
+         if l.startswith("STAT "))
+print(d["reqs_per_event"], d["maxconns"])' "$mc_sock")
+read -r reqs maxconns <<< "$settings"
+conf=$abs_top_srcdir/memcached-ext/abd-memcached.conf
+want=$(sed -n 's/^ABD_MEMCACHED_OPTIONS=.*-R \([0-9]*\).*/\1/p' "$conf")
 [ -n "$want" ] && [ "$reqs" -eq "$want" ] ||
     fail "memcached runs without abd-memcached.conf's -R $want (reqs_per_event $reqs)"
+want=$(sed -n 's/^ABD_MEMCACHED_OPTIONS=.*-c \([0-9]*\).*/\1/p' "$conf")
+[ -n "$want" ] && [ "$maxconns" -eq "$want" ] ||
+    fail "memcached runs without abd-memcached.conf's -c $want (maxconns $maxconns)"
 [ "$(stat -c %s "$ABD_DIR/disk.img")" -eq $((64 * 1024 * 1024)) ] ||
     fail "the image is not 64M"
 
