@@ -45,6 +45,8 @@ TESTS += tests/test-stack-netns.sh
 EXTRA_DIST += tests/test-stack-netns.sh
 TESTS += tests/test-abd-run.sh tests/test-abd-run-private.sh
 EXTRA_DIST += tests/test-abd-run.sh tests/test-abd-run-private.sh
+TESTS += tests/test-bench-hosts.sh
+EXTRA_DIST += tests/test-bench-hosts.sh
 # README's commands as a user runs them: a fresh clone, a clean
 # environment (tests/test-user-helpers.sh).
 TESTS += tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh \

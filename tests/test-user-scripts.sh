@@ -33,6 +33,9 @@ as_user ()
 as_user 0 '^Usage: scripts/abd-run ' scripts/abd-run --help
 as_user 2 'abd-run: unknown option: --bogus' scripts/abd-run --bogus
 as_user 0 '^Usage: scripts/bench ' scripts/bench --help
+as_user 0 '^Usage: scripts/bench-hosts ' scripts/bench-hosts --help
+as_user 2 'bench-hosts: unknown option: --bogus' scripts/bench-hosts --bogus
+as_user 2 'bench-hosts: --hosts takes a positive number' scripts/bench-hosts --hosts 0
 as_user 0 '^usage: torture ' scripts/torture --help
 as_user 2 'usage: torture ' scripts/torture --bogus
 as_user 0 '^nbdkit$' scripts/install-deps --list
