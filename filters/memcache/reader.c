@@ -16,6 +16,10 @@
  *      of the block was in progress before the lower read (writeseq.c);
  *      the read returns without waiting for them.
  *
+ * A read places all its blocks with one snapshot of the pool (pool.h),
+ * taken at its start and given back at its end, however the pool
+ * changes meanwhile.
+ *
  * Whatever goes wrong with memcached, the read is served from the lower
  * device; only a lower device error fails it.  Blocks are always read and
  * stored whole, so the cache holds whole blocks only.  A session to a
@@ -37,6 +41,7 @@
 #include "filler.h"
 #include "health.h"
 #include "params.h"
+#include "pool.h"
 #include "reader.h"
 #include "stats.h"
 #include "value.h"
@@ -76,23 +81,21 @@ struct read_server {
 };
 
 struct read_batch {
+  const struct ring *ring;      /* the pool, for the whole read */
   uint64_t first;               /* block number of blocks[0] */
   size_t n;
   struct read_block *blocks;
   unsigned char *data;          /* n * block_size */
-  struct read_server *servers;  /* ring->n */
+  struct read_server *servers;  /* ring->n: by slot */
 };
 
 /* Set by reader_init, read-only afterwards. */
-static const struct ring *ring;
 static struct reader_settings settings;
 static uint64_t epoch;
 
 void
-reader_init (const struct ring *r, const struct reader_settings *given,
-             uint64_t keys_epoch)
+reader_init (const struct reader_settings *given, uint64_t keys_epoch)
 {
-  ring = r;
   settings = *given;
   epoch = keys_epoch;
 }
@@ -103,7 +106,7 @@ reader_free_batch (struct read_batch *b)
   size_t i;
 
   if (b->servers) {
-    for (i = 0; i < ring->n; i++) {
+    for (i = 0; i < b->ring->n; i++) {
       free (b->servers[i].keys);
       free (b->servers[i].key_lens);
     }
@@ -114,11 +117,13 @@ reader_free_batch (struct read_batch *b)
 }
 
 static int
-reader_alloc_batch (struct read_batch *b, size_t max_blocks)
+reader_alloc_batch (struct read_batch *b, const struct ring *ring,
+                    size_t max_blocks)
 {
   size_t i;
 
   memset (b, 0, sizeof *b);
+  b->ring = ring;
   b->blocks = calloc (max_blocks, sizeof *b->blocks);
   b->data = malloc (max_blocks * settings.block_size);
   b->servers = calloc (ring->n, sizeof *b->servers);
@@ -142,7 +147,7 @@ static void
 reader_ident (const struct read_batch *b, const struct read_block *blk,
               struct value_ident *ident)
 {
-  ident->id_hash = ring->id_hash;
+  ident->id_hash = b->ring->id_hash;
   ident->epoch = epoch;
   ident->generation = b->servers[blk->server].session.gen;
   ident->block = blk->block;
@@ -158,7 +163,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 
   b->first = first;
   b->n = n;
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     b->servers[i].wanted = false;
     b->servers[i].open = false;
     b->servers[i].nr_keys = 0;
@@ -170,7 +175,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 
     blk->block = first + i;
     blk->len = size - blk->block * bs < bs ? size - blk->block * bs : bs;
-    blk->server = ring_server_for_block (ring, blk->block);
+    blk->server = ring_server_for_block (b->ring, blk->block);
     blk->state = BLOCK_WANTED;
     blk->fill = false;
     blk->version = writeseq_version (blk->block);
@@ -249,13 +254,13 @@ reader_lookup (struct read_batch *b)
 {
   size_t i;
 
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     struct read_server *srv = &b->servers[i];
 
     if (srv->open && srv->nr_keys > 0)
       conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
   }
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     struct read_server *srv = &b->servers[i];
     struct reader_found_ctx ctx = { .batch = b, .server = i };
 
@@ -341,7 +346,7 @@ reader_fill (struct read_batch *b)
   /* A server that was down at the lookup (its blocks BLOCK_UNCACHED):
    * is it back?
    */
-  for (i = 0; i < ring->n; i++)
+  for (i = 0; i < b->ring->n; i++)
     b->servers[i].back = b->servers[i].wanted && health_usable (i);
   for (i = 0; i < b->n; i++) {
     const struct read_block *blk = &b->blocks[i];
@@ -364,7 +369,7 @@ reader_close (struct read_batch *b)
 {
   size_t i;
 
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     if (b->servers[i].open)
       conn_close (&b->servers[i].session);
     b->servers[i].open = false;
@@ -377,6 +382,7 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
 {
   const uint32_t bs = settings.block_size;
   const size_t batch_blocks = READER_BATCH_BYTES / bs;
+  const struct ring *ring;
   struct read_batch b;
   uint64_t first, last, block;
   int64_t size;
@@ -392,8 +398,10 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
 
   first = offset / bs;
   last = (offset + count - 1) / bs;
-  if (reader_alloc_batch (&b, last - first + 1 < batch_blocks
+  ring = pool_acquire ();
+  if (reader_alloc_batch (&b, ring, last - first + 1 < batch_blocks
                           ? last - first + 1 : batch_blocks) == -1) {
+    pool_release (ring);
     *err = ENOMEM;
     return -1;
   }
@@ -420,5 +428,6 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
   }
 
   reader_free_batch (&b);
+  pool_release (ring);
   return r;
 }

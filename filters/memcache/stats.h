@@ -77,6 +77,18 @@ extern void stats_set_start (uint64_t epoch, const char *start,
                              const char *reason);
 extern void stats_free (void);
 
+/* Slot I of the pool (pool.h) has just been given to a joining server:
+ * its counters start at 0.
+ */
+extern void stats_server_join (size_t i);
+
+/* For abdctl servers (servers.c): server I of RING, with SHARE of the
+ * blocks, as one nested object.
+ */
+extern void stats_reply_server_brief (struct ctl_reply *r,
+                                      const struct ring *ring, size_t i,
+                                      double share);
+
 /* Record one round trip to server I that took US microseconds. */
 extern void stats_latency (size_t i, uint64_t us);
 
