@@ -5,7 +5,8 @@ check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value \
 	tests/test-memcache-marker
 tests_test_memcache_units_SOURCES = tests/test-memcache-units.c tests/unit-check.h \
 	tests/unit-rand.h \
-	filters/memcache/ring.c filters/memcache/ring.h
+	filters/memcache/ring.c filters/memcache/ring.h \
+	filters/memcache/pool.c filters/memcache/pool.h
 tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/filters/memcache
 tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
