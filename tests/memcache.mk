@@ -50,13 +50,14 @@ MEMCACHE_SH_TESTS = \
 	tests/test-abd-run-warm.sh \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh \
-	tests/test-memcache-pool.sh
+	tests/test-memcache-pool.sh \
+	tests/test-memcache-pool-model.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	tests/test-memcache-marker \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
 	tests/memcached_hostile.py \
-	tests/memcache_warm_passes.py \
+	tests/memcache_warm_passes.py tests/memcache_pool_model.py \
 	$(MEMCACHE_SH_TESTS)
 
 # memcached-ext, the meta protocol client.
