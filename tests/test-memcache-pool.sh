@@ -45,6 +45,7 @@ EOF
 ctl=$tmp/ctl.sock
 start_nbdkit pool --filter="$MEMCACHE_FILTER" file "$tmp/img" \
     memcache-servers-file="$tmp/servers" memcache-id=pool-test \
+    memcache-timeout=1000 \
     memcache-control="$ctl"
 
 # servers_field NAME: a top-level field of `abdctl --raw servers`.
@@ -107,6 +108,23 @@ printf '%s\n%s\n' "${S[0]}" "${S[0]}" > "$tmp/servers"
 expect_refused "reload of a file listing a server twice" servers reload
 cp "$tmp/servers.good" "$tmp/servers"
 
+# mc_conns PORT: memcached's curr_connections (the one asking included).
+mc_conns ()
+{
+    "$PY" -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"stats\r\n")
+buf = b""
+while not buf.endswith(b"END\r\n"):
+    buf += s.recv(65536)
+for line in buf.decode().splitlines():
+    if line.startswith("STAT curr_connections "):
+        print(line.split()[2])
+' "$1"
+}
+conns0=$(mc_conns "${MC_PORTS[3]}")
+
 # ---- warm, then a 4th server joins ----
 readall "cold"
 mc_filled "$ctl"
@@ -141,6 +159,10 @@ moved=$(awk '$1 == "moved_share:" { print $2 }' "$tmp/rm")
 echo "removing one of 4: moved_share $moved"
 awk -v m="$moved" 'BEGIN { exit !(m >= 0.20 && m <= 0.30) }' ||
     fail "removing one of 4 moved $moved of the blocks, expected ~0.25"
+# Its connections are closed, as before it joined.
+_no_conns () { [ "$(mc_conns "${MC_PORTS[3]}")" = "$conns0" ]; }
+wait_for 10 _no_conns ||
+    fail "the removed server has $(mc_conns "${MC_PORTS[3]}") connections, $conns0 before it joined"
 h3=$(hits) m3=$(misses)
 readall "after removing the 4th server"
 # Its blocks go back to where they were before it joined, still warm

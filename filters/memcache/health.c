@@ -373,6 +373,14 @@ health_report_failure (size_t i, uint64_t incarnation, uint64_t started_ns,
 }
 
 void
+health_server_leave (size_t i)
+{
+  pthread_mutex_lock (&health_lock);
+  servers[i].incarnation++;
+  pthread_mutex_unlock (&health_lock);
+}
+
+void
 health_invalidate_all (void)
 {
   size_t i;

@@ -96,6 +96,11 @@ extern void health_report_failure (size_t i, uint64_t incarnation,
  */
 extern void health_server_join (size_t i);
 
+/* Server I has left the pool: a new incarnation, so that connections to
+ * it are closed as the requests still using it give them back.
+ */
+extern void health_server_leave (size_t i);
+
 /* Stop trusting everything on every server (a huge zero or trim). */
 extern void health_invalidate_all (void);
 

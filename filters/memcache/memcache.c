@@ -306,8 +306,8 @@ memcache_config_complete (nbdkit_next_config_complete *next,
     params.servers = servers_from_file;
   }
   if (params.servers == NULL) {
-    nbdkit_error ("memcache-servers=HOST:PORT,... or "
-                  "memcache-servers-file=PATH is required");
+    nbdkit_error ("memcache-servers=HOST:PORT,... is required (or "
+                  "memcache-servers-file=PATH)");
     return -1;
   }
   if (params.id == NULL) {

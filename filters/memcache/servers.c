@@ -16,7 +16,9 @@
  * that joins (health_server_join: up, a generation never used before;
  * its counters and owed deletes cleared; with a key file, its marker
  * set to "in use", marker.h) and the new membership is published at
- * once (pool.c).  Requests in flight finish on the membership they
+ * once (pool.c).  A server that leaves gets a new incarnation and its
+ * idle connections are closed (those in use are closed as they are
+ * given back).  Requests in flight finish on the membership they
  * started with; placement stays rendezvous hashing over the names
  * (ring.c), so a server that joins n others takes about 1/(n+1) of the
  * blocks and one that leaves gives up only its own.
@@ -60,6 +62,7 @@
 
 #include <nbdkit-filter.h>
 
+#include "conn.h"
 #include "filler.h"
 #include "health.h"
 #include "log.h"
@@ -254,9 +257,13 @@ servers_commit (struct ctl_reply *r, struct pool_change *c,
     if (c->add >> i & 1)
       abd_log (LOG_NOTICE, "memcache", "server %s joined the pool",
                pool_slots ()[i].name);
-    if (c->remove >> i & 1)
+    if (c->remove >> i & 1) {
+      /* Requests in flight may still use it: their snapshot holds it. */
+      health_server_leave (i);
+      conn_forget (i);
       abd_log (LOG_NOTICE, "memcache", "server %s left the pool",
                before->servers[i].name);
+    }
   }
   pool_release (after);
   pool_release (before);
