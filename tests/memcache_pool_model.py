@@ -2,7 +2,9 @@
 """The client of test-memcache-pool-model.sh: random reads and writes
 through the memcache filter over $uri, every read compared with a model,
 while a second thread adds and removes servers of the running pool
-(abdctl servers add/remove) as fast as it can.
+(abdctl servers add/remove) as fast as it can: adds with warm moves (the
+default: a miss on a moved block asks its previous server and copies
+the value), half the removes with a drain.
 
   memcache_pool_model.py SECONDS SEED
 
@@ -69,7 +71,11 @@ class Changer(threading.Thread):
                     self.members.add(s)
                 else:
                     s = self.rnd.choice(sorted(self.members))
-                    self.abdctl("remove", s)
+                    # Half the removes drain (warm moves from it).
+                    if self.rnd.random() < 0.5:
+                        self.abdctl("remove", s, "--drain", "5")
+                    else:
+                        self.abdctl("remove", s)
                     self.members.remove(s)
                 self.changes += 1
                 time.sleep(self.rnd.random() * 0.02)

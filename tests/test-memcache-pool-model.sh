@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # nbdkit-memcache-filter: model-checked random reads and writes while the
 # pool changes all the time (tests/memcache_pool_model.py): servers are
-# added and removed as fast as abdctl can, during writes of the blocks
+# added (with warm moves) and removed (half of them drained) as fast as
+# abdctl can, during writes of the blocks
 # that move, with now and then a zero of the whole device (a mass
 # invalidation); every read, of ranges beside the writes in flight and
 # of each write once done, equals the model, and so does the whole
@@ -40,8 +41,10 @@ for policy in update invalidate; do
     [ "$changes" -ge 20 ] || fail "$policy: only $changes pool changes"
     hits=$(status_field "$ctl" hits)
     [ "$hits" -gt 1000 ] || fail "$policy: only $hits hits: the cache was not used"
-    echo "$policy: $hits hits, $(status_field "$ctl" misses) misses," \
-         "$(status_field "$ctl" auth_failures) auth failures"
+    warm=$(status_field "$ctl" warm_hits)
+    [ "$warm" -gt 0 ] || fail "$policy: no warm hits: warm moves were not exercised"
+    echo "$policy: $hits hits ($warm warm), $(status_field "$ctl" misses)" \
+         "misses, $(status_field "$ctl" auth_failures) auth failures"
     stop_nbdkit "$nbd_pid"
 done
 echo "test-memcache-pool-model: ok"

@@ -469,7 +469,7 @@ pool_add (const char *name)
 
   pool_change_begin (&c);
   CHECK (pool_change_slot (&c, &s, &slot) == 0, "no free slot for %s", name);
-  CHECK (pool_change_commit (&c) == 0, "commit of %s failed", name);
+  CHECK (pool_change_commit (&c, 0) == 0, "commit of %s failed", name);
   ring_server_clear (&s);
   return slot;
 }
@@ -483,7 +483,7 @@ pool_remove (const char *name)
   pool_change_begin (&c);
   CHECK (pool_member_slot (name, &slot), "%s is not a member", name);
   c.remove |= UINT64_C (1) << slot;
-  CHECK (pool_change_commit (&c) == 0, "commit of -%s failed", name);
+  CHECK (pool_change_commit (&c, 0) == 0, "commit of -%s failed", name);
 }
 
 /* Blocks placed differently (by name) by A and B, and whether every

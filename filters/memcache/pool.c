@@ -16,6 +16,14 @@
  * its data is correct either way (the stale-data argument is in
  * servers.c).
  *
+ * Warm moves.  A change may keep the membership before it in the new
+ * snapshot (prev_absent, for WARM_NS nanoseconds): a block that misses
+ * on its new server is then asked of its previous one (reader.c), which
+ * is still reachable: a member still after an add, or a server removed
+ * with a drain, whose slot the snapshot keeps (named) until it is
+ * replaced.  The next change ends it: only one previous membership is
+ * kept.
+ *
  * Slots.  Every server is in one slot of a fixed table (POOL_SLOTS), and
  * the other modules index their per-server state by slot (health.c,
  * conn*.c, stats.c, filler.c).  A snapshot is a struct ring over the
@@ -36,6 +44,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nbdkit-filter.h>
 
@@ -46,6 +55,8 @@ _Static_assert (POOL_SLOTS <= 64, "struct ring's absent is 64 bits");
 struct snapshot {
   struct ring ring;             /* first: a ring * is a snapshot * */
   unsigned refs;                /* holders, the pool itself while current */
+  uint64_t named;               /* members, and previous members while
+                                   warm: the slots it keeps (slot_users) */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -68,28 +79,43 @@ pool_members_of (const struct ring *r)
   return members;
 }
 
-/* A snapshot of the slots in MEMBERS, held once (by the pool).  Called
- * with pool_lock held.
+/* A snapshot of the slots in MEMBERS, held once (by the pool); with
+ * WARM_NS > 0, the slots in PREV are the previous members, asked for
+ * the blocks that moved for that long (warm moves).  Called with
+ * pool_lock held.
  */
 static struct snapshot *
-pool_snapshot_new (uint64_t members)
+pool_snapshot_new (uint64_t members, uint64_t prev, int64_t warm_ns)
 {
   struct snapshot *s = calloc (1, sizeof *s);
+  uint64_t mask;
   size_t i;
 
   if (s == NULL) {
     nbdkit_error ("calloc: %m");
     return NULL;
   }
+  if (warm_ns <= 0)
+    prev = 0;
+  s->named = members | prev;
   s->ring.servers = slots;
   s->ring.id_hash = all.id_hash;
   for (i = 0; i < POOL_SLOTS; i++)
-    if (members >> i & 1) {
+    if (s->named >> i & 1) {
       s->ring.n = i + 1;
       slot_users[i]++;
     }
-  s->ring.absent = ~members &
-    (s->ring.n == 64 ? UINT64_MAX : (UINT64_C (1) << s->ring.n) - 1);
+  mask = s->ring.n == 64 ? UINT64_MAX : (UINT64_C (1) << s->ring.n) - 1;
+  s->ring.absent = ~members & mask;
+  if (prev) {
+    struct timespec ts;
+
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    s->ring.warm = true;
+    s->ring.prev_absent = ~prev & mask;
+    s->ring.warm_until_ns = ts.tv_sec * INT64_C (1000000000) + ts.tv_nsec
+      + warm_ns;
+  }
   s->refs = 1;
   return s;
 }
@@ -103,7 +129,7 @@ pool_snapshot_put (struct snapshot *s)
   if (--s->refs > 0)
     return;
   for (i = 0; i < s->ring.n; i++)
-    if (ring_member (&s->ring, i))
+    if (s->named >> i & 1)
       slot_users[i]--;
   free (s);
 }
@@ -127,7 +153,7 @@ pool_init (struct ring *initial)
   initial->servers = NULL;
   initial->n = 0;
   pthread_mutex_lock (&pool_lock);
-  current = pool_snapshot_new (members);
+  current = pool_snapshot_new (members, 0, 0);
   pthread_mutex_unlock (&pool_lock);
   return current ? 0 : -1;
 }
@@ -175,6 +201,12 @@ pool_release (const struct ring *snapshot)
   pthread_mutex_lock (&pool_lock);
   pool_snapshot_put ((struct snapshot *) snapshot);
   pthread_mutex_unlock (&pool_lock);
+}
+
+uint64_t
+pool_named (const struct ring *snapshot)
+{
+  return ((const struct snapshot *) snapshot)->named;
 }
 
 uint64_t
@@ -250,14 +282,14 @@ pool_change_members (const struct pool_change *c)
 }
 
 int
-pool_change_commit (struct pool_change *c)
+pool_change_commit (struct pool_change *c, int64_t warm_ns)
 {
-  uint64_t members = (pool_members_of (&current->ring) & ~c->remove)
-    | c->add;
+  uint64_t before = pool_members_of (&current->ring);
+  uint64_t members = (before & ~c->remove) | c->add;
   struct snapshot *s, *old;
 
   pthread_mutex_lock (&pool_lock);
-  s = pool_snapshot_new (members);
+  s = pool_snapshot_new (members, before, warm_ns);
   if (s == NULL) {
     pthread_mutex_unlock (&pool_lock);
     pool_change_abort (c);

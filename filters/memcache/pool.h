@@ -65,7 +65,14 @@ extern int pool_change_slot (struct pool_change *c,
 extern bool pool_member_slot (const char *name, size_t *slot);
 /* How many members the pool would have after C. */
 extern size_t pool_change_members (const struct pool_change *c);
-extern int pool_change_commit (struct pool_change *c);
+/* WARM_NS > 0: for that long, blocks that moved are also asked of the
+ * server that held them before (warm moves, ring.h).
+ */
+extern int pool_change_commit (struct pool_change *c, int64_t warm_ns);
+/* The slots SNAPSHOT keeps: its members, and its previous members while
+ * it may ask them.
+ */
+extern uint64_t pool_named (const struct ring *snapshot);
 extern void pool_change_abort (struct pool_change *c);
 
 #endif /* MEMCACHE_POOL_H */

@@ -8,7 +8,10 @@
  *      down is not looked up (health.c: this costs nothing);
  *   2. send one multi-get to every server involved, then collect the
  *      answers from each, so all servers work in parallel; a value is
- *      accepted only if its header and checksum match (value.c);
+ *      accepted only if its header and checksum match (value.c); right
+ *      after a change of the pool (warm moves, pool.c), the blocks that
+ *      missed and moved are asked of their previous server the same
+ *      way, and those found there are copied to their server in step 4;
  *   3. read every run of adjacent blocks not found from the lower device
  *      with one request per run;
  *   4. queue the blocks read in step 3 to be stored on their servers in
@@ -66,6 +69,10 @@ struct read_block {
   uint64_t fill_seq;            /* writeseq_fill_begin */
   size_t key_len;
   char key[VALUE_KEY_MAX];
+  size_t prev;                  /* warm moves: its previous server, asked */
+  bool copy;                    /* found there: copy it to its server */
+  size_t prev_key_len;
+  char prev_key[VALUE_KEY_MAX];
 };
 
 /* One server's part of a batch. */
@@ -178,6 +185,8 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
     blk->server = ring_server_for_block (b->ring, blk->block);
     blk->state = BLOCK_WANTED;
     blk->fill = false;
+    blk->prev = SIZE_MAX;
+    blk->copy = false;
     blk->version = writeseq_version (blk->block);
     srv = &b->servers[blk->server];
     if (!srv->wanted) {
@@ -205,6 +214,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 struct reader_found_ctx {
   struct read_batch *batch;
   size_t server;
+  bool previous;                /* asked as the blocks' previous server */
 };
 
 static void
@@ -224,16 +234,21 @@ reader_found (void *opaque, const char *key, size_t key_len,
       block < b->first || block - b->first >= b->n)
     return;
   blk = &b->blocks[block - b->first];
-  if (blk->server != ctx->server || blk->state != BLOCK_WANTED ||
+  if ((ctx->previous ? blk->prev : blk->server) != ctx->server ||
+      blk->state != BLOCK_WANTED ||
       generation != b->servers[ctx->server].session.gen ||
-      blk->key_len != key_len || memcmp (blk->key, key, key_len) != 0)
+      (ctx->previous
+       ? blk->prev_key_len != key_len || memcmp (blk->prev_key, key, key_len)
+       : blk->key_len != key_len || memcmp (blk->key, key, key_len)) != 0)
     return;
 
   reader_ident (b, blk, &ident);
+  ident.generation = generation;
   switch (value_open (b->data + (block - b->first) * settings.block_size,
                       value, value_len, &ident, blk->len)) {
   case VALUE_OK:
     blk->state = BLOCK_HIT;
+    blk->copy = ctx->previous;
     break;
   case VALUE_BAD_FORMAT:
     stats_add (stats.format_mismatches, 1);
@@ -245,6 +260,67 @@ reader_found (void *opaque, const char *key, size_t key_len,
     nbdkit_debug ("memcache: block %" PRIu64 ": value does not "
                   "authenticate", block);
     break;
+  }
+}
+
+/* Step 2, warm moves: the blocks that missed and moved in the last change
+ * of the pool are asked of their previous server, all of them in
+ * parallel.  Sessions opened for the first round are used again.
+ */
+static void
+reader_lookup_previous (struct read_batch *b)
+{
+  size_t i;
+  bool any = false;
+
+  for (i = 0; i < b->n; i++) {
+    struct read_block *blk = &b->blocks[i];
+    struct read_server *srv;
+    struct value_ident ident;
+    size_t p;
+
+    if (blk->state != BLOCK_WANTED)
+      continue;
+    p = ring_previous_server_for_block (b->ring, blk->block);
+    if (p == SIZE_MAX || p == blk->server)
+      continue;
+    srv = &b->servers[p];
+    if (!any) {
+      size_t j;
+
+      for (j = 0; j < b->ring->n; j++)
+        b->servers[j].nr_keys = 0;
+      any = true;
+    }
+    if (!srv->wanted) {
+      srv->wanted = true;
+      srv->open = conn_open (&srv->session, p);
+    }
+    if (!srv->open)
+      continue;
+    blk->prev = p;
+    reader_ident (b, blk, &ident);
+    ident.generation = srv->session.gen;
+    blk->prev_key_len = value_key (blk->prev_key, &ident);
+    srv->keys[srv->nr_keys] = blk->prev_key;
+    srv->key_lens[srv->nr_keys] = blk->prev_key_len;
+    srv->nr_keys++;
+  }
+  if (!any)
+    return;
+  for (i = 0; i < b->ring->n; i++) {
+    struct read_server *srv = &b->servers[i];
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
+  }
+  for (i = 0; i < b->ring->n; i++) {
+    struct read_server *srv = &b->servers[i];
+    struct reader_found_ctx ctx = { .batch = b, .server = i,
+                                    .previous = true };
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_fetch (&srv->session, reader_found, &ctx);
   }
 }
 
@@ -267,11 +343,17 @@ reader_lookup (struct read_batch *b)
     if (srv->open && srv->nr_keys > 0)
       conn_fetch (&srv->session, reader_found, &ctx);
   }
+  reader_lookup_previous (b);
 
   for (i = 0; i < b->n; i++) {
     struct read_block *blk = &b->blocks[i];
 
-    if (blk->state == BLOCK_HIT) {
+    if (blk->state == BLOCK_HIT && blk->copy) {
+      stats_add (stats.hits, 1);
+      stats_add (stats.warm_hits, 1);
+      stats_add (server_stats[blk->prev].hits, 1);
+    }
+    else if (blk->state == BLOCK_HIT) {
       stats_add (stats.hits, 1);
       stats_add (server_stats[blk->server].hits, 1);
     }
@@ -361,6 +443,18 @@ reader_fill (struct read_batch *b)
     if (blk->fill &&
         (blk->state != BLOCK_UNCACHED || b->servers[blk->server].back))
       filler_queue (&fb, b->data + i * settings.block_size, blk->len);
+    /* A warm move: copied under the version it authenticated for, so
+     * never over a newer write (the fill thread drops it if the version
+     * moved); not while a write of it is in progress.
+     */
+    if (blk->copy) {
+      struct filler_block copy = fb;
+
+      if (writeseq_fill_begin (blk->block, &copy.seq)) {
+        stats_add (stats.warm_copies, 1);
+        filler_queue (&copy, b->data + i * settings.block_size, blk->len);
+      }
+    }
   }
 }
 

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <xxhash.h>
 
@@ -46,20 +47,20 @@ ring_id_hash (const char *id)
   return XXH3_64bits (id, strlen (id));
 }
 
-size_t
-ring_server_for_block (const struct ring *ring, uint64_t block)
+/* The highest score among the servers of RING whose bit in ABSENT is 0. */
+static size_t
+ring_best (const struct ring *ring, uint64_t absent, uint64_t block)
 {
   uint64_t seed = ring->id_hash ^ block;
   uint64_t best_score = 0;
   size_t i, best = 0;
-
   bool any = false;
 
   for (i = 0; i < ring->n; i++) {
     const char *name;
     uint64_t score;
 
-    if (!ring_member (ring, i))
+    if (i < 64 && (absent >> i & 1))
       continue;
     name = ring->servers[i].name;
     score = XXH3_64bits_withSeed (name, strlen (name), seed);
@@ -70,6 +71,25 @@ ring_server_for_block (const struct ring *ring, uint64_t block)
     }
   }
   return best;
+}
+
+size_t
+ring_server_for_block (const struct ring *ring, uint64_t block)
+{
+  return ring_best (ring, ring->absent, block);
+}
+
+size_t
+ring_previous_server_for_block (const struct ring *ring, uint64_t block)
+{
+  struct timespec ts;
+
+  if (!ring->warm)
+    return SIZE_MAX;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  if (ts.tv_sec * INT64_C (1000000000) + ts.tv_nsec >= ring->warm_until_ns)
+    return SIZE_MAX;
+  return ring_best (ring, ring->prev_absent, block);
 }
 
 /* Report a bad entry: into WHY if given, else with nbdkit_error. */

@@ -29,6 +29,14 @@ struct ring {
   size_t n;                     /* servers[0 .. n-1] */
   uint64_t absent;              /* bit i: servers[i] is not a member */
   uint64_t id_hash;             /* ring_id_hash (memcache-id) */
+  /* Warm moves (pool.c): until warm_until_ns (CLOCK_MONOTONIC), a block
+   * that missed on its server is asked of its owner under the
+   * membership before the last change (bit i of prev_absent: servers[i]
+   * was not a member then).  warm false: no previous owner.
+   */
+  bool warm;
+  uint64_t prev_absent;
+  int64_t warm_until_ns;
 };
 
 /* Is servers[I] a member of RING? */
@@ -64,5 +72,11 @@ extern uint64_t ring_id_hash (const char *id);
  * RING must have one member at least.
  */
 extern size_t ring_server_for_block (const struct ring *ring, uint64_t block);
+
+/* Warm moves: if RING has a previous membership still warm, the server
+ * that held BLOCK under it; else SIZE_MAX.
+ */
+extern size_t ring_previous_server_for_block (const struct ring *ring,
+                                              uint64_t block);
 
 #endif /* MEMCACHE_RING_H */

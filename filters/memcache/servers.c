@@ -5,9 +5,21 @@
  *
  *   servers              every member: address, state, share of the
  *                        blocks, hits, misses, hit ratio
- *   servers add NAME     NAME joins (it must answer a get first)
- *   servers remove NAME  NAME leaves (not the last member)
- *   servers reload       the pool becomes memcache-servers-file's list
+ *   servers add NAME [--warm SECONDS]
+ *                        NAME joins (it must answer a get first)
+ *   servers remove NAME [--drain SECONDS]
+ *                        NAME leaves (not the last member)
+ *   servers reload [--drain SECONDS]
+ *                        the pool becomes memcache-servers-file's list
+ *
+ * Warm moves: for --warm or --drain SECONDS after a change (by default
+ * MEMCACHE_WARM_ADD_DEFAULT after a change that removes nothing, none
+ * after one that does), a block that misses on its new server is asked
+ * of the server that held it before the change (reader.c), and a value
+ * that authenticates is served and copied to the new server by the fill
+ * thread, under the version the read saw: never over a newer write
+ * (filler.c drops it if the version moved, and a late copy does not
+ * authenticate).  A removed server is drained this way while it runs.
  *
  * Each change is checked whole before anything changes (the address,
  * duplicates, MEMCACHE_SERVERS_MAX, at least one member left, a file
@@ -229,18 +241,21 @@ servers_join (size_t slot)
   }
 }
 
-/* Publish C and answer what it did, from BEFORE (held) to the new pool. */
+/* Publish C, warm for WARM seconds, and answer what it did, from BEFORE
+ * (held) to the new pool.
+ */
 static int
 servers_commit (struct ctl_reply *r, struct pool_change *c,
-                const struct ring *before, const char *what)
+                const struct ring *before, const char *what, unsigned warm)
 {
   const struct ring *after;
+  uint64_t gone;
   size_t i, members = 0;
 
   for (i = 0; i < POOL_SLOTS; i++)
     if (c->add >> i & 1)
       servers_join (i);
-  if (pool_change_commit (c) == -1) {
+  if (pool_change_commit (c, warm * INT64_C (1000000000)) == -1) {
     pool_release (before);
     ctl_reply_error (r, "%s: out of memory: nothing changed", what);
     return -1;
@@ -253,16 +268,23 @@ servers_commit (struct ctl_reply *r, struct pool_change *c,
   ctl_reply_u64 (r, "removed", __builtin_popcountll (c->remove));
   ctl_reply_u64 (r, "members", members);
   ctl_reply_double (r, "moved_share", servers_moved (before, after));
+  ctl_reply_u64 (r, "warm_seconds", warm);
+  /* Servers the pool no longer asks (left, or drained by an earlier
+   * change): their connections go.  Requests in flight may still use
+   * them, their snapshot keeps the slot.
+   */
+  gone = pool_named (before) & ~pool_named (after);
   for (i = 0; i < POOL_SLOTS; i++) {
     if (c->add >> i & 1)
       abd_log (LOG_NOTICE, "memcache", "server %s joined the pool",
                pool_slots ()[i].name);
-    if (c->remove >> i & 1) {
-      /* Requests in flight may still use it: their snapshot holds it. */
+    if (c->remove >> i & 1)
+      abd_log (LOG_NOTICE, "memcache", "server %s left the pool%s",
+               before->servers[i].name,
+               warm ? ", drained while it answers" : "");
+    if (gone >> i & 1) {
       health_server_leave (i);
       conn_forget (i);
-      abd_log (LOG_NOTICE, "memcache", "server %s left the pool",
-               before->servers[i].name);
     }
   }
   pool_release (after);
@@ -271,7 +293,7 @@ servers_commit (struct ctl_reply *r, struct pool_change *c,
 }
 
 static int
-servers_add (struct ctl_reply *r, const char *name)
+servers_add (struct ctl_reply *r, const char *name, unsigned warm)
 {
   struct ring_server s;
   struct pool_change c;
@@ -308,11 +330,11 @@ servers_add (struct ctl_reply *r, const char *name)
   }
   ring_server_clear (&s);
   before = pool_acquire ();
-  return servers_commit (r, &c, before, "servers add");
+  return servers_commit (r, &c, before, "servers add", warm);
 }
 
 static int
-servers_remove (struct ctl_reply *r, const char *name)
+servers_remove (struct ctl_reply *r, const char *name, unsigned drain)
 {
   struct pool_change c;
   const struct ring *before;
@@ -333,11 +355,11 @@ servers_remove (struct ctl_reply *r, const char *name)
     return -1;
   }
   before = pool_acquire ();
-  return servers_commit (r, &c, before, "servers remove");
+  return servers_commit (r, &c, before, "servers remove", drain);
 }
 
 static int
-servers_reload (struct ctl_reply *r)
+servers_reload (struct ctl_reply *r, int drain)
 {
   struct ring wanted;
   struct pool_change c;
@@ -390,21 +412,47 @@ servers_reload (struct ctl_reply *r)
     }
   }
   ring_free (&wanted);
-  return servers_commit (r, &c, before, "servers reload");
+  return servers_commit (r, &c, before, "servers reload",
+                        drain >= 0 ? (unsigned) drain
+                        : c.remove ? 0 : MEMCACHE_WARM_ADD_DEFAULT);
+}
+
+/* The option OPT SECONDS at ARGV[I], if ARGC leaves room for it: *OUT.
+ * Returns 1 if there, 0 if not, -1 if malformed.
+ */
+static int
+servers_option (int argc, char **argv, int i, const char *opt, int *out)
+{
+  unsigned v;
+
+  if (argc == i)
+    return 0;
+  if (argc != i + 2 || strcmp (argv[i], opt) != 0 ||
+      ctl_parse_uint (argv[i + 1], MEMCACHE_WARM_MAX, &v) == -1)
+    return -1;
+  *out = v;
+  return 1;
 }
 
 int
 servers_control (int argc, char **argv, struct ctl_reply *reply)
 {
+  int secs = -1;
+
   if (argc == 1)
     return servers_list (reply);
-  if (argc == 3 && strcmp (argv[1], "add") == 0)
-    return servers_add (reply, argv[2]);
-  if (argc == 3 && strcmp (argv[1], "remove") == 0)
-    return servers_remove (reply, argv[2]);
-  if (argc == 2 && strcmp (argv[1], "reload") == 0)
-    return servers_reload (reply);
-  ctl_reply_error (reply, "usage: servers [add HOST:PORT | remove HOST:PORT "
-                   "| reload]");
+  if (argc >= 3 && strcmp (argv[1], "add") == 0 &&
+      servers_option (argc, argv, 3, "--warm", &secs) >= 0)
+    return servers_add (reply, argv[2],
+                        secs >= 0 ? secs : MEMCACHE_WARM_ADD_DEFAULT);
+  if (argc >= 3 && strcmp (argv[1], "remove") == 0 &&
+      servers_option (argc, argv, 3, "--drain", &secs) >= 0)
+    return servers_remove (reply, argv[2], secs >= 0 ? secs : 0);
+  if (argc >= 2 && strcmp (argv[1], "reload") == 0 &&
+      servers_option (argc, argv, 2, "--drain", &secs) >= 0)
+    return servers_reload (reply, secs);
+  ctl_reply_error (reply, "usage: servers [add HOST:PORT [--warm SECONDS] | "
+                   "remove HOST:PORT [--drain SECONDS] | reload [--drain "
+                   "SECONDS]] (SECONDS up to %d)", MEMCACHE_WARM_MAX);
   return -1;
 }

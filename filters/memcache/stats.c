@@ -183,6 +183,8 @@ stats_reply_status (struct ctl_reply *r)
   ctl_reply_u64 (r, "errors", stats_get (&stats.errors));
   ctl_reply_u64 (r, "uncertain", stats_get (&stats.uncertain));
   ctl_reply_u64 (r, "lower_reads", stats_get (&stats.lower_reads));
+  ctl_reply_u64 (r, "warm_hits", stats_get (&stats.warm_hits));
+  ctl_reply_u64 (r, "warm_copies", stats_get (&stats.warm_copies));
   for (i = 0; i < ring->n; i++)
     if (ring_member (ring, i))
       members++;

@@ -34,6 +34,9 @@ struct memcache_stats {
   uint64_t uncertain;           /* store/delete batches with unknown
                                    outcome (harmless: versions) */
   uint64_t lower_reads;         /* pread requests sent to the lower device */
+  uint64_t warm_hits;           /* hits served by a block's previous
+                                   server after a change of the pool */
+  uint64_t warm_copies;         /* and queued to be copied to its server */
 };
 
 struct server_stats {
