@@ -6,8 +6,8 @@
  *
  * Which socket: -s PATH, else $ABDCTL_SOCKET, else the command's default:
  * flush and mode go to the async filter's /run/abd/async.ctl, locate and
- * servers to the memcache filter's /run/abd/memcache.ctl, and status and metrics to
- * each of the two that exists.
+ * servers to the memcache filter's /run/abd/memcache.ctl, and status and
+ * metrics to each of the two that exists.
  */
 
 #include <config.h>
@@ -33,7 +33,8 @@ usage (FILE *fp, int status)
 "       abdctl [-s SOCKET] [--json] mode sync|async\n"
 "       abdctl [-s SOCKET] [--json] locate BLOCK\n"
 "       abdctl [-s SOCKET] [--json] servers [add HOST:PORT [--warm SECONDS] |\n"
-"                 remove HOST:PORT [--drain SECONDS] | reload [--drain SECONDS]]\n"
+"                 remove HOST:PORT [--drain SECONDS] |\n"
+"                 reload [--drain SECONDS]]\n"
 "       abdctl [-s SOCKET] metrics\n"
 "       abdctl store-info PATH\n"
 "Send a command to the control socket of an abd filter and show the\n"

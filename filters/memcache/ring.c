@@ -123,14 +123,14 @@ ring_server_parse (struct ring_server *s, const char *name, const char *what,
    */
   for (p = (const unsigned char *) name; *p; p++)
     if (*p <= 0x20 || *p == 0x7f || *p == ',' || *p == '#') {
-      ring_bad (why, why_len, "%s: '%s': byte 0x%02x at %zu is not allowed in a "
-                    "server address", what, name, *p,
-                    (size_t) (p - (const unsigned char *) name));
+      ring_bad (why, why_len, "%s: '%s': byte 0x%02x at %zu is not "
+                "allowed in a server address", what, name, *p,
+                (size_t) (p - (const unsigned char *) name));
       return -1;
     }
   if (name[0] == '\0' || strlen (name) > RING_NAME_MAX) {
-    ring_bad (why, why_len, "%s: '%s': a server address is 1 to %d bytes", what,
-                  name, RING_NAME_MAX);
+    ring_bad (why, why_len, "%s: '%s': a server address is 1 to %d bytes",
+              what, name, RING_NAME_MAX);
     return -1;
   }
   if (name[0] == '/') {
@@ -147,7 +147,7 @@ ring_server_parse (struct ring_server *s, const char *name, const char *what,
   colon = strrchr (name, ':');
   if (colon == NULL || colon == name) {
     ring_bad (why, why_len, "%s: '%s': expected HOST:PORT, "
-                  "[IPV6]:PORT or an absolute Unix socket path", what, name);
+              "[IPV6]:PORT or an absolute Unix socket path", what, name);
     return -1;
   }
   errno = 0;
@@ -155,7 +155,7 @@ ring_server_parse (struct ring_server *s, const char *name, const char *what,
   if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 ||
       port < 1 || port > 65535) {
     ring_bad (why, why_len, "%s: '%s': the port must be a number "
-                  "from 1 to 65535", what, name);
+              "from 1 to 65535", what, name);
     return -1;
   }
 
@@ -171,7 +171,7 @@ ring_server_parse (struct ring_server *s, const char *name, const char *what,
   }
   else if (memchr (name, ':', colon - name) != NULL) {
     ring_bad (why, why_len, "%s: '%s': write IPv6 addresses in "
-                  "brackets: [ADDRESS]:PORT", what, name);
+              "brackets: [ADDRESS]:PORT", what, name);
     return -1;
   }
   s->host = strndup (host_start, host_end - host_start);
