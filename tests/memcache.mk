@@ -52,7 +52,8 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-hostile.sh \
 	tests/test-memcache-pool.sh \
 	tests/test-memcache-pool-model.sh \
-	tests/test-memcache-pool-warm.sh
+	tests/test-memcache-pool-warm.sh \
+	tests/test-memcache-pool-state.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	tests/test-memcache-marker \
 	$(MEMCACHE_SH_TESTS)
