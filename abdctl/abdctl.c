@@ -5,9 +5,9 @@
  * usage errors and when the request could not be made.  See abdctl(1).
  *
  * Which socket: -s PATH, else $ABDCTL_SOCKET, else the command's default:
- * flush and mode go to the async filter's /run/abd/async.ctl, locate to
- * the memcache filter's /run/abd/memcache.ctl, and status and metrics to
- * each of the two that exists.
+ * flush and mode go to the async filter's /run/abd/async.ctl, locate and
+ * servers to the memcache filter's /run/abd/memcache.ctl, and status and
+ * metrics to each of the two that exists.
  */
 
 #include <config.h>
@@ -32,6 +32,9 @@ usage (FILE *fp, int status)
 "       abdctl [-s SOCKET] flush [--progress] [--interval=SECONDS] [SECONDS]\n"
 "       abdctl [-s SOCKET] [--json] mode sync|async\n"
 "       abdctl [-s SOCKET] [--json] locate BLOCK\n"
+"       abdctl [-s SOCKET] [--json] servers [add HOST:PORT [--warm SECONDS] |\n"
+"                 remove HOST:PORT [--drain SECONDS] |\n"
+"                 reload [--drain SECONDS]]\n"
 "       abdctl [-s SOCKET] metrics\n"
 "       abdctl store-info PATH\n"
 "Send a command to the control socket of an abd filter and show the\n"
@@ -42,7 +45,7 @@ usage (FILE *fp, int status)
 "  -s, --socket=PATH    the filter's control socket (async-control=,\n"
 "                       memcache-control=); default $ABDCTL_SOCKET, else\n"
 "                       " ASYNC_SOCKET " (status, metrics: and\n"
-"                       " MEMCACHE_SOCKET "; locate: only that)\n"
+"                       " MEMCACHE_SOCKET "; locate, servers: only that)\n"
 "  -j, --json           the answer as one JSON object, as the filter gave it\n"
 "  -r, --raw            the answer as the filter's name: value lines\n"
 "  -p, --progress       flush: show the drain while it runs\n"
@@ -60,6 +63,17 @@ usage (FILE *fp, int status)
 "  status                 hit ratio, misses, per-server state and latency\n"
 "  locate BLOCK           the server that holds cache block BLOCK, and its\n"
 "                         key\n"
+"  servers                the pool: each server's address, state, share\n"
+"                         of the blocks and hit ratio\n"
+"  servers add HOST:PORT [--warm SECONDS]\n"
+"                         add a server to the running pool (it must answer);\n"
+"                         for SECONDS (default 300) misses on moved blocks\n"
+"                         are asked of their previous server and copied\n"
+"  servers remove HOST:PORT [--drain SECONDS]\n"
+"                         take a server out of the running pool (drained\n"
+"                         for SECONDS: it must keep running meanwhile)\n"
+"  servers reload [--drain SECONDS]\n"
+"                         make the pool memcache-servers-file's list again\n"
 "Of both:\n"
 "  metrics                status in the Prometheus text format\n"
 "\n"
@@ -381,7 +395,7 @@ main (int argc, char *argv[])
   if (path == NULL) {
     if (strcmp (cmd, "flush") == 0 || strcmp (cmd, "mode") == 0)
       path = ASYNC_SOCKET;
-    else if (strcmp (cmd, "locate") == 0)
+    else if (strcmp (cmd, "locate") == 0 || strcmp (cmd, "servers") == 0)
       path = MEMCACHE_SOCKET;
     else
       usage_error ("unknown command '%s'", cmd);

@@ -89,7 +89,7 @@ EXTRA_DIST += tests/preload-once.c
 # ThreadSanitizer on the threaded code, through direct test drivers.
 TESTS += tests/test-tsan.sh
 EXTRA_DIST += tests/test-tsan.sh tests/test-health-threads.c \
-	tests/test-filler-threads.c
+	tests/test-filler-threads.c tests/test-pool-threads.c
 
 # The model-checked torture run with a fault schedule (scripts/torture,
 # a launcher of the package tests/torture/).

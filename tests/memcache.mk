@@ -5,7 +5,8 @@ check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value \
 	tests/test-memcache-marker
 tests_test_memcache_units_SOURCES = tests/test-memcache-units.c tests/unit-check.h \
 	tests/unit-rand.h \
-	filters/memcache/ring.c filters/memcache/ring.h
+	filters/memcache/ring.c filters/memcache/ring.h \
+	filters/memcache/pool.c filters/memcache/pool.h
 tests_test_memcache_units_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/filters/memcache
 tests_test_memcache_units_CFLAGS = $(AM_CFLAGS) $(NBDKIT_CFLAGS)
@@ -48,7 +49,11 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-warm-default.sh \
 	tests/test-abd-run-warm.sh \
 	tests/test-memcache-text.sh \
-	tests/test-memcache-hostile.sh
+	tests/test-memcache-hostile.sh \
+	tests/test-memcache-pool.sh \
+	tests/test-memcache-pool-model.sh \
+	tests/test-memcache-pool-warm.sh \
+	tests/test-memcache-pool-state.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	tests/test-memcache-marker \
 	$(MEMCACHE_SH_TESTS)
@@ -57,7 +62,7 @@ TESTS += tests/test-memcache-many-hosts.sh
 EXTRA_DIST += tests/test-memcache-many-hosts.sh tests/many_hosts_client.py
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
 	tests/memcached_hostile.py \
-	tests/memcache_warm_passes.py \
+	tests/memcache_warm_passes.py tests/memcache_pool_model.py \
 	$(MEMCACHE_SH_TESTS)
 
 # memcached-ext, the meta protocol client.

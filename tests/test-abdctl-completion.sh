@@ -37,7 +37,7 @@ expect_completion ()
     got=$(complete_words "$@")
     [ "$got" = "$want" ] || failures+=("'$*': got '$got', expected '$want'")
 }
-expect_completion "flush locate metrics mode status store-info" abdctl ""
+expect_completion "flush locate metrics mode servers status store-info" abdctl ""
 expect_completion "metrics mode" abdctl m
 expect_completion "status" abdctl -s /x st
 expect_completion "status store-info" abdctl --json st

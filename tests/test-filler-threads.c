@@ -104,6 +104,18 @@ value_key (char *key, const struct value_ident *ident)
   return snprintf (key, VALUE_KEY_MAX, "k%" PRIu64, ident->block);
 }
 
+/* The pool never changes here: every snapshot is the one ring. */
+const struct ring *
+pool_acquire (void)
+{
+  return &ring;
+}
+
+void
+pool_release (const struct ring *r)
+{
+}
+
 bool
 health_usable (size_t i)
 {

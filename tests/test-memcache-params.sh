@@ -56,6 +56,18 @@ refused "empty entry" memcache-id=x memcache-servers=
 refused "listed twice" memcache-id=x memcache-servers=a:1,b:2,a:1
 refused "in brackets" memcache-id=x memcache-servers=::1:11211
 refused "expected \[IPV6\]:PORT" memcache-id=x memcache-servers=[::1:11211
+# memcache-servers-file: the one list when given.
+printf '# only comments\n\n' > "$tmp/servers-empty"
+printf 'a:1 b:2\n' > "$tmp/servers-two"
+printf 'a:1\nh:0\n' > "$tmp/servers-port"
+refused "exclude each other" memcache-id=x memcache-servers=a:1 \
+    memcache-servers-file="$tmp/servers-two"
+refused "memcache-servers-file=servers: must be an absolute path" \
+    memcache-id=x memcache-servers-file=servers
+refused "No such file" memcache-id=x memcache-servers-file="$tmp/none"
+refused "no server in it" memcache-id=x memcache-servers-file="$tmp/servers-empty"
+refused "one server per line" memcache-id=x memcache-servers-file="$tmp/servers-two"
+refused "port must be a number" memcache-id=x memcache-servers-file="$tmp/servers-port"
 
 refused "power of 2 from 512 to 1048576" "${good[@]}" memcache-block-size=1000
 refused "power of 2 from 512 to 1048576" "${good[@]}" memcache-block-size=256

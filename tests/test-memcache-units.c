@@ -11,6 +11,13 @@
  * different ids place blocks independently.  The server list parser
  * accepts the documented forms and refuses the rest.
  *
+ * The running pool (pool.c): a snapshot over the table of slots, with
+ * holes, places every block on the same server (by name) as the list of
+ * its members; a server joining 3 takes about 1/4 of the blocks, all
+ * from the others, and one leaving 4 gives up exactly its own (about
+ * 1/4); a snapshot never changes while held, and a slot is given to a
+ * new server only once no snapshot names it.
+ *
  * Every check prints what it expected and what it saw when it fails; the
  * test goes on and exits 1 if any check failed.
  *
@@ -30,6 +37,7 @@
 
 #include <nbdkit-filter.h>
 
+#include "pool.h"
 #include "ring.h"
 
 #define UNIT_NAME "test-memcache-units"
@@ -437,6 +445,156 @@ test_ring_parse (void)
          "6 servers with max 5: expected refused, got n = %zu", r.n);
 }
 
+/* ---- the running pool -------------------------------------------------- */
+
+static struct ring_server
+parsed_server (const char *name)
+{
+  struct ring_server s;
+
+  if (ring_server_parse (&s, name, "test", NULL, 0) == -1) {
+    fprintf (stderr, "test-memcache-units: FAIL: parse %s\n", name);
+    exit (1);
+  }
+  return s;
+}
+
+/* Add NAME to the pool; returns its slot. */
+static size_t
+pool_add (const char *name)
+{
+  struct ring_server s = parsed_server (name);
+  struct pool_change c;
+  size_t slot = SIZE_MAX;
+
+  pool_change_begin (&c);
+  CHECK (pool_change_slot (&c, &s, &slot) == 0, "no free slot for %s", name);
+  CHECK (pool_change_commit (&c, 0) == 0, "commit of %s failed", name);
+  ring_server_clear (&s);
+  return slot;
+}
+
+static void
+pool_remove (const char *name)
+{
+  struct pool_change c;
+  size_t slot;
+
+  pool_change_begin (&c);
+  CHECK (pool_member_slot (name, &slot), "%s is not a member", name);
+  c.remove |= UINT64_C (1) << slot;
+  CHECK (pool_change_commit (&c, 0) == 0, "commit of -%s failed", name);
+}
+
+/* Blocks placed differently (by name) by A and B, and whether every
+ * such block went to (or came from) server ONLY.
+ */
+static unsigned
+moved_blocks (const struct ring *a, const struct ring *b, const char *only,
+              unsigned *others)
+{
+  unsigned moved = 0;
+  uint64_t blk;
+
+  *others = 0;
+  for (blk = 0; blk < NBLOCKS; blk++) {
+    const char *x = server_name_for_block (a, blk);
+    const char *y = server_name_for_block (b, blk);
+
+    if (strcmp (x, y) != 0) {
+      moved++;
+      if (strcmp (x, only) != 0 && strcmp (y, only) != 0)
+        (*others)++;
+    }
+  }
+  return moved;
+}
+
+static void
+test_pool (void)
+{
+  struct ring initial, members;
+  const struct ring *three_s, *four_s, *holes_s, *r;
+  unsigned moved, others, mismatches = 0;
+  size_t slot, slot2;
+  uint64_t blk;
+
+  make_ring (&initial, "127.0.0.1:11211,127.0.0.1:11212,127.0.0.1:11213",
+             "disk1");
+  CHECK (pool_init (&initial) == 0, "pool_init failed");
+  three_s = pool_acquire ();
+  CHECK (three_s->n == 3 && three_s->absent == 0,
+         "initial snapshot: n %zu absent %" PRIx64, three_s->n,
+         three_s->absent);
+
+  /* A 4th joins 3: about 1/4 of the blocks move, all onto it. */
+  slot = pool_add ("127.0.0.1:11214");
+  CHECK (slot == 3, "the 4th server got slot %zu, expected 3", slot);
+  four_s = pool_acquire ();
+  moved = moved_blocks (three_s, four_s, "127.0.0.1:11214", &others);
+  CHECK (others == 0, "adding a 4th moved %u blocks between the others",
+         others);
+  CHECK (moved >= 0.95 * NBLOCKS / 4 && moved <= 1.05 * NBLOCKS / 4,
+         "adding a 4th server to 3 moved %u of %d blocks, expected 1/4 "
+         "+/-5%%", moved, NBLOCKS);
+  printf ("test-memcache-units: add a 4th to 3: %.4f of the blocks moved\n",
+          (double) moved / NBLOCKS);
+
+  /* The held snapshot did not change. */
+  CHECK (three_s->n == 3 && three_s->absent == 0,
+         "a held snapshot changed: n %zu", three_s->n);
+
+  /* One of 4 leaves: exactly its own blocks move. */
+  pool_remove ("127.0.0.1:11212");
+  holes_s = pool_acquire ();
+  CHECK (holes_s->n == 4 && holes_s->absent == 2,
+         "after removing slot 1: n %zu absent %" PRIx64 ", expected 4, 2",
+         holes_s->n, holes_s->absent);
+  moved = moved_blocks (four_s, holes_s, "127.0.0.1:11212", &others);
+  CHECK (others == 0, "removing one of 4 moved %u blocks of the others",
+         others);
+  CHECK (moved >= 0.95 * NBLOCKS / 4 && moved <= 1.05 * NBLOCKS / 4,
+         "removing one of 4 moved %u of %d blocks, expected 1/4 +/-5%%",
+         moved, NBLOCKS);
+  printf ("test-memcache-units: remove one of 4: %.4f of the blocks "
+          "moved\n", (double) moved / NBLOCKS);
+
+  /* With a hole, placement is that of the members' list. */
+  make_ring (&members, "127.0.0.1:11211,127.0.0.1:11213,127.0.0.1:11214",
+             "disk1");
+  for (blk = 0; blk < NBLOCKS; blk++)
+    if (strcmp (server_name_for_block (holes_s, blk),
+                server_name_for_block (&members, blk)) != 0)
+      mismatches++;
+  CHECK (mismatches == 0, "a snapshot with a hole placed %u blocks unlike "
+         "the list of its members", mismatches);
+  ring_free (&members);
+
+  /* Slot 1 is still named by three_s and four_s: a new server must not
+   * get it.
+   */
+  slot2 = pool_add ("127.0.0.1:11215");
+  CHECK (slot2 != 1, "a new server got slot 1 while snapshots name it");
+  CHECK (strcmp (three_s->servers[1].name, "127.0.0.1:11212") == 0,
+         "slot 1 of a held snapshot was renamed to %s",
+         three_s->servers[1].name);
+  pool_remove ("127.0.0.1:11215");
+  pool_release (three_s);
+  pool_release (four_s);
+  pool_release (holes_s);
+  /* Now nothing names slot 1 (slot 4, of 11215, is named by no snapshot
+   * either): the next server may have it.
+   */
+  slot2 = pool_add ("127.0.0.1:11216");
+  CHECK (slot2 == 1, "once released, slot 1 was not reused (got %zu)",
+         slot2);
+  r = pool_acquire ();
+  CHECK (strcmp (r->servers[1].name, "127.0.0.1:11216") == 0,
+         "slot 1 holds %s", r->servers[1].name);
+  pool_release (r);
+  pool_free ();
+}
+
 int
 main (void)
 {
@@ -446,6 +604,7 @@ main (void)
   test_ring_tie ();
   test_ring_ids ();
   test_ring_parse ();
+  test_pool ();
 
   return unit_summary ();
 }

@@ -4,9 +4,11 @@
 # (nbdkit itself cannot host TSan): the async filter's dirty store with its
 # writer and flusher threads (tests/test-store.c, against its model), the
 # memcache filter's server health under eight threads
-# (tests/test-health-threads.c) and its fill queue with its thread
-# (tests/test-filler-threads.c).  Any data race TSan reports fails the
-# test (halt_on_error), as does any failed check of the drivers.
+# (tests/test-health-threads.c), its fill queue with its thread
+# (tests/test-filler-threads.c) and its running pool, snapshots held by
+# six threads while another changes the pool (tests/test-pool-threads.c).
+# Any data race TSan reports fails the test (halt_on_error), as does any
+# failed check of the drivers.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 requires gcc pkg-config
@@ -32,6 +34,9 @@ gcc "${cflags[@]}" -I"$src/filters/memcache" \
 gcc "${cflags[@]}" -I"$src/filters/memcache" \
     "$src/tests/test-filler-threads.c" "$src/filters/memcache/filler.c" \
     -o "$tmp/test-filler-tsan"
+gcc "${cflags[@]}" -I"$src/filters/memcache" \
+    "$src/tests/test-pool-threads.c" "$src/filters/memcache/pool.c" \
+    "$src/filters/memcache/ring.c" -lxxhash -o "$tmp/test-pool-tsan"
 
 for seed in 11 12; do
     "$tmp/test-store-tsan" "$seed" 1500 ||
@@ -39,4 +44,5 @@ for seed in 11 12; do
 done
 "$tmp/test-health-tsan" 20000 || fail "test-health-threads under TSan"
 "$tmp/test-filler-tsan" 20000 || fail "test-filler-threads under TSan"
+"$tmp/test-pool-tsan" 20000 || fail "test-pool-threads under TSan"
 echo "$0: OK"

@@ -232,6 +232,9 @@ conn_meta_release (struct conn_session *s, struct meta_slot *slot, bool ok)
   struct meta_pool *pool = &pools[s->server];
   struct mcx_conn *dead = NULL;
 
+  /* A server that left the pool (health_server_leave) keeps nothing. */
+  if (ok && health_incarnation (s->server) != s->incarnation)
+    ok = false;
   pthread_mutex_lock (&pool->lock);
   if (!ok || mcx_broken (slot->c)) {
     dead = slot->c;
@@ -258,6 +261,24 @@ conn_meta_failed (struct conn_session *s, struct meta_slot *slot, int status)
                        : status == MCX_EIO ? CONN_FAULT_HARD
                        : CONN_FAULT_SOFT, why);
   return CONN_FAILED;
+}
+
+void
+conn_meta_forget (size_t i)
+{
+  struct meta_pool *pool = &pools[i];
+  struct mcx_conn *idle[CONN_META_PER_SERVER];
+  size_t j, n = 0;
+
+  pthread_mutex_lock (&pool->lock);
+  for (j = 0; j < CONN_META_PER_SERVER; j++)
+    if (!pool->slots[j].busy && pool->slots[j].c) {
+      idle[n++] = pool->slots[j].c;
+      pool->slots[j].c = NULL;
+    }
+  pthread_mutex_unlock (&pool->lock);
+  for (j = 0; j < n; j++)
+    mcx_close (idle[j]);
 }
 
 void

@@ -17,6 +17,7 @@ extern int conn_meta_init (const struct ring *ring,
                            const struct conn_settings *settings);
 extern void conn_meta_free (void);
 extern void conn_meta_close (struct conn_session *s);
+extern void conn_meta_forget (size_t i);
 extern enum conn_outcome conn_meta_mget (struct conn_session *s,
                                          const char * const *keys,
                                          const size_t *key_lens, size_t n);

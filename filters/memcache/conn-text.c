@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <nbdkit-filter.h>
 
@@ -157,6 +158,22 @@ conn_text_close (struct conn_session *s)
     mtx_close (s->text.c);
   s->text.c = NULL;
   s->text.sent = false;
+}
+
+static void
+conn_text_forget (size_t i)
+{
+  struct text_pool *pool = &pools[i];
+  struct text_idle idle[CONN_TEXT_IDLE_MAX];
+  size_t j, n;
+
+  pthread_mutex_lock (&pool->lock);
+  n = pool->nr_idle;
+  memcpy (idle, pool->idle, n * sizeof idle[0]);
+  pool->nr_idle = 0;
+  pthread_mutex_unlock (&pool->lock);
+  for (j = 0; j < n; j++)
+    mtx_close (idle[j].c);
 }
 
 /* S's batch failed with STATUS: its connection is closed. */
@@ -341,4 +358,5 @@ const struct conn_ops conn_text_protocol = {
   .mutate_send   = conn_text_mutate_send,
   .mutate_finish = conn_text_mutate_finish,
   .oneshot       = conn_text_oneshot,
+  .forget        = conn_text_forget,
 };

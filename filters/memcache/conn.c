@@ -38,6 +38,7 @@ const struct conn_ops conn_meta_protocol = {
   .mutate_send   = conn_meta_mutate_send,
   .mutate_finish = conn_meta_mutate_finish,
   .oneshot       = conn_meta_oneshot,
+  .forget        = conn_meta_forget,
 };
 
 /* Set by conn_init, before any session; read-only afterwards. */
@@ -94,6 +95,12 @@ void
 conn_close (struct conn_session *s)
 {
   ops->close (s);
+}
+
+void
+conn_forget (size_t i)
+{
+  ops->forget (i);
 }
 
 void

@@ -116,6 +116,7 @@ struct conn_ops {
   enum conn_outcome (*mutate_finish) (struct conn_session *s);
   int (*oneshot) (const struct ring_server *server, struct conn_oneshot *o,
                   size_t max_value, int64_t deadline_ns);
+  void (*forget) (size_t i);
 };
 
 extern const struct conn_ops conn_meta_protocol;     /* conn.c */
@@ -147,6 +148,12 @@ extern bool conn_open (struct conn_session *s, size_t i);
  */
 extern bool conn_open_background (struct conn_session *s, size_t i);
 extern void conn_close (struct conn_session *s);
+
+/* Server I has left the pool (servers.c): close its idle connections
+ * now; those in use are closed when given back (a new incarnation,
+ * health_server_leave, comes first).
+ */
+extern void conn_forget (size_t i);
 
 /* A multi-get: conn_mget sends the request, conn_fetch collects the
  * answers, calling FOUND for every key the server has.  Send the requests

@@ -44,6 +44,12 @@
  * it holds for this device dead at once.  Deletes still owed when nbdkit
  * stops are not sent: those values only fail to authenticate later.
  *
+ * Servers are slots of the pool (pool.h), which can change: each batch
+ * (of fills or of owed deletes) is sent under a snapshot of the pool
+ * held from start to end, and a fill or delete for a slot that is not
+ * a member of it is dropped: its server left the pool (or the slot went
+ * to another server, whose generation is new: health_server_join).
+ *
  * Locking: filler_lock protects everything below it, the forget lists
  * included.  The entries the
  * thread is sending (the first `count` from `head`, of which it took the
@@ -64,6 +70,7 @@
 #include "conn.h"
 #include "filler.h"
 #include "health.h"
+#include "pool.h"
 #include "stats.h"
 #include "value.h"
 #include "writeseq.h"
@@ -115,6 +122,7 @@ static size_t forgets_total;
 /* The thread's own: one batch being sent, set up by filler_init. */
 static size_t batch_max;
 static struct {
+  const struct ring *members;           /* the pool while it is sent */
   struct conn_mutation *mutations;      /* batch_max, grouped by server */
   unsigned char *values;                /* batch_max sealed values */
   char (*keys)[VALUE_KEY_MAX];          /* batch_max */
@@ -260,7 +268,8 @@ filler_session_for (const struct filler_entry *e)
   const struct filler_block *b = &e->b;
   struct conn_session *s = &batch.sessions[b->server];
 
-  if (writeseq_version (b->block) != b->version ||
+  if (!ring_member (batch.members, b->server) ||
+      writeseq_version (b->block) != b->version ||
       !writeseq_fill_still_valid (b->block, b->seq)) {
     stats_add (stats.fills_raced, 1);
     return NULL;
@@ -314,6 +323,7 @@ filler_send (size_t first, size_t n)
   const size_t bs = settings.block_size;
   size_t j, i, pos;
 
+  batch.members = pool_acquire ();
   memset (batch.tried, 0, ring->n * sizeof *batch.tried);
   memset (batch.nr, 0, ring->n * sizeof *batch.nr);
   for (j = 0; j < n; j++) {
@@ -377,6 +387,8 @@ filler_send (size_t first, size_t n)
     if (batch.tried[i] && batch.open[i])
       conn_close (&batch.sessions[i]);
   }
+  pool_release (batch.members);
+  batch.members = NULL;
 }
 
 /* Owe server I a delete of BLOCK's key under GENERATION.  Called with
@@ -418,9 +430,19 @@ filler_send_forgets (void)
 {
   size_t i, j, n;
 
+  batch.members = pool_acquire ();
   for (i = 0; i < ring->n; i++) {
     struct conn_session *s = &batch.sessions[i];
     bool done = false;
+
+    if (!ring_member (batch.members, i)) {
+      /* It left the pool: what it holds never authenticates anyway. */
+      pthread_mutex_lock (&filler_lock);
+      forgets_total -= nr_forgets[i];
+      nr_forgets[i] = 0;
+      pthread_mutex_unlock (&filler_lock);
+      continue;
+    }
 
     for (;;) {
       pthread_mutex_lock (&filler_lock);
@@ -458,6 +480,19 @@ filler_send_forgets (void)
       pthread_mutex_unlock (&filler_lock);
     }
   }
+  pool_release (batch.members);
+  batch.members = NULL;
+}
+
+void
+filler_server_join (size_t i)
+{
+  pthread_mutex_lock (&filler_lock);
+  if (nr_forgets) {
+    forgets_total -= nr_forgets[i];
+    nr_forgets[i] = 0;
+  }
+  pthread_mutex_unlock (&filler_lock);
 }
 
 static void *

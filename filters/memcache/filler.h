@@ -49,6 +49,11 @@ extern void filler_queue (const struct filler_block *b, const void *data,
  */
 extern void filler_forget (size_t i, uint64_t block, uint64_t generation);
 
+/* Slot I of the pool (pool.h) has just been given to a server joining
+ * it: forget the deletes owed to the slot's last server.
+ */
+extern void filler_server_join (size_t i);
+
 /* Fills queued and not yet sent. */
 extern uint64_t filler_queued (void);
 

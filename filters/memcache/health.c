@@ -78,6 +78,16 @@
  * So a slow or frozen server keeps its cache: it goes down (its blocks
  * are read from the lower device meanwhile) and, once a probe succeeds,
  * serves what it held under the same generation.
+ *
+ * Every generation handed out is new: larger than any other handed out
+ * by this process (generation_max), whichever server had it.  This is
+ * what makes a server that joins the pool (abdctl servers add, pool.c)
+ * safe however old its memory is: health_server_join gives its slot a
+ * new generation, so nothing the server holds from an earlier time in
+ * the pool (removed, then added again, with its items) is ever asked
+ * for, even values whose block version is still current but that a
+ * mass invalidation (which raises generations, not versions) made
+ * stale while the server was out of the pool.
  */
 
 #include <config.h>
@@ -113,6 +123,7 @@ static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct server_health *servers;
 static size_t nr_servers;
 static unsigned retry_ms, retry_cap_ms, probe_wait_ms;
+static uint64_t generation_max;         /* the largest handed out */
 
 /* Set by health_init, read-only afterwards: the servers' names, for the
  * messages.
@@ -149,7 +160,25 @@ health_init (const struct ring *r, unsigned retry, unsigned cap,
     servers[i].generation = 1;
     servers[i].backoff_ms = retry_ms;
   }
+  generation_max = 1;
   return 0;
+}
+
+void
+health_server_join (size_t i)
+{
+  struct server_health *h = &servers[i];
+
+  pthread_mutex_lock (&health_lock);
+  h->state = HEALTH_UP;
+  h->generation = ++generation_max;
+  h->incarnation++;             /* no connection of its last server */
+  h->downs = 0;
+  h->failures = 0;
+  h->last_failure_ns = 0;
+  h->backoff_ms = retry_ms;
+  h->next_probe_ns = 0;
+  pthread_mutex_unlock (&health_lock);
 }
 
 void
@@ -344,13 +373,21 @@ health_report_failure (size_t i, uint64_t incarnation, uint64_t started_ns,
 }
 
 void
+health_server_leave (size_t i)
+{
+  pthread_mutex_lock (&health_lock);
+  servers[i].incarnation++;
+  pthread_mutex_unlock (&health_lock);
+}
+
+void
 health_invalidate_all (void)
 {
   size_t i;
 
   pthread_mutex_lock (&health_lock);
   for (i = 0; i < nr_servers; i++)
-    servers[i].generation++;
+    servers[i].generation = ++generation_max;
   pthread_mutex_unlock (&health_lock);
 }
 
@@ -358,7 +395,7 @@ void
 health_invalidate (size_t i)
 {
   pthread_mutex_lock (&health_lock);
-  servers[i].generation++;
+  servers[i].generation = ++generation_max;
   pthread_mutex_unlock (&health_lock);
 }
 
@@ -378,6 +415,8 @@ health_restore_generation (size_t i, uint64_t gen)
 {
   pthread_mutex_lock (&health_lock);
   servers[i].generation = gen;
+  if (gen > generation_max)
+    generation_max = gen;
   pthread_mutex_unlock (&health_lock);
 }
 

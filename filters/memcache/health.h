@@ -88,6 +88,19 @@ extern void health_report_failure (size_t i, uint64_t incarnation,
                                    uint64_t started_ns,
                                    enum health_failure how);
 
+/* Server I (a slot of the pool, pool.h) has just been given to a server
+ * joining the pool: up, with a generation never handed out before (so
+ * nothing the server holds from an earlier time is asked for), and a
+ * new incarnation (no connection to the slot's last server is used).
+ * Called while no snapshot names the slot.
+ */
+extern void health_server_join (size_t i);
+
+/* Server I has left the pool: a new incarnation, so that connections to
+ * it are closed as the requests still using it give them back.
+ */
+extern void health_server_leave (size_t i);
+
 /* Stop trusting everything on every server (a huge zero or trim). */
 extern void health_invalidate_all (void);
 

@@ -7,6 +7,8 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/memcache.c \
 	filters/memcache/params.h \
 	filters/memcache/ring.c filters/memcache/ring.h \
+	filters/memcache/pool.c filters/memcache/pool.h \
+	filters/memcache/servers.c filters/memcache/servers.h \
 	filters/memcache/health.c filters/memcache/health.h \
 	filters/memcache/conn.c filters/memcache/conn.h \
 	filters/memcache/conn-meta.c filters/memcache/conn-meta.h \

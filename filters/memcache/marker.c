@@ -101,8 +101,10 @@ static const char marker_magic[4] = { 'A', 'B', 'D', 'k' };
 static const char marker_b64[] =
   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/* Set by marker_init; used in nbdkit's single-threaded phases only
- * (.after_fork, .unload).
+/* Set by marker_init; used in nbdkit's single-threaded phases (.after_fork,
+ * .unload), and by one change of the pool at a time (servers.c, under
+ * the pool's change lock; the control thread is stopped before .unload).
+ * marker_reason is only written by marker_check, at start.
  */
 static bool marker_ready;
 static uint64_t marker_id_hash;

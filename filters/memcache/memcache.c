@@ -5,6 +5,8 @@
  * is done in files named for their concept:
  *
  *   ring.c      server list and block placement (which server holds a block)
+ *   pool.c      the running pool: slots, and snapshots for the requests
+ *   servers.c   changes of the pool (abdctl servers), memcache-servers-file
  *   health.c    shared server state (up, down, probing) and generations
  *   conn.c      connections: sessions, outcomes, the protocol's table
  *   conn-meta.c the meta protocol (memcached-ext/), a pool of
@@ -22,7 +24,7 @@
  *   conn-oneshot.c  one get or set outside the sessions (start, stop)
  *   startcheck.c  a warning at start for each server that does not answer
  *
- * The parameters, the server ring and the epoch live here alone: each
+ * The parameters and the epoch live here alone: each
  * module is handed what it needs at its init (conn_init, health_init,
  * stats_init, filler_init, reader_init, writer_init; its header says
  * what) and keeps it: no other file reads them, and a module can be set
@@ -57,11 +59,14 @@
 #include "conn.h"
 #include "control.h"
 #include "filler.h"
+#include "log.h"
 #include "health.h"
 #include "marker.h"
 #include "params.h"
+#include "pool.h"
 #include "reader.h"
 #include "ring.h"
+#include "servers.h"
 #include "state.h"
 #include "startcheck.h"
 #include "stats.h"
@@ -73,7 +78,9 @@
  * is given the few it needs at its init, and reads no other.
  */
 static struct {
-  const char *servers;          /* memcache-servers, as given */
+  const char *servers;          /* memcache-servers, as given, or the list
+                                   read from memcache-servers-file */
+  const char *servers_file;     /* memcache-servers-file, or NULL */
   const char *id;               /* memcache-id */
   uint32_t block_size;
   unsigned timeout_ms;
@@ -93,11 +100,22 @@ static struct {
   .protocol     = MEMCACHE_PROTOCOL_META,
 };
 
-/* The servers of memcache-servers, and the hash of memcache-id: parsed
- * in .config_complete, freed in .unload, read-only in between.  The
- * modules that use it are given a pointer to it at their init.
+/* The hash of memcache-id, set in .config_complete.  The servers are the
+ * pool's (pool.h), set up in .config_complete and freed in .unload; the
+ * modules are given pool_all () at their init, for their per-server
+ * arrays, and each request takes a snapshot of the members.
  */
-static struct ring ring;
+static uint64_t id_hash;
+
+/* memcache-servers-file's list, read in .config_complete (params.servers
+ * then points to it).
+ */
+static char *servers_from_file;
+
+/* The pool as it was at start: held from .get_ready to the end of
+ * .after_fork, for the start check, the markers and the state file.
+ */
+static const struct ring *start_ring;
 
 /* Drawn at random in .get_ready, so that nothing an earlier process
  * stored is trusted; replaced in .after_fork by the earlier process's if
@@ -164,6 +182,15 @@ memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     if (memcache_check_printable (key, value) == -1)
       return -1;
     params.servers = value;
+    return 0;
+  }
+  if (strcmp (key, "memcache-servers-file") == 0) {
+    if (value[0] != '/') {
+      nbdkit_error ("memcache-servers-file=%s: must be an absolute path",
+                    value);
+      return -1;
+    }
+    params.servers_file = value;
     return 0;
   }
   if (strcmp (key, "memcache-id") == 0) {
@@ -260,8 +287,27 @@ static int
 memcache_config_complete (nbdkit_next_config_complete *next,
                           nbdkit_backend *nxdata)
 {
+  struct ring parsed;
+
+  if (params.servers && params.servers_file) {
+    nbdkit_error ("memcache-servers and memcache-servers-file exclude each "
+                  "other: the file is the one list (abdctl servers reload "
+                  "reads it again)");
+    return -1;
+  }
+  if (params.servers_file) {
+    char why[RING_WHY_MAX];
+
+    if (servers_file_read (params.servers_file, &servers_from_file, why,
+                           sizeof why) == -1) {
+      nbdkit_error ("%s", why);
+      return -1;
+    }
+    params.servers = servers_from_file;
+  }
   if (params.servers == NULL) {
-    nbdkit_error ("memcache-servers=HOST:PORT,... is required");
+    nbdkit_error ("memcache-servers=HOST:PORT,... is required (or "
+                  "memcache-servers-file=PATH)");
     return -1;
   }
   if (params.id == NULL) {
@@ -270,9 +316,14 @@ memcache_config_complete (nbdkit_next_config_complete *next,
     return -1;
   }
   /* Parse now so that a bad server list stops nbdkit at start. */
-  if (ring_parse (&ring, params.servers, MEMCACHE_SERVERS_MAX) == -1)
+  if (ring_parse (&parsed, params.servers, MEMCACHE_SERVERS_MAX) == -1)
     return -1;
-  ring.id_hash = ring_id_hash (params.id);
+  id_hash = ring_id_hash (params.id);
+  parsed.id_hash = id_hash;
+  if (pool_init (&parsed) == -1) {
+    ring_free (&parsed);
+    return -1;
+  }
   if (params.key_file) {
     if (value_read_secret_file (params.key_file, secret) == -1)
       return -1;
@@ -288,8 +339,11 @@ memcache_config_complete (nbdkit_next_config_complete *next,
 }
 
 #define memcache_config_help \
-  "memcache-servers=HOST:PORT,...  (required) memcached servers; also\n" \
-  "                                [IPV6]:PORT and /unix/socket/paths.\n" \
+  "memcache-servers=HOST:PORT,...  (required, or the next) memcached\n" \
+  "                                servers; also [IPV6]:PORT and\n" \
+  "                                /unix/socket/paths.\n" \
+  "memcache-servers-file=PATH      The servers, one a line (# comments);\n" \
+  "                                abdctl servers reload reads it again.\n" \
   "memcache-id=STRING              (required) names this device's blocks.\n" \
   "memcache-block-size=SIZE        Cache block size, power of 2 from 512\n" \
   "                                to 1M (default 4K).\n" \
@@ -337,13 +391,14 @@ memcache_get_ready (int thread_model)
     nbdkit_error ("getrandom: %m");
     return -1;
   }
+  start_ring = pool_acquire ();
   if (params.state_file) {
     const struct state_expect expect = {
-      .id_hash = ring.id_hash,
+      .id_hash = id_hash,
       .servers = params.servers,
-      .nr_servers = ring.n,
+      .nr_servers = start_ring->n,
       .block_size = params.block_size,
-      .ring = &ring,
+      .ring = start_ring,
     };
 
     if (state_take (params.state_file, secret, &expect) == -1)
@@ -354,15 +409,15 @@ memcache_get_ready (int thread_model)
    * at 16 MiB/s, under a second for the largest): it is given that, and a
    * second more, to report.
    */
-  if (health_init (&ring, params.retry_ms, MEMCACHE_RETRY_CAP,
+  if (health_init (pool_all (), params.retry_ms, MEMCACHE_RETRY_CAP,
                    4 * MEMCACHE_STORE_TIMEOUT_FACTOR * params.timeout_ms
                    + 2000) == -1 ||
-      stats_init (&ring, &stats_settings, epoch) == -1 ||
-      conn_init (&ring, &conn_settings) == -1 ||
-      filler_init (&ring, &filler_settings) == -1)
+      stats_init (pool_all (), &stats_settings, epoch) == -1 ||
+      conn_init (pool_all (), &conn_settings) == -1 ||
+      filler_init (pool_all (), &filler_settings) == -1)
     return -1;
   /* Before nbdkit forks: a person starting it sees the warnings. */
-  startcheck_servers (&ring);
+  startcheck_servers (start_ring);
   /* Bound before nbdkit forks, so a bad path stops it at start. */
   if (params.control) {
     control = ctl_listen ("memcache-control", params.control);
@@ -403,6 +458,10 @@ memcache_after_fork (nbdkit_backend *backend)
     .ttl          = params.ttl,
     .write_policy = params.write_policy,
   };
+  const struct servers_settings servers_settings = {
+    .file    = params.servers_file,
+    .markers = secret_from_file,
+  };
   const char *start = "cold";
   const char *reason = "memcache-state-file is not set";
   uint64_t nonce_used = 0;
@@ -421,23 +480,28 @@ memcache_after_fork (nbdkit_backend *backend)
      * the servers as such a start would (marker.c), and that file will
      * not be used.
      */
-    if (marker_init (secret, ring.id_hash) == -1)
+    if (marker_init (secret, id_hash) == -1)
       return -1;
     nbdkit_debug ("memcache: %zu of %zu servers marked in use",
-                  marker_set_in_use (&ring), ring.n);
-    marker_free ();
+                  marker_set_in_use (start_ring), start_ring->n);
+    /* The keys stay until .unload: a server that joins the pool is
+     * marked too (servers.c).
+     */
   }
-  if (value_keys_init (secret, ring.id_hash, epoch) == -1)
+  if (value_keys_init (secret, id_hash, epoch) == -1)
     return -1;
   OPENSSL_cleanse (secret, sizeof secret);
   if (nonce_used)
     value_nonce_resume (nonce_used);
-  reader_init (&ring, &reader_settings, epoch);
-  writer_init (&ring, &writer_settings, epoch);
+  reader_init (&reader_settings, epoch);
+  writer_init (&writer_settings, epoch);
+  servers_init (&servers_settings);
   stats_set_start (epoch, start, reason);
   nbdkit_debug ("memcache: %zu servers, id hash %016" PRIx64
-                ", epoch %016" PRIx64 ", %s start", ring.n, ring.id_hash,
+                ", epoch %016" PRIx64 ", %s start", start_ring->n, id_hash,
                 epoch, start);
+  pool_release (start_ring);
+  start_ring = NULL;
 
   if (control && ctl_serve (control, stats_control, NULL) == -1)
     return -1;
@@ -476,14 +540,24 @@ memcache_unload (void)
 {
   filler_free ();
   conn_free ();
-  if (stop_clean)
-    state_save (epoch, lower_size);
+  if (stop_clean && pool_changes () > 0)
+    abd_log (LOG_NOTICE, "memcache", "memcache-state-file: the pool "
+             "changed while nbdkit ran: the next start is cold");
+  else if (stop_clean) {
+    const struct ring *ring = pool_acquire ();
+
+    state_save (epoch, lower_size, ring);
+    pool_release (ring);
+  }
   state_free ();
+  marker_free ();
   OPENSSL_cleanse (secret, sizeof secret);
   value_keys_free ();
   stats_free ();
   health_free ();
-  ring_free (&ring);
+  pool_free ();
+  free (servers_from_file);
+  servers_from_file = NULL;
 }
 
 static int

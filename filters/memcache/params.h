@@ -55,6 +55,15 @@
 /* memcache-servers: at most this many. */
 #define MEMCACHE_SERVERS_MAX        64
 
+/* Warm moves (abdctl servers): after a change, a block that misses on
+ * its new server is asked of the server that held it before, for this
+ * many seconds: by default after an add (whose old owners are all still
+ * members), and with --drain SECONDS after a remove; --warm/--drain 0
+ * turns it off.  At most MEMCACHE_WARM_MAX.
+ */
+#define MEMCACHE_WARM_ADD_DEFAULT   300
+#define MEMCACHE_WARM_MAX           3600
+
 enum write_policy {
   WRITE_POLICY_UPDATE,          /* whole blocks written are stored */
   WRITE_POLICY_INVALIDATE,      /* every block written is deleted */

@@ -8,13 +8,20 @@
  *      down is not looked up (health.c: this costs nothing);
  *   2. send one multi-get to every server involved, then collect the
  *      answers from each, so all servers work in parallel; a value is
- *      accepted only if its header and checksum match (value.c);
+ *      accepted only if its header and checksum match (value.c); right
+ *      after a change of the pool (warm moves, pool.c), the blocks that
+ *      missed and moved are asked of their previous server the same
+ *      way, and those found there are copied to their server in step 4;
  *   3. read every run of adjacent blocks not found from the lower device
  *      with one request per run;
  *   4. queue the blocks read in step 3 to be stored on their servers in
  *      the background (filler.c), unless their server is down or a write
  *      of the block was in progress before the lower read (writeseq.c);
  *      the read returns without waiting for them.
+ *
+ * A read places all its blocks with one snapshot of the pool (pool.h),
+ * taken at its start and given back at its end, however the pool
+ * changes meanwhile.
  *
  * Whatever goes wrong with memcached, the read is served from the lower
  * device; only a lower device error fails it.  Blocks are always read and
@@ -37,6 +44,7 @@
 #include "filler.h"
 #include "health.h"
 #include "params.h"
+#include "pool.h"
 #include "reader.h"
 #include "stats.h"
 #include "value.h"
@@ -61,6 +69,10 @@ struct read_block {
   uint64_t fill_seq;            /* writeseq_fill_begin */
   size_t key_len;
   char key[VALUE_KEY_MAX];
+  size_t prev;                  /* warm moves: its previous server, asked */
+  bool copy;                    /* found there: copy it to its server */
+  size_t prev_key_len;
+  char prev_key[VALUE_KEY_MAX];
 };
 
 /* One server's part of a batch. */
@@ -76,23 +88,21 @@ struct read_server {
 };
 
 struct read_batch {
+  const struct ring *ring;      /* the pool, for the whole read */
   uint64_t first;               /* block number of blocks[0] */
   size_t n;
   struct read_block *blocks;
   unsigned char *data;          /* n * block_size */
-  struct read_server *servers;  /* ring->n */
+  struct read_server *servers;  /* ring->n: by slot */
 };
 
 /* Set by reader_init, read-only afterwards. */
-static const struct ring *ring;
 static struct reader_settings settings;
 static uint64_t epoch;
 
 void
-reader_init (const struct ring *r, const struct reader_settings *given,
-             uint64_t keys_epoch)
+reader_init (const struct reader_settings *given, uint64_t keys_epoch)
 {
-  ring = r;
   settings = *given;
   epoch = keys_epoch;
 }
@@ -103,7 +113,7 @@ reader_free_batch (struct read_batch *b)
   size_t i;
 
   if (b->servers) {
-    for (i = 0; i < ring->n; i++) {
+    for (i = 0; i < b->ring->n; i++) {
       free (b->servers[i].keys);
       free (b->servers[i].key_lens);
     }
@@ -114,11 +124,13 @@ reader_free_batch (struct read_batch *b)
 }
 
 static int
-reader_alloc_batch (struct read_batch *b, size_t max_blocks)
+reader_alloc_batch (struct read_batch *b, const struct ring *ring,
+                    size_t max_blocks)
 {
   size_t i;
 
   memset (b, 0, sizeof *b);
+  b->ring = ring;
   b->blocks = calloc (max_blocks, sizeof *b->blocks);
   b->data = malloc (max_blocks * settings.block_size);
   b->servers = calloc (ring->n, sizeof *b->servers);
@@ -142,7 +154,7 @@ static void
 reader_ident (const struct read_batch *b, const struct read_block *blk,
               struct value_ident *ident)
 {
-  ident->id_hash = ring->id_hash;
+  ident->id_hash = b->ring->id_hash;
   ident->epoch = epoch;
   ident->generation = b->servers[blk->server].session.gen;
   ident->block = blk->block;
@@ -158,7 +170,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 
   b->first = first;
   b->n = n;
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     b->servers[i].wanted = false;
     b->servers[i].open = false;
     b->servers[i].nr_keys = 0;
@@ -170,9 +182,11 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 
     blk->block = first + i;
     blk->len = size - blk->block * bs < bs ? size - blk->block * bs : bs;
-    blk->server = ring_server_for_block (ring, blk->block);
+    blk->server = ring_server_for_block (b->ring, blk->block);
     blk->state = BLOCK_WANTED;
     blk->fill = false;
+    blk->prev = SIZE_MAX;
+    blk->copy = false;
     blk->version = writeseq_version (blk->block);
     srv = &b->servers[blk->server];
     if (!srv->wanted) {
@@ -200,6 +214,7 @@ reader_place (struct read_batch *b, uint64_t first, size_t n, uint64_t size)
 struct reader_found_ctx {
   struct read_batch *batch;
   size_t server;
+  bool previous;                /* asked as the blocks' previous server */
 };
 
 static void
@@ -219,16 +234,21 @@ reader_found (void *opaque, const char *key, size_t key_len,
       block < b->first || block - b->first >= b->n)
     return;
   blk = &b->blocks[block - b->first];
-  if (blk->server != ctx->server || blk->state != BLOCK_WANTED ||
+  if ((ctx->previous ? blk->prev : blk->server) != ctx->server ||
+      blk->state != BLOCK_WANTED ||
       generation != b->servers[ctx->server].session.gen ||
-      blk->key_len != key_len || memcmp (blk->key, key, key_len) != 0)
+      (ctx->previous
+       ? blk->prev_key_len != key_len || memcmp (blk->prev_key, key, key_len)
+       : blk->key_len != key_len || memcmp (blk->key, key, key_len)) != 0)
     return;
 
   reader_ident (b, blk, &ident);
+  ident.generation = generation;
   switch (value_open (b->data + (block - b->first) * settings.block_size,
                       value, value_len, &ident, blk->len)) {
   case VALUE_OK:
     blk->state = BLOCK_HIT;
+    blk->copy = ctx->previous;
     break;
   case VALUE_BAD_FORMAT:
     stats_add (stats.format_mismatches, 1);
@@ -243,30 +263,97 @@ reader_found (void *opaque, const char *key, size_t key_len,
   }
 }
 
+/* Step 2, warm moves: the blocks that missed and moved in the last change
+ * of the pool are asked of their previous server, all of them in
+ * parallel.  Sessions opened for the first round are used again.
+ */
+static void
+reader_lookup_previous (struct read_batch *b)
+{
+  size_t i;
+  bool any = false;
+
+  for (i = 0; i < b->n; i++) {
+    struct read_block *blk = &b->blocks[i];
+    struct read_server *srv;
+    struct value_ident ident;
+    size_t p;
+
+    if (blk->state != BLOCK_WANTED)
+      continue;
+    p = ring_previous_server_for_block (b->ring, blk->block);
+    if (p == SIZE_MAX || p == blk->server)
+      continue;
+    srv = &b->servers[p];
+    if (!any) {
+      size_t j;
+
+      for (j = 0; j < b->ring->n; j++)
+        b->servers[j].nr_keys = 0;
+      any = true;
+    }
+    if (!srv->wanted) {
+      srv->wanted = true;
+      srv->open = conn_open (&srv->session, p);
+    }
+    if (!srv->open)
+      continue;
+    blk->prev = p;
+    reader_ident (b, blk, &ident);
+    ident.generation = srv->session.gen;
+    blk->prev_key_len = value_key (blk->prev_key, &ident);
+    srv->keys[srv->nr_keys] = blk->prev_key;
+    srv->key_lens[srv->nr_keys] = blk->prev_key_len;
+    srv->nr_keys++;
+  }
+  if (!any)
+    return;
+  for (i = 0; i < b->ring->n; i++) {
+    struct read_server *srv = &b->servers[i];
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
+  }
+  for (i = 0; i < b->ring->n; i++) {
+    struct read_server *srv = &b->servers[i];
+    struct reader_found_ctx ctx = { .batch = b, .server = i,
+                                    .previous = true };
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_fetch (&srv->session, reader_found, &ctx);
+  }
+}
+
 /* Step 2: multi-get from all servers in parallel. */
 static void
 reader_lookup (struct read_batch *b)
 {
   size_t i;
 
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     struct read_server *srv = &b->servers[i];
 
     if (srv->open && srv->nr_keys > 0)
       conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
   }
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     struct read_server *srv = &b->servers[i];
     struct reader_found_ctx ctx = { .batch = b, .server = i };
 
     if (srv->open && srv->nr_keys > 0)
       conn_fetch (&srv->session, reader_found, &ctx);
   }
+  reader_lookup_previous (b);
 
   for (i = 0; i < b->n; i++) {
     struct read_block *blk = &b->blocks[i];
 
-    if (blk->state == BLOCK_HIT) {
+    if (blk->state == BLOCK_HIT && blk->copy) {
+      stats_add (stats.hits, 1);
+      stats_add (stats.warm_hits, 1);
+      stats_add (server_stats[blk->prev].hits, 1);
+    }
+    else if (blk->state == BLOCK_HIT) {
       stats_add (stats.hits, 1);
       stats_add (server_stats[blk->server].hits, 1);
     }
@@ -341,7 +428,7 @@ reader_fill (struct read_batch *b)
   /* A server that was down at the lookup (its blocks BLOCK_UNCACHED):
    * is it back?
    */
-  for (i = 0; i < ring->n; i++)
+  for (i = 0; i < b->ring->n; i++)
     b->servers[i].back = b->servers[i].wanted && health_usable (i);
   for (i = 0; i < b->n; i++) {
     const struct read_block *blk = &b->blocks[i];
@@ -356,6 +443,18 @@ reader_fill (struct read_batch *b)
     if (blk->fill &&
         (blk->state != BLOCK_UNCACHED || b->servers[blk->server].back))
       filler_queue (&fb, b->data + i * settings.block_size, blk->len);
+    /* A warm move: copied under the version it authenticated for, so
+     * never over a newer write (the fill thread drops it if the version
+     * moved); not while a write of it is in progress.
+     */
+    if (blk->copy) {
+      struct filler_block copy = fb;
+
+      if (writeseq_fill_begin (blk->block, &copy.seq)) {
+        stats_add (stats.warm_copies, 1);
+        filler_queue (&copy, b->data + i * settings.block_size, blk->len);
+      }
+    }
   }
 }
 
@@ -364,7 +463,7 @@ reader_close (struct read_batch *b)
 {
   size_t i;
 
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < b->ring->n; i++) {
     if (b->servers[i].open)
       conn_close (&b->servers[i].session);
     b->servers[i].open = false;
@@ -377,6 +476,7 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
 {
   const uint32_t bs = settings.block_size;
   const size_t batch_blocks = READER_BATCH_BYTES / bs;
+  const struct ring *ring;
   struct read_batch b;
   uint64_t first, last, block;
   int64_t size;
@@ -392,8 +492,10 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
 
   first = offset / bs;
   last = (offset + count - 1) / bs;
-  if (reader_alloc_batch (&b, last - first + 1 < batch_blocks
+  ring = pool_acquire ();
+  if (reader_alloc_batch (&b, ring, last - first + 1 < batch_blocks
                           ? last - first + 1 : batch_blocks) == -1) {
+    pool_release (ring);
     *err = ENOMEM;
     return -1;
   }
@@ -420,5 +522,6 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
   }
 
   reader_free_batch (&b);
+  pool_release (ring);
   return r;
 }

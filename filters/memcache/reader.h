@@ -16,11 +16,10 @@ struct reader_settings {
 };
 
 /* In .after_fork, once the epoch is chosen, before anything is read:
- * read from the servers of RING (kept until the last read), blocks of
- * SETTINGS->block_size, under keys of EPOCH.
+ * read blocks of SETTINGS->block_size, under keys of EPOCH, from the
+ * servers of the pool (pool.h).
  */
-extern void reader_init (const struct ring *ring,
-                         const struct reader_settings *settings,
+extern void reader_init (const struct reader_settings *settings,
                          uint64_t epoch);
 
 /* The filter's .pread: a read of COUNT bytes at OFFSET into BUF. */

@@ -15,6 +15,12 @@
  * no table and is easy to state exactly.  Its cost, N short hashes per
  * block, is negligible next to a network round trip.
  *
+ * Only members count (struct ring's absent): a snapshot of the running
+ * pool (pool.c) is indexed by slot, and a slot may be empty.  Placement
+ * depends on the names alone, not on slots or their order, so adding a
+ * server moves exactly the blocks it wins (about 1/(n+1) of them) and
+ * removing one moves exactly its own, each to its second choice.
+ *
  * Invariant: a block is never placed anywhere else while its server is
  * down.  The caller sends such blocks to the lower device instead; moving
  * them to another server would leave copies that nobody invalidates.
@@ -23,8 +29,11 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <xxhash.h>
 
@@ -38,18 +47,25 @@ ring_id_hash (const char *id)
   return XXH3_64bits (id, strlen (id));
 }
 
-size_t
-ring_server_for_block (const struct ring *ring, uint64_t block)
+/* The highest score among the servers of RING whose bit in ABSENT is 0. */
+static size_t
+ring_best (const struct ring *ring, uint64_t absent, uint64_t block)
 {
   uint64_t seed = ring->id_hash ^ block;
   uint64_t best_score = 0;
   size_t i, best = 0;
+  bool any = false;
 
   for (i = 0; i < ring->n; i++) {
-    const char *name = ring->servers[i].name;
-    uint64_t score = XXH3_64bits_withSeed (name, strlen (name), seed);
+    const char *name;
+    uint64_t score;
 
-    if (i == 0 || score > best_score) {
+    if (i < 64 && (absent >> i & 1))
+      continue;
+    name = ring->servers[i].name;
+    score = XXH3_64bits_withSeed (name, strlen (name), seed);
+    if (!any || score > best_score) {
+      any = true;
       best = i;
       best_score = score;
     }
@@ -57,15 +73,72 @@ ring_server_for_block (const struct ring *ring, uint64_t block)
   return best;
 }
 
-/* Parse one entry NAME (already split off the list) into S. */
-static int
-ring_parse_server (struct ring_server *s, const char *name)
+size_t
+ring_server_for_block (const struct ring *ring, uint64_t block)
+{
+  return ring_best (ring, ring->absent, block);
+}
+
+size_t
+ring_previous_server_for_block (const struct ring *ring, uint64_t block)
+{
+  struct timespec ts;
+
+  if (!ring->warm)
+    return SIZE_MAX;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  if (ts.tv_sec * INT64_C (1000000000) + ts.tv_nsec >= ring->warm_until_ns)
+    return SIZE_MAX;
+  return ring_best (ring, ring->prev_absent, block);
+}
+
+/* Report a bad entry: into WHY if given, else with nbdkit_error. */
+static void __attribute__ ((format (printf, 3, 4)))
+ring_bad (char *why, size_t why_len, const char *fmt, ...)
+{
+  va_list args;
+  char msg[RING_WHY_MAX];
+
+  va_start (args, fmt);
+  vsnprintf (msg, sizeof msg, fmt, args);
+  va_end (args);
+  if (why)
+    snprintf (why, why_len, "%s", msg);
+  else
+    nbdkit_error ("%s", msg);
+}
+
+int
+ring_server_parse (struct ring_server *s, const char *name, const char *what,
+                   char *why, size_t why_len)
 {
   const char *colon, *host_start, *host_end;
+  const unsigned char *p;
   char *end;
   unsigned long port;
 
+  s->name = s->host = NULL;
+  /* abdctl shows the names: a control byte could forge its lines; a
+   * comma or a space could not be written back in memcache-servers.
+   */
+  for (p = (const unsigned char *) name; *p; p++)
+    if (*p <= 0x20 || *p == 0x7f || *p == ',' || *p == '#') {
+      ring_bad (why, why_len, "%s: '%s': byte 0x%02x at %zu is not "
+                "allowed in a server address", what, name, *p,
+                (size_t) (p - (const unsigned char *) name));
+      return -1;
+    }
+  if (name[0] == '\0' || strlen (name) > RING_NAME_MAX) {
+    ring_bad (why, why_len, "%s: '%s': a server address is 1 to %d bytes",
+              what, name, RING_NAME_MAX);
+    return -1;
+  }
   if (name[0] == '/') {
+    if (strlen (name) >= 108) {
+      ring_bad (why, why_len, "%s: '%s': a Unix socket path is at most "
+                "107 bytes", what, name);
+      return -1;
+    }
     s->host = strdup (name);
     s->port = 0;
     goto done;
@@ -73,16 +146,16 @@ ring_parse_server (struct ring_server *s, const char *name)
 
   colon = strrchr (name, ':');
   if (colon == NULL || colon == name) {
-    nbdkit_error ("memcache-servers: '%s': expected HOST:PORT, "
-                  "[IPV6]:PORT or an absolute Unix socket path", name);
+    ring_bad (why, why_len, "%s: '%s': expected HOST:PORT, "
+              "[IPV6]:PORT or an absolute Unix socket path", what, name);
     return -1;
   }
   errno = 0;
   port = strtoul (colon + 1, &end, 10);
   if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 ||
       port < 1 || port > 65535) {
-    nbdkit_error ("memcache-servers: '%s': the port must be a number "
-                  "from 1 to 65535", name);
+    ring_bad (why, why_len, "%s: '%s': the port must be a number "
+              "from 1 to 65535", what, name);
     return -1;
   }
 
@@ -90,15 +163,15 @@ ring_parse_server (struct ring_server *s, const char *name)
   host_end = colon;
   if (name[0] == '[') {
     if (colon[-1] != ']' || colon - name < 3) {
-      nbdkit_error ("memcache-servers: '%s': expected [IPV6]:PORT", name);
+      ring_bad (why, why_len, "%s: '%s': expected [IPV6]:PORT", what, name);
       return -1;
     }
     host_start++;
     host_end--;
   }
   else if (memchr (name, ':', colon - name) != NULL) {
-    nbdkit_error ("memcache-servers: '%s': write IPv6 addresses in "
-                  "brackets: [ADDRESS]:PORT", name);
+    ring_bad (why, why_len, "%s: '%s': write IPv6 addresses in "
+              "brackets: [ADDRESS]:PORT", what, name);
     return -1;
   }
   s->host = strndup (host_start, host_end - host_start);
@@ -107,20 +180,32 @@ ring_parse_server (struct ring_server *s, const char *name)
  done:
   s->name = strdup (name);
   if (s->host == NULL || s->name == NULL) {
-    nbdkit_error ("strdup: %m");
+    ring_bad (why, why_len, "strdup: %m");
+    ring_server_clear (s);
     return -1;
   }
   return 0;
 }
 
+void
+ring_server_clear (struct ring_server *s)
+{
+  free (s->name);
+  free (s->host);
+  s->name = s->host = NULL;
+  s->port = 0;
+}
+
 int
-ring_parse (struct ring *ring, const char *list, size_t max)
+ring_parse_why (struct ring *ring, const char *list, size_t max, char *why,
+                size_t why_len)
 {
   const char *p = list;
   size_t i;
 
   ring->servers = NULL;
   ring->n = 0;
+  ring->absent = 0;
 
   for (;;) {
     size_t len = strcspn (p, ",");
@@ -129,34 +214,35 @@ ring_parse (struct ring *ring, const char *list, size_t max)
     int r;
 
     if (len == 0) {
-      nbdkit_error ("memcache-servers: empty entry in '%s'", list);
+      ring_bad (why, why_len, "memcache-servers: empty entry in '%s'", list);
       goto err;
     }
     if (ring->n == max) {
-      nbdkit_error ("memcache-servers: more than %zu servers", max);
+      ring_bad (why, why_len, "memcache-servers: more than %zu servers", max);
       goto err;
     }
     name = strndup (p, len);
     if (name == NULL) {
-      nbdkit_error ("strndup: %m");
+      ring_bad (why, why_len, "strndup: %m");
       goto err;
     }
     for (i = 0; i < ring->n; i++) {
       if (strcmp (ring->servers[i].name, name) == 0) {
-        nbdkit_error ("memcache-servers: '%s' is listed twice", name);
+        ring_bad (why, why_len, "memcache-servers: '%s' is listed twice", name);
         free (name);
         goto err;
       }
     }
     servers = realloc (ring->servers, (ring->n + 1) * sizeof *servers);
     if (servers == NULL) {
-      nbdkit_error ("realloc: %m");
+      ring_bad (why, why_len, "realloc: %m");
       free (name);
       goto err;
     }
     ring->servers = servers;
     memset (&servers[ring->n], 0, sizeof servers[ring->n]);
-    r = ring_parse_server (&servers[ring->n], name);
+    r = ring_server_parse (&servers[ring->n], name, "memcache-servers",
+                           why, why_len);
     ring->n++;
     free (name);
     if (r == -1)
@@ -174,15 +260,19 @@ ring_parse (struct ring *ring, const char *list, size_t max)
   return -1;
 }
 
+int
+ring_parse (struct ring *ring, const char *list, size_t max)
+{
+  return ring_parse_why (ring, list, max, NULL, 0);
+}
+
 void
 ring_free (struct ring *ring)
 {
   size_t i;
 
-  for (i = 0; i < ring->n; i++) {
-    free (ring->servers[i].name);
-    free (ring->servers[i].host);
-  }
+  for (i = 0; i < ring->n; i++)
+    ring_server_clear (&ring->servers[i]);
   free (ring->servers);
   ring->servers = NULL;
   ring->n = 0;

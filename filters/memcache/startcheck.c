@@ -21,6 +21,7 @@
 #include <config.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <nbdkit-filter.h>
@@ -43,6 +44,24 @@
 static const char startcheck_key[] = "abd:startcheck";
 #define STARTCHECK_VALUE_MAX 1024
 
+bool
+startcheck_server (const struct ring_server *srv, char *why, size_t len)
+{
+  struct conn_oneshot o = {
+    .key = startcheck_key, .key_len = sizeof startcheck_key - 1,
+  };
+  int r;
+
+  r = conn_oneshot (srv, &o, STARTCHECK_VALUE_MAX,
+                    mcx_now_ns () + STARTCHECK_TIMEOUT_MS * INT64_C (1000000));
+  free (o.got);
+  if (r == 0 && !o.refused)
+    return true;
+  snprintf (why, len, "%s%s", o.connected ? "" : "unreachable: ",
+            o.refused ? "SERVER_ERROR" : o.why);
+  return false;
+}
+
 size_t
 startcheck_servers (const struct ring *ring)
 {
@@ -55,6 +74,8 @@ startcheck_servers (const struct ring *ring)
     };
     int r;
 
+    if (!ring_member (ring, i))
+      continue;
     r = conn_oneshot (srv, &o, STARTCHECK_VALUE_MAX,
                       mcx_now_ns () + STARTCHECK_TIMEOUT_MS * INT64_C (1000000));
     free (o.got);

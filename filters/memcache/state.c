@@ -489,7 +489,7 @@ state_write_all (int fd, const unsigned char *buf, size_t len)
 }
 
 int
-state_save (uint64_t epoch, uint64_t size)
+state_save (uint64_t epoch, uint64_t size, const struct ring *ring)
 {
   size_t n = state_expect.nr_servers, m = 0, len, i, off;
   unsigned char stop_id[MARKER_STOP_ID_SIZE];
@@ -500,14 +500,13 @@ state_save (uint64_t epoch, uint64_t size)
   /* The markers first: a stop that dies between them and the file
    * leaves markers no file carries, and the next start is cold.
    */
-  marked = marker_set_stopped (state_expect.ring, stop_id);
+  marked = marker_set_stopped (ring, stop_id);
   if (marked == -1)
     goto err;
-  if ((size_t) marked < state_expect.ring->n)
+  if ((size_t) marked < ring->n)
     nbdkit_error ("memcache-state-file=%s: %zu of %zu servers did not take "
                   "the stop marker: the next start is cold",
-                  state_path, state_expect.ring->n - marked,
-                  state_expect.ring->n);
+                  state_path, ring->n - marked, ring->n);
   for (i = 0; i < WRITESEQ_VERSIONS; i++)
     if (writeseq_version_slot (i) != 0)
       m++;

@@ -20,7 +20,8 @@ struct state_expect {
   const char *servers;          /* memcache-servers, as given */
   size_t nr_servers;
   uint32_t block_size;
-  const struct ring *ring;      /* the servers, for the markers */
+  const struct ring *ring;      /* the servers, for the markers at
+                                   start (until state_start) */
 };
 
 /* In .get_ready, before the secret is wiped: remember PATH and derive the
@@ -48,12 +49,14 @@ extern bool state_start (uint64_t size, uint64_t *epoch,
                          uint64_t *nonce_used, const char **reason);
 
 /* In .unload, when the stop was clean (every request done, the lower
- * device flushed): store a new stop marker on every server, then write
+ * device flushed) and the pool is the one of the start (RING, a snapshot
+ * of it): store a new stop marker on every server, then write
  * the state of this process (the marker's stop id, EPOCH, the device
  * SIZE, the nonces used, generations and versions) for the next start.
  * Returns 0, or -1 after nbdkit_error (the next start is cold).
  */
-extern int state_save (uint64_t epoch, uint64_t size);
+extern int state_save (uint64_t epoch, uint64_t size,
+                       const struct ring *ring);
 
 /* Wipe the file's keys. */
 extern void state_free (void);

@@ -7,6 +7,7 @@
  *
  *   status         totals, then one nested object per server
  *   locate BLOCK   where BLOCK lives now: server, state and key
+ *   servers ...    the pool, and changes to it (servers.c)
  *
  * Both answer as text or JSON (abdctl --json) from the same ctl_reply_*
  * calls.
@@ -24,6 +25,8 @@
 
 #include "filler.h"
 #include "health.h"
+#include "pool.h"
+#include "servers.h"
 #include "stats.h"
 #include "value.h"
 #include "writeseq.h"
@@ -32,7 +35,6 @@ struct memcache_stats stats;
 struct server_stats *server_stats;
 
 /* Set by stats_init, read-only afterwards. */
-static const struct ring *stats_ring;
 static struct stats_settings stats_settings;
 static uint64_t stats_epoch;
 static const char *stats_start = "cold";
@@ -47,7 +49,6 @@ stats_init (const struct ring *ring, const struct stats_settings *given,
     nbdkit_error ("calloc: %m");
     return -1;
   }
-  stats_ring = ring;
   stats_settings = *given;
   stats_epoch = epoch;
   return 0;
@@ -66,6 +67,12 @@ stats_free (void)
 {
   free (server_stats);
   server_stats = NULL;
+}
+
+void
+stats_server_join (size_t i)
+{
+  memset (&server_stats[i], 0, sizeof server_stats[i]);
 }
 
 void
@@ -89,7 +96,7 @@ stats_get (const uint64_t *field)
 }
 
 static void
-stats_reply_server (struct ctl_reply *r, size_t i)
+stats_reply_server (struct ctl_reply *r, const struct ring *ring, size_t i)
 {
   const struct server_stats *s = &server_stats[i];
   struct health_view h;
@@ -99,7 +106,7 @@ stats_reply_server (struct ctl_reply *r, size_t i)
   health_view (i, &h);
   snprintf (name, sizeof name, "server%zu", i);
   ctl_reply_begin (r, name);
-  ctl_reply_str (r, "address", stats_ring->servers[i].name);
+  ctl_reply_str (r, "address", ring->servers[i].name);
   ctl_reply_str (r, "state", health_state_name (h.state));
   ctl_reply_u64 (r, "generation", h.generation);
   ctl_reply_u64 (r, "downs", h.downs);
@@ -116,11 +123,36 @@ stats_reply_server (struct ctl_reply *r, size_t i)
   ctl_reply_end (r);
 }
 
+void
+stats_reply_server_brief (struct ctl_reply *r, const struct ring *ring,
+                          size_t i, double share)
+{
+  const struct server_stats *s = &server_stats[i];
+  struct health_view h;
+  char name[32];
+  uint64_t hits = stats_get (&s->hits), misses = stats_get (&s->misses);
+
+  health_view (i, &h);
+  snprintf (name, sizeof name, "server%zu", i);
+  ctl_reply_begin (r, name);
+  ctl_reply_str (r, "address", ring->servers[i].name);
+  ctl_reply_u64 (r, "slot", i);
+  ctl_reply_str (r, "state", health_state_name (h.state));
+  ctl_reply_u64 (r, "generation", h.generation);
+  ctl_reply_double (r, "share", share);
+  ctl_reply_u64 (r, "hits", hits);
+  ctl_reply_u64 (r, "misses", misses);
+  ctl_reply_double (r, "hit_ratio",
+                    hits + misses ? (double) hits / (hits + misses) : 0);
+  ctl_reply_end (r);
+}
+
 static void
 stats_reply_status (struct ctl_reply *r)
 {
+  const struct ring *ring = pool_acquire ();
   char epoch[17];
-  size_t i;
+  size_t i, members = 0;
 
   snprintf (epoch, sizeof epoch, "%016" PRIx64, stats_epoch);
   ctl_reply_str (r, "id", stats_settings.id);
@@ -151,16 +183,24 @@ stats_reply_status (struct ctl_reply *r)
   ctl_reply_u64 (r, "errors", stats_get (&stats.errors));
   ctl_reply_u64 (r, "uncertain", stats_get (&stats.uncertain));
   ctl_reply_u64 (r, "lower_reads", stats_get (&stats.lower_reads));
-  ctl_reply_u64 (r, "servers_total", stats_ring->n);
+  ctl_reply_u64 (r, "warm_hits", stats_get (&stats.warm_hits));
+  ctl_reply_u64 (r, "warm_copies", stats_get (&stats.warm_copies));
+  for (i = 0; i < ring->n; i++)
+    if (ring_member (ring, i))
+      members++;
+  ctl_reply_u64 (r, "servers_total", members);
   ctl_reply_begin (r, "servers");
-  for (i = 0; i < stats_ring->n; i++)
-    stats_reply_server (r, i);
+  for (i = 0; i < ring->n; i++)
+    if (ring_member (ring, i))
+      stats_reply_server (r, ring, i);
   ctl_reply_end (r);
+  pool_release (ring);
 }
 
 static int
 stats_reply_locate (struct ctl_reply *r, const char *arg)
 {
+  const struct ring *ring;
   struct value_ident ident;
   struct health_view h;
   char key[VALUE_KEY_MAX];
@@ -173,9 +213,10 @@ stats_reply_locate (struct ctl_reply *r, const char *arg)
     ctl_reply_error (r, "locate: '%s' is not a block number", arg);
     return -1;
   }
-  i = ring_server_for_block (stats_ring, ident.block);
+  ring = pool_acquire ();
+  i = ring_server_for_block (ring, ident.block);
   health_view (i, &h);
-  ident.id_hash = stats_ring->id_hash;
+  ident.id_hash = ring->id_hash;
   ident.epoch = stats_epoch;
   ident.generation = h.generation;
   ident.version = writeseq_version (ident.block);
@@ -183,10 +224,11 @@ stats_reply_locate (struct ctl_reply *r, const char *arg)
 
   ctl_reply_u64 (r, "block", ident.block);
   ctl_reply_u64 (r, "server", i);
-  ctl_reply_str (r, "address", stats_ring->servers[i].name);
+  ctl_reply_str (r, "address", ring->servers[i].name);
   ctl_reply_str (r, "state", health_state_name (h.state));
   ctl_reply_u64 (r, "generation", h.generation);
   ctl_reply_str (r, "key", key);
+  pool_release (ring);
   return 0;
 }
 
@@ -209,7 +251,11 @@ stats_control (void *opaque, int argc, char **argv, struct ctl_reply *reply)
     return stats_reply_locate (reply, argv[1]);
   }
 
+  if (strcmp (argv[0], "servers") == 0)
+    return servers_control (argc, argv, reply);
+
   ctl_reply_error (reply, "unknown command '%s' (memcache filter commands: "
-                   "status, locate BLOCK)", argv[0]);
+                   "status, locate BLOCK, servers [add|remove HOST:PORT | "
+                   "reload])", argv[0]);
   return -1;
 }

@@ -34,6 +34,9 @@ struct memcache_stats {
   uint64_t uncertain;           /* store/delete batches with unknown
                                    outcome (harmless: versions) */
   uint64_t lower_reads;         /* pread requests sent to the lower device */
+  uint64_t warm_hits;           /* hits served by a block's previous
+                                   server after a change of the pool */
+  uint64_t warm_copies;         /* and queued to be copied to its server */
 };
 
 struct server_stats {
@@ -76,6 +79,18 @@ extern int stats_init (const struct ring *ring,
 extern void stats_set_start (uint64_t epoch, const char *start,
                              const char *reason);
 extern void stats_free (void);
+
+/* Slot I of the pool (pool.h) has just been given to a joining server:
+ * its counters start at 0.
+ */
+extern void stats_server_join (size_t i);
+
+/* For abdctl servers (servers.c): server I of RING, with SHARE of the
+ * blocks, as one nested object.
+ */
+extern void stats_reply_server_brief (struct ctl_reply *r,
+                                      const struct ring *ring, size_t i,
+                                      double share);
 
 /* Record one round trip to server I that took US microseconds. */
 extern void stats_latency (size_t i, uint64_t us);

@@ -26,6 +26,11 @@
  *      orders, so the block's version is raised once more: what either
  *      stored never authenticates.
  *
+ * A write places its blocks with one snapshot of the pool (pool.h), taken
+ * at its start and given back at its end, however the pool changes
+ * meanwhile: its stores and deletes go where that snapshot puts them.
+ * Step 3 does not depend on placement at all.
+ *
  * A server that is down is skipped: step 3 already made what it holds
  * for these blocks unreadable, also if it comes back with its old memory;
  * the fill thread deletes those values once it is back (filler_forget).
@@ -47,6 +52,7 @@
 #include "conn.h"
 #include "filler.h"
 #include "health.h"
+#include "pool.h"
 #include "stats.h"
 #include "value.h"
 #include "writer.h"
@@ -56,22 +62,20 @@
 #define WRITER_BATCH_BYTES (512 * 1024)
 
 /* Set by writer_init, read-only afterwards. */
-static const struct ring *ring;
 static struct writer_settings settings;
 static uint64_t epoch;
 
 void
-writer_init (const struct ring *r, const struct writer_settings *given,
-             uint64_t keys_epoch)
+writer_init (const struct writer_settings *given, uint64_t keys_epoch)
 {
-  ring = r;
   settings = *given;
   epoch = keys_epoch;
 }
 
 /* The cache updates of one write. */
 struct writer_updates {
-  bool *tried, *open;           /* ring->n: sessions, opened on first use */
+  const struct ring *ring;      /* the pool, for the whole write */
+  bool *tried, *open;           /* u->ring->n: sessions, opened on first use */
   struct conn_session *sessions;
   size_t max;                   /* blocks per batch */
   uint64_t *versions;           /* max: each block's new version */
@@ -79,7 +83,7 @@ struct writer_updates {
   size_t *server_of;            /* max */
   char (*keys)[VALUE_KEY_MAX];  /* max */
   unsigned char *values;        /* max sealed values */
-  size_t *first, *nr;           /* ring->n: its mutations in the batch */
+  size_t *first, *nr;           /* u->ring->n: its mutations in the batch */
 };
 
 static void
@@ -88,7 +92,7 @@ writer_updates_free (struct writer_updates *u)
   size_t i;
 
   if (u->open) {
-    for (i = 0; i < ring->n; i++)
+    for (i = 0; i < u->ring->n; i++)
       if (u->open[i])
         conn_close (&u->sessions[i]);
   }
@@ -105,7 +109,8 @@ writer_updates_free (struct writer_updates *u)
 }
 
 static int
-writer_updates_alloc (struct writer_updates *u, uint64_t n)
+writer_updates_alloc (struct writer_updates *u, const struct ring *ring,
+                      uint64_t n)
 {
   const size_t bs = settings.block_size;
   size_t max = WRITER_BATCH_BYTES / bs;
@@ -115,6 +120,7 @@ writer_updates_alloc (struct writer_updates *u, uint64_t n)
   if (n < max)
     max = n;
   memset (u, 0, sizeof *u);
+  u->ring = ring;
   u->max = max;
   u->tried = calloc (ring->n, sizeof *u->tried);
   u->open = calloc (ring->n, sizeof *u->open);
@@ -158,14 +164,14 @@ writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
   const uint32_t bs = settings.block_size;
   size_t j, i, pos;
 
-  for (i = 0; i < ring->n; i++)
+  for (i = 0; i < u->ring->n; i++)
     u->nr[i] = 0;
   for (j = 0; j < n; j++) {
-    u->server_of[j] = ring_server_for_block (ring, first + j);
+    u->server_of[j] = ring_server_for_block (u->ring, first + j);
     if (writer_session (u, u->server_of[j]))
       u->nr[u->server_of[j]]++;
   }
-  for (pos = 0, i = 0; i < ring->n; i++) {
+  for (pos = 0, i = 0; i < u->ring->n; i++) {
     u->first[i] = pos;
     pos += u->nr[i];
     u->nr[i] = 0;
@@ -175,7 +181,7 @@ writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
     const uint64_t block = first + j, start = block * bs;
     const uint32_t len = size - start < bs ? size - start : bs;
     struct value_ident ident = {
-      .id_hash = ring->id_hash,
+      .id_hash = u->ring->id_hash,
       .epoch = epoch,
       .block = block,
       .version = u->versions[j],
@@ -205,11 +211,11 @@ writer_update_batch (struct writer_updates *u, uint64_t first, size_t n,
     }
   }
 
-  for (i = 0; i < ring->n; i++)
+  for (i = 0; i < u->ring->n; i++)
     if (u->nr[i] > 0)
       conn_mutate_send (&u->sessions[i], &u->mutations[u->first[i]],
                         u->nr[i], settings.ttl);
-  for (i = 0; i < ring->n; i++) {
+  for (i = 0; i < u->ring->n; i++) {
     if (u->nr[i] == 0 || conn_mutate_finish (&u->sessions[i]) != CONN_OK)
       continue;
     for (j = u->first[i]; j < u->first[i] + u->nr[i]; j++) {
@@ -243,6 +249,7 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
               uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
   const uint32_t bs = settings.block_size;
+  const struct ring *ring;
   struct writer_updates u;
   struct writeseq_write w;
   uint64_t first, n, i, done;
@@ -280,7 +287,8 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
   /* 3 and 4, in batches. */
   store_whole = op == WRITER_PWRITE && r == 0 &&
     settings.write_policy == WRITE_POLICY_UPDATE;
-  updates = writer_updates_alloc (&u, n) == 0;
+  ring = pool_acquire ();
+  updates = writer_updates_alloc (&u, ring, n) == 0;
   if (!updates)
     nbdkit_debug ("memcache: out of memory for the cache updates of a "
                   "write: its blocks' versions are raised all the same");
@@ -309,6 +317,7 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
 
   if (updates)
     writer_updates_free (&u);
+  pool_release (ring);
   writeseq_write_free (&w);
   return r;
 }

@@ -19,11 +19,9 @@ struct writer_settings {
 };
 
 /* In .after_fork, once the epoch is chosen, before anything is written:
- * update the servers of RING (kept until the last write) under keys of
- * EPOCH.
+ * update the servers of the pool (pool.h) under keys of EPOCH.
  */
-extern void writer_init (const struct ring *ring,
-                         const struct writer_settings *settings,
+extern void writer_init (const struct writer_settings *settings,
                          uint64_t epoch);
 
 enum writer_op {
