@@ -11,7 +11,8 @@ MEMCACHE_FILTER=$MEMCACHE_FILTER ABDCTL=$ABDCTL \
 cat "$tmp/out"
 for want in '^alone +[0-9]+ +1\.00x' '^dev 0 +[0-9]+ ' '^dev 1 +[0-9]+ ' \
             '^all 2 at once: total [0-9]+ IOPS' 'fairness \(min/max\) [0-9.]+$' \
-            '^hit ratio per device: min [0-9.]+%'; do
+            '^hit ratio per device: min [0-9.]+%' \
+            '^during the pool change .*hit ratio min [0-9.]+%'; do
     grep -qE "$want" "$tmp/out" || fail "no line matching '$want'"
 done
 # It stopped what it started and removed its directory.
