@@ -28,7 +28,8 @@ grep -q '^E:' "$tmp/lintian.log" && fail "lintian reports errors"
 cleanup_fn dpkg --purge abd
 dpkg -i "$deb" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "dpkg -i failed"; }
 files=$(dpkg -L abd)
-for f in /usr/bin/abdctl /etc/default/abd /lib/systemd/system/abd.service \
+for f in /usr/bin/abdctl /etc/default/abd /etc/abd/memcache-servers \
+         /lib/systemd/system/abd.service \
          /usr/libexec/abd/abd-prepare-device /usr/share/man/man7/abd.7.gz; do
     grep -qx "$f" <<<"$files" || fail "$f is not in the package"
 done

@@ -29,6 +29,7 @@ units=$abs_top_srcdir/scripts/systemd
 svc=/run/abd-test
 mkdir "$tmp/units"
 sed -e "s|/usr/libexec/abd/abd-prepare-device|$svc/abd-prepare-device|" \
+    -e "s|^ExecReload=/usr/bin/abdctl |ExecReload=$svc/abdctl |" \
     -e "s|^EnvironmentFile=/etc/default/abd$|EnvironmentFile=$tmp/abd.default|" \
     -e "s|--filter=async |--filter=$svc/nbdkit-async-filter.so |" \
     -e "s|--filter=memcache |--filter=$svc/nbdkit-memcache-filter.so |" \
@@ -44,6 +45,7 @@ fi
 sed -e "s|^EnvironmentFile=/usr/share/abd/abd-memcached.conf$|EnvironmentFile=$abs_top_srcdir/memcached-ext/abd-memcached.conf|" \
     "$units/abd-memcached.service" > "$tmp/units/abd-memcached.service"
 for want in "$svc/abd-prepare-device" "EnvironmentFile=$tmp/abd.default" \
+            "ExecReload=$svc/abdctl " \
             "--filter=$svc/nbdkit-async-filter.so " \
             "--filter=$svc/nbdkit-memcache-filter.so "; do
     grep -qF -- "$want" "$tmp/units/abd.service" ||
@@ -58,8 +60,8 @@ grep -qF "$abs_top_srcdir/memcached-ext/abd-memcached.conf" \
     fail "test bug: abd-memcached.service's EnvironmentFile was not replaced"
 # Nothing but the paths changed: the sandbox is the shipped one.
 for u in abd.service abd-memcached.service abd-nbd.service; do
-    diff <(grep -vE '^(ExecStart|ExecStartPre|EnvironmentFile)=|^ +' "$units/$u") \
-         <(grep -vE '^(ExecStart|ExecStartPre|EnvironmentFile)=|^ +' "$tmp/units/$u") ||
+    diff <(grep -vE '^(ExecStart|ExecStartPre|ExecReload|EnvironmentFile)=|^ +' "$units/$u") \
+         <(grep -vE '^(ExecStart|ExecStartPre|ExecReload|EnvironmentFile)=|^ +' "$tmp/units/$u") ||
         fail "test bug: $u differs in more than its paths"
 done
 

@@ -28,11 +28,12 @@ source "$abs_top_srcdir/tests/test-memcache-helpers.sh"
 requires systemd-analyze
 
 units=$abs_top_srcdir/scripts/systemd
-# Verified as installed, but with abd-prepare-device from the tree: verify
-# fails on a command that does not exist.
+# Verified as installed, but with abd-prepare-device and abdctl from the
+# tree: verify fails on a command that does not exist.
 mkdir "$tmp/units"
 for u in abd.service abd-memcached.service abd-nbd.service; do
-    sed "s|/usr/libexec/abd/abd-prepare-device|$units/abd-prepare-device|" \
+    sed -e "s|/usr/libexec/abd/abd-prepare-device|$units/abd-prepare-device|" \
+        -e "s|/usr/bin/abdctl |$ABDCTL |" \
         "$units/$u" > "$tmp/units/$u"
 done
 for u in abd.service abd-memcached.service abd-nbd.service; do
@@ -90,7 +91,9 @@ while IFS='=' read -r name value; do
         ABD_DEVICE) export ABD_DEVICE=$tmp/disk.img ;;
         ABD_SIZE) export ABD_SIZE=64M ;;
         ABD_NBD_CONNECTIONS) nbd_connections=$value ;;
-        ABD_MEMCACHE_SERVERS) export ABD_MEMCACHE_SERVERS=127.0.0.1:$mc_port ;;
+        ABD_MEMCACHE_SERVERS_FILE)
+            echo "127.0.0.1:$mc_port" > "$tmp/memcache-servers"
+            export ABD_MEMCACHE_SERVERS_FILE=$tmp/memcache-servers ;;
         ABD_MEMCACHE_ID) export ABD_MEMCACHE_ID=units-test ;;
         ABD_MAX_DIRTY) export ABD_MAX_DIRTY=16M ;;
         ABD_EXTRA) export ABD_EXTRA=async-writeback-delay=60000 ;;
@@ -137,6 +140,13 @@ ABD_SIZE=4M "$prepare" || fail "abd-prepare-device refused an existing image"
     [ "$(head -c 4 "$ABD_DEVICE")" = keep ] || fail "an existing image was changed"
 truncate -s 0 "$ABD_DEVICE" && truncate -s 64M "$ABD_DEVICE"
 
+# mc_servers CTL: how many servers the pool has.
+mc_servers ()
+{
+    "$ABDCTL" -s "$1" --json status |
+        python3 -c 'import json, sys; print(len(json.load(sys.stdin)["servers"]))'
+}
+
 run=$tmp/run
 mkdir -p "$run"
 cmd=${exec_start//\/run\/abd/$run}
@@ -157,6 +167,24 @@ cleanup_fn kill_wait "$nbd_pid"
 
 [ -S "$run/abd.sock" ] || fail "no NBD socket"
 "$ABDCTL" -s "$run/memcache.ctl" status >/dev/null || fail "memcache control"
+
+# systemctl reload abd (ExecReload): the pool becomes the file's list
+# again; a file that does not parse fails the reload and changes nothing.
+reload=$(unit_line "$units/abd.service" ExecReload)
+case $reload in
+    /usr/bin/abdctl\ *) reload="$ABDCTL ${reload#/usr/bin/abdctl }" ;;
+    *) fail "abd.service's ExecReload is not abdctl: $reload" ;;
+esac
+reload=${reload//\/run\/abd/$run}
+$reload || fail "abd.service's ExecReload failed: $reload"
+start_memcached units2
+echo "127.0.0.1:$mc_port" >> "$ABD_MEMCACHE_SERVERS_FILE"
+$reload || fail "ExecReload with a second server failed"
+[ "$(mc_servers "$run/memcache.ctl")" = 2 ] || fail "the reload did not add a server"
+echo "127.0.0.1:99999" >> "$ABD_MEMCACHE_SERVERS_FILE"
+if $reload 2>"$tmp/reload.err"; then fail "a reload of a bad file succeeded"; fi
+cat "$tmp/reload.err"
+[ "$(mc_servers "$run/memcache.ctl")" = 2 ] || fail "a failed reload changed the pool"
 head -c 4M /dev/urandom > "$tmp/data"
 nbdcopy "$tmp/data" "nbd+unix:///?socket=$run/abd.sock"
 [ "$(status_field "$run/async.ctl" dirty_bytes)" -gt 0 ] ||
