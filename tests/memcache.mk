@@ -2,7 +2,7 @@
 # Tests of nbdkit-memcache-filter.  The shell tests start real memcached
 # servers and nbdkit; test-memcache-helpers.sh is sourced by them.
 check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value \
-	tests/test-memcache-marker
+	tests/test-memcache-marker tests/test-seqdetect
 tests_test_memcache_units_SOURCES = tests/test-memcache-units.c tests/unit-check.h \
 	tests/unit-rand.h \
 	filters/memcache/ring.c filters/memcache/ring.h
@@ -24,6 +24,10 @@ tests_test_memcache_marker_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS) \
 	-I$(top_srcdir)/memcached-ext
 tests_test_memcache_marker_CFLAGS = $(tests_test_memcache_value_CFLAGS)
 tests_test_memcache_marker_LDADD = $(LIBCRYPTO_LIBS)
+tests_test_seqdetect_SOURCES = tests/test-seqdetect.c tests/unit-check.h \
+	tests/unit-rand.h \
+	filters/memcache/seqdetect.c filters/memcache/seqdetect.h
+tests_test_seqdetect_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS)
 MEMCACHE_SH_TESTS = \
 	tests/test-memcache-params.sh \
 	tests/test-memcache-read.sh \
@@ -50,7 +54,7 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
-	tests/test-memcache-marker \
+	tests/test-memcache-marker tests/test-seqdetect \
 	$(MEMCACHE_SH_TESTS)
 EXTRA_DIST += tests/test-memcache-helpers.sh tests/memcached_peer.py \
 	tests/memcached_hostile.py \

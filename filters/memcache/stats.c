@@ -132,6 +132,7 @@ stats_reply_status (struct ctl_reply *r)
                  stats_settings.write_policy == WRITE_POLICY_UPDATE
                  ? "update" : "invalidate");
   ctl_reply_u64 (r, "timeout_ms", stats_settings.timeout_ms);
+  ctl_reply_u64 (r, "sequential_cutoff", stats_settings.sequential_cutoff);
   ctl_reply_u64 (r, "hits", stats_get (&stats.hits));
   ctl_reply_u64 (r, "misses", stats_get (&stats.misses));
   ctl_reply_u64 (r, "skipped_down", stats_get (&stats.skipped_down));
@@ -151,6 +152,8 @@ stats_reply_status (struct ctl_reply *r)
   ctl_reply_u64 (r, "errors", stats_get (&stats.errors));
   ctl_reply_u64 (r, "uncertain", stats_get (&stats.uncertain));
   ctl_reply_u64 (r, "lower_reads", stats_get (&stats.lower_reads));
+  ctl_reply_u64 (r, "seq_bypass_blocks", stats_get (&stats.seq_bypass_blocks));
+  ctl_reply_u64 (r, "seq_bypass_stores", stats_get (&stats.seq_bypass_stores));
   ctl_reply_u64 (r, "servers_total", stats_ring->n);
   ctl_reply_begin (r, "servers");
   for (i = 0; i < stats_ring->n; i++)

@@ -34,6 +34,10 @@ struct memcache_stats {
   uint64_t uncertain;           /* store/delete batches with unknown
                                    outcome (harmless: versions) */
   uint64_t lower_reads;         /* pread requests sent to the lower device */
+  uint64_t seq_bypass_blocks;   /* blocks read from the lower device and
+                                   not stored: a sequential stream's */
+  uint64_t seq_bypass_stores;   /* blocks of sequential pwrites deleted
+                                   rather than stored */
 };
 
 struct server_stats {
@@ -59,6 +63,7 @@ struct stats_settings {
   uint32_t block_size;
   enum write_policy write_policy;
   unsigned timeout_ms;
+  uint64_t sequential_cutoff;
 };
 
 /* Counters for the servers of RING, and what abdctl status shows of
