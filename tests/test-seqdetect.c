@@ -4,26 +4,30 @@
  *
  *   - off (cutoff 0): nothing is ever sequential;
  *   - one stream in order: nothing before the cutoff is sequential,
- *     everything after the cutoff plus one window is;
+ *     everything after it is;
  *   - four streams at once, as nbdcopy's four connections make them,
  *     each slightly out of order (requests shuffled within groups of 16),
  *     their requests interleaved: each is found, as in order;
  *   - one stream spread over four connections of the kernel client (one
  *     connection's requests late by up to 8 requests): found;
- *   - random reads never are: a pass over 64 MiB in random order, hot
- *     sets of 1, 8 and 16 MiB read 4K, 64K or 256K at a time over and
- *     over (8 MiB read 64K at a time is the case that needs the re-read
- *     rule), and random reads next to a stream just found;
+ *   - random reads are not: a pass over 64 MiB in random order, hot
+ *     sets of 1, 8 and 16 MiB read 4K or 64K at a time over and over,
+ *     and random reads next to a stream just found; a hot set of only
+ *     32 requests' size (8 MiB read 256K at a time) is, at most once in
+ *     10,000 requests;
  *   - the table: SEQDETECT_STREAMS streams at once are all found, one
  *     more and they evict each other (least recently used first) and none
  *     is; a stream evicted by others starts again from nothing;
  *   - a few holes (a granule in 16 never read) do not stop a stream.
  *
- * Each check was seen to fail with the detector broken on purpose: no
- * restart on lost granules (the random reads are found), bcache's exact
- * continuation (the streams out of order are not), no re-read rule (the
- * 8 MiB hot set is found), the most recently used entry replaced (33
- * streams are found).
+ * The checks were seen to fail with the detector broken on purpose (sed
+ * on a copy of seqdetect.c, built with this test): no restart on lost
+ * granules (the random reads are found), bcache's exact continuation
+ * (the streams out of order are not found, some random reads are), no
+ * re-read rule (the 16 MiB hot set read 4K at a time is found), no
+ * merging of streams that meet (the 8 MiB hot set read 256K at a time
+ * is found 31,000 times in a million), the most recently used entry
+ * replaced (33 streams are found), >= for > at the cutoff.
  *
  * Usage: test-seqdetect
  */
@@ -46,8 +50,8 @@
 #define KiB 1024ULL
 #define MiB (1024 * KiB)
 #define CUTOFF (4 * MiB)
-/* Where a stream must be found by: the cutoff, the window, and slack for
- * requests that straddle granules.
+/* Where a stream out of order must be found by: the cutoff, the window,
+ * and slack for requests that straddle granules.
  */
 #define FOUND_BY (CUTOFF + SEQDETECT_WINDOW * SEQDETECT_GRANULE + 1 * MiB)
 
@@ -112,13 +116,13 @@ test_in_order (uint64_t size)
 
     if (off + size <= CUTOFF)
       early += seq;
-    else if (off >= FOUND_BY)
+    else if (off >= CUTOFF)
       late++, not_found += !seq;
   }
   CHECK (early == 0, "in order, %" PRIu64 "-byte requests: %u sequential "
          "before the cutoff", size, early);
   CHECK (not_found == 0, "in order, %" PRIu64 "-byte requests: %u of %u "
-         "requests past the cutoff and a window not sequential",
+         "requests past the cutoff not sequential",
          size, not_found, late);
 }
 
@@ -218,9 +222,11 @@ test_random_order_passes (void)
   free (a);
 }
 
-/* A hot set of SET bytes read at random, SIZE bytes at a time. */
+/* A hot set of SET bytes read at random, SIZE bytes at a time: at most
+ * MAX_FOUND of READS requests sequential.
+ */
 static void
-test_hot_set (uint64_t set, uint64_t size, unsigned reads)
+test_hot_set (uint64_t set, uint64_t size, unsigned reads, unsigned max_found)
 {
   struct seqdetect d;
   unsigned i, found = 0;
@@ -231,8 +237,9 @@ test_hot_set (uint64_t set, uint64_t size, unsigned reads)
 
     found += seqdetect_request (&d, off, size);
   }
-  CHECK (found == 0, "%" PRIu64 " MiB hot set, %" PRIu64 "-byte random "
-         "reads: %u of %u sequential", set / MiB, size, found, reads);
+  CHECK (found <= max_found, "%" PRIu64 " MiB hot set, %" PRIu64 "-byte "
+         "random reads: %u of %u sequential (at most %u expected)",
+         set / MiB, size, found, reads, max_found);
 }
 
 /* Random reads anywhere while a stream runs: the stream is found, the
@@ -358,11 +365,15 @@ main (void)
   test_interleaved (4);
   test_one_stream_four_connections ();
   test_random_order_passes ();
-  test_hot_set (16 * MiB, 64 * KiB, 200000);
-  test_hot_set (16 * MiB, 4 * KiB, 200000);
-  test_hot_set (1 * MiB, 4 * KiB, 100000);
-  test_hot_set (8 * MiB, 64 * KiB, 1000000);
-  test_hot_set (8 * MiB, 256 * KiB, 100000);
+  test_hot_set (16 * MiB, 64 * KiB, 200000, 0);
+  test_hot_set (16 * MiB, 4 * KiB, 200000, 0);
+  test_hot_set (1 * MiB, 4 * KiB, 100000, 0);
+  test_hot_set (8 * MiB, 64 * KiB, 1000000, 0);
+  /* 32 requests of 4 MiB reorder window each: now and then (5 in a
+   * million measured) 17 of them in a row are all different and cover
+   * the window, which is what a stream out of order looks like.
+   */
+  test_hot_set (8 * MiB, 256 * KiB, 1000000, 100);
   test_random_beside_stream ();
   test_table ();
   test_holes ();

@@ -4,8 +4,8 @@
  *
  * Invariants of a used stream: start <= front; the window's bit for
  * granule g (front - SEQDETECT_WINDOW <= g < front) is set only if g was
- * read, and every other bit is clear; confirmed + lost counts the
- * granules from start that have left the window, and those of re-reads.
+ * read and g >= start; confirmed + lost counts the granules from start
+ * that have left the window, and those of re-reads.
  */
 
 #include <config.h>
@@ -46,17 +46,37 @@ seqdetect_set_bit (struct seqdetect_stream *s, uint64_t g, bool read)
 }
 
 /* N granules lost: too many (more than one for 8 confirmed) and the
- * stream starts again at granule START.
+ * stream starts again at granule START, the front or the oldest granule
+ * of the window (those read before it are forgotten).
  */
 static void
 seqdetect_lose (struct seqdetect_stream *s, uint64_t n, uint64_t start)
 {
+  uint64_t g;
+
   s->lost += n;
   if (s->lost * 8 > s->confirmed) {
+    g = s->front > SEQDETECT_WINDOW ? s->front - SEQDETECT_WINDOW : 0;
+    for (; g < start; g++)
+      seqdetect_set_bit (s, g, false);
     s->start = start;
     s->confirmed = 0;
     s->lost = 0;
   }
+}
+
+/* The stream's length so far, in granules: those confirmed, and those
+ * read in the window.
+ */
+static uint64_t
+seqdetect_length (const struct seqdetect_stream *s)
+{
+  uint64_t n = s->confirmed;
+  size_t i;
+
+  for (i = 0; i < SEQDETECT_WINDOW / 64; i++)
+    n += __builtin_popcountll (s->window[i]);
+  return n;
 }
 
 /* Move S's front on by one granule: the oldest granule of the window
@@ -142,6 +162,31 @@ seqdetect_is_reread (const struct seqdetect_stream *s, uint64_t g0,
   return true;
 }
 
+/* Two streams whose fronts are less than a window apart would share the
+ * requests of one region of the device, each making the other's look
+ * new: random reads would pass for streams.  The shorter goes.
+ */
+static void
+seqdetect_merge (struct seqdetect *d, struct seqdetect_stream *s)
+{
+  size_t i;
+
+  for (i = 0; i < SEQDETECT_STREAMS; i++) {
+    struct seqdetect_stream *t = &d->streams[i];
+
+    if (t == s || !t->used ||
+        t->front + SEQDETECT_WINDOW <= s->front ||
+        s->front + SEQDETECT_WINDOW <= t->front)
+      continue;
+    if (seqdetect_length (t) < seqdetect_length (s))
+      t->used = false;
+    else {
+      s->used = false;
+      return;
+    }
+  }
+}
+
 bool
 seqdetect_request (struct seqdetect *d, uint64_t offset, uint64_t count)
 {
@@ -168,7 +213,8 @@ seqdetect_request (struct seqdetect *d, uint64_t offset, uint64_t count)
         seqdetect_set_bit (s, g, true);
     }
   }
-  sequential = s->confirmed >= d->cutoff_granules;
+  sequential = seqdetect_length (s) > d->cutoff_granules;
+  seqdetect_merge (d, s);
   pthread_mutex_unlock (&d->lock);
   return sequential;
 }

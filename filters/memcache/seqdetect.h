@@ -21,8 +21,7 @@
  *              each: read or not yet.  A late request lands in it;
  *   ahead      a request may start up to SEQDETECT_AHEAD granules past
  *              the front (the requests in between are still to come);
- *   confirmed  granules that left the window read: the stream's length
- *              that is known to have no holes;
+ *   confirmed  granules that left the window read;
  *   lost       granules that left the window never read, and those of
  *              requests that read again only what the window holds read
  *              already.  More than one for every 8 confirmed and the
@@ -33,12 +32,20 @@
  * A request continues a stream when it overlaps its window or starts at
  * most SEQDETECT_AHEAD granules past its front (the nearest front wins);
  * otherwise it starts a stream in the least recently used entry of a
- * table of SEQDETECT_STREAMS.  It is sequential when its stream's
- * confirmed length, after it, is at least the cutoff.  So the first
- * cutoff bytes of a stream and up to one window more are never
+ * table of SEQDETECT_STREAMS.  Two streams whose fronts come within a
+ * window of each other are one: the shorter is dropped (else random
+ * reads, each counted by the stream whose front is nearest, would pass
+ * for streams).  A request is sequential when its stream's length after
+ * it, the confirmed granules and those read in the window, is more than
+ * the cutoff.  So the first cutoff bytes of a stream are never
  * sequential (one request longer than that is a stream of its own, as in
- * bcache); reads in random order, and a hot set read over and over, are
- * not: only granules passing out of the window count, and only in order.
+ * bcache).  Reads in random order leave holes, and a hot set read over
+ * and over reads granules again, so they are not either, with one
+ * exception: a hot set of a few dozen requests' size (8 MiB read 256K at
+ * a time) now and then reads 17 different requests in a row that cover
+ * a window, exactly as a stream out of order would: about one request
+ * in 200,000 is then sequential, its misses not stored.
+ *
  * The granule is 4 KiB, the smallest request the kernel sends: a stream
  * of smaller requests, each reading again the granule at its front, is
  * not a re-read.
