@@ -53,7 +53,8 @@ MEMCACHE_SH_TESTS = \
 	tests/test-abd-run-warm.sh \
 	tests/test-memcache-text.sh \
 	tests/test-memcache-hostile.sh \
-	tests/test-memcache-scan.sh
+	tests/test-memcache-scan.sh \
+	tests/test-memcache-scan-exact.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
 	tests/test-memcache-marker tests/test-seqdetect \
 	$(MEMCACHE_SH_TESTS)
