@@ -18,8 +18,7 @@
  *      restore or a dd would evict every other device's hot blocks, as a
  *      scan would); every other block (partial blocks, zero, trim, the
  *      invalidate policy, a failed lower write, a sequential write) is
- *      deleted,
- *      which only frees the memory of a value that no longer
+ *      deleted, which only frees the memory of a value that no longer
  *      authenticates.  Each server gets its share as one batch (quiet
  *      "ms" and "md" commands with the meta protocol), in batches of at
  *      most WRITER_BATCH_BYTES, all servers at once.  Their outcome does
