@@ -108,6 +108,12 @@ static const struct metric memcache_metrics[] = {
     "Batches of stores and deletes with an unknown outcome." },
   { "lower_reads", "lower_reads_total", "counter", 1,
     "Reads from the lower device." },
+  { "sequential_cutoff", "sequential_cutoff_bytes", "gauge", 1,
+    "Sequential streams longer than this are not cached, 0 = off." },
+  { "seq_bypass_blocks", "seq_bypass_blocks_total", "counter", 1,
+    "Blocks read from the lower device and not stored: sequential." },
+  { "seq_bypass_stores", "seq_bypass_stores_total", "counter", 1,
+    "Blocks of sequential writes deleted rather than stored." },
   { "servers_total", "servers", "gauge", 1,
     "memcached servers (memcache-servers)." },
 };

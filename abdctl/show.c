@@ -242,6 +242,13 @@ show_memcache (FILE *fp, struct fields *fs)
              u64 (fs, "timeouts"), u64 (fs, "errors"), u64 (fs, "uncertain"),
              u64 (fs, "format_mismatches"), u64 (fs, "auth_failures"));
   show_line (fp, 2, "lower reads", "%" PRIu64, u64 (fs, "lower_reads"));
+  if (u64 (fs, "sequential_cutoff") == 0)
+    show_line (fp, 2, "sequential", "cutoff off");
+  else
+    show_line (fp, 2, "sequential", "cutoff %s; not stored: %" PRIu64
+               " blocks read, %" PRIu64 " blocks written",
+               fmt_size (a, u64 (fs, "sequential_cutoff")),
+               u64 (fs, "seq_bypass_blocks"), u64 (fs, "seq_bypass_stores"));
   show_line (fp, 2, "servers", "%" PRIu64, u64 (fs, "servers_total"));
 
   /* servers: one nested object per server, each a slice of fields. */

@@ -2,7 +2,7 @@
 # Tests of nbdkit-memcache-filter.  The shell tests start real memcached
 # servers and nbdkit; test-memcache-helpers.sh is sourced by them.
 check_PROGRAMS += tests/test-memcache-units tests/test-memcache-value \
-	tests/test-memcache-marker
+	tests/test-memcache-marker tests/test-seqdetect
 tests_test_memcache_units_SOURCES = tests/test-memcache-units.c tests/unit-check.h \
 	tests/unit-rand.h \
 	filters/memcache/ring.c filters/memcache/ring.h \
@@ -25,6 +25,10 @@ tests_test_memcache_marker_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS) \
 	-I$(top_srcdir)/memcached-ext
 tests_test_memcache_marker_CFLAGS = $(tests_test_memcache_value_CFLAGS)
 tests_test_memcache_marker_LDADD = $(LIBCRYPTO_LIBS)
+tests_test_seqdetect_SOURCES = tests/test-seqdetect.c tests/unit-check.h \
+	tests/unit-rand.h \
+	filters/memcache/seqdetect.c filters/memcache/seqdetect.h
+tests_test_seqdetect_CPPFLAGS = $(tests_test_memcache_units_CPPFLAGS)
 MEMCACHE_SH_TESTS = \
 	tests/test-memcache-params.sh \
 	tests/test-memcache-read.sh \
@@ -53,9 +57,11 @@ MEMCACHE_SH_TESTS = \
 	tests/test-memcache-pool.sh \
 	tests/test-memcache-pool-model.sh \
 	tests/test-memcache-pool-warm.sh \
-	tests/test-memcache-pool-state.sh
+	tests/test-memcache-pool-state.sh \
+	tests/test-memcache-scan.sh \
+	tests/test-memcache-scan-exact.sh
 TESTS += tests/test-memcache-units tests/test-memcache-value \
-	tests/test-memcache-marker \
+	tests/test-memcache-marker tests/test-seqdetect \
 	$(MEMCACHE_SH_TESTS)
 # Not in MEMCACHE_SH_TESTS: 32 nbdkit processes (slow), meta only.
 TESTS += tests/test-memcache-many-hosts.sh

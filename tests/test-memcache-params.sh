@@ -26,8 +26,14 @@ refused ()
 nbdkit -U "$tmp/nbd.sock" --filter="$MEMCACHE_FILTER" null size=1M "${good[@]}" \
     memcache-block-size=64K memcache-timeout=10 memcache-retry=50 \
     memcache-ttl=0 memcache-write-policy=invalidate memcache-protocol=text \
-    memcache-control="$tmp/ctl.sock" --run true ||
+    memcache-control="$tmp/ctl.sock" memcache-sequential-cutoff=64M --run true ||
     fail "good parameters refused"
+for cutoff in 0 4096 1T; do
+    rm -f "$tmp/nbd.sock"
+    nbdkit -U "$tmp/nbd.sock" --filter="$MEMCACHE_FILTER" null size=1M \
+        "${good[@]}" memcache-sequential-cutoff=$cutoff --run true ||
+        fail "memcache-sequential-cutoff=$cutoff refused"
+done
 
 refused "memcache-servers=HOST:PORT,... is required" memcache-id=x
 refused "memcache-id=STRING is required" memcache-servers=127.0.0.1:1
@@ -81,6 +87,12 @@ refused "memcache-timeout" "${good[@]}" memcache-timeout=5ms
 refused "from 1 to 3600000 milliseconds" "${good[@]}" memcache-retry=0
 refused "from 0 to 2592000 seconds" "${good[@]}" memcache-ttl=2592001
 refused "memcache-ttl" "${good[@]}" memcache-ttl=-5
+refused "memcache-sequential-cutoff=4X: not a size" "${good[@]}" \
+    memcache-sequential-cutoff=4X
+refused "memcache-sequential-cutoff=-1: not a size" "${good[@]}" \
+    memcache-sequential-cutoff=-1
+refused "memcache-sequential-cutoff=2T: must be from 0 (off) to 1099511627776 bytes" \
+    "${good[@]}" memcache-sequential-cutoff=2T
 refused "must be 'update' or 'invalidate'" "${good[@]}" memcache-write-policy=lazy
 refused "must be an absolute path" "${good[@]}" memcache-control=ctl.sock
 touch "$tmp/file"

@@ -8,7 +8,7 @@ source "${abs_top_srcdir:-.}/tests/functions.sh"
 requires nbdkit memcached
 export MEMCACHE_PROTOCOL=text
 for t in read write stale corrupt attacker concurrent stopped restart slow error ids \
-         warm warm-restore oversized skipped-writes; do
+         warm warm-restore oversized skipped-writes scan-exact; do
     echo "== test-memcache-$t.sh, memcache-protocol=text"
     bash "$abs_top_srcdir/tests/test-memcache-$t.sh" ||
         fail "test-memcache-$t.sh with memcache-protocol=text"

@@ -36,9 +36,13 @@ mkfs.ext4 -q -F -d "$tmp/root" "$tmp/disk.img"
 measure ()
 {
     local name=$1 server=$2 ctl=$tmp/$1.ctl
+    # memcache-sequential-cutoff=0: the whole image must be stored (this
+    # measures memcached's memory per item, not what the filter keeps of
+    # a scan, which is test-memcache-scan.sh's).
     start_nbdkit "$name" --filter="$MEMCACHE_FILTER" file "$tmp/disk.img" \
         memcache-servers="$server" memcache-id="tuned-$name" \
-        memcache-timeout=500 memcache-control="$ctl" >&2
+        memcache-timeout=500 memcache-control="$ctl" \
+        memcache-sequential-cutoff=0 >&2
     nbdcopy --no-extents --request-size=1048576 "$uri" "$tmp/$name.1" >&2
     # The fills are stored in the background: all of them before the
     # second read (the fill queue holds 64 MiB, the whole image).

@@ -16,6 +16,7 @@ filters_memcache_nbdkit_memcache_filter_la_SOURCES = \
 	filters/memcache/value.c filters/memcache/value.h filters/memcache/le.h \
 	filters/memcache/writeseq.c filters/memcache/writeseq.h \
 	filters/memcache/reader.c filters/memcache/reader.h \
+	filters/memcache/seqdetect.c filters/memcache/seqdetect.h \
 	filters/memcache/filler.c filters/memcache/filler.h \
 	filters/memcache/writer.c filters/memcache/writer.h \
 	filters/memcache/stats.c filters/memcache/stats.h \

@@ -16,6 +16,8 @@
  *   value.c     key names and sealed (encrypted, authenticated) values
  *   writeseq.c  ordering cache stores against writes in this process
  *   reader.c    the read path: multi-get, lower read, fill queued
+ *   seqdetect.c sequential streams, whose reads do not fill the cache
+ *               and whose writes do not store (memcache-sequential-cutoff)
  *   filler.c    fills stored in the background, batched per server
  *   writer.c    the write path: lower first, then update or invalidate
  *   stats.c     counters and the control channel (abdctl status)
@@ -88,6 +90,7 @@ static struct {
   unsigned ttl;
   enum write_policy write_policy;
   enum memcache_protocol protocol;
+  uint64_t sequential_cutoff;   /* bytes, 0 = off */
   const char *control;          /* memcache-control socket, or NULL */
   const char *key_file;         /* memcache-key-file, or NULL */
   const char *state_file;       /* memcache-state-file, or NULL */
@@ -98,6 +101,7 @@ static struct {
   .ttl          = MEMCACHE_TTL_DEFAULT,
   .write_policy = WRITE_POLICY_UPDATE,
   .protocol     = MEMCACHE_PROTOCOL_META,
+  .sequential_cutoff = MEMCACHE_SEQUENTIAL_CUTOFF_DEFAULT,
 };
 
 /* The hash of memcache-id, set in .config_complete.  The servers are the
@@ -218,6 +222,22 @@ memcache_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       return -1;
     }
     params.block_size = size;
+    return 0;
+  }
+  if (strcmp (key, "memcache-sequential-cutoff") == 0) {
+    int64_t size = nbdkit_parse_size (value);
+
+    if (size == -1) {
+      nbdkit_error ("memcache-sequential-cutoff=%s: not a size", value);
+      return -1;
+    }
+    if ((uint64_t) size > MEMCACHE_SEQUENTIAL_CUTOFF_MAX) {
+      nbdkit_error ("memcache-sequential-cutoff=%s: must be from 0 (off) "
+                    "to %" PRIu64 " bytes", value,
+                    MEMCACHE_SEQUENTIAL_CUTOFF_MAX);
+      return -1;
+    }
+    params.sequential_cutoff = size;
     return 0;
   }
   if (strcmp (key, "memcache-timeout") == 0)
@@ -354,6 +374,10 @@ memcache_config_complete (nbdkit_next_config_complete *next,
   "memcache-write-policy=update|invalidate\n" \
   "                                Store or delete written blocks\n" \
   "                                (default update).\n" \
+  "memcache-sequential-cutoff=SIZE Reads continuing a sequential stream\n" \
+  "                                longer than SIZE do not fill the cache,\n" \
+  "                                its writes delete rather than store;\n" \
+  "                                0 = off (default 4M).\n" \
   "memcache-protocol=meta|text     memcached's meta protocol, 4 connections\n" \
   "                                per server (default), or the text one,\n" \
   "                                one connection per thread per server.\n" \
@@ -376,6 +400,7 @@ memcache_get_ready (int thread_model)
     .block_size   = params.block_size,
     .write_policy = params.write_policy,
     .timeout_ms   = params.timeout_ms,
+    .sequential_cutoff = params.sequential_cutoff,
   };
   const struct filler_settings filler_settings = {
     .block_size = params.block_size,
@@ -451,12 +476,14 @@ static int
 memcache_after_fork (nbdkit_backend *backend)
 {
   const struct reader_settings reader_settings = {
-    .block_size = params.block_size,
+    .block_size        = params.block_size,
+    .sequential_cutoff = params.sequential_cutoff,
   };
   const struct writer_settings writer_settings = {
-    .block_size   = params.block_size,
-    .ttl          = params.ttl,
-    .write_policy = params.write_policy,
+    .block_size        = params.block_size,
+    .ttl               = params.ttl,
+    .write_policy      = params.write_policy,
+    .sequential_cutoff = params.sequential_cutoff,
   };
   const struct servers_settings servers_settings = {
     .file    = params.servers_file,

@@ -52,6 +52,16 @@
 #define MEMCACHE_TTL_DEFAULT        86400
 #define MEMCACHE_TTL_MAX            (30 * 86400)
 
+/* memcache-sequential-cutoff, bytes: reads that continue a sequential
+ * stream longer than this do not fill the cache, and sequential writes
+ * beyond it delete their blocks rather than store them (seqdetect.h);
+ * 0 = off.  bcache's sequential_cutoff has the same default.  At most
+ * MEMCACHE_SEQUENTIAL_CUTOFF_MAX: a stream longer than a memcached
+ * pool is rare, and a larger value is most likely a typo.
+ */
+#define MEMCACHE_SEQUENTIAL_CUTOFF_DEFAULT (4 * 1024 * 1024)
+#define MEMCACHE_SEQUENTIAL_CUTOFF_MAX     (UINT64_C (1) << 40)
+
 /* memcache-servers: at most this many. */
 #define MEMCACHE_SERVERS_MAX        64
 

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdkit-memcache-filter: the read path.
  *
- * A read is split into blocks and handled in batches of at most
- * READER_BATCH_BYTES.  For each batch, top to bottom:
+ * First, is the read part of a sequential stream longer than
+ * memcache-sequential-cutoff (seqdetect.h)?  Such a read is served as any
+ * other, from memcached where the blocks are there, but its misses are
+ * not stored (step 4): a scan of the device would evict every other
+ * device's hot blocks from memcached's LRU.  Then the read is split into
+ * blocks and handled in batches of at most READER_BATCH_BYTES.  For each
+ * batch, top to bottom:
  *
  *   1. place every block on its server (ring.c); a block whose server is
  *      down is not looked up (health.c: this costs nothing);
@@ -15,9 +20,10 @@
  *   3. read every run of adjacent blocks not found from the lower device
  *      with one request per run;
  *   4. queue the blocks read in step 3 to be stored on their servers in
- *      the background (filler.c), unless their server is down or a write
- *      of the block was in progress before the lower read (writeseq.c);
- *      the read returns without waiting for them.
+ *      the background (filler.c), unless the read is sequential, their
+ *      server is down or a write of the block was in progress before the
+ *      lower read (writeseq.c); the read returns without waiting for
+ *      them.
  *
  * A read places all its blocks with one snapshot of the pool (pool.h),
  * taken at its start and given back at its end, however the pool
@@ -46,6 +52,7 @@
 #include "params.h"
 #include "pool.h"
 #include "reader.h"
+#include "seqdetect.h"
 #include "stats.h"
 #include "value.h"
 #include "writeseq.h"
@@ -100,11 +107,17 @@ struct read_batch {
 static struct reader_settings settings;
 static uint64_t epoch;
 
+/* The streams of reads (the writes have theirs, writer.c), across all
+ * connections; it has its own lock.
+ */
+static struct seqdetect streams;
+
 void
 reader_init (const struct reader_settings *given, uint64_t keys_epoch)
 {
   settings = *given;
   epoch = keys_epoch;
+  seqdetect_init (&streams, settings.sequential_cutoff);
 }
 
 static void
@@ -365,7 +378,8 @@ reader_lookup (struct read_batch *b)
 }
 
 /* Step 3: read the blocks not found, one request per run of adjacent
- * blocks.  The fill decision is taken before the lower read: a write in
+ * blocks.  A read of a sequential stream (SEQUENTIAL) fills nothing.
+ * Otherwise the fill decision is taken before the lower read: a write in
  * progress would make the fill useless (its version goes up).  A block
  * whose lookup failed (its server timed out) is filled too: a server
  * that is only busy must still warm up, and the fill thread stores only
@@ -374,7 +388,8 @@ reader_lookup (struct read_batch *b)
  * server taken down by timeouts is probed again within 10 ms).
  */
 static int
-reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
+reader_read_lower (struct read_batch *b, bool sequential, nbdkit_next *next,
+                   int *err)
 {
   const uint32_t bs = settings.block_size;
   size_t i, j;
@@ -382,7 +397,9 @@ reader_read_lower (struct read_batch *b, nbdkit_next *next, int *err)
   for (i = 0; i < b->n; i++) {
     struct read_block *blk = &b->blocks[i];
 
-    if (blk->state != BLOCK_HIT) {
+    if (blk->state != BLOCK_HIT && sequential)
+      stats_add (stats.seq_bypass_blocks, 1);
+    else if (blk->state != BLOCK_HIT) {
       blk->fill = writeseq_fill_begin (blk->block, &blk->fill_seq);
       if (!blk->fill)
         stats_add (stats.fills_raced, 1);
@@ -480,10 +497,12 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
   struct read_batch b;
   uint64_t first, last, block;
   int64_t size;
+  bool sequential;
   int r = 0;
 
   if (count == 0)
     return next->pread (next, buf, count, offset, 0, err);
+  sequential = seqdetect_request (&streams, offset, count);
   size = next->get_size (next);
   if (size == -1) {
     *err = errno ? errno : EIO;
@@ -508,7 +527,7 @@ reader_pread (nbdkit_next *next, void *buf, uint32_t count, uint64_t offset,
     reader_place (&b, block, n, size);
     reader_lookup (&b);
     reader_close (&b);
-    r = reader_read_lower (&b, next, err);
+    r = reader_read_lower (&b, sequential, next, err);
     if (r == -1)
       break;
     reader_fill (&b);

@@ -13,6 +13,7 @@
 /* What the read path needs of the parameters (memcache.c fills it in). */
 struct reader_settings {
   uint32_t block_size;
+  uint64_t sequential_cutoff;   /* memcache-sequential-cutoff, 0 = off */
 };
 
 /* In .after_fork, once the epoch is chosen, before anything is read:

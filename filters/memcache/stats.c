@@ -164,6 +164,7 @@ stats_reply_status (struct ctl_reply *r)
                  stats_settings.write_policy == WRITE_POLICY_UPDATE
                  ? "update" : "invalidate");
   ctl_reply_u64 (r, "timeout_ms", stats_settings.timeout_ms);
+  ctl_reply_u64 (r, "sequential_cutoff", stats_settings.sequential_cutoff);
   ctl_reply_u64 (r, "hits", stats_get (&stats.hits));
   ctl_reply_u64 (r, "misses", stats_get (&stats.misses));
   ctl_reply_u64 (r, "skipped_down", stats_get (&stats.skipped_down));
@@ -185,6 +186,8 @@ stats_reply_status (struct ctl_reply *r)
   ctl_reply_u64 (r, "lower_reads", stats_get (&stats.lower_reads));
   ctl_reply_u64 (r, "warm_hits", stats_get (&stats.warm_hits));
   ctl_reply_u64 (r, "warm_copies", stats_get (&stats.warm_copies));
+  ctl_reply_u64 (r, "seq_bypass_blocks", stats_get (&stats.seq_bypass_blocks));
+  ctl_reply_u64 (r, "seq_bypass_stores", stats_get (&stats.seq_bypass_stores));
   for (i = 0; i < ring->n; i++)
     if (ring_member (ring, i))
       members++;

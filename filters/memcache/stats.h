@@ -37,6 +37,10 @@ struct memcache_stats {
   uint64_t warm_hits;           /* hits served by a block's previous
                                    server after a change of the pool */
   uint64_t warm_copies;         /* and queued to be copied to its server */
+  uint64_t seq_bypass_blocks;   /* blocks read from the lower device and
+                                   not stored: a sequential stream's */
+  uint64_t seq_bypass_stores;   /* blocks of sequential pwrites deleted
+                                   rather than stored */
 };
 
 struct server_stats {
@@ -62,6 +66,7 @@ struct stats_settings {
   uint32_t block_size;
   enum write_policy write_policy;
   unsigned timeout_ms;
+  uint64_t sequential_cutoff;
 };
 
 /* Counters for the servers of RING, and what abdctl status shows of

@@ -13,9 +13,12 @@
  *      cache useful and its memory clean;
  *   4. bring the cache up to date: with memcache-write-policy=update, a
  *      pwrite that succeeded stores every block it covers whole, sealed
- *      under the new version; every other block (partial blocks, zero,
- *      trim, the invalidate policy, a failed lower write) is deleted,
- *      which only frees the memory of a value that no longer
+ *      under the new version, unless it continues a sequential stream of
+ *      writes longer than memcache-sequential-cutoff (seqdetect.h: a
+ *      restore or a dd would evict every other device's hot blocks, as a
+ *      scan would); every other block (partial blocks, zero, trim, the
+ *      invalidate policy, a failed lower write, a sequential write) is
+ *      deleted, which only frees the memory of a value that no longer
  *      authenticates.  Each server gets its share as one batch (quiet
  *      "ms" and "md" commands with the meta protocol), in batches of at
  *      most WRITER_BATCH_BYTES, all servers at once.  Their outcome does
@@ -53,6 +56,7 @@
 #include "filler.h"
 #include "health.h"
 #include "pool.h"
+#include "seqdetect.h"
 #include "stats.h"
 #include "value.h"
 #include "writer.h"
@@ -65,11 +69,19 @@
 static struct writer_settings settings;
 static uint64_t epoch;
 
+/* The streams of pwrites (zero and trim store nothing: they need none),
+ * across all connections, apart from the reads' (reader.c): a stream
+ * read back as it is written would otherwise look like one stream.  It
+ * only ever turns a store into a delete, never the other way.
+ */
+static struct seqdetect streams;
+
 void
 writer_init (const struct writer_settings *given, uint64_t keys_epoch)
 {
   settings = *given;
   epoch = keys_epoch;
+  seqdetect_init (&streams, settings.sequential_cutoff);
 }
 
 /* The cache updates of one write. */
@@ -287,6 +299,10 @@ writer_write (nbdkit_next *next, enum writer_op op, const void *buf,
   /* 3 and 4, in batches. */
   store_whole = op == WRITER_PWRITE && r == 0 &&
     settings.write_policy == WRITE_POLICY_UPDATE;
+  if (store_whole && seqdetect_request (&streams, offset, count)) {
+    store_whole = false;
+    stats_add (stats.seq_bypass_stores, n);
+  }
   ring = pool_acquire ();
   updates = writer_updates_alloc (&u, ring, n) == 0;
   if (!updates)

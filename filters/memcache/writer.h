@@ -16,6 +16,7 @@ struct writer_settings {
   uint32_t block_size;
   unsigned ttl;                 /* memcache-ttl, of every value stored */
   enum write_policy write_policy;
+  uint64_t sequential_cutoff;   /* memcache-sequential-cutoff, 0 = off */
 };
 
 /* In .after_fork, once the epoch is chosen, before anything is written:
