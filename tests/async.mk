@@ -45,6 +45,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-kernel.sh \
 	tests/test-async-store-kill.sh \
 	tests/test-async-store-kill-smaller.sh \
+	tests/test-async-store-kill-durable.sh \
 	tests/test-async-store-failing-stop.sh \
 	tests/test-async-store-storm.sh \
 	tests/test-async-store-bad-header.sh \

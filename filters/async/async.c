@@ -61,7 +61,12 @@ static int
 async_config_complete (nbdkit_next_config_complete *next,
                        nbdkit_backend *nxdata)
 {
-  params_complete ();
+  if (params_complete () == -1)
+    return -1;
+  if (async_params.flush_store && getenv ("ABD_TEST_STORE_NO_FDATASYNC"))
+    nbdkit_error ("async: ABD_TEST_STORE_NO_FDATASYNC is set: store commits "
+                  "skip their fdatasync and flushes are NOT durable (for "
+                  "tests that prove they can fail)");
   return next (nxdata);
 }
 
@@ -105,7 +110,8 @@ async_get_ready (int model)
    */
   if (async_params.store_file) {
     struct storefile_geometry g = {
-      .size = 0, .nslots = async_params.nslots, .id = async_params.store_id
+      .size = 0, .nslots = async_params.nslots, .id = async_params.store_id,
+      .durable = async_params.flush_store
     };
     char *errmsg;
 
@@ -154,6 +160,15 @@ replay (void)
     return -1;
   }
   store_set_draining (store, false);
+  /* async-flush=store: the file says it is clean before anything new is
+   * acknowledged (a flush commits it anyway; this is for a crash before
+   * the first one).
+   */
+  if (store_commit (store, &err) == -1) {
+    nbdkit_error ("async: cannot commit the store file %s after writing it "
+                  "back: not serving", async_params.store_file);
+    return -1;
+  }
   nbdkit_debug ("async: store file %s written back and flushed",
                 async_params.store_file);
   return 0;
@@ -381,7 +396,11 @@ io_trim (void *next, uint32_t count, uint64_t offset, int *err)
   { .read = io_read, .write = io_write, .zero = io_zero, .trim = io_trim, \
     .opaque = (next) }
 
-/* Sync-mode flush: every earlier write on the lower device, flushed. */
+/* Sync-mode flush: every earlier write on the lower device, flushed.
+ * With async-flush=store, the store file is committed too: it may still
+ * hold records of blocks written back since its last commit, which a
+ * replay would write over what this flush made durable below.
+ */
 static int
 flush_sync (nbdkit_next *next, int *err)
 {
@@ -391,8 +410,43 @@ flush_sync (nbdkit_next *next, int *err)
    * of other connections too if the lower device has multi-conn (see
    * async_can_multi_conn).
    */
-  if (next->can_flush (next) == 1)
-    return next->flush (next, 0, err);
+  if (next->can_flush (next) == 1 && next->flush (next, 0, err) == -1)
+    return -1;
+  return store_commit (store, err);
+}
+
+/* An async-mode flush (or FUA): with async-flush=store, once everything
+ * written before it is durable in the store file (group commit); with
+ * async-flush=ram, at once.  Neither hides a failing lower device.
+ */
+static int
+flush_async (int *err)
+{
+  if (store_has_failed (store)) {
+    nbdkit_error ("async: the lower device failed writes that are still "
+                  "pending; see abdctl status");
+    *err = EIO;
+    return -1;
+  }
+  if (store_commit (store, err) == -1) {
+    nbdkit_error ("async: a commit of the store file %s failed: flushes "
+                  "fail from now on (restart to replay the file)",
+                  async_params.store_file);
+    return -1;
+  }
+  return 0;
+}
+
+/* FUA on a write, zero or trim. */
+static int
+flush_fua (nbdkit_next *next, uint32_t flags, int *err)
+{
+  if (!(flags & NBDKIT_FLAG_FUA))
+    return 0;
+  if (mode_is_sync ())
+    return flush_sync (next, err);
+  if (async_params.flush_store)
+    return flush_async (err);
   return 0;
 }
 
@@ -414,9 +468,7 @@ async_pwrite (nbdkit_next *next, void *handle, const void *buf,
   if (store_write (store, buf, count, offset, mode_admit_clean (count), &io,
                    err) == -1)
     return -1;
-  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
-    return flush_sync (next, err);
-  return 0;
+  return flush_fua (next, flags, err);
 }
 
 static int
@@ -427,9 +479,7 @@ async_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
 
   if (store_zero (store, count, offset, mode_admit_clean (0), &io, err) == -1)
     return -1;
-  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
-    return flush_sync (next, err);
-  return 0;
+  return flush_fua (next, flags, err);
 }
 
 static int
@@ -440,9 +490,7 @@ async_trim (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
 
   if (store_trim (store, count, offset, mode_admit_clean (0), &io, err) == -1)
     return -1;
-  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
-    return flush_sync (next, err);
-  return 0;
+  return flush_fua (next, flags, err);
 }
 
 static int
@@ -450,16 +498,7 @@ async_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
 {
   if (mode_is_sync ())
     return flush_sync (next, err);
-  /* Async mode acknowledges flushes from RAM, but never hides a failing
-   * lower device.
-   */
-  if (store_has_failed (store)) {
-    nbdkit_error ("async: the lower device failed writes that are still "
-                  "pending; see abdctl status");
-    *err = EIO;
-    return -1;
-  }
-  return 0;
+  return flush_async (err);
 }
 
 static int

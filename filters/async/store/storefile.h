@@ -59,6 +59,7 @@
 #include <stdio.h>
 
 #define STOREFILE_VERSION 2
+#define STOREFILE_VERSION_DURABLE 3     /* version 2 + the journal */
 #define STOREFILE_ID_MAX 255            /* bytes of async-store-id */
 #define STOREFILE_EXTENT_MAX 16         /* blocks of a data record */
 
@@ -67,6 +68,8 @@ struct storefile_geometry {
   uint64_t size;                /* device size in bytes */
   uint32_t nslots;              /* data blocks (= entries) */
   const char *id;               /* device id, "" if none */
+  bool durable;                 /* async-flush=store: version 3, with a
+                                 * journal, committed by storefile_commit */
 };
 
 /* One valid record, as read from the file. */
@@ -127,6 +130,28 @@ void storefile_put (struct storefile *f, uint32_t index, uint64_t seq,
 
 /* Retire entry INDEX's record. */
 void storefile_clear (struct storefile *f, uint32_t index);
+
+/* A durable file: the data of SLOT changed in place (storefile_put and
+ * storefile_clear note their own pages).  Nothing for a tmpfs file.
+ */
+void storefile_touch (struct storefile *f, uint32_t slot);
+
+/* A durable file: make every change made so far durable.  In two steps:
+ * storefile_commit_begin, called under the same lock as storefile_put,
+ * writes the changed pages to the next journal transaction (into the
+ * page cache, at memory speed); storefile_commit_end, called without the
+ * lock, fdatasyncs it and copies the pages to their place in the file.
+ * The caller runs one commit at a time.  Each returns 0, or -1 with
+ * errno set; after a failure every later commit fails (EIO): what the
+ * kernel did with the pages is not known.  A file that is not durable
+ * commits nothing and succeeds.
+ */
+int storefile_commit_begin (struct storefile *f);
+int storefile_commit_end (struct storefile *f);
+
+/* Commits done, pages they wrote (abdctl status). */
+uint64_t storefile_commits (struct storefile *f);
+uint64_t storefile_committed_pages (struct storefile *f);
 
 /* abdctl store-info: print what the file at PATH holds to FP, without
  * changing it.  Returns 0, or -1 with a message on stderr when it is not
