@@ -412,6 +412,11 @@ file_create (int dirfd, const char *name, const char *path,
   }
   if (pwrite (fd, &h, sizeof h, 0) != (ssize_t) sizeof h)
     goto err;
+  /* A durable file must outlive a power cut from its first commit on:
+   * its blocks and header first, then (below) its name.
+   */
+  if (g->durable && fsync (fd) == -1)
+    goto err;
   if (close (fd) == -1) {
     fd = -1;
     goto err;
@@ -420,6 +425,19 @@ file_create (int dirfd, const char *name, const char *path,
   if (renameat2 (dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == -1 &&
       (errno != EEXIST || unlinkat (dirfd, tmp, 0) == -1))
     goto err;
+  if (g->durable) {
+    /* dirfd is an O_PATH descriptor: fsync needs one that reads. */
+    int d = openat (dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (d == -1 || fsync (d) == -1) {
+      e = errno;
+      if (d >= 0)
+        close (d);
+      errno = e;
+      goto err;
+    }
+    close (d);
+  }
   free (tmp);
   return 0;
 
