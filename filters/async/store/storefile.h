@@ -2,7 +2,9 @@
 /* abd async filter: the store file, where dirty data outlives the process.
  *
  * With async-store-file=PATH the store's data arena and a record of every
- * entry live in a file mapped MAP_SHARED (on tmpfs: /run, /dev/shm).  The
+ * entry live in a file mapped MAP_SHARED (on tmpfs: /run, /dev/shm), or,
+ * durable (async-flush=store, below), mapped private and committed to a
+ * disk.  The
  * page cache keeps what the process wrote there when the process dies
  * (SIGKILL, abort, OOM kill), so the next start finds every acknowledged
  * byte and writes it back before it serves.  Nothing is fsync'd: a reboot
@@ -49,6 +51,33 @@
  * A client write updates a data slot in place: if the process dies in the
  * middle, that block holds part of the unacknowledged write, as a disk
  * would.
+ *
+ * A durable file (async-flush=store, version 3: on a disk, where the page
+ * cache writes pages back in any order, so the order of stores above
+ * means nothing after a power cut) adds two journal regions after the
+ * data, each big enough for every page from the records on (a 4 KiB
+ * header: magic "ABDJRNL1", seq, page count, XXH3 of the index and the
+ * pages, XXH3 of the header; an index of 8-byte page numbers; the pages).
+ * - The map is MAP_PRIVATE: nothing reaches the file but commits.
+ *   storefile_put, storefile_clear and storefile_touch note the pages
+ *   they change.
+ * - Commit N (storefile_commit_begin under the store's lock, so the pages
+ *   are a state the store was in between two operations; _end without
+ *   it): the changed pages, the index and the header go to region N % 2;
+ *   one fdatasync; only then is the flush acknowledged; then the pages
+ *   are copied to their home places, without a sync of their own.
+ * - A torn or stale transaction fails its checksums and is ignored: one
+ *   that is used was whole when its fdatasync returned.
+ * - Commit N overwrites commit N-2's region after commit N-1's fdatasync
+ *   returned, which was issued after N-2's home copy: N-2 is durable at
+ *   home and no longer needed; N-1, whose home copy may be incomplete,
+ *   is in the other region.
+ * - Replay (storefile_open; in memory for storefile_check and
+ *   storefile_describe) applies the whole transactions, older first, then
+ *   fdatasyncs: the home pages say what the last whole commit said, and
+ *   the rules above load them as for a tmpfs file.
+ * The argument in full, with what a power cut loses: the man page,
+ * "Durable store file".
  */
 
 #ifndef ABD_ASYNC_STOREFILE_H
