@@ -11,8 +11,10 @@
 # it and writes it back; after a clean stop, every block of the lower
 # file holds its last flush-acknowledged write or a later one, whole.
 # Rounds vary the writeback delay (0 ms: the lower file has most of it;
-# 60 s: the store file has it all), the mode (one round in sync mode) and
-# the share of unflushed sectors the disk keeps anyway (0 or 0.3).
+# 60 s: the store file has it all), the mode (round 2 in sync mode; in
+# round 3 a UPS daemon's async-sync-file comes and goes every 0.2-0.5 s,
+# switching modes under the workload) and the share of unflushed sectors
+# the disk keeps anyway (0 or 0.3).
 #
 # ABD_TEST_EXPECT_LOSS=1 (test-async-durable-powercut-nosync.sh) runs
 # nbdkit with ABD_TEST_STORE_NO_FDATASYNC=1, commits without their
@@ -115,6 +117,7 @@ async_up ()
     env "$@" nbdkit -U "$sock" -P "$tmp/$name.pid" -f \
         --filter="$ASYNC_FILTER" file "$tmp/lower" \
         async-store-file="$store" async-flush=store async-mode="$mode" \
+        async-sync-file="$tmp/onbatt" \
         async-max-dirty=4M async-writeback-delay="$delay" \
         async-exit-timeout=30 >"$tmp/$name.log" 2>&1 &
     a_pid=$!
@@ -131,6 +134,7 @@ for (( r=1; r<=rounds; r++ )); do
     delay=${delays[$(( RANDOM % 4 ))]}
     persist=0; (( RANDOM % 2 )) && persist=0.3
     mode=async; [ "$r" -eq 2 ] && mode=sync
+    switch=; [ "$r" -eq 3 ] && switch=", async-sync-file toggled"
     env=()
     if [ -n "$expect_loss" ]; then
         delay=60000 persist=0 mode=async
@@ -138,7 +142,7 @@ for (( r=1; r<=rounds; r++ )); do
     fi
     work=$(( 2 + RANDOM % 3 ))
     cut_ms=$(( 500 + RANDOM % (work * 1000 - 300) ))
-    echo "round $r: delay ${delay} ms, mode $mode, unflushed-persist" \
+    echo "round $r: delay ${delay} ms, mode $mode$switch, unflushed-persist" \
          "$persist, cut after ${cut_ms} ms"
 
     # The disk as it is now (flushed), with new seeds for what it keeps.
@@ -150,9 +154,22 @@ for (( r=1; r<=rounds; r++ )); do
     "$PY" "$tool" run "nbd+unix:///?socket=$a_sock" "$tmp/logs" 4 "$r$RANDOM" \
         "$work" > "$tmp/run.out" 2>&1 &
     wpid=$!
+    toggler=
+    if [ "$r" -eq 3 ] && [ -z "$expect_loss" ]; then
+        ( while :; do
+              touch "$tmp/onbatt"; sleep 0.$(( 2 + RANDOM % 4 ))
+              rm -f "$tmp/onbatt"; sleep 0.$(( 2 + RANDOM % 4 ))
+          done ) &
+        toggler=$!
+        cleanup_fn kill_wait "$toggler" 5
+    fi
     sleep "$(( cut_ms / 1000 )).$(printf %03d $(( cut_ms % 1000 )))"
     # The power cut: nbdkit and its disk at once.
     kill -KILL "$a_pid" "$pc_pid"
+    if [ -n "$toggler" ]; then
+        kill_wait "$toggler" 5 || true
+        rm -f "$tmp/onbatt"
+    fi
     wait_for 30 exited "$wpid" || fail "the workload did not stop"
     wait "$wpid" || fail "the workload failed: $(cat "$tmp/run.out")"
     wait_for 10 exited "$a_pid" || fail "nbdkit w$r survived SIGKILL"
