@@ -387,6 +387,26 @@ file_create_tmp (int dirfd, const char *name, char **tmp)
   return -1;
 }
 
+/* Write zeros over the first SIZE bytes of FD. */
+static int
+file_zero (int fd, uint64_t size)
+{
+  char *zeros = calloc (1, BOUNCE_BYTES);
+  uint64_t off;
+  int r = 0;
+
+  if (zeros == NULL)
+    return -1;
+  for (off = 0; off < size && r == 0; off += BOUNCE_BYTES) {
+    size_t n = size - off < BOUNCE_BYTES ? size - off : BOUNCE_BYTES;
+
+    if (pwrite (fd, zeros, n, off) != (ssize_t) n)
+      r = -1;
+  }
+  free (zeros);
+  return r;
+}
+
 /* Make a new file for G as NAME in DIRFD (PATH): a temporary file,
  * filled, renamed.  It never replaces a file that appeared meanwhile:
  * that one is then opened and judged like any other.
@@ -410,6 +430,13 @@ file_create (int dirfd, const char *name, const char *path,
     errno = e;
     goto err;
   }
+  /* A durable file is written in full once: a commit's fdatasync then
+   * never has to turn allocated-but-unwritten extents into written ones
+   * (a filesystem journal commit, a second device flush, on every commit
+   * that reaches a page for the first time).
+   */
+  if (g->durable && file_zero (fd, h.file_size) == -1)
+    goto err;
   if (pwrite (fd, &h, sizeof h, 0) != (ssize_t) sizeof h)
     goto err;
   /* A durable file must outlive a power cut from its first commit on:
