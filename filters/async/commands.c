@@ -108,6 +108,16 @@ commands_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
                          st.lower_write_errors, st.lower_flush_errors);
       return -1;
     }
+    /* async-flush=store: the store file must stop naming what is on the
+     * lower device now, or a replay after a crash would write older data
+     * over it.
+     */
+    if (store_commit (store, &err) == -1) {
+      ctl_reply_error (r, "flush: the data is on the lower device, but a "
+                       "commit of the store file failed: %s",
+                       strerror (err));
+      return -1;
+    }
     return 0;
   }
   if (strcmp (argv[0], "mode") == 0 && argc == 2) {
