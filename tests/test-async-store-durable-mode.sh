@@ -9,8 +9,9 @@
 #   the flush mode to start with; neither the image nor the file changes;
 # - abdctl store-info shows the durable file's records as its journal
 #   says (dirty);
-# - the start with async-flush=store writes it back byte-exact, and after
-#   a clean stop the file is clean.
+# - the start with async-flush=store writes it back byte-exact, commits
+#   (status: store_flush, store_commits), and after a clean stop the file
+#   is clean.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-store-helpers.sh"
@@ -43,9 +44,16 @@ store_refused durable "written with async-flush=store: start once with async-flu
 # Its own mode writes it back.
 async_start back --filter="$ASYNC_FILTER" file "$tmp/disk" \
     async-max-dirty=4M async-store-file="$tmp/durable.store" \
-    async-store-id=disk-a async-flush=store
+    async-store-id=disk-a async-flush=store async-control="$tmp/back.ctl"
 "$PY" -m abdtest check --uri "$uri" --expected "$tmp/expected" ||
     fail "read through NBD differs"
+# The write-back at start retired every record: one commit said so.
+[ "$(st "$tmp/back.ctl" store_flush)" = store ] || fail "status: store_flush"
+[ "$(st "$tmp/back.ctl" store_commits)" -ge 1 ] || fail "status: no commit"
+[ "$(st "$tmp/back.ctl" store_commit_failed)" = 0 ] ||
+    fail "status: store_commit_failed"
+abdctl -s "$tmp/back.ctl" status | grep -q "durable in the store file" ||
+    fail "abdctl status does not say that flushes are durable"
 stop_nbdkit "$pid"
 cmp "$tmp/disk" "$tmp/expected" || fail "after a clean stop the image differs"
 abdctl store-info "$tmp/durable.store" | grep -q "^state: clean" ||

@@ -71,6 +71,10 @@ status_reply (struct store *store, struct ctl_reply *r)
   /* Every entry has a record in the file: a crash leaves all of it. */
   ctl_reply_u64 (r, "store_file_dirty_bytes",
                  st.store_file ? st.dirty_bytes : 0);
+  /* async-flush=store: commits of the store file (store-commit.c). */
+  ctl_reply_str (r, "store_flush", st.durable ? "store" : "ram");
+  ctl_reply_u64 (r, "store_commits", st.commits);
+  ctl_reply_u64 (r, "store_commit_failed", st.commit_failed);
 }
 
 int
