@@ -82,7 +82,8 @@ struct storefile {
   uint64_t npages;              /* pages from there: records, then data */
   uint64_t nrecord_pages;
   uint64_t *changed;            /* bitmap of pages changed since begin */
-  uint64_t *index;              /* the transaction's pages (npages max) */
+  uint64_t *index;              /* the transaction's pages */
+  uint64_t index_cap;           /* ... room for this many (<= npages) */
   uint64_t pending;             /* pages written by begin, not yet synced */
   uint64_t journal_offset, region_bytes, index_bytes;
   uint64_t next_seq;            /* the next transaction's number */
@@ -833,10 +834,9 @@ durable_init (struct storefile *f, const struct header *h, uint64_t next_seq,
   f->index_bytes = j.index_bytes;
   f->next_seq = next_seq;
   f->changed = calloc ((f->npages + 63) / 64, sizeof *f->changed);
-  f->index = malloc (f->npages * sizeof *f->index);
   f->bounce = malloc (BOUNCE_BYTES);
   f->hash = XXH3_createState ();
-  if (f->changed == NULL || f->index == NULL || f->bounce == NULL ||
+  if (f->changed == NULL || f->bounce == NULL ||
       f->hash == NULL) {
     if (asprintf (errmsg, "%s: %s", f->path, strerror (ENOMEM)) == -1)
       *errmsg = NULL;
@@ -884,6 +884,21 @@ storefile_commit_begin (struct storefile *f)
     errno = EIO;
     return -1;
   }
+  /* The index holds as many page numbers as pages changed: grown, not
+   * sized for the whole file (8 bytes a page: 2 GiB at 1 TiB of slots).
+   */
+  for (w = 0; w < (f->npages + 63) / 64; w++)
+    n += __builtin_popcountll (f->changed[w]);
+  if (n > f->index_cap) {
+    uint64_t cap = n < f->npages / 2 ? 2 * n : f->npages;
+    uint64_t *p = realloc (f->index, cap * sizeof *p);
+
+    if (p == NULL)
+      return -1;                /* ENOMEM; the pages stay marked */
+    f->index = p;
+    f->index_cap = cap;
+  }
+  n = 0;
   for (w = 0; w < (f->npages + 63) / 64; w++) {
     uint64_t bits = f->changed[w];
 
