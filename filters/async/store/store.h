@@ -37,7 +37,9 @@
  * MAP_SHARED and every entry in the tree has a record there: published
  * when the entry is inserted or changed (after its data), retired when it
  * leaves the tree.  An operation that replaces entries publishes the
- * replacement first.
+ * replacement first.  With async-flush=store the file is on a disk and
+ * mapped private: nothing reaches it but the commits of store_commit
+ * (store-commit.c; the protocol is in storefile.h).
  *
  * Admission: a client write that needs a new entry waits while the data
  * memory (async-max-dirty) is full, and, with a drain budget
