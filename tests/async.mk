@@ -48,6 +48,7 @@ ASYNC_SH_TESTS = \
 	tests/test-async-store-kill-durable.sh \
 	tests/test-async-store-durable-mode.sh \
 	tests/test-async-store-group-commit.sh \
+	tests/test-async-store-durable-through.sh \
 	tests/test-async-durable-powercut.sh \
 	tests/test-async-durable-powercut-nosync.sh \
 	tests/test-async-store-failing-stop.sh \

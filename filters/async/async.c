@@ -277,13 +277,31 @@ async_unload (void)
     exit (exit_status);
 }
 
+/* A client connection: how far its lower flushes went (flush_async). */
+struct conn {
+  uint64_t flushed_through;     /* through_writes at its last lower flush */
+};
+
 static void *
 async_open (nbdkit_next_open *next, nbdkit_context *nxdata, int readonly,
             const char *exportname, int is_tls)
 {
+  struct conn *c;
+
   if (next (nxdata, readonly, exportname) == -1)
     return NULL;
-  return NBDKIT_HANDLE_NOT_NEEDED;
+  c = calloc (1, sizeof *c);
+  if (c == NULL) {
+    nbdkit_error ("async: calloc: %m");
+    return NULL;
+  }
+  return c;
+}
+
+static void
+async_close (void *handle)
+{
+  free (handle);
 }
 
 static int
@@ -364,12 +382,30 @@ io_read (void *next, void *buf, uint32_t count, uint64_t offset, int *err)
   return n->pread (n, buf, count, offset, 0, err);
 }
 
+/* Client writes, zeros and trims that went through to the lower device
+ * (sync mode, a drain): there, not in the store, so that with
+ * async-flush=store an async-mode flush must flush the lower device too
+ * (flush_async).  All connections': with multi-conn a lower flush on one
+ * connection covers the others'.
+ */
+static uint64_t through_writes;
+
+static void
+through_done (void)
+{
+  __atomic_add_fetch (&through_writes, 1, __ATOMIC_RELEASE);
+}
+
 static int
 io_write (void *next, const void *buf, uint32_t count, uint64_t offset,
           int *err)
 {
   nbdkit_next *n = next;
-  return n->pwrite (n, buf, count, offset, 0, err);
+
+  if (n->pwrite (n, buf, count, offset, 0, err) == -1)
+    return -1;
+  through_done ();
+  return 0;
 }
 
 static int
@@ -377,9 +413,12 @@ io_zero (void *next, uint32_t count, uint64_t offset, int *err)
 {
   nbdkit_next *n = next;
 
-  if (n->can_zero (n) > NBDKIT_ZERO_NONE)
-    return n->zero (n, count, offset, NBDKIT_FLAG_MAY_TRIM, err);
-  return writeback_write_zeros (n, count, offset, err);
+  if ((n->can_zero (n) > NBDKIT_ZERO_NONE
+       ? n->zero (n, count, offset, NBDKIT_FLAG_MAY_TRIM, err)
+       : writeback_write_zeros (n, count, offset, err)) == -1)
+    return -1;
+  through_done ();
+  return 0;
 }
 
 static int
@@ -389,7 +428,10 @@ io_trim (void *next, uint32_t count, uint64_t offset, int *err)
 
   if (n->can_trim (n) != 1)
     return 0;                   /* trim is advisory */
-  return n->trim (n, count, offset, 0, err);
+  if (n->trim (n, count, offset, 0, err) == -1)
+    return -1;
+  through_done ();
+  return 0;
 }
 
 #define STORE_IO(next) \
@@ -402,8 +444,10 @@ io_trim (void *next, uint32_t count, uint64_t offset, int *err)
  * replay would write over what this flush made durable below.
  */
 static int
-flush_sync (nbdkit_next *next, int *err)
+flush_sync (nbdkit_next *next, struct conn *c, int *err)
 {
+  uint64_t through = __atomic_load_n (&through_writes, __ATOMIC_ACQUIRE);
+
   if (store_flush_wait (store, -1, err) == -1)
     return -1;
   /* Writes that went through this connection's lower connection; those
@@ -412,21 +456,34 @@ flush_sync (nbdkit_next *next, int *err)
    */
   if (next->can_flush (next) == 1 && next->flush (next, 0, err) == -1)
     return -1;
+  __atomic_store_n (&c->flushed_through, through, __ATOMIC_RELAXED);
   return store_commit (store, err);
 }
 
 /* An async-mode flush (or FUA): with async-flush=store, once everything
- * written before it is durable in the store file (group commit); with
+ * written before it is durable in the store file (group commit), and what
+ * went through to the lower device since this connection's last lower
+ * flush (in sync mode, before a switch back) is flushed there; with
  * async-flush=ram, at once.  Neither hides a failing lower device.
  */
 static int
-flush_async (int *err)
+flush_async (nbdkit_next *next, struct conn *c, int *err)
 {
+  uint64_t through;
+
   if (store_has_failed (store)) {
     nbdkit_error ("async: the lower device failed writes that are still "
                   "pending; see abdctl status");
     *err = EIO;
     return -1;
+  }
+  if (!async_params.flush_store)
+    return 0;
+  through = __atomic_load_n (&through_writes, __ATOMIC_ACQUIRE);
+  if (through != __atomic_load_n (&c->flushed_through, __ATOMIC_RELAXED)) {
+    if (next->can_flush (next) == 1 && next->flush (next, 0, err) == -1)
+      return -1;
+    __atomic_store_n (&c->flushed_through, through, __ATOMIC_RELAXED);
   }
   if (store_commit (store, err) == -1) {
     nbdkit_error ("async: a commit of the store file %s failed: flushes "
@@ -439,14 +496,14 @@ flush_async (int *err)
 
 /* FUA on a write, zero or trim. */
 static int
-flush_fua (nbdkit_next *next, uint32_t flags, int *err)
+flush_fua (nbdkit_next *next, struct conn *c, uint32_t flags, int *err)
 {
   if (!(flags & NBDKIT_FLAG_FUA))
     return 0;
   if (mode_is_sync ())
-    return flush_sync (next, err);
+    return flush_sync (next, c, err);
   if (async_params.flush_store)
-    return flush_async (err);
+    return flush_async (next, c, err);
   return 0;
 }
 
@@ -468,7 +525,7 @@ async_pwrite (nbdkit_next *next, void *handle, const void *buf,
   if (store_write (store, buf, count, offset, mode_admit_clean (count), &io,
                    err) == -1)
     return -1;
-  return flush_fua (next, flags, err);
+  return flush_fua (next, handle, flags, err);
 }
 
 static int
@@ -479,7 +536,7 @@ async_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
 
   if (store_zero (store, count, offset, mode_admit_clean (0), &io, err) == -1)
     return -1;
-  return flush_fua (next, flags, err);
+  return flush_fua (next, handle, flags, err);
 }
 
 static int
@@ -490,15 +547,15 @@ async_trim (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
 
   if (store_trim (store, count, offset, mode_admit_clean (0), &io, err) == -1)
     return -1;
-  return flush_fua (next, flags, err);
+  return flush_fua (next, handle, flags, err);
 }
 
 static int
 async_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
 {
   if (mode_is_sync ())
-    return flush_sync (next, err);
-  return flush_async (err);
+    return flush_sync (next, handle, err);
+  return flush_async (next, handle, err);
 }
 
 static int
@@ -569,6 +626,7 @@ static struct nbdkit_filter filter = {
   .cleanup           = async_cleanup,
   .unload            = async_unload,
   .open              = async_open,
+  .close             = async_close,
   .prepare           = async_prepare,
   .can_flush         = async_can_flush,
   .can_fua           = async_can_fua,

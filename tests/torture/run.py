@@ -161,6 +161,10 @@ class Torture(Requests, Faults):
              "pc_seed": self.lr.randrange(1 << 32)}
         if self.a.tiny:
             v["max_dirty"] = "64K"
+        if self.a.flush_store:
+            # Data stays in the store for a while: a power cut then finds
+            # flushed data that only the store file's commits hold.
+            v["wb_delay"] = 2000
         if base:
             return v
         r = self.fr
