@@ -396,6 +396,21 @@ through_done (void)
   __atomic_add_fetch (&through_writes, 1, __ATOMIC_RELEASE);
 }
 
+/* A zero or trim that goes through may replace dirty entries, whose
+ * records the store retires once it returns; a commit may then make
+ * that retirement durable before anything flushes the lower device.  With
+ * async-flush=store it is flushed on the lower device first, so that a
+ * power cut never leaves the lower device's older content where flushed
+ * data was (as the writers retire records only after a lower flush).
+ */
+static int
+through_range_durable (nbdkit_next *n, int *err)
+{
+  if (!async_params.flush_store || n->can_flush (n) != 1)
+    return 0;
+  return n->flush (n, 0, err);
+}
+
 static int
 io_write (void *next, const void *buf, uint32_t count, uint64_t offset,
           int *err)
@@ -415,7 +430,8 @@ io_zero (void *next, uint32_t count, uint64_t offset, int *err)
 
   if ((n->can_zero (n) > NBDKIT_ZERO_NONE
        ? n->zero (n, count, offset, NBDKIT_FLAG_MAY_TRIM, err)
-       : writeback_write_zeros (n, count, offset, err)) == -1)
+       : writeback_write_zeros (n, count, offset, err)) == -1 ||
+      through_range_durable (n, err) == -1)
     return -1;
   through_done ();
   return 0;
@@ -428,7 +444,8 @@ io_trim (void *next, uint32_t count, uint64_t offset, int *err)
 
   if (n->can_trim (n) != 1)
     return 0;                   /* trim is advisory */
-  if (n->trim (n, count, offset, 0, err) == -1)
+  if (n->trim (n, count, offset, 0, err) == -1 ||
+      through_range_durable (n, err) == -1)
     return -1;
   through_done ();
   return 0;
