@@ -125,7 +125,8 @@ if [ -z "${TORTURE_FAULTS:-}" ]; then
     # async-flush=store (the store file on a disk): power cuts in async
     # mode, the file kept, the restart writes back what its last commit
     # holds; every flushed write must be on the image after it.
-    run async 5 powercut,mode 20 powercut.cuts=2 --fault-gap 20 --flush-store
+    run async 9 powercut,mode,syncfile,werr 25 powercut.cuts=2 \
+        --fault-gap 20 --flush-store
 fi
 [ ${#failed[@]} -eq 0 ] || fail "torture runs failed: ${failed[*]}"
 echo "$0: OK"

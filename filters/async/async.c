@@ -481,14 +481,16 @@ flush_sync (nbdkit_next *next, struct conn *c, int *err)
  * written before it is durable in the store file (group commit), and what
  * went through to the lower device since this connection's last lower
  * flush (in sync mode, before a switch back) is flushed there; with
- * async-flush=ram, at once.  Neither hides a failing lower device.
+ * async-flush=ram, at once.  A flush (CHECK_FAILED) never hides a failing
+ * lower device; a FUA write does not fail for one: its data is in the
+ * store (and, with async-flush=store, durable there).
  */
 static int
-flush_async (nbdkit_next *next, struct conn *c, int *err)
+flush_async (nbdkit_next *next, struct conn *c, bool check_failed, int *err)
 {
   uint64_t through;
 
-  if (store_has_failed (store)) {
+  if (check_failed && store_has_failed (store)) {
     nbdkit_error ("async: the lower device failed writes that are still "
                   "pending; see abdctl status");
     *err = EIO;
@@ -520,7 +522,7 @@ flush_fua (nbdkit_next *next, struct conn *c, uint32_t flags, int *err)
   if (mode_is_sync ())
     return flush_sync (next, c, err);
   if (async_params.flush_store)
-    return flush_async (next, c, err);
+    return flush_async (next, c, false, err);
   return 0;
 }
 
@@ -572,7 +574,7 @@ async_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
 {
   if (mode_is_sync ())
     return flush_sync (next, handle, err);
-  return flush_async (next, handle, err);
+  return flush_async (next, handle, true, err);
 }
 
 static int
