@@ -85,6 +85,7 @@ struct storefile {
   uint64_t *index;              /* the transaction's pages */
   uint64_t index_cap;           /* ... room for this many (<= npages) */
   uint64_t pending;             /* pages written by begin, not yet synced */
+  uint64_t pending_n;           /* pages of the transaction being written */
   uint64_t journal_offset, region_bytes, index_bytes;
   uint64_t next_seq;            /* the next transaction's number */
   XXH3_state_t *hash;
@@ -603,6 +604,16 @@ private_open_ro (const char *path, char **errmsg)
  * crash argument).
  */
 
+/* Where a transaction of NPAGES pages at BASE keeps its pages: right
+ * after its header and its index, so that a small commit writes one run
+ * of consecutive pages (one extent for its fdatasync to flush).
+ */
+static uint64_t
+journal_pages_at (uint64_t base, uint64_t npages)
+{
+  return base + PAGE + page_round (npages * 8);
+}
+
 /* A transaction's header, at the start of its region. */
 struct journal_header {
   char magic[8];                /* JOURNAL_MAGIC */
@@ -669,7 +680,7 @@ journal_read (int fd, const struct journal_layout *j, int k, char *bounce,
     if (n > BOUNCE_BYTES / PAGE)
       n = BOUNCE_BYTES / PAGE;
     if (pread (fd, bounce, n * PAGE,
-               t->base + PAGE + j->index_bytes + done * PAGE) !=
+               journal_pages_at (t->base, t->npages) + done * PAGE) !=
         (ssize_t) (n * PAGE)) {
       r = -1;
       goto out;
@@ -707,7 +718,7 @@ journal_apply (int fd, const struct journal_layout *j,
     if (n > BOUNCE_BYTES / PAGE)
       n = BOUNCE_BYTES / PAGE;
     if (pread (fd, bounce, n * PAGE,
-               t->base + PAGE + j->index_bytes + done * PAGE) !=
+               journal_pages_at (t->base, t->npages) + done * PAGE) !=
         (ssize_t) (n * PAGE))
       return -1;
     for (i = 0; i < n; i++)
@@ -865,7 +876,7 @@ static int
 commit_write_run (struct storefile *f, uint64_t base, uint64_t i, uint64_t n)
 {
   const char *src = f->map + f->home_offset + f->index[i] * PAGE;
-  uint64_t off = base + PAGE + f->index_bytes + i * PAGE;
+  uint64_t off = journal_pages_at (base, f->pending_n) + i * PAGE;
 
   XXH3_64bits_update (f->hash, src, n * PAGE);
   return pwrite (f->fd, src, n * PAGE, off) == (ssize_t) (n * PAGE) ? 0 : -1;
@@ -911,6 +922,7 @@ storefile_commit_begin (struct storefile *f)
   if (n == 0)
     return 0;                   /* the last commit covers everything */
   base = f->journal_offset + (f->next_seq % 2) * f->region_bytes;
+  f->pending_n = n;
   XXH3_64bits_reset (f->hash);
   XXH3_64bits_update (f->hash, f->index, n * 8);
   for (i = 0; i < n; i += run) {

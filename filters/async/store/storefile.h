@@ -57,7 +57,8 @@
  * means nothing after a power cut) adds two journal regions after the
  * data, each big enough for every page from the records on (a 4 KiB
  * header: magic "ABDJRNL1", seq, page count, XXH3 of the index and the
- * pages, XXH3 of the header; an index of 8-byte page numbers; the pages).
+ * pages, XXH3 of the header; an index of 8-byte page numbers; the pages,
+ * consecutive from the header on).
  * - The map is MAP_PRIVATE: nothing reaches the file but commits.
  *   storefile_put, storefile_clear and storefile_touch note the pages
  *   they change.
