@@ -135,6 +135,19 @@ show_async_budget (FILE *fp, struct fields *fs)
              : "");
   if (!(file && *file))
     (void) u64 (fs, "store_file_dirty_bytes");
+  {
+    const char *flush = fields_str (fs, "store_flush");
+    uint64_t commits = u64 (fs, "store_commits");
+    uint64_t failed = u64 (fs, "store_commit_failed");
+
+    if (flush && strcmp (flush, "store") == 0)
+      show_line (fp, 2, "flushes", "durable in the store file: %" PRIu64
+                 " commits%s", commits,
+                 failed ? ", A COMMIT FAILED (flushes fail: restart)" : "");
+    else
+      show_line (fp, 2, "flushes", "%s",
+                 "from RAM (async-flush=ram: needs a UPS)");
+  }
 }
 
 static void

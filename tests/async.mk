@@ -45,6 +45,12 @@ ASYNC_SH_TESTS = \
 	tests/test-async-kernel.sh \
 	tests/test-async-store-kill.sh \
 	tests/test-async-store-kill-smaller.sh \
+	tests/test-async-store-kill-durable.sh \
+	tests/test-async-store-durable-mode.sh \
+	tests/test-async-store-group-commit.sh \
+	tests/test-async-store-durable-through.sh \
+	tests/test-async-durable-powercut.sh \
+	tests/test-async-durable-powercut-nosync.sh \
 	tests/test-async-store-failing-stop.sh \
 	tests/test-async-store-storm.sh \
 	tests/test-async-store-bad-header.sh \
@@ -61,5 +67,5 @@ EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
 	tests/test-async-errors-helpers.sh \
 	tests/test-abdctl-exit-helpers.sh \
 	tests/test-async-race-helpers.sh \
-	tests/test-async-drain-helpers.sh tests/async_race_client.py tests/async_errors_client.py \
+	tests/test-async-drain-helpers.sh tests/async_race_client.py tests/async_errors_client.py tests/durable_powercut.py \
 	$(ASYNC_SH_TESTS)

@@ -121,7 +121,9 @@ SLOW_TESTS = \
 	tests/test-readme.sh tests/test-memcached-tuned.sh \
 	tests/test-user-abd-run-fio.sh tests/test-user-abd-run-ctrlc.sh \
 	tests/test-memcache-warm-default.sh tests/test-abd-run-warm.sh \
-	tests/test-memcache-many-hosts.sh
+	tests/test-memcache-many-hosts.sh \
+	tests/test-async-durable-powercut.sh \
+	tests/test-async-durable-powercut-nosync.sh
 CHECK_FAST_JOBS = 4
 check-fast:
 	$(MAKE) $(AM_MAKEFLAGS) -j$(CHECK_FAST_JOBS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'

@@ -47,8 +47,8 @@ lower_flushes writeback_rate_bytes_per_sec drain_rate_bytes_per_sec
 drain_estimate_seconds max_drain_seconds drain_budget_bytes
 lower_write_errors lower_flush_errors failed_bytes client_write_requests
 client_written_bytes space_waits drain_budget_waits store_file
-store_file_dirty_bytes""".split()
-strings = {"mode", "mode_reason", "sync_writes", "store_file"}
+store_file_dirty_bytes store_flush store_commits store_commit_failed""".split()
+strings = {"mode", "mode_reason", "sync_writes", "store_file", "store_flush"}
 text = {}
 for line in open(tmp + "/text").read().splitlines():
     k, sep, v = line.partition(": ")

@@ -11,7 +11,8 @@ nbdkit --filter="$ASYNC_FILTER" null --help > "$tmp/help" 2>&1 ||
 for p in async-max-dirty async-mlock async-mode async-sync-file \
          async-sync-writes async-sync-rate async-control async-writers \
          async-write-size async-writeback-delay async-exit-timeout \
-         async-max-drain-seconds async-store-file async-store-id; do
+         async-max-drain-seconds async-store-file async-store-id \
+         async-flush; do
     grep -q -- "$p=" "$tmp/help" || fail "--help does not mention $p"
 done
 echo "$0: OK"

@@ -18,8 +18,8 @@ store_refused header "header is damaged"
 ! abdctl store-info "$tmp/header.store" || fail "store-info accepts a damaged header"
 
 cp "$good" "$tmp/version.store"
-printf '\x03' | dd of="$tmp/version.store" bs=1 seek=8 conv=notrunc status=none
-store_refused version "unknown store file version 3"
+printf '\x04' | dd of="$tmp/version.store" bs=1 seek=8 conv=notrunc status=none
+store_refused version "unknown store file version 4"
 
 cp "$good" "$tmp/magic.store"
 printf 'XXXX' | dd of="$tmp/magic.store" bs=1 seek=0 conv=notrunc status=none

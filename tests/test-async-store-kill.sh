@@ -8,7 +8,9 @@
 # after a clean stop; the store file is clean then.
 # ABD_TEST_NO_STORE=1 runs the same steps without the file (must fail);
 # ABD_TEST_RESTART_WRITE_SIZE=4K restarts with smaller writes
-# (test-async-store-kill-smaller.sh).
+# (test-async-store-kill-smaller.sh); ABD_TEST_FLUSH_STORE=1 runs both
+# starts with async-flush=store (test-async-store-kill-durable.sh): the
+# kill comes after a flush, so the last commit holds everything.
 
 source "${abs_top_srcdir:-.}/tests/functions.sh"
 source "$abs_top_srcdir/tests/test-async-helpers.sh"
@@ -17,6 +19,7 @@ size=$(( 16 * 1024 * 1024 ))
 store=$tmp/async.store
 store_args=(async-store-file="$store" async-store-id=test-disk)
 [ -z "${ABD_TEST_NO_STORE:-}" ] || store_args=()
+[ -z "${ABD_TEST_FLUSH_STORE:-}" ] || store_args+=(async-flush=store)
 make_random "$tmp/disk" $size 1
 cp "$tmp/disk" "$tmp/expected"
 

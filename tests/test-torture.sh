@@ -26,6 +26,12 @@
 # and one more short run of the async stack crashes often, so that
 # several are checked whatever the timing.
 #
+# With async-flush=store (--flush-store) the power cut stays in async
+# mode: a flush commits the store file, SIGKILL, and the restart writes
+# back what the file's last commit holds; the image must then hold every
+# write acknowledged before the flush (powercut.replayed_bytes counts
+# what the restarts wrote back from the file).
+#
 # The abrupt close of a connection with requests in flight
 # ("disconnect") is in again.  nbdkit 1.32 itself often aborts on it
 # ("raw_send_socket: Assertion `sock >= 0' failed", plain `nbdkit file`,
@@ -116,6 +122,11 @@ if [ -z "${TORTURE_FAULTS:-}" ]; then
     run async 3 powercut,mode,restart 15 powercut.cuts=2 --fault-gap 30
     run async 4 crash,disconnect,mode,syncfile,werr 15 crash.replays=2 \
         --fault-gap 30
+    # async-flush=store (the store file on a disk): power cuts in async
+    # mode, the file kept, the restart writes back what its last commit
+    # holds; every flushed write must be on the image after it.
+    run async 9 powercut,mode,syncfile,werr 25 powercut.cuts=2 \
+        --fault-gap 20 --flush-store
 fi
 [ ${#failed[@]} -eq 0 ] || fail "torture runs failed: ${failed[*]}"
 echo "$0: OK"

@@ -61,7 +61,12 @@ static int
 async_config_complete (nbdkit_next_config_complete *next,
                        nbdkit_backend *nxdata)
 {
-  params_complete ();
+  if (params_complete () == -1)
+    return -1;
+  if (async_params.flush_store && getenv ("ABD_TEST_STORE_NO_FDATASYNC"))
+    nbdkit_error ("async: ABD_TEST_STORE_NO_FDATASYNC is set: store commits "
+                  "skip their fdatasync and flushes are NOT durable (for "
+                  "tests that prove they can fail)");
   return next (nxdata);
 }
 
@@ -105,7 +110,8 @@ async_get_ready (int model)
    */
   if (async_params.store_file) {
     struct storefile_geometry g = {
-      .size = 0, .nslots = async_params.nslots, .id = async_params.store_id
+      .size = 0, .nslots = async_params.nslots, .id = async_params.store_id,
+      .durable = async_params.flush_store
     };
     char *errmsg;
 
@@ -154,6 +160,15 @@ replay (void)
     return -1;
   }
   store_set_draining (store, false);
+  /* async-flush=store: the file says it is clean before anything new is
+   * acknowledged (a flush commits it anyway; this is for a crash before
+   * the first one).
+   */
+  if (store_commit (store, &err) == -1) {
+    nbdkit_error ("async: cannot commit the store file %s after writing it "
+                  "back: not serving", async_params.store_file);
+    return -1;
+  }
   nbdkit_debug ("async: store file %s written back and flushed",
                 async_params.store_file);
   return 0;
@@ -262,13 +277,31 @@ async_unload (void)
     exit (exit_status);
 }
 
+/* A client connection: how far its lower flushes went (flush_async). */
+struct conn {
+  uint64_t flushed_through;     /* through_writes at its last lower flush */
+};
+
 static void *
 async_open (nbdkit_next_open *next, nbdkit_context *nxdata, int readonly,
             const char *exportname, int is_tls)
 {
+  struct conn *c;
+
   if (next (nxdata, readonly, exportname) == -1)
     return NULL;
-  return NBDKIT_HANDLE_NOT_NEEDED;
+  c = calloc (1, sizeof *c);
+  if (c == NULL) {
+    nbdkit_error ("async: calloc: %m");
+    return NULL;
+  }
+  return c;
+}
+
+static void
+async_close (void *handle)
+{
+  free (handle);
 }
 
 static int
@@ -349,12 +382,45 @@ io_read (void *next, void *buf, uint32_t count, uint64_t offset, int *err)
   return n->pread (n, buf, count, offset, 0, err);
 }
 
+/* Client writes, zeros and trims that went through to the lower device
+ * (sync mode, a drain): there, not in the store, so that with
+ * async-flush=store an async-mode flush must flush the lower device too
+ * (flush_async).  All connections': with multi-conn a lower flush on one
+ * connection covers the others'.
+ */
+static uint64_t through_writes;
+
+static void
+through_done (void)
+{
+  __atomic_add_fetch (&through_writes, 1, __ATOMIC_RELEASE);
+}
+
+/* A zero or trim that goes through may replace dirty entries, whose
+ * records the store retires once it returns; a commit may then make
+ * that retirement durable before anything flushes the lower device.  With
+ * async-flush=store it is flushed on the lower device first, so that a
+ * power cut never leaves the lower device's older content where flushed
+ * data was (as the writers retire records only after a lower flush).
+ */
+static int
+through_range_durable (nbdkit_next *n, int *err)
+{
+  if (!async_params.flush_store || n->can_flush (n) != 1)
+    return 0;
+  return n->flush (n, 0, err);
+}
+
 static int
 io_write (void *next, const void *buf, uint32_t count, uint64_t offset,
           int *err)
 {
   nbdkit_next *n = next;
-  return n->pwrite (n, buf, count, offset, 0, err);
+
+  if (n->pwrite (n, buf, count, offset, 0, err) == -1)
+    return -1;
+  through_done ();
+  return 0;
 }
 
 static int
@@ -362,9 +428,13 @@ io_zero (void *next, uint32_t count, uint64_t offset, int *err)
 {
   nbdkit_next *n = next;
 
-  if (n->can_zero (n) > NBDKIT_ZERO_NONE)
-    return n->zero (n, count, offset, NBDKIT_FLAG_MAY_TRIM, err);
-  return writeback_write_zeros (n, count, offset, err);
+  if ((n->can_zero (n) > NBDKIT_ZERO_NONE
+       ? n->zero (n, count, offset, NBDKIT_FLAG_MAY_TRIM, err)
+       : writeback_write_zeros (n, count, offset, err)) == -1 ||
+      through_range_durable (n, err) == -1)
+    return -1;
+  through_done ();
+  return 0;
 }
 
 static int
@@ -374,25 +444,85 @@ io_trim (void *next, uint32_t count, uint64_t offset, int *err)
 
   if (n->can_trim (n) != 1)
     return 0;                   /* trim is advisory */
-  return n->trim (n, count, offset, 0, err);
+  if (n->trim (n, count, offset, 0, err) == -1 ||
+      through_range_durable (n, err) == -1)
+    return -1;
+  through_done ();
+  return 0;
 }
 
 #define STORE_IO(next) \
   { .read = io_read, .write = io_write, .zero = io_zero, .trim = io_trim, \
     .opaque = (next) }
 
-/* Sync-mode flush: every earlier write on the lower device, flushed. */
+/* Sync-mode flush: every earlier write on the lower device, flushed.
+ * With async-flush=store, the store file is committed too: it may still
+ * hold records of blocks written back since its last commit, which a
+ * replay would write over what this flush made durable below.
+ */
 static int
-flush_sync (nbdkit_next *next, int *err)
+flush_sync (nbdkit_next *next, struct conn *c, int *err)
 {
+  uint64_t through = __atomic_load_n (&through_writes, __ATOMIC_ACQUIRE);
+
   if (store_flush_wait (store, -1, err) == -1)
     return -1;
   /* Writes that went through this connection's lower connection; those
    * of other connections too if the lower device has multi-conn (see
    * async_can_multi_conn).
    */
-  if (next->can_flush (next) == 1)
-    return next->flush (next, 0, err);
+  if (next->can_flush (next) == 1 && next->flush (next, 0, err) == -1)
+    return -1;
+  __atomic_store_n (&c->flushed_through, through, __ATOMIC_RELAXED);
+  return store_commit (store, err);
+}
+
+/* An async-mode flush (or FUA): with async-flush=store, once everything
+ * written before it is durable in the store file (group commit), and what
+ * went through to the lower device since this connection's last lower
+ * flush (in sync mode, before a switch back) is flushed there; with
+ * async-flush=ram, at once.  A flush (CHECK_FAILED) never hides a failing
+ * lower device; a FUA write does not fail for one: its data is in the
+ * store (and, with async-flush=store, durable there).
+ */
+static int
+flush_async (nbdkit_next *next, struct conn *c, bool check_failed, int *err)
+{
+  uint64_t through;
+
+  if (check_failed && store_has_failed (store)) {
+    nbdkit_error ("async: the lower device failed writes that are still "
+                  "pending; see abdctl status");
+    *err = EIO;
+    return -1;
+  }
+  if (!async_params.flush_store)
+    return 0;
+  through = __atomic_load_n (&through_writes, __ATOMIC_ACQUIRE);
+  if (through != __atomic_load_n (&c->flushed_through, __ATOMIC_RELAXED)) {
+    if (next->can_flush (next) == 1 && next->flush (next, 0, err) == -1)
+      return -1;
+    __atomic_store_n (&c->flushed_through, through, __ATOMIC_RELAXED);
+  }
+  if (store_commit (store, err) == -1) {
+    nbdkit_error ("async: a commit of the store file %s failed: flushes "
+                  "fail from now on (restart to replay the file)",
+                  async_params.store_file);
+    return -1;
+  }
+  return 0;
+}
+
+/* FUA on a write, zero or trim. */
+static int
+flush_fua (nbdkit_next *next, struct conn *c, uint32_t flags, int *err)
+{
+  if (!(flags & NBDKIT_FLAG_FUA))
+    return 0;
+  if (mode_is_sync ())
+    return flush_sync (next, c, err);
+  if (async_params.flush_store)
+    return flush_async (next, c, false, err);
   return 0;
 }
 
@@ -414,9 +544,7 @@ async_pwrite (nbdkit_next *next, void *handle, const void *buf,
   if (store_write (store, buf, count, offset, mode_admit_clean (count), &io,
                    err) == -1)
     return -1;
-  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
-    return flush_sync (next, err);
-  return 0;
+  return flush_fua (next, handle, flags, err);
 }
 
 static int
@@ -427,9 +555,7 @@ async_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
 
   if (store_zero (store, count, offset, mode_admit_clean (0), &io, err) == -1)
     return -1;
-  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
-    return flush_sync (next, err);
-  return 0;
+  return flush_fua (next, handle, flags, err);
 }
 
 static int
@@ -440,26 +566,15 @@ async_trim (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
 
   if (store_trim (store, count, offset, mode_admit_clean (0), &io, err) == -1)
     return -1;
-  if ((flags & NBDKIT_FLAG_FUA) && mode_is_sync ())
-    return flush_sync (next, err);
-  return 0;
+  return flush_fua (next, handle, flags, err);
 }
 
 static int
 async_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
 {
   if (mode_is_sync ())
-    return flush_sync (next, err);
-  /* Async mode acknowledges flushes from RAM, but never hides a failing
-   * lower device.
-   */
-  if (store_has_failed (store)) {
-    nbdkit_error ("async: the lower device failed writes that are still "
-                  "pending; see abdctl status");
-    *err = EIO;
-    return -1;
-  }
-  return 0;
+    return flush_sync (next, handle, err);
+  return flush_async (next, handle, true, err);
 }
 
 static int
@@ -530,6 +645,7 @@ static struct nbdkit_filter filter = {
   .cleanup           = async_cleanup,
   .unload            = async_unload,
   .open              = async_open,
+  .close             = async_close,
   .prepare           = async_prepare,
   .can_flush         = async_can_flush,
   .can_fua           = async_can_fua,

@@ -71,6 +71,10 @@ status_reply (struct store *store, struct ctl_reply *r)
   /* Every entry has a record in the file: a crash leaves all of it. */
   ctl_reply_u64 (r, "store_file_dirty_bytes",
                  st.store_file ? st.dirty_bytes : 0);
+  /* async-flush=store: commits of the store file (store-commit.c). */
+  ctl_reply_str (r, "store_flush", st.durable ? "store" : "ram");
+  ctl_reply_u64 (r, "store_commits", st.commits);
+  ctl_reply_u64 (r, "store_commit_failed", st.commit_failed);
 }
 
 int
@@ -106,6 +110,16 @@ commands_handler (void *opaque, int argc, char **argv, struct ctl_reply *r)
                          "errors, %" PRIu64 " flush errors so far)",
                          strerror (err), st.failed_bytes,
                          st.lower_write_errors, st.lower_flush_errors);
+      return -1;
+    }
+    /* async-flush=store: the store file must stop naming what is on the
+     * lower device now, or a replay after a crash would write older data
+     * over it.
+     */
+    if (store_commit (store, &err) == -1) {
+      ctl_reply_error (r, "flush: the data is on the lower device, but a "
+                       "commit of the store file failed: %s",
+                       strerror (err));
       return -1;
     }
     return 0;

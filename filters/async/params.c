@@ -108,6 +108,17 @@ params_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     }
     return 0;
   }
+  if (strcmp (key, "async-flush") == 0) {
+    if (strcmp (value, "ram") == 0)
+      async_params.flush_store = false;
+    else if (strcmp (value, "store") == 0)
+      async_params.flush_store = true;
+    else {
+      nbdkit_error ("async-flush: expected ram or store, got '%s'", value);
+      return -1;
+    }
+    return 0;
+  }
   if (strcmp (key, "async-sync-file") == 0) {
     if (*value == '\0') {
       nbdkit_error ("async-sync-file: the path is empty");
@@ -204,10 +215,17 @@ params_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   return next (nxdata, key, value);
 }
 
-void
+int
 params_complete (void)
 {
   struct async_params *p = &async_params;
+
+  if (p->flush_store && p->store_file == NULL) {
+    nbdkit_error ("async-flush=store needs async-store-file=PATH (on a "
+                  "persistent filesystem): a flush is acknowledged once "
+                  "the writes before it are durable in that file");
+    return -1;
+  }
 
   /* async-max-dirty in whole blocks (its range fits the store's). */
   p->nslots = p->max_dirty / STORE_BLOCK_SIZE;
@@ -222,6 +240,7 @@ params_complete (void)
                             ASYNC_DRAIN_INITIAL_RATE;
   if (p->drain_initial_budget > ASYNC_DRAIN_INITIAL_MAX)
     p->drain_initial_budget = ASYNC_DRAIN_INITIAL_MAX;
+  return 0;
 }
 
 void
@@ -238,6 +257,7 @@ params_store (struct store_params *p, uint64_t size)
     .retry_max_ms = ASYNC_RETRY_MAX_MS,
     .store_file = async_params.store_file,
     .store_id = async_params.store_id,
+    .durable = async_params.flush_store,
     .max_drain_s = async_params.max_drain_s,
     .drain_initial_budget = async_params.drain_initial_budget,
   };

@@ -81,6 +81,7 @@ struct async_params {
   unsigned exit_timeout;        /* async-exit-timeout, seconds, 0: never */
   const char *store_file;       /* async-store-file (absolute), or NULL */
   const char *store_id;         /* async-store-id, "" if none */
+  bool flush_store;             /* async-flush=store (needs store_file) */
 };
 extern struct async_params async_params;
 
@@ -90,8 +91,10 @@ extern struct async_params async_params;
 int params_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
                    const char *key, const char *value);
 
-/* .config_complete: derive what the parameters imply. */
-void params_complete (void);
+/* .config_complete: derive what the parameters imply; -1 after
+ * nbdkit_error if they contradict each other.
+ */
+int params_complete (void);
 
 /* The store's parameters for a device of SIZE bytes. */
 void params_store (struct store_params *p, uint64_t size);
@@ -116,10 +119,17 @@ void params_store (struct store_params *p, uint64_t size);
   "                           16; a quarter of them in the background).\n" \
   "async-write-size=SIZE      Largest coalesced lower write (default 256K).\n" \
   "async-writeback-delay=MS   Let new data settle first (default 50).\n" \
+  "async-flush=ram|store      What an async-mode flush waits for: nothing\n" \
+  "                           (ram, the default: data is in RAM, for\n" \
+  "                           UPS-backed hosts) or a commit of the store\n" \
+  "                           file (store: needs async-store-file on a\n" \
+  "                           persistent filesystem; survives power cuts).\n" \
   "async-exit-timeout=SECS    Give up draining a failing lower device\n" \
   "                           at exit after SECS (default 60, 0 = never).\n" \
   "async-store-file=PATH      Keep dirty data in this file (on tmpfs), so\n" \
-  "                           that it survives the process (an absolute\n" \
+  "                           that it survives the process (with\n" \
+  "                           async-flush=store: on a disk, so that flushed\n" \
+  "                           data survives a power cut) (an absolute\n" \
   "                           path; a private file in a private directory;\n" \
   "                           default none).\n" \
   "async-store-id=STRING      The device's name, recorded in the store file\n" \

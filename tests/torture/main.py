@@ -130,6 +130,18 @@ Faults, on a seeded schedule:
                or trim).  The store file is removed before the restart:
                a power cut loses tmpfs too.
 
+DURABILITY with --flush-store (async-flush=store, the store file on a
+disk): the power cut does not switch to sync mode.  In async mode, writes,
+a flush (a commit of the store file), more writes, SIGKILL; the store
+file is kept (only what commits wrote is in it: its map is private), and
+nbdkit restarts with it, writes it back and flushes the disk before it
+serves.  The image is then checked as after a sync-mode power cut.  The
+crash and disconnect faults are left out: they expect every acknowledged
+write after a SIGKILL or an abort, and a durable store keeps the flushed
+ones only.  (This kills the process, not the host: the page cache keeps
+every commit.  tests/test-async-durable-powercut.sh cuts the store
+file's disk too.)
+
 DURABILITY: only sync mode is checked against a power cut.  Async mode
 makes no such promise: it acknowledges flushes from RAM, and a power cut
 loses everything dirty, including flushed data.  The power-cut fault
@@ -193,11 +205,18 @@ def main():
                    help="run the async filter without async-store-file: "
                    "a crash then loses acknowledged data (the crash fault "
                    "must report mismatches)")
+    p.add_argument("--flush-store", action="store_true",
+                   help="async-flush=store: the store file on a disk "
+                   "(torture's own directory), flushes durable in it; the "
+                   "power cut stays in async mode and keeps the file (see "
+                   "DURABILITY)")
     p.add_argument("--break-model", action="store_true",
                    help="leave every 100th write out of the model on "
                    "purpose (shows that the checks catch it)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args()
+    if args.flush_store and (args.no_store_file or args.stack == "memcache"):
+        p.error("--flush-store needs the async filter and a store file")
     if args.faults is not None:
         args.faults = [] if args.faults == "none" else args.faults.split(",")
         bad = [k for k in args.faults if k not in FAULTS]
@@ -244,6 +263,8 @@ def main():
     store_dir = store = None
     if args.stack != "memcache" and not args.no_store_file:
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tmp
+        if args.flush_store:
+            shm = tmp           # a disk: what async-flush=store is for
         store_dir = tempfile.mkdtemp(prefix="abd-torture.", dir=shm)
         store = store_dir + "/async.store"
     t = None

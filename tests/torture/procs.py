@@ -61,8 +61,9 @@ class Nbdkit:
     """nbdkit serving the stack, in the foreground of a child process."""
 
     def __init__(self, tmp, stack, lower, size, sanitizer_preload,
-                 delay_writes, store):
+                 delay_writes, store, durable=False):
         self.tmp, self.stack, self.lower, self.size = tmp, stack, lower, size
+        self.durable = durable  # async-flush=store
         self.delay_writes = delay_writes
         self.store = store      # the async-store-file, or None
         self.sock = tmp + "/nbd.sock"
@@ -113,6 +114,8 @@ class Nbdkit:
                   "async-mode=" + variant["mode"]]
             if self.store:
                 a.append("async-store-file=" + self.store)
+            if self.durable:
+                a.append("async-flush=store")
             if variant["max_dirty"]:
                 a.append("async-max-dirty=" + variant["max_dirty"])
             if variant["wb_delay"] is not None:

@@ -38,6 +38,10 @@ class Torture(Requests, Faults):
         self.pool = random.Random("%d/data" % args.seed).randbytes(POOL)
         self.bufs = Buffers(self.pool)
         kinds = [k for k, f in FAULTS.items() if args.stack in f.stacks]
+        if args.flush_store:
+            # They expect every acknowledged write after a SIGKILL or an
+            # abort; a durable store keeps the flushed ones (--help).
+            kinds = [k for k in kinds if k not in ("crash", "disconnect")]
         if args.faults is not None:
             kinds = [k for k in kinds if k in args.faults]
         self.fault_kinds = kinds
@@ -47,7 +51,7 @@ class Torture(Requests, Faults):
 
         self.nbd = Nbdkit(tmp, args.stack, args.lower, self.size,
                           os.environ.get("ABD_SANITIZER_PRELOAD") or None,
-                          args.delay_writes, store)
+                          args.delay_writes, store, args.flush_store)
         self.mcs = []
         self.conns = [Conn(i) for i in range(args.connections)]
         self.conn_counter = 0
@@ -157,6 +161,10 @@ class Torture(Requests, Faults):
              "pc_seed": self.lr.randrange(1 << 32)}
         if self.a.tiny:
             v["max_dirty"] = "64K"
+        if self.a.flush_store:
+            # Data stays in the store for a while: a power cut then finds
+            # flushed data that only the store file's commits hold.
+            v["wb_delay"] = 2000
         if base:
             return v
         r = self.fr

@@ -10,6 +10,7 @@ filters_async_store_libabdstore_la_SOURCES = \
 	filters/async/store/store.c \
 	filters/async/store/store-client.c \
 	filters/async/store/store-writeback.c \
+	filters/async/store/store-commit.c \
 	filters/async/store/store-check.c \
 	filters/async/store/store-life.c \
 	filters/async/store/store-index.c \

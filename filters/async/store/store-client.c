@@ -120,6 +120,7 @@ data_put (struct store *s, struct entry *e, uint64_t blk, uint32_t from,
     memcpy (dst, src, len);
   else
     memset (dst, 0, len);
+  record_touch (s, e, blk);
   entry_modified (s, e);
 }
 

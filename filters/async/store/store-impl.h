@@ -16,6 +16,7 @@
  *                         trim, extents, flush waits
  *      store-writeback.c  batches for the writeback threads (writeback.c),
  *                         their completions, and lower flushes
+ *      store-commit.c     group commits of a durable store file
  *   3  store-check.c      store_check: the invariants below, as code
  *   2  store-life.c       the life of an entry (store.h draws it): every
  *                         transition with its effects (dirty list, byte
@@ -300,6 +301,14 @@ struct store {
   uint64_t failed_entries;
   uint64_t range_entries;       /* zero/trim entries in the tree */
 
+  /* Group commit of a durable store file (store-commit.c): commits are
+   * numbered from 1; commit_started is the last one begun (its pages
+   * taken), commit_done the last one durable; committing while one runs.
+   */
+  bool durable, committing, commit_failed;
+  uint64_t commit_started, commit_done;
+  pthread_cond_t committed;
+
   /* The drain budget (async-max-drain-seconds): max_drain_s 0 is none. */
   uint32_t max_drain_s;
   uint64_t drain_initial_budget;
@@ -469,6 +478,7 @@ void entry_insert (struct store *s, struct entry *e, uint32_t epoch,
                    bool hold);
 void entry_load (struct store *s, struct entry *e);
 void record_publish (struct store *s, struct entry *e);
+void record_touch (struct store *s, struct entry *e, uint64_t blk);
 struct entry *intent_open (struct store *s, enum store_kind kind,
                            uint64_t b0, uint64_t b1);
 void intent_close (struct store *s, struct entry *e);

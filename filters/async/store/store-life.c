@@ -345,6 +345,16 @@ record_publish (struct store *s, struct entry *e)
                    e->kind == STORE_DATA ? e->slot : NO_SLOT, e->kind);
 }
 
+/* Block BLK of data entry E changed in place: the next commit of a
+ * durable store file takes its data.
+ */
+void
+record_touch (struct store *s, struct entry *e, uint64_t blk)
+{
+  if (s->file)
+    storefile_touch (s->file, e->slot + (uint32_t) (blk - e->blk));
+}
+
 static void
 record_retire (struct store *s, struct entry *e)
 {

@@ -118,6 +118,12 @@ store_get_stats (struct store *s, struct store_stats *st)
   if (s->max_drain_s == 0)
     st->drain_budget_bytes = 0;
   st->store_file = s->file != NULL;
+  st->durable = s->durable;
+  st->commit_failed = s->commit_failed;
+  if (s->file) {
+    st->commits = storefile_commits (s->file);
+    st->committed_bytes = storefile_committed_pages (s->file) * 4096;
+  }
   pthread_mutex_unlock (&s->lock);
 }
 
@@ -146,7 +152,8 @@ store_load (struct store *s, const struct store_params *p, char **errmsg)
 {
   struct storefile_geometry g = {
     .size = s->size, .nslots = s->nslots,
-    .id = p->store_id ? p->store_id : ""
+    .id = p->store_id ? p->store_id : "",
+    .durable = p->durable
   };
   struct storefile_rec *recs;
   size_t nrecs, i;
@@ -307,6 +314,7 @@ store_create (const struct store_params *p, char **errmsg)
     store_free (s);
     return NULL;
   }
+  s->durable = p->durable && p->store_file;   /* store_free commits now */
 
   pthread_rwlockattr_t attr;
   pthread_rwlockattr_init (&attr);
@@ -318,6 +326,7 @@ store_create (const struct store_params *p, char **errmsg)
   pthread_cond_init (&s->changed, NULL);
   pthread_cond_init (&s->work, NULL);
   pthread_cond_init (&s->flush_work, NULL);
+  pthread_cond_init (&s->committed, NULL);
   STORE_DEBUG_CHECK (s);
   return s;
 
@@ -341,8 +350,12 @@ store_memory_bytes (uint32_t nslots, bool store_file)
 void
 store_free (struct store *s)
 {
+  int err;
+
   if (s == NULL)
     return;
+  /* What the store holds now is what the next start finds. */
+  store_commit (s, &err);
   arena_unmap (s);
   free (s->written);
   free (s->copy_slots);

@@ -37,7 +37,9 @@
  * MAP_SHARED and every entry in the tree has a record there: published
  * when the entry is inserted or changed (after its data), retired when it
  * leaves the tree.  An operation that replaces entries publishes the
- * replacement first.
+ * replacement first.  With async-flush=store the file is on a disk and
+ * mapped private: nothing reaches it but the commits of store_commit
+ * (store-commit.c; the protocol is in storefile.h).
  *
  * Admission: a client write that needs a new entry waits while the data
  * memory (async-max-dirty) is full, and, with a drain budget
@@ -105,6 +107,8 @@ struct store_params {
   uint32_t retry_max_ms;        /* ... doubling up to this */
   const char *store_file;       /* NULL: data in anonymous memory */
   const char *store_id;         /* the device's id in the store file */
+  bool durable;                 /* async-flush=store: store_commit makes
+                                 * the store file durable (storefile.h) */
   uint32_t max_drain_s;         /* drain budget in seconds, 0: none */
   uint64_t drain_initial_budget;  /* bytes, until a rate is measured */
 };
@@ -133,6 +137,9 @@ struct store_stats {
   uint64_t drain_cost_bytes;    /* what the budget counts */
   uint64_t drain_budget_bytes;  /* 0 without a budget */
   bool store_file;              /* the data is in a store file */
+  bool durable;                 /* ... committed by store_commit */
+  uint64_t commits, committed_bytes, commit_waits;
+  bool commit_failed;
 };
 
 /* Creating: returns NULL with *errmsg (malloc'd) on failure.  With a
@@ -178,6 +185,15 @@ int store_extent (struct store *s, uint64_t offset, uint32_t count,
  * (data is FAILED) or ETIMEDOUT.
  */
 int store_flush_wait (struct store *s, int timeout_ms, int *err);
+
+/* async-flush=store: return once every modification made before the call
+ * is durable in the store file (storefile.h has the commit protocol).
+ * Concurrent callers share commits (group commit): one fdatasync covers
+ * every caller that arrived before its commit began.  Returns 0 at once
+ * without a durable store file, or -1 with *err = EIO if a commit failed
+ * (then every later one fails: the file is not trusted any more).
+ */
+int store_commit (struct store *s, int *err);
 
 /* Is some data's last lower write or flush failed (flushes report EIO)? */
 bool store_has_failed (struct store *s);

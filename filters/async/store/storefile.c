@@ -35,6 +35,9 @@
 #define MAGIC "ABDSTORE"
 #define HEADER_BYTES 4096
 #define NO_SLOT UINT32_MAX
+#define PAGE 4096
+#define JOURNAL_MAGIC "ABDJRNL1"
+#define BOUNCE_BYTES (1u << 20)
 
 /* The header, at offset 0.  Never changed after the file is made. */
 struct header {
@@ -66,6 +69,28 @@ struct storefile {
   size_t map_bytes;
   struct record *records;       /* 2 * nslots copies */
   char *data;
+
+  /* A durable file (version 3): the map is private (MAP_PRIVATE), so
+   * nothing reaches the file but what a commit writes.  The caller's lock
+   * guards the bitmap and next_seq; commit_begin and commit_end run one
+   * at a time (the caller's group commit).
+   */
+  bool durable;
+  bool failed;                  /* a commit failed: no more commits */
+  bool skip_sync;               /* tests only: commits without fdatasync */
+  uint64_t home_offset;         /* the first page a commit may write */
+  uint64_t npages;              /* pages from there: records, then data */
+  uint64_t nrecord_pages;
+  uint64_t *changed;            /* bitmap of pages changed since begin */
+  uint64_t *index;              /* the transaction's pages */
+  uint64_t index_cap;           /* ... room for this many (<= npages) */
+  uint64_t pending;             /* pages written by begin, not yet synced */
+  uint64_t pending_n;           /* pages of the transaction being written */
+  uint64_t journal_offset, region_bytes, index_bytes;
+  uint64_t next_seq;            /* the next transaction's number */
+  XXH3_state_t *hash;
+  char *bounce;                 /* BOUNCE_BYTES, for copying pages home */
+  uint64_t commits, committed_pages;
 };
 
 static uint64_t
@@ -91,6 +116,28 @@ page_round (uint64_t n)
   return (n + 4095) & ~(uint64_t) 4095;
 }
 
+/* The layout of a durable file's journal (storefile.h): two regions
+ * after the data, each big enough for a transaction that rewrites every
+ * page from the records on: a header page, the index (one 8-byte page
+ * number per page, rounded up to a page), the pages.
+ */
+struct journal_layout {
+  uint64_t home_offset, npages;   /* the pages a transaction may hold */
+  uint64_t index_bytes, region_bytes;
+  uint64_t offset;                /* of region 0; region 1 follows */
+};
+
+static void
+journal_layout (uint64_t records_offset, uint64_t data_offset,
+                uint32_t nslots, struct journal_layout *j)
+{
+  j->home_offset = records_offset;
+  j->npages = (data_offset - records_offset) / PAGE + nslots;
+  j->index_bytes = page_round (j->npages * 8);
+  j->region_bytes = PAGE + j->index_bytes + j->npages * PAGE;
+  j->offset = data_offset + (uint64_t) nslots * PAGE;
+}
+
 /* The header a file for G has. */
 static void
 header_make (struct header *h, const struct storefile_geometry *g)
@@ -99,7 +146,7 @@ header_make (struct header *h, const struct storefile_geometry *g)
 
   memset (h, 0, sizeof *h);
   memcpy (h->magic, MAGIC, 8);
-  h->version = STOREFILE_VERSION;
+  h->version = g->durable ? STOREFILE_VERSION_DURABLE : STOREFILE_VERSION;
   h->block_size = STORE_BLOCK_SIZE;
   h->size = g->size;
   h->nslots = g->nslots;
@@ -107,6 +154,12 @@ header_make (struct header *h, const struct storefile_geometry *g)
   h->records_offset = HEADER_BYTES;
   h->data_offset = HEADER_BYTES + page_round (records_bytes);
   h->file_size = h->data_offset + (uint64_t) g->nslots * STORE_BLOCK_SIZE;
+  if (g->durable) {
+    struct journal_layout j;
+
+    journal_layout (h->records_offset, h->data_offset, g->nslots, &j);
+    h->file_size = j.offset + 2 * j.region_bytes;
+  }
   snprintf (h->id, sizeof h->id, "%s", g->id);
   h->check = header_check (h);
 }
@@ -148,11 +201,11 @@ header_read (int fd, const char *path, uint64_t file_size, struct header *h,
   /* Version 1 (a data record is one block) is read, to recreate an
    * empty one and to refuse one with records: storefile_open.
    */
-  if (h->version < 1 || h->version > STOREFILE_VERSION) {
+  if (h->version < 1 || h->version > STOREFILE_VERSION_DURABLE) {
     if (asprintf (errmsg, "%s: unknown store file version %" PRIu32 " (this "
                   "build knows version %d): refusing to use it; write it "
                   "back with the abd that made it", path, h->version,
-                  STOREFILE_VERSION) == -1)
+                  STOREFILE_VERSION_DURABLE) == -1)
       *errmsg = NULL;
     return -1;
   }
@@ -162,6 +215,7 @@ header_read (int fd, const char *path, uint64_t file_size, struct header *h,
   g.size = h->size;
   g.nslots = h->nslots;
   g.id = h->id;
+  g.durable = h->version == STOREFILE_VERSION_DURABLE;
   header_make (&want, &g);
   want.version = h->version;
   want.check = header_check (&want);
@@ -335,6 +389,26 @@ file_create_tmp (int dirfd, const char *name, char **tmp)
   return -1;
 }
 
+/* Write zeros over the first SIZE bytes of FD. */
+static int
+file_zero (int fd, uint64_t size)
+{
+  char *zeros = calloc (1, BOUNCE_BYTES);
+  uint64_t off;
+  int r = 0;
+
+  if (zeros == NULL)
+    return -1;
+  for (off = 0; off < size && r == 0; off += BOUNCE_BYTES) {
+    size_t n = size - off < BOUNCE_BYTES ? size - off : BOUNCE_BYTES;
+
+    if (pwrite (fd, zeros, n, off) != (ssize_t) n)
+      r = -1;
+  }
+  free (zeros);
+  return r;
+}
+
 /* Make a new file for G as NAME in DIRFD (PATH): a temporary file,
  * filled, renamed.  It never replaces a file that appeared meanwhile:
  * that one is then opened and judged like any other.
@@ -358,7 +432,19 @@ file_create (int dirfd, const char *name, const char *path,
     errno = e;
     goto err;
   }
+  /* A durable file is written in full once: a commit's fdatasync then
+   * never has to turn allocated-but-unwritten extents into written ones
+   * (a filesystem journal commit, a second device flush, on every commit
+   * that reaches a page for the first time).
+   */
+  if (g->durable && file_zero (fd, h.file_size) == -1)
+    goto err;
   if (pwrite (fd, &h, sizeof h, 0) != (ssize_t) sizeof h)
+    goto err;
+  /* A durable file must outlive a power cut from its first commit on:
+   * its blocks and header first, then (below) its name.
+   */
+  if (g->durable && fsync (fd) == -1)
     goto err;
   if (close (fd) == -1) {
     fd = -1;
@@ -368,6 +454,19 @@ file_create (int dirfd, const char *name, const char *path,
   if (renameat2 (dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == -1 &&
       (errno != EEXIST || unlinkat (dirfd, tmp, 0) == -1))
     goto err;
+  if (g->durable) {
+    /* dirfd is an O_PATH descriptor: fsync needs one that reads. */
+    int d = openat (dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (d == -1 || fsync (d) == -1) {
+      e = errno;
+      if (d >= 0)
+        close (d);
+      errno = e;
+      goto err;
+    }
+    close (d);
+  }
   free (tmp);
   return 0;
 
@@ -384,10 +483,16 @@ file_create (int dirfd, const char *name, const char *path,
   return -1;
 }
 
+static uint32_t
+geometry_version (const struct storefile_geometry *g)
+{
+  return g->durable ? STOREFILE_VERSION_DURABLE : STOREFILE_VERSION;
+}
+
 static int
 geometry_matches (const struct header *h, const struct storefile_geometry *g)
 {
-  return h->version == STOREFILE_VERSION &&
+  return h->version == geometry_version (g) &&
     h->size == g->size && h->nslots == g->nslots &&
     strcmp (h->id, g->id) == 0;
 }
@@ -406,7 +511,16 @@ geometry_refuse (const char *path, const struct header *h,
 
   for (i = 0; i < nrecs; i++)
     bytes += (uint64_t) recs[i].count * STORE_BLOCK_SIZE;
-  if (h->version != STOREFILE_VERSION) {
+  if (h->version >= STOREFILE_VERSION && h->version != geometry_version (g)) {
+    if (asprintf (errmsg, "%s holds %zu records (up to %" PRIu64 " dirty "
+                  "bytes) written with async-flush=%s: start once with "
+                  "async-flush=%s to write them back", path, nrecs, bytes,
+                  h->version == STOREFILE_VERSION_DURABLE ? "store" : "ram",
+                  h->version == STOREFILE_VERSION_DURABLE ? "store" : "ram")
+        == -1)
+      *errmsg = NULL;
+  }
+  else if (h->version < STOREFILE_VERSION) {
     if (asprintf (errmsg, "%s holds %zu records (up to %" PRIu64 " dirty "
                   "bytes) in store file version %" PRIu32 " (this build "
                   "writes version %d): refusing to use it; write it back "
@@ -485,6 +599,407 @@ private_open_ro (const char *path, char **errmsg)
   return fd;
 }
 
+/*----------------------------------------------------------------------
+ * The journal of a durable file (storefile.h has the format and the
+ * crash argument).
+ */
+
+/* Where a transaction of NPAGES pages at BASE keeps its pages: right
+ * after its header and its index, so that a small commit writes one run
+ * of consecutive pages (one extent for its fdatasync to flush).
+ */
+static uint64_t
+journal_pages_at (uint64_t base, uint64_t npages)
+{
+  return base + PAGE + page_round (npages * 8);
+}
+
+/* A transaction's header, at the start of its region. */
+struct journal_header {
+  char magic[8];                /* JOURNAL_MAGIC */
+  uint64_t seq;                 /* the transaction's number, from 1 */
+  uint64_t npages;
+  uint64_t sum;                 /* XXH3 of the index, then the pages */
+  uint64_t check;               /* XXH3 of everything above */
+};
+
+static uint64_t
+journal_header_check (const struct journal_header *jh)
+{
+  return XXH3_64bits (jh, offsetof (struct journal_header, check));
+}
+
+/* A transaction read back from a region. */
+struct journal_txn {
+  uint64_t seq, npages;
+  uint64_t *index;              /* malloc'd */
+  uint64_t base;                /* the region's offset */
+};
+
+/* Read the transaction in region K of FD (layout J): 1 if it is whole
+ * (its header, index and pages match their checksums, every page number
+ * is in range), with *T filled; 0 if it is empty, torn or stale (it was
+ * never committed: its fdatasync did not return); -1 on a read error.
+ */
+static int
+journal_read (int fd, const struct journal_layout *j, int k, char *bounce,
+              struct journal_txn *t)
+{
+  struct journal_header jh;
+  XXH3_state_t *hash = NULL;
+  uint64_t i, done;
+  int r = 0;
+
+  t->index = NULL;
+  t->base = j->offset + (uint64_t) k * j->region_bytes;
+  if (pread (fd, &jh, sizeof jh, t->base) != (ssize_t) sizeof jh)
+    return -1;
+  if (memcmp (jh.magic, JOURNAL_MAGIC, 8) != 0 ||
+      jh.check != journal_header_check (&jh) ||
+      jh.npages == 0 || jh.npages > j->npages)
+    return 0;
+  t->seq = jh.seq;
+  t->npages = jh.npages;
+  t->index = malloc (jh.npages * 8);
+  hash = XXH3_createState ();
+  if (t->index == NULL || hash == NULL) {
+    errno = ENOMEM;
+    r = -1;
+    goto out;
+  }
+  if (pread (fd, t->index, jh.npages * 8, t->base + PAGE) !=
+      (ssize_t) (jh.npages * 8)) {
+    r = -1;
+    goto out;
+  }
+  XXH3_64bits_reset (hash);
+  XXH3_64bits_update (hash, t->index, jh.npages * 8);
+  for (done = 0; done < jh.npages; ) {
+    uint64_t n = jh.npages - done;
+
+    if (n > BOUNCE_BYTES / PAGE)
+      n = BOUNCE_BYTES / PAGE;
+    if (pread (fd, bounce, n * PAGE,
+               journal_pages_at (t->base, t->npages) + done * PAGE) !=
+        (ssize_t) (n * PAGE)) {
+      r = -1;
+      goto out;
+    }
+    XXH3_64bits_update (hash, bounce, n * PAGE);
+    done += n;
+  }
+  r = XXH3_64bits_digest (hash) == jh.sum;
+  for (i = 0; r == 1 && i < jh.npages; i++)
+    if (t->index[i] >= j->npages)
+      r = 0;
+ out:
+  XXH3_freeState (hash);
+  if (r != 1) {
+    free (t->index);
+    t->index = NULL;
+  }
+  return r;
+}
+
+/* Apply transaction T: hand each of its pages to APPLY (in order).
+ * Returns 0, or -1 (errno) if a read or APPLY failed.
+ */
+static int
+journal_apply (int fd, const struct journal_layout *j,
+               const struct journal_txn *t, char *bounce,
+               int (*apply) (void *ctx, uint64_t page, const char *data),
+               void *ctx)
+{
+  uint64_t done, i;
+
+  for (done = 0; done < t->npages; ) {
+    uint64_t n = t->npages - done;
+
+    if (n > BOUNCE_BYTES / PAGE)
+      n = BOUNCE_BYTES / PAGE;
+    if (pread (fd, bounce, n * PAGE,
+               journal_pages_at (t->base, t->npages) + done * PAGE) !=
+        (ssize_t) (n * PAGE))
+      return -1;
+    for (i = 0; i < n; i++)
+      if (apply (ctx, t->index[done + i], bounce + i * PAGE) == -1)
+        return -1;
+    done += n;
+  }
+  return 0;
+}
+
+/* Replay the journal of durable file FD (header H): apply its whole
+ * transactions, oldest first, through APPLY.  *NEXT_SEQ (if not NULL) is
+ * the number the next transaction gets.  Returns 0, or -1 with *ERRMSG.
+ */
+static int
+journal_replay (int fd, const struct header *h, const char *path,
+                int (*apply) (void *ctx, uint64_t page, const char *data),
+                void *ctx, uint64_t *next_seq, char **errmsg)
+{
+  struct journal_layout j;
+  struct journal_txn t[2];
+  char *bounce = malloc (BOUNCE_BYTES);
+  int ok[2] = { 0, 0 }, k, first, r = -1;
+  uint64_t max_seq = 0;
+
+  journal_layout (h->records_offset, h->data_offset, h->nslots, &j);
+  t[0].index = t[1].index = NULL;
+  if (bounce == NULL) {
+    errno = ENOMEM;
+    goto out;
+  }
+  for (k = 0; k < 2; k++) {
+    ok[k] = journal_read (fd, &j, k, bounce, &t[k]);
+    if (ok[k] == -1)
+      goto out;
+    if (ok[k] && t[k].seq > max_seq)
+      max_seq = t[k].seq;
+  }
+  first = ok[0] && ok[1] && t[1].seq < t[0].seq ? 1 : 0;
+  for (k = first; k < first + 2; k++)
+    if (ok[k % 2] &&
+        journal_apply (fd, &j, &t[k % 2], bounce, apply, ctx) == -1)
+      goto out;
+  if (next_seq)
+    *next_seq = max_seq + 1;
+  r = 0;
+ out:
+  if (r == -1 && asprintf (errmsg, "%s: cannot replay the store file's "
+                           "journal: %m", path) == -1)
+    *errmsg = NULL;
+  free (t[0].index);
+  free (t[1].index);
+  free (bounce);
+  return r;
+}
+
+/* journal_replay's APPLY at start: a page goes to its place in the file. */
+struct home_ctx {
+  int fd;
+  uint64_t home_offset;
+};
+
+static int
+apply_to_file (void *ctx, uint64_t page, const char *data)
+{
+  struct home_ctx *c = ctx;
+
+  return pwrite (c->fd, data, PAGE, c->home_offset + page * PAGE) == PAGE
+    ? 0 : -1;
+}
+
+/* journal_replay's APPLY for a look that changes nothing: a page goes
+ * into a private map of the file (from HOME_OFFSET).
+ */
+static int
+apply_to_map (void *ctx, uint64_t page, const char *data)
+{
+  memcpy ((char *) ctx + page * PAGE, data, PAGE);
+  return 0;
+}
+
+/* The file FD as its records say after a replay, changing nothing: a
+ * private map of it up to its data's end (the caller unmaps
+ * h->data_offset + nslots pages), with the journal applied for a durable
+ * file.  NULL with *ERRMSG on failure.
+ */
+static char *
+map_replayed (int fd, const struct header *h, const char *path,
+              char **errmsg)
+{
+  size_t bytes = h->data_offset + (uint64_t) h->nslots * PAGE;
+  char *map;
+
+  map = mmap (NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED) {
+    if (asprintf (errmsg, "%s: mmap: %m", path) == -1)
+      *errmsg = NULL;
+    return NULL;
+  }
+  if (h->version == STOREFILE_VERSION_DURABLE &&
+      journal_replay (fd, h, path, apply_to_map, map + h->records_offset,
+                      NULL, errmsg) == -1) {
+    munmap (map, bytes);
+    return NULL;
+  }
+  return map;
+}
+
+/* Set up the commits of durable file F (header H), after its replay. */
+static int
+durable_init (struct storefile *f, const struct header *h, uint64_t next_seq,
+              char **errmsg)
+{
+  struct journal_layout j;
+
+  journal_layout (h->records_offset, h->data_offset, h->nslots, &j);
+  f->durable = true;
+  f->skip_sync = getenv ("ABD_TEST_STORE_NO_FDATASYNC") != NULL;
+  f->home_offset = j.home_offset;
+  f->npages = j.npages;
+  f->nrecord_pages = (h->data_offset - h->records_offset) / PAGE;
+  f->journal_offset = j.offset;
+  f->region_bytes = j.region_bytes;
+  f->index_bytes = j.index_bytes;
+  f->next_seq = next_seq;
+  f->changed = calloc ((f->npages + 63) / 64, sizeof *f->changed);
+  f->bounce = malloc (BOUNCE_BYTES);
+  f->hash = XXH3_createState ();
+  if (f->changed == NULL || f->bounce == NULL ||
+      f->hash == NULL) {
+    if (asprintf (errmsg, "%s: %s", f->path, strerror (ENOMEM)) == -1)
+      *errmsg = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static void
+page_changed (struct storefile *f, uint64_t page)
+{
+  f->changed[page / 64] |= UINT64_C (1) << (page % 64);
+}
+
+void
+storefile_touch (struct storefile *f, uint32_t slot)
+{
+  if (f->durable)
+    page_changed (f, f->nrecord_pages + slot);
+}
+
+/* Write the pages of the index's [I, I+N) (consecutive page numbers) to
+ * the transaction at position POS, from the map, and hash them.
+ */
+static int
+commit_write_run (struct storefile *f, uint64_t base, uint64_t i, uint64_t n)
+{
+  const char *src = f->map + f->home_offset + f->index[i] * PAGE;
+  uint64_t off = journal_pages_at (base, f->pending_n) + i * PAGE;
+
+  XXH3_64bits_update (f->hash, src, n * PAGE);
+  return pwrite (f->fd, src, n * PAGE, off) == (ssize_t) (n * PAGE) ? 0 : -1;
+}
+
+int
+storefile_commit_begin (struct storefile *f)
+{
+  struct journal_header jh;
+  uint64_t base, n = 0, w, i, run;
+
+  f->pending = 0;
+  if (!f->durable)
+    return 0;
+  if (f->failed) {
+    errno = EIO;
+    return -1;
+  }
+  /* The index holds as many page numbers as pages changed: grown, not
+   * sized for the whole file (8 bytes a page: 2 GiB at 1 TiB of slots).
+   */
+  for (w = 0; w < (f->npages + 63) / 64; w++)
+    n += __builtin_popcountll (f->changed[w]);
+  if (n > f->index_cap) {
+    uint64_t cap = n < f->npages / 2 ? 2 * n : f->npages;
+    uint64_t *p = realloc (f->index, cap * sizeof *p);
+
+    if (p == NULL)
+      return -1;                /* ENOMEM; the pages stay marked */
+    f->index = p;
+    f->index_cap = cap;
+  }
+  n = 0;
+  for (w = 0; w < (f->npages + 63) / 64; w++) {
+    uint64_t bits = f->changed[w];
+
+    while (bits) {
+      f->index[n++] = w * 64 + __builtin_ctzll (bits);
+      bits &= bits - 1;
+    }
+    f->changed[w] = 0;
+  }
+  if (n == 0)
+    return 0;                   /* the last commit covers everything */
+  base = f->journal_offset + (f->next_seq % 2) * f->region_bytes;
+  f->pending_n = n;
+  XXH3_64bits_reset (f->hash);
+  XXH3_64bits_update (f->hash, f->index, n * 8);
+  for (i = 0; i < n; i += run) {
+    for (run = 1; i + run < n && f->index[i + run] == f->index[i] + run; run++)
+      ;
+    if (commit_write_run (f, base, i, run) == -1)
+      goto fail;
+  }
+  if (pwrite (f->fd, f->index, n * 8, base + PAGE) != (ssize_t) (n * 8))
+    goto fail;
+  memset (&jh, 0, sizeof jh);
+  memcpy (jh.magic, JOURNAL_MAGIC, 8);
+  jh.seq = f->next_seq;
+  jh.npages = n;
+  jh.sum = XXH3_64bits_digest (f->hash);
+  jh.check = journal_header_check (&jh);
+  if (pwrite (f->fd, &jh, sizeof jh, base) != (ssize_t) sizeof jh)
+    goto fail;
+  f->pending = n;
+  return 0;
+
+ fail:
+  f->failed = true;
+  return -1;
+}
+
+int
+storefile_commit_end (struct storefile *f)
+{
+  struct journal_txn t;
+  struct journal_layout j;
+  struct home_ctx c = { .fd = f->fd, .home_offset = f->home_offset };
+
+  if (f->pending == 0)
+    return 0;
+  /* The transaction is durable, or this commit fails. */
+  if (!f->skip_sync && fdatasync (f->fd) == -1)
+    goto fail;
+  /* Then its pages go to their place: made durable by the next commit's
+   * fdatasync, before that one's transaction can overwrite this one's
+   * region's neighbour (the regions alternate).
+   */
+  j.home_offset = f->home_offset;
+  j.npages = f->npages;
+  j.index_bytes = f->index_bytes;
+  j.region_bytes = f->region_bytes;
+  j.offset = f->journal_offset;
+  t.seq = f->next_seq;
+  t.npages = f->pending;
+  t.index = f->index;
+  t.base = f->journal_offset + (f->next_seq % 2) * f->region_bytes;
+  if (journal_apply (f->fd, &j, &t, f->bounce, apply_to_file, &c) == -1)
+    goto fail;
+  f->next_seq++;
+  f->commits++;
+  f->committed_pages += f->pending;
+  f->pending = 0;
+  return 0;
+
+ fail:
+  f->failed = true;
+  f->pending = 0;
+  return -1;
+}
+
+uint64_t
+storefile_commits (struct storefile *f)
+{
+  return f->commits;
+}
+
+uint64_t
+storefile_committed_pages (struct storefile *f)
+{
+  return f->committed_pages;
+}
+
 struct storefile *
 storefile_open (const char *path, const struct storefile_geometry *g,
                 bool lock_memory, struct storefile_rec **recs, size_t *nrecs,
@@ -496,6 +1011,7 @@ storefile_open (const char *path, const struct storefile_geometry *g,
   bool created = false;
   char *name = NULL;
   int dirfd = -1;
+  uint64_t next_seq = 1;
 
   *errmsg = NULL;
   *recs = NULL;
@@ -553,9 +1069,30 @@ storefile_open (const char *path, const struct storefile_geometry *g,
   }
   if (header_read (f->fd, path, st.st_size, &h, errmsg) == -1)
     goto fail;
-  f->map_bytes = h.file_size;
-  f->map = mmap (NULL, f->map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
-                 f->fd, 0);
+  /* A durable file: what its last commits left in the journal goes to
+   * its place first (and is made durable there), so that the file says
+   * what its last commit said.
+   */
+  if (h.version == STOREFILE_VERSION_DURABLE) {
+    struct home_ctx c = { .fd = f->fd, .home_offset = h.records_offset };
+
+    if (journal_replay (f->fd, &h, path, apply_to_file, &c, &next_seq,
+                        errmsg) == -1)
+      goto fail;
+    if (fdatasync (f->fd) == -1) {
+      if (asprintf (errmsg, "%s: fdatasync after the journal's replay: %m",
+                    path) == -1)
+        *errmsg = NULL;
+      goto fail;
+    }
+  }
+  /* The header, the records and the data; a durable file's is private:
+   * only its commits write the file.
+   */
+  f->map_bytes = h.data_offset + (uint64_t) h.nslots * STORE_BLOCK_SIZE;
+  f->map = mmap (NULL, f->map_bytes, PROT_READ | PROT_WRITE,
+                 h.version == STOREFILE_VERSION_DURABLE
+                 ? MAP_PRIVATE : MAP_SHARED, f->fd, 0);
   if (f->map == MAP_FAILED) {
     f->map = NULL;
     if (asprintf (errmsg, "%s: mmap: %m", path) == -1)
@@ -589,6 +1126,8 @@ storefile_open (const char *path, const struct storefile_geometry *g,
     goto again;
   }
 
+  if (g->durable && durable_init (f, &h, next_seq, errmsg) == -1)
+    goto fail;
   if (lock_memory && mlock (f->map, f->map_bytes) == -1) {
     if (asprintf (errmsg, "cannot lock the %zu bytes of %s in memory (%m): "
                   "raise the locked-memory limit (ulimit -l, LimitMEMLOCK=) "
@@ -646,10 +1185,8 @@ storefile_check (const char *path, const struct storefile_geometry *g,
     close (fd);
     return -1;
   }
-  map = mmap (NULL, h.file_size, PROT_READ, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) {
-    if (asprintf (errmsg, "%s: mmap: %m", path) == -1)
-      *errmsg = NULL;
+  map = map_replayed (fd, &h, path, errmsg);
+  if (map == NULL) {
     close (fd);
     return -1;
   }
@@ -663,7 +1200,7 @@ storefile_check (const char *path, const struct storefile_geometry *g,
       r = 0;
   }
   free (recs);
-  munmap (map, h.file_size);
+  munmap (map, h.data_offset + (uint64_t) h.nslots * STORE_BLOCK_SIZE);
   close (fd);
   return r;
 }
@@ -677,6 +1214,10 @@ storefile_close (struct storefile *f)
     munmap (f->map, f->map_bytes);
   if (f->fd >= 0)
     close (f->fd);              /* releases the flock */
+  free (f->changed);
+  free (f->index);
+  free (f->bounce);
+  XXH3_freeState (f->hash);
   free (f->path);
   free (f);
 }
@@ -713,6 +1254,14 @@ storefile_put (struct storefile *f, uint32_t index, uint64_t seq,
   __atomic_store_n (&r->seq, seq, __ATOMIC_RELEASE);
   /* The newer copy wins already; the older one goes. */
   __atomic_store_n (&old->seq, 0, __ATOMIC_RELEASE);
+  if (f->durable) {
+    uint32_t i;
+
+    page_changed (f, (uint64_t) index * 2 * sizeof *r / PAGE);
+    if (kind == STORE_DATA)
+      for (i = 0; i < count; i++)
+        page_changed (f, f->nrecord_pages + slot + i);
+  }
 }
 
 void
@@ -724,6 +1273,8 @@ storefile_clear (struct storefile *f, uint32_t index)
   /* The older first: never let a stale copy become the newest. */
   __atomic_store_n (&pair[older].seq, 0, __ATOMIC_RELEASE);
   __atomic_store_n (&pair[1 - older].seq, 0, __ATOMIC_RELEASE);
+  if (f->durable)
+    page_changed (f, (uint64_t) index * 2 * sizeof *pair / PAGE);
 }
 
 /*----------------------------------------------------------------------
@@ -767,18 +1318,15 @@ storefile_describe (const char *path, FILE *fp)
   }
   if (header_read (fd, path, st.st_size, &h, &errmsg) == -1)
     goto err;
-  map = mmap (NULL, h.file_size, PROT_READ, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) {
-    if (asprintf (&errmsg, "%s: mmap: %m", path) == -1)
-      errmsg = NULL;
+  map = map_replayed (fd, &h, path, &errmsg);
+  if (map == NULL)
     goto err;
-  }
   if (records_scan (&h, (struct record *) (map + h.records_offset), path,
                     &recs, &nrecs, &errmsg) == -1) {
-    munmap (map, h.file_size);
+    munmap (map, h.data_offset + (uint64_t) h.nslots * STORE_BLOCK_SIZE);
     goto err;
   }
-  munmap (map, h.file_size);
+  munmap (map, h.data_offset + (uint64_t) h.nslots * STORE_BLOCK_SIZE);
   close (fd);
 
   /* Records overlap only after a crash inside an operation: count each

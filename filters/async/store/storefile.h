@@ -2,7 +2,9 @@
 /* abd async filter: the store file, where dirty data outlives the process.
  *
  * With async-store-file=PATH the store's data arena and a record of every
- * entry live in a file mapped MAP_SHARED (on tmpfs: /run, /dev/shm).  The
+ * entry live in a file mapped MAP_SHARED (on tmpfs: /run, /dev/shm), or,
+ * durable (async-flush=store, below), mapped private and committed to a
+ * disk.  The
  * page cache keeps what the process wrote there when the process dies
  * (SIGKILL, abort, OOM kill), so the next start finds every acknowledged
  * byte and writes it back before it serves.  Nothing is fsync'd: a reboot
@@ -49,6 +51,34 @@
  * A client write updates a data slot in place: if the process dies in the
  * middle, that block holds part of the unacknowledged write, as a disk
  * would.
+ *
+ * A durable file (async-flush=store, version 3: on a disk, where the page
+ * cache writes pages back in any order, so the order of stores above
+ * means nothing after a power cut) adds two journal regions after the
+ * data, each big enough for every page from the records on (a 4 KiB
+ * header: magic "ABDJRNL1", seq, page count, XXH3 of the index and the
+ * pages, XXH3 of the header; an index of 8-byte page numbers; the pages,
+ * consecutive from the header on).
+ * - The map is MAP_PRIVATE: nothing reaches the file but commits.
+ *   storefile_put, storefile_clear and storefile_touch note the pages
+ *   they change.
+ * - Commit N (storefile_commit_begin under the store's lock, so the pages
+ *   are a state the store was in between two operations; _end without
+ *   it): the changed pages, the index and the header go to region N % 2;
+ *   one fdatasync; only then is the flush acknowledged; then the pages
+ *   are copied to their home places, without a sync of their own.
+ * - A torn or stale transaction fails its checksums and is ignored: one
+ *   that is used was whole when its fdatasync returned.
+ * - Commit N overwrites commit N-2's region after commit N-1's fdatasync
+ *   returned, which was issued after N-2's home copy: N-2 is durable at
+ *   home and no longer needed; N-1, whose home copy may be incomplete,
+ *   is in the other region.
+ * - Replay (storefile_open; in memory for storefile_check and
+ *   storefile_describe) applies the whole transactions, older first, then
+ *   fdatasyncs: the home pages say what the last whole commit said, and
+ *   the rules above load them as for a tmpfs file.
+ * The argument in full, with what a power cut loses: the man page,
+ * "Durable store file".
  */
 
 #ifndef ABD_ASYNC_STOREFILE_H
@@ -59,6 +89,7 @@
 #include <stdio.h>
 
 #define STOREFILE_VERSION 2
+#define STOREFILE_VERSION_DURABLE 3     /* version 2 + the journal */
 #define STOREFILE_ID_MAX 255            /* bytes of async-store-id */
 #define STOREFILE_EXTENT_MAX 16         /* blocks of a data record */
 
@@ -67,6 +98,8 @@ struct storefile_geometry {
   uint64_t size;                /* device size in bytes */
   uint32_t nslots;              /* data blocks (= entries) */
   const char *id;               /* device id, "" if none */
+  bool durable;                 /* async-flush=store: version 3, with a
+                                 * journal, committed by storefile_commit */
 };
 
 /* One valid record, as read from the file. */
@@ -127,6 +160,28 @@ void storefile_put (struct storefile *f, uint32_t index, uint64_t seq,
 
 /* Retire entry INDEX's record. */
 void storefile_clear (struct storefile *f, uint32_t index);
+
+/* A durable file: the data of SLOT changed in place (storefile_put and
+ * storefile_clear note their own pages).  Nothing for a tmpfs file.
+ */
+void storefile_touch (struct storefile *f, uint32_t slot);
+
+/* A durable file: make every change made so far durable.  In two steps:
+ * storefile_commit_begin, called under the same lock as storefile_put,
+ * writes the changed pages to the next journal transaction (into the
+ * page cache, at memory speed); storefile_commit_end, called without the
+ * lock, fdatasyncs it and copies the pages to their place in the file.
+ * The caller runs one commit at a time.  Each returns 0, or -1 with
+ * errno set; after a failure every later commit fails (EIO): what the
+ * kernel did with the pages is not known.  A file that is not durable
+ * commits nothing and succeeds.
+ */
+int storefile_commit_begin (struct storefile *f);
+int storefile_commit_end (struct storefile *f);
+
+/* Commits done, pages they wrote (abdctl status). */
+uint64_t storefile_commits (struct storefile *f);
+uint64_t storefile_committed_pages (struct storefile *f);
 
 /* abdctl store-info: print what the file at PATH holds to FP, without
  * changing it.  Returns 0, or -1 with a message on stderr when it is not

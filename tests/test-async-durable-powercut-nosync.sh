@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# nbdkit-async-filter, async-flush=store: test-async-durable-powercut.sh
+# with the commits' fdatasync skipped (ABD_TEST_STORE_NO_FDATASYNC, for
+# tests only): flushes are acknowledged before the store file is durable,
+# and a power cut must lose some of them.  Passes only if the check fails:
+# it shows the power-cut test catches a missing commit step.
+ABD_TEST_EXPECT_LOSS=1 \
+    exec bash "${abs_top_srcdir:-.}/tests/test-async-durable-powercut.sh"
