@@ -96,6 +96,13 @@ while IFS='=' read -r name value; do
             export ABD_MEMCACHE_SERVERS_FILE=$tmp/memcache-servers ;;
         ABD_MEMCACHE_ID) export ABD_MEMCACHE_ID=units-test ;;
         ABD_MAX_DIRTY) export ABD_MAX_DIRTY=16M ;;
+        ABD_FLUSH)
+            [ "$value" = ram ] || fail "abd.default: ABD_FLUSH=$value, not ram"
+            export ABD_FLUSH=$value ;;
+        ABD_STORE_FILE)
+            [ "$value" = /run/abd/async.store ] ||
+                fail "abd.default: ABD_STORE_FILE=$value, not on /run/abd"
+            export ABD_STORE_FILE=$tmp/run/async.store ;;
         ABD_EXTRA) export ABD_EXTRA=async-writeback-delay=60000 ;;
         ABD_NBD_DEVICE) ;;
         *) fail "abd.default sets $name, which this test does not know" ;;

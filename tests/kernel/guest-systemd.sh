@@ -91,7 +91,8 @@ unit_start ()
     [ "$(systemctl is-active "$1")" = active ] || fail "$1 is not active"
 }
 
-# write_default DEVICE SIZE: the units' settings (abd.default's names).
+# write_default DEVICE SIZE [FLUSH STORE_FILE]: the units' settings
+# (abd.default's names).
 write_default ()
 {
     cat > "$share/abd.default" <<EOF
@@ -100,6 +101,8 @@ ABD_SIZE=$2
 ABD_MEMCACHE_SERVERS_FILE=/run/abd-test/memcache-servers
 ABD_MEMCACHE_ID=guest-systemd
 ABD_MAX_DIRTY=16M
+ABD_FLUSH=${3:-ram}
+ABD_STORE_FILE=${4:-/run/abd/async.store}
 ABD_EXTRA=async-mlock=true async-writeback-delay=60000 async-write-size=32M memcache-timeout=2000
 ABD_NBD_DEVICE=/dev/nbd0
 ABD_NBD_CONNECTIONS=4
@@ -200,11 +203,17 @@ cmp -n 4M "$tmp/data" "$dev" || fail "the data is not on $dev"
 cmp -i 0:$(( 8 << 20 )) -n 1M "$tmp/data2" "$dev" ||
     fail "the data written through /dev/nbd0 is not on $dev"
 
-step "the default image: created by abd-prepare-device in /var/lib/abd"
-write_default /var/lib/abd/disk.img 64M
+step "the default image, created in /var/lib/abd, and a durable store there"
+write_default /var/lib/abd/disk.img 64M store /var/lib/abd/async.store
 unit_start abd.service
 [ -f /var/lib/abd/disk.img ] || fail "no /var/lib/abd/disk.img"
-nbdcopy "$tmp/data" "$uri" || fail "nbdcopy to the export failed"
+[ "$(status_field /run/abd/async.ctl store_flush)" = store ] ||
+    fail "ABD_FLUSH=store: flushes are not durable in the store file"
+[ "$(status_field /run/abd/async.ctl store_file)" = /var/lib/abd/async.store ] ||
+    fail "the store file is not /var/lib/abd/async.store"
+nbdcopy --flush "$tmp/data" "$uri" || fail "nbdcopy to the export failed"
+[ "$(status_field /run/abd/async.ctl store_commits)" -gt 0 ] ||
+    fail "a flush made no commit of the store file"
 timeout 300 systemctl stop abd.service || fail "systemctl stop abd failed"
 [ "$(systemctl show -p Result --value abd.service)" = success ] ||
     fail "abd.service did not end successfully"
