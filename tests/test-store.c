@@ -391,6 +391,7 @@ main (int argc, char *argv[])
     unsigned op, i;
     int err;
 
+    memset (&p, 0, sizeof p);   /* durable and any later field: off */
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
     dev_size = (extents ? 1024 * 1024 : 2 * 1024 * 1024) +
       rnd_below (3 * STORE_BLOCK_SIZE);
