@@ -51,6 +51,8 @@ ASYNC_SH_TESTS = \
 	tests/test-async-store-durable-through.sh \
 	tests/test-async-durable-powercut.sh \
 	tests/test-async-durable-powercut-nosync.sh \
+	tests/test-async-durable-powercut-fs.sh \
+	tests/test-async-durable-powercut-fs-nosync.sh \
 	tests/test-async-store-failing-stop.sh \
 	tests/test-async-store-storm.sh \
 	tests/test-async-store-bad-header.sh \
@@ -68,4 +70,5 @@ EXTRA_DIST += tests/test-async-helpers.sh tests/test-async-mode-helpers.sh \
 	tests/test-abdctl-exit-helpers.sh \
 	tests/test-async-race-helpers.sh \
 	tests/test-async-drain-helpers.sh tests/async_race_client.py tests/async_errors_client.py tests/durable_powercut.py \
+	tests/test-async-durable-helpers.sh tests/durable_powercut_fs.py \
 	$(ASYNC_SH_TESTS)

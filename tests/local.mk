@@ -123,7 +123,9 @@ SLOW_TESTS = \
 	tests/test-memcache-warm-default.sh tests/test-abd-run-warm.sh \
 	tests/test-memcache-many-hosts.sh \
 	tests/test-async-durable-powercut.sh \
-	tests/test-async-durable-powercut-nosync.sh
+	tests/test-async-durable-powercut-nosync.sh \
+	tests/test-async-durable-powercut-fs.sh \
+	tests/test-async-durable-powercut-fs-nosync.sh
 CHECK_FAST_JOBS = 4
 check-fast:
 	$(MAKE) $(AM_MAKEFLAGS) -j$(CHECK_FAST_JOBS) check TESTS='$(filter-out $(SLOW_TESTS),$(TESTS))'
