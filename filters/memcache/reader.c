@@ -276,6 +276,31 @@ reader_found (void *opaque, const char *key, size_t key_len,
   }
 }
 
+/* Send every server's keys of B as one multi-get, all servers at once,
+ * then collect the answers (PREVIOUS: the keys are those of the blocks'
+ * previous servers, reader_lookup_previous).
+ */
+static void
+reader_get_all (struct read_batch *b, bool previous)
+{
+  size_t i;
+
+  for (i = 0; i < b->ring->n; i++) {
+    struct read_server *srv = &b->servers[i];
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
+  }
+  for (i = 0; i < b->ring->n; i++) {
+    struct read_server *srv = &b->servers[i];
+    struct reader_found_ctx ctx = { .batch = b, .server = i,
+                                    .previous = previous };
+
+    if (srv->open && srv->nr_keys > 0)
+      conn_fetch (&srv->session, reader_found, &ctx);
+  }
+}
+
 /* Step 2, warm moves: the blocks that missed and moved in the last change
  * of the pool are asked of their previous server, all of them in
  * parallel.  Sessions opened for the first round are used again.
@@ -319,22 +344,8 @@ reader_lookup_previous (struct read_batch *b)
     srv->key_lens[srv->nr_keys] = blk->prev_key_len;
     srv->nr_keys++;
   }
-  if (!any)
-    return;
-  for (i = 0; i < b->ring->n; i++) {
-    struct read_server *srv = &b->servers[i];
-
-    if (srv->open && srv->nr_keys > 0)
-      conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
-  }
-  for (i = 0; i < b->ring->n; i++) {
-    struct read_server *srv = &b->servers[i];
-    struct reader_found_ctx ctx = { .batch = b, .server = i,
-                                    .previous = true };
-
-    if (srv->open && srv->nr_keys > 0)
-      conn_fetch (&srv->session, reader_found, &ctx);
-  }
+  if (any)
+    reader_get_all (b, true);
 }
 
 /* Step 2: multi-get from all servers in parallel. */
@@ -343,19 +354,7 @@ reader_lookup (struct read_batch *b)
 {
   size_t i;
 
-  for (i = 0; i < b->ring->n; i++) {
-    struct read_server *srv = &b->servers[i];
-
-    if (srv->open && srv->nr_keys > 0)
-      conn_mget (&srv->session, srv->keys, srv->key_lens, srv->nr_keys);
-  }
-  for (i = 0; i < b->ring->n; i++) {
-    struct read_server *srv = &b->servers[i];
-    struct reader_found_ctx ctx = { .batch = b, .server = i };
-
-    if (srv->open && srv->nr_keys > 0)
-      conn_fetch (&srv->session, reader_found, &ctx);
-  }
+  reader_get_all (b, false);
   reader_lookup_previous (b);
 
   for (i = 0; i < b->n; i++) {
