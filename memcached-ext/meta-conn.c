@@ -316,21 +316,8 @@ mcx_recv (struct mcx_conn *c, int64_t deadline_ns, mcx_reply_fn fn,
       return MCX_OK;
     }
 
-    /* Room for NEED bytes from rpos, and some to read into. */
-    if (c->s.rpos > 0 && c->s.rcap - c->s.rpos < need + 4096) {
-      memmove (c->s.rbuf, c->s.rbuf + c->s.rpos, c->s.rlen - c->s.rpos);
-      c->s.rlen -= c->s.rpos;
-      c->s.rpos = 0;
-    }
-    if (c->s.rcap - c->s.rpos < need || c->s.rcap == c->s.rlen) {
-      size_t want = c->s.rpos + need > MCX_RBUF_MIN ? c->s.rpos + need
-        : MCX_RBUF_MIN;
-
-      if (want <= c->s.rcap)
-        want = c->s.rcap * 2;
-      if (!mcx_sock_reserve (&c->s.rbuf, &c->s.rcap, want, 1))
-        return mcx_fail (c, MCX_ENOMEM, "out of memory");
-    }
+    if (!mcx_sock_rbuf_room (&c->s, need, MCX_RBUF_MIN))
+      return mcx_fail (c, MCX_ENOMEM, "out of memory");
 
     pr = mcx_recv_wait (c, POLLIN | (c->s.iov_done < c->s.nr_iov ? POLLOUT : 0),
                         deadline_ns, progress_ns, &revents);

@@ -131,6 +131,24 @@ mcx_sock_reserve (void *bufp, size_t *cap, size_t want, size_t size)
   return true;
 }
 
+bool
+mcx_sock_rbuf_room (struct mcx_sock *s, size_t need, size_t min)
+{
+  size_t want;
+
+  if (s->rpos > 0 && s->rcap - s->rpos < need + 4096) {
+    memmove (s->rbuf, s->rbuf + s->rpos, s->rlen - s->rpos);
+    s->rlen -= s->rpos;
+    s->rpos = 0;
+  }
+  if (s->rcap - s->rpos >= need && s->rcap != s->rlen)
+    return true;
+  want = s->rpos + need > min ? s->rpos + need : min;
+  if (want <= s->rcap)
+    want = s->rcap * 2;
+  return mcx_sock_reserve (&s->rbuf, &s->rcap, want, 1);
+}
+
 void
 mcx_sock_add_iov (struct mcx_sock *s, const void *base, size_t len)
 {

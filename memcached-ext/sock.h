@@ -65,6 +65,12 @@ extern bool mcx_sock_key_ok (const struct mcx_op *op);
 extern bool mcx_sock_reserve (void *bufp, size_t *cap, size_t want,
                               size_t size);
 
+/* Room in S's receive buffer for NEED bytes from rpos, and some to read
+ * into: the parsed bytes are moved out, and the buffer grows (to MIN at
+ * least, doubling).  False if out of memory.
+ */
+extern bool mcx_sock_rbuf_room (struct mcx_sock *s, size_t need, size_t min);
+
 /* Add LEN bytes at BASE to the batch being written, joined to the
  * previous piece when it follows it in memory.  iov has room (reserved).
  */
