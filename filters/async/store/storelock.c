@@ -29,9 +29,10 @@ lockstat_init (void)
 {
   const char *v = getenv ("ABD_STORE_LOCK_STATS");
 
-  if (v && *v && strcmp (v, "0") != 0 && !lockstat_on) {
+  if (v && *v && strcmp (v, "0") != 0 &&
+      !__atomic_load_n (&lockstat_on, __ATOMIC_RELAXED)) {
     started_ns = mono_ns ();
-    lockstat_on = true;
+    __atomic_store_n (&lockstat_on, true, __ATOMIC_RELEASE);
   }
 }
 
@@ -119,7 +120,7 @@ lockstat_report (void)
   struct lockstat_site *p;
   bool more = true;
 
-  if (!lockstat_on)
+  if (!__atomic_load_n (&lockstat_on, __ATOMIC_ACQUIRE))
     return;
   wall = mono_ns () - started_ns;
   pthread_mutex_lock (&sites_lock);

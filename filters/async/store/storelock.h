@@ -40,6 +40,11 @@ struct lockstat_hold {
   uint64_t t0;
 };
 
+/* Set once, by the first store_create that finds the variable; read
+ * atomically (a store created later may set it while an older store's
+ * threads run: their locks taken before then have no site, which the
+ * unlock and the waits handle).
+ */
 extern bool lockstat_on;
 
 /* Reads ABD_STORE_LOCK_STATS once (store_create, before any thread). */
@@ -55,7 +60,7 @@ static inline void
 lockstat_lock (pthread_mutex_t *m, struct lockstat_hold *h,
                struct lockstat_site *site)
 {
-  if (!lockstat_on)
+  if (!__atomic_load_n (&lockstat_on, __ATOMIC_RELAXED))
     pthread_mutex_lock (m);
   else
     lockstat_lock_slow (m, h, site);
@@ -64,7 +69,7 @@ lockstat_lock (pthread_mutex_t *m, struct lockstat_hold *h,
 static inline void
 lockstat_unlock (pthread_mutex_t *m, struct lockstat_hold *h)
 {
-  if (!lockstat_on)
+  if (!__atomic_load_n (&lockstat_on, __ATOMIC_RELAXED))
     pthread_mutex_unlock (m);
   else
     lockstat_unlock_slow (m, h);
