@@ -120,7 +120,13 @@
  * swamp (QD16 4K: 21.2k/6.9k IOPS before, 10.2k/15.3k after; 64K:
  * 9.3k/11.2k before, 5.3k/9.6k after): on this machine CPU, not the lock,
  * is the limit.  Measure again on a quiet machine with more cores before
- * paying for the complexity below.
+ * paying for the complexity below.  Two cheaper tries did not help here
+ * either: an adaptive mutex (PTHREAD_MUTEX_ADAPTIVE_NP: spinning takes
+ * the CPU the holder needs; QD16 fell to 13.5k/7.8k IOPS), and the
+ * writers' pick scanning with a tree iterator instead of tree_next
+ * (mean pick hold 8.3-9.0 us against 7.9-9.1 us, in the noise).  Fewer
+ * nbdkit threads (-t 2) cut the mean wait of a contended acquisition
+ * from 1.2 to 0.3 ms: the waits are queueing on two cores.
  *
  * The plan: slot pins.  (Finer locks were considered: a striped lock per
  * block range held across a copy is a lock slept on while held, every
