@@ -23,6 +23,13 @@ tests_test_store_ram_SOURCES = tests/test-store-ram.c \
 tests_test_store_ram_CPPFLAGS = $(STORE_TEST_CPPFLAGS)
 tests_test_store_ram_LDADD = $(STORE_TEST_LDADD)
 
+# Many client threads on the same dirty blocks while writers run.
+check_PROGRAMS += tests/test-store-concurrent
+tests_test_store_concurrent_SOURCES = tests/test-store-concurrent.c \
+	common/privfile.c common/privfile.h
+tests_test_store_concurrent_CPPFLAGS = $(STORE_TEST_CPPFLAGS)
+tests_test_store_concurrent_LDADD = $(STORE_TEST_LDADD)
+
 check_PROGRAMS += tests/test-drainrate
 tests_test_drainrate_SOURCES = tests/test-drainrate.c
 tests_test_drainrate_CPPFLAGS = $(STORE_TEST_CPPFLAGS)
@@ -39,7 +46,8 @@ tests_store_trace_CFLAGS = $(AM_CFLAGS) -O0 -finstrument-functions
 tests_store_trace_LDADD = $(XXHASH_LIBS) -ldl
 
 TESTS += tests/test-store tests/test-store-index tests/test-store-ram \
-	tests/test-drainrate tests/test-store-layers.sh
+	tests/test-store-concurrent tests/test-drainrate \
+	tests/test-store-layers.sh
 EXTRA_DIST += tests/test-store-layers.sh tests/store_trace.py
 
 # The same test over a store built with test hooks: its merge rule is

@@ -31,6 +31,7 @@ LAYERS = {
     "store-life.c": 2,
     "store-index.c": 1, "store-arena.c": 1,
     "store-impl.h": 0, "storefile.c": 0, "drainrate.c": 0, "privfile.c": 0,
+    "storelock.c": 0, "storelock.h": 0,
 }
 
 

@@ -23,7 +23,7 @@ cat "$tmp/trace"
 for f in "$store"/*.[ch]; do
     grep -H '^#include "' "$f" || true
 done > "$tmp/includes"
-allowed='store.h|store-impl.h|store-block.h|drainrate.h|storefile.h|privfile.h'
+allowed='store.h|store-impl.h|store-block.h|drainrate.h|storefile.h|storelock.h|privfile.h'
 if grep -Ev "#include \"($allowed)\"" "$tmp/includes"; then
     fail "a store file includes a header from outside the store"
 fi
@@ -31,7 +31,7 @@ if grep -nE '#include <nbdkit|nbdkit_[a-z_]+ \(' "$store"/*.[ch]; then
     fail "the store uses nbdkit"
 fi
 # The lowest layer includes no header of the store above it.
-for f in storefile.c storefile.h drainrate.c drainrate.h store-block.h; do
+for f in storefile.c storefile.h drainrate.c drainrate.h storelock.c storelock.h store-block.h; do
     if grep -E '#include "(store|store-impl)\.h"' "$store/$f"; then
         fail "$f (the lowest layer) includes a header of a layer above"
     fi

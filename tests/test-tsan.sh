@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # ThreadSanitizer on the threaded code, linked directly into test drivers
 # (nbdkit itself cannot host TSan): the async filter's dirty store with its
-# writer and flusher threads (tests/test-store.c, against its model), the
+# writer and flusher threads (tests/test-store.c, against its model; and
+# tests/test-store-concurrent.c, eight clients on the same blocks), the
 # memcache filter's server health under eight threads
 # (tests/test-health-threads.c), its fill queue with its thread
 # (tests/test-filler-threads.c) and its running pool, snapshots held by
@@ -28,6 +29,9 @@ fi
 gcc "${cflags[@]}" -I"$src/filters/async/store" "$src/tests/test-store.c" \
     "$src/filters/async/store/"*.c "$src/common/privfile.c" \
     -lxxhash -o "$tmp/test-store-tsan"
+gcc "${cflags[@]}" -I"$src/filters/async/store" \
+    "$src/tests/test-store-concurrent.c" "$src/filters/async/store/"*.c \
+    "$src/common/privfile.c" -lxxhash -o "$tmp/test-store-concurrent-tsan"
 gcc "${cflags[@]}" -I"$src/filters/memcache" \
     "$src/tests/test-health-threads.c" "$src/filters/memcache/health.c" \
     -o "$tmp/test-health-tsan"
@@ -42,6 +46,8 @@ for seed in 11 12; do
     "$tmp/test-store-tsan" "$seed" 1500 ||
         fail "test-store under TSan, seed $seed"
 done
+"$tmp/test-store-concurrent-tsan" 3 11 ||
+    fail "test-store-concurrent under TSan"
 "$tmp/test-health-tsan" 20000 || fail "test-health-threads under TSan"
 "$tmp/test-filler-tsan" 20000 || fail "test-filler-threads under TSan"
 "$tmp/test-pool-tsan" 20000 || fail "test-pool-threads under TSan"

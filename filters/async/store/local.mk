@@ -16,6 +16,7 @@ filters_async_store_libabdstore_la_SOURCES = \
 	filters/async/store/store-index.c \
 	filters/async/store/store-arena.c \
 	filters/async/store/drainrate.c filters/async/store/drainrate.h \
+	filters/async/store/storelock.c filters/async/store/storelock.h \
 	filters/async/store/storefile.c filters/async/store/storefile.h
 filters_async_store_libabdstore_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/filters/async/store

@@ -406,9 +406,9 @@ store_check (struct store *s, char *why, size_t len)
 {
   int r;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   r = store_check_locked (s, why, len);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return r;
 }
 

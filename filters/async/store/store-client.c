@@ -64,7 +64,7 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
   int r = 0;
 
   gaps.v = gaps.stack;
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   for (e = tree_find_from (s, offset / STORE_BLOCK_SIZE);
        e && e->blk * STORE_BLOCK_SIZE < end && r == 0;
        e = tree_next (s, e)) {
@@ -85,7 +85,7 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
   if (pos < end && r == 0)
     r = gaps_push (&gaps, pos, end - pos);
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   if (r == -1)
     *err = ENOMEM;
 
@@ -188,17 +188,17 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
   p = slot_data (s, d->slot);
   while ((op = lower_op_begin (s, blk, blk + 1, true)) == -1)
     ;
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
 
   pthread_rwlock_rdlock (&s->removal);
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   if (entry_contains (tree_find_from (s, blk), blk))
     r = 1;
   else {
-    pthread_mutex_unlock (&s->lock);
+    STORE_UNLOCK (s);
     r = io->read (io->opaque, p, block_len (s, blk),
                   blk * STORE_BLOCK_SIZE, err);
-    pthread_mutex_lock (&s->lock);
+    STORE_LOCK (s);
     if (r == 0 && entry_contains (tree_find_from (s, blk), blk))
       r = 1;
   }
@@ -217,9 +217,9 @@ write_rmw (struct store *s, uint64_t blk, uint32_t from, const char *src,
   else
     entry_discard (s, d);
   lower_op_end (s, op);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   pthread_rwlock_unlock (&s->removal);
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   return r;
 }
 
@@ -248,13 +248,13 @@ through_flush (struct store *s, struct through *t, const char *buf,
                        (t->offset + len - 1) / STORE_BLOCK_SIZE + 1, false);
   if (op == -1)
     return 1;
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   if (buf)
     r = io->write (io->opaque, buf + (t->offset - buf_offset), len,
                    t->offset, err);
   else
     r = io->zero (io->opaque, len, t->offset, err);
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   lower_op_end (s, op);
   return r;
 }
@@ -281,7 +281,7 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
   struct entry *left = NULL;
   int r = 0;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   while (r == 0) {
     uint64_t blk = pos / STORE_BLOCK_SIZE;
     uint32_t from = pos % STORE_BLOCK_SIZE;
@@ -367,7 +367,7 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
     s->st.client_written_bytes += count;
   }
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return r;
 }
 
@@ -394,7 +394,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
   struct entry *intent;
   int r = 0;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   intent = intent_open (s, kind, b0, b1);   /* with a store file */
   while (pos < b1 && r == 0) {
     struct entry *e = tree_find_from (s, pos), *n;
@@ -454,10 +454,10 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
 
         if (op == -1)
           continue;             /* look again */
-        pthread_mutex_unlock (&s->lock);
+        STORE_UNLOCK (s);
         r = kind == STORE_ZERO ? io->zero (io->opaque, len, off, err)
                                : io->trim (io->opaque, len, off, err);
-        pthread_mutex_lock (&s->lock);
+        STORE_LOCK (s);
         lower_op_end (s, op);
         pos = gap_end;
         continue;
@@ -487,7 +487,7 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
   intent_close (s, intent);
   epoch_advance (s);
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return r;
 }
 
@@ -540,7 +540,7 @@ store_extent (struct store *s, uint64_t offset, uint32_t count,
   struct entry *e, *f;
   int kind;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   e = tree_find_from (s, offset / STORE_BLOCK_SIZE);
   if (!entry_contains (e, offset / STORE_BLOCK_SIZE)) {
     run_end = e ? e->blk * STORE_BLOCK_SIZE : end;
@@ -561,7 +561,7 @@ store_extent (struct store *s, uint64_t offset, uint32_t count,
                                                       entry_blocks (f));
   }
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   *len = (run_end < end ? run_end : end) - offset;
   return kind;
 }
@@ -589,11 +589,11 @@ store_flush_wait (struct store *s, int timeout_ms, int *err)
     }
   }
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   s->flush_waiters++;
   /* Open a new epoch; every modification so far is in an older one. */
   while (s->epoch_cur - s->epoch_lo + 1 >= EPOCH_RING && !s->stopping)
-    pthread_cond_wait (&s->changed, &s->lock);
+    STORE_WAIT (s, &s->changed);
   target = s->epoch_cur++;
   assert (s->epoch_count[s->epoch_cur % EPOCH_RING] == 0);
   epoch_advance (s);
@@ -615,9 +615,8 @@ store_flush_wait (struct store *s, int timeout_ms, int *err)
       break;
     }
     if (timeout_ms < 0)
-      pthread_cond_wait (&s->changed, &s->lock);
-    else if (pthread_cond_timedwait (&s->changed, &s->lock,
-                                     &deadline) == ETIMEDOUT) {
+      STORE_WAIT (s, &s->changed);
+    else if (STORE_TIMEDWAIT (s, &s->changed, &deadline) == ETIMEDOUT) {
       *err = s->failed_entries > 0 ? EIO : ETIMEDOUT;
       r = -1;
       break;
@@ -629,7 +628,7 @@ store_flush_wait (struct store *s, int timeout_ms, int *err)
   }
   s->flush_waiters--;
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return r;
 }
 
@@ -638,21 +637,21 @@ store_has_failed (struct store *s)
 {
   bool failed;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   failed = s->failed_entries > 0;
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return failed;
 }
 
 void
 store_wait_empty (struct store *s)
 {
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   while (!tree_empty (s) && !s->stopping) {
     s->flush_waiters++;       /* make the writers hurry */
     writeback_wake (s);
-    pthread_cond_wait (&s->changed, &s->lock);
+    STORE_WAIT (s, &s->changed);
     s->flush_waiters--;
   }
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
 }

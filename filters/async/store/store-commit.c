@@ -36,24 +36,24 @@ store_commit (struct store *s, int *err)
 
   if (!s->durable)
     return 0;
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   need = s->commit_started + 1;
   s->st.commit_waits++;
   while (s->commit_done < need && !s->commit_failed) {
     if (s->committing) {
-      pthread_cond_wait (&s->committed, &s->lock);
+      STORE_WAIT (s, &s->committed);
       continue;
     }
     s->committing = true;
     gen = ++s->commit_started;
     r = storefile_commit_begin (s->file);
     e = errno;
-    pthread_mutex_unlock (&s->lock);
+    STORE_UNLOCK (s);
     if (r == 0) {
       r = storefile_commit_end (s->file);
       e = errno;
     }
-    pthread_mutex_lock (&s->lock);
+    STORE_LOCK (s);
     s->committing = false;
     if (r == -1) {
       s->commit_failed = true;
@@ -64,7 +64,7 @@ store_commit (struct store *s, int *err)
     pthread_cond_broadcast (&s->committed);
   }
   r = s->commit_failed ? -1 : 0;
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   if (r == -1)
     *err = EIO;
   return r;

@@ -157,7 +157,7 @@ wait_changed (struct store *s, bool for_space)
       s->st.space_waits++;
   }
   writeback_wake (s);           /* space waiters make writers hurry */
-  pthread_cond_wait (&s->changed, &s->lock);
+  STORE_WAIT (s, &s->changed);
   if (for_space)
     s->space_waiters--;
 }
@@ -183,7 +183,7 @@ void
 wait_for_copy (struct store *s)
 {
   s->copy_waiters++;
-  pthread_cond_wait (&s->changed, &s->lock);
+  STORE_WAIT (s, &s->changed);
   s->copy_waiters--;
 }
 

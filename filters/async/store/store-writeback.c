@@ -194,7 +194,7 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
   bool ok = false;
   uint32_t i;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   while (!s->stopping) {
     uint32_t wait_ms = 0;
     struct timespec ts;
@@ -209,7 +209,7 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
        */
       clock_gettime (CLOCK_REALTIME, &ts);
       ts.tv_sec++;
-      pthread_cond_timedwait (&s->work, &s->lock, &ts);
+      STORE_TIMEDWAIT (s, &s->work, &ts);
       continue;
     }
     else if ((ok = pick (s, b, buf, &copy, &wait_ms))) {
@@ -230,20 +230,20 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
       ts.tv_sec++;
       ts.tv_nsec -= 1000000000;
     }
-    if (pthread_cond_timedwait (&s->work, &s->lock, &ts) == ETIMEDOUT)
+    if (STORE_TIMEDWAIT (s, &s->work, &ts) == ETIMEDOUT)
       s->wake_armed = false;
   }
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   if (copy >= 0) {
     for (i = 0; i < b->nblocks; i++)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE,
               slot_data (s, s->copies[copy].slots[i]), STORE_BLOCK_SIZE);
-    pthread_mutex_lock (&s->lock);
+    STORE_LOCK (s);
     s->copies[copy].used = false;
     if (s->copy_waiters)                        /* clients waiting to write */
       pthread_cond_broadcast (&s->changed);
-    pthread_mutex_unlock (&s->lock);
+    STORE_UNLOCK (s);
   }
   return ok;
 }
@@ -288,7 +288,7 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
   struct entry *e;
   uint64_t end = b->blk + b->nblocks;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   for (e = tree_find (s, b->blk);
        e && e->blk < end;
        e = tree_next (s, e)) {
@@ -325,7 +325,7 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
     writeback_wake (s);
   pthread_cond_broadcast (&s->changed);
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
 }
 
 /*----------------------------------------------------------------------
@@ -335,7 +335,7 @@ store_complete (struct store *s, const struct store_batch *b, bool ok)
 bool
 store_flush_begin (struct store *s, uint32_t *ticket)
 {
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   for (;;) {
     struct timespec ts;
 
@@ -350,7 +350,7 @@ store_flush_begin (struct store *s, uint32_t *ticket)
          s->stopping))
       break;
     if (s->stopping) {
-      pthread_mutex_unlock (&s->lock);
+      STORE_UNLOCK (s);
       return false;
     }
     clock_gettime (CLOCK_REALTIME, &ts);
@@ -359,12 +359,12 @@ store_flush_begin (struct store *s, uint32_t *ticket)
       ts.tv_sec++;
       ts.tv_nsec -= 1000000000;
     }
-    pthread_cond_timedwait (&s->flush_work, &s->lock, &ts);
+    STORE_TIMEDWAIT (s, &s->flush_work, &ts);
   }
   /* Everything completed so far carries a generation <= ticket. */
   *ticket = s->write_gen++;
   s->written_batches = 0;
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return true;
 }
 
@@ -376,7 +376,7 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
   uint32_t now;
 
   pthread_rwlock_wrlock (&s->removal);
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   now = now_ms ();              /* no entry in the dirty list is younger */
   ranges = s->written;
   n = s->nwritten;
@@ -422,6 +422,6 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
   pthread_cond_broadcast (&s->changed);
   writeback_wake (s);
   STORE_DEBUG_CHECK (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   pthread_rwlock_unlock (&s->removal);
 }

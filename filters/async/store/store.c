@@ -22,31 +22,31 @@
 void
 store_set_sync (struct store *s, bool sync)
 {
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   s->sync = sync;
   pthread_cond_broadcast (&s->work);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
 }
 
 void
 store_set_draining (struct store *s, bool draining)
 {
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   s->draining = draining;
   pthread_cond_broadcast (&s->work);
   pthread_cond_broadcast (&s->flush_work);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
 }
 
 void
 store_stop (struct store *s)
 {
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   s->stopping = true;
   pthread_cond_broadcast (&s->work);
   pthread_cond_broadcast (&s->flush_work);
   pthread_cond_broadcast (&s->changed);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
 }
 
 bool
@@ -54,9 +54,9 @@ store_is_empty (struct store *s)
 {
   bool empty;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   empty = tree_empty (s);
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return empty;
 }
 
@@ -65,9 +65,9 @@ store_progress (struct store *s)
 {
   uint64_t p;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   p = s->st.written_back_requests + s->st.lower_flushes;
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return p;
 }
 
@@ -76,9 +76,9 @@ store_written_back_bytes (struct store *s)
 {
   uint64_t b;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   b = s->st.written_back_bytes;
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
   return b;
 }
 
@@ -96,7 +96,7 @@ store_get_stats (struct store *s, struct store_stats *st)
   uint64_t prev_end = UINT64_MAX;
   int32_t oldest = 0;
 
-  pthread_mutex_lock (&s->lock);
+  STORE_LOCK (s);
   *st = s->st;
   st->sync = s->sync;
   st->max_dirty_bytes = (uint64_t) s->nslots * STORE_BLOCK_SIZE;
@@ -124,7 +124,7 @@ store_get_stats (struct store *s, struct store_stats *st)
     st->commits = storefile_commits (s->file);
     st->committed_bytes = storefile_committed_pages (s->file) * 4096;
   }
-  pthread_mutex_unlock (&s->lock);
+  STORE_UNLOCK (s);
 }
 
 /*----------------------------------------------------------------------
@@ -322,6 +322,7 @@ store_create (const struct store_params *p, char **errmsg)
                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
   pthread_rwlock_init (&s->removal, &attr);
   pthread_rwlockattr_destroy (&attr);
+  lockstat_init ();
   pthread_mutex_init (&s->lock, NULL);
   pthread_cond_init (&s->changed, NULL);
   pthread_cond_init (&s->work, NULL);
@@ -356,6 +357,7 @@ store_free (struct store *s)
     return;
   /* What the store holds now is what the next start finds. */
   store_commit (s, &err);
+  lockstat_report ();
   arena_unmap (s);
   free (s->written);
   free (s->copy_slots);
