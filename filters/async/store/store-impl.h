@@ -317,15 +317,23 @@ struct lower_op {                 /* s->lower_ops[i]: its index is i */
   bool used;
 };
 
-/* A writer copying the data of blocks [b0, b1), which it took into
- * WRITEBACK, out of their slots without the lock (store-writeback.c).
+/* A writer copying a batch it took into WRITEBACK out of its slots
+ * without the lock (store-writeback.c): the slot of each block, each
+ * read-pinned.  Taken under the lock; USED is cleared without it
+ * (atomically, with release order) once the copy is done.
  */
 #define COPIES_MAX 64
-struct copy_range {
-  uint64_t b0, b1;
-  uint32_t *slots;              /* the slot of each block (batch_blocks) */
+struct copy_list {
+  uint32_t *slots;              /* batch_blocks of them */
   bool used;
 };
+
+/* Slot pins (the design is at the top of this file): s->pins[slot] is
+ * PIN_WRITE while one client copies into the slot, else the number of
+ * copies out of it.
+ */
+#define PIN_WRITE 0x8000
+#define PIN_ANY 0xffff          /* a mask: write or read pins */
 
 /* The store.  The lock order and what each lock guards are at the top of
  * this file.
@@ -395,9 +403,21 @@ struct store {
   bool written_overflow;        /* a range was not recorded: scan all */
 
   struct lower_op lower_ops[LOWER_OPS_MAX];   /* store-client.c */
-  struct copy_range copies[COPIES_MAX];       /* store-writeback.c */
+  struct copy_list copies[COPIES_MAX];        /* store-writeback.c */
   uint32_t *copy_slots;         /* the copies' slot lists, in one block */
-  uint32_t copy_waiters;        /* clients in wait_for_copy */
+
+  /* Slot pins (store-life.c).  pins[] and write_pins are changed under
+   * the lock when taken and atomically without it when released, and
+   * read atomically; pin_waiters and pin_skipped are changed under the
+   * lock and read atomically by releasers.  pins_closed: a commit waits
+   * for the write pins, new ones wait for it.
+   */
+  uint16_t *pins;               /* nslots of them */
+  uint32_t write_pins;          /* write-pinned slots */
+  uint32_t pin_waiters;         /* threads in pins_wait, pins_wait_writes */
+  bool pin_skipped;             /* a writer skipped a write-pinned entry */
+  bool pins_closed;
+  pthread_cond_t unpinned;      /* pins released, or pins_closed cleared */
 
   /* Modes, and who waits (the writers hurry for them). */
   bool sync, draining, stopping;
@@ -582,8 +602,22 @@ bool writer_admitted (struct store *s, bool hurry);
 void writeback_wake (struct store *s);
 bool writeback_more_due (struct store *s);
 void wait_changed (struct store *s, bool for_space);
-bool block_being_copied (struct store *s, uint64_t blk);
-void wait_for_copy (struct store *s);
+/* Slot pins: taken under the lock (pins_take, when slots_pinned says
+ * they may be), released without it (pins_drop, then pins_released
+ * once for all that were dropped; pins_wake instead with the lock held).
+ */
+bool slots_pinned (struct store *s, uint32_t slot, uint32_t n,
+                   uint16_t mask);
+void pins_take (struct store *s, uint32_t slot, uint32_t n, bool write);
+void pins_wait (struct store *s, uint32_t slot, uint32_t n, uint16_t mask);
+void pins_wait_writes (struct store *s);
+void pins_wake (struct store *s);
+bool entry_write_pinned (struct store *s, const struct entry *e);
+/* These two are called with or without the lock (pins_released only
+ * without it).
+ */
+void pins_drop (struct store *s, uint32_t slot, uint32_t n, bool write);
+void pins_released (struct store *s);
 struct entry *dirty_oldest (struct store *s);
 /* Birth: new entries (NULL: no memory now, wait_changed for space),
  * inserted DIRTY; discarded if they never went in.
