@@ -6,7 +6,8 @@
  * What happens to a write, top to bottom: store_write walks the request
  * block by block (write_bytes); for each block it asks the tree what is
  * there (tree_find_from, store-index.c) and then either updates a data
- * block in place (data_put -> entry_modified), or creates one
+ * block in place (overwrite_pin -> entry_modified, then overwrite_copy
+ * without the lock: slot pins, store-impl.h), or creates one
  * (entry_insert_block), or reads the block first (write_rmw), or cuts it
  * out of a zeroed range (entry_split_for_block), or sends it through to
  * the lower device (through_flush).  Every change of an entry's state
