@@ -416,11 +416,15 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
           slots_pinned (s, e->slot, entry_blocks (e), PIN_ANY)) {
         /* It leaves the tree and frees its slots: wait for the reads
          * copying out of them (they need no lock to finish), then look
-         * at the entry again.
+         * at the entry again.  The entries flushed so far may have
+         * emptied epochs: advance them first, as others see the store
+         * while we wait.
          */
         uint64_t blk = e->blk;
 
+        epoch_advance (s);
         pins_wait (s, e->slot, entry_blocks (e), PIN_ANY);
+        now = now_ms ();        /* entries dirtied meanwhile are older */
         next = tree_find_from (s, blk);
         continue;
       }
