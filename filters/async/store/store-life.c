@@ -259,18 +259,14 @@ pins_wake (struct store *s)
   }
 }
 
-/* Does a client copy into a slot of E?  Then a writer must not take it
- * (its content is being replaced): it notes that it skipped one, so that
- * the release wakes a writer.
+/* Does a client copy into a slot of E?  Then a writer must not take it:
+ * its content is being replaced.
  */
 bool
 entry_write_pinned (struct store *s, const struct entry *e)
 {
-  if (e->kind != STORE_DATA ||
-      !slots_pinned (s, e->slot, entry_blocks (e), PIN_WRITE))
-    return false;
-  __atomic_store_n (&s->pin_skipped, true, __ATOMIC_SEQ_CST);
-  return true;
+  return e->kind == STORE_DATA &&
+    slots_pinned (s, e->slot, entry_blocks (e), PIN_WRITE);
 }
 
 /* Release the pins of [SLOT, SLOT+N), after the copy.  A write pin's

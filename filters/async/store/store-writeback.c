@@ -37,8 +37,11 @@ run_at (struct store *s, struct entry *e, struct entry **last)
   uint32_t n = entry_blocks (e);
 
   *last = e;
-  if (entry_write_pinned (s, e))
+  if (entry_write_pinned (s, e)) {
+    /* Skipped: the release wakes a writer (pins_wake). */
+    __atomic_store_n (&s->pin_skipped, true, __ATOMIC_SEQ_CST);
     return 0;
+  }
   if (e->kind == STORE_DATA) {
     for (f = tree_next (s, e);
          f && n + entry_blocks (f) <= s->batch_blocks &&
