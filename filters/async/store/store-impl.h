@@ -65,7 +65,8 @@
  * - * Entries in the tree never overlap and each covers whole blocks inside
  *   the device; a data entry covers 1 to extent_max blocks and owns as
  *   many consecutive slots, in use in slot_map, that no other entry owns.
- * - A data entry's slots hold its blocks' current content (all of it).
+ * - A data entry's slots hold its blocks' current content (all of it),
+ *   but for a slot pinned for writing: its overwrite is being copied.
  * - Two DIRTY data entries that the merge rule (store-life.c) allows to
  *   be one become one when a client writes next to them; those that
  *   become mergeable otherwise (a failed write, a redirty) stay apart
