@@ -73,11 +73,18 @@ drain_admits (struct store *s)
 /*----------------------------------------------------------------------
  * Memory: slots and entries.
  *
- * Slots are found in slot_map, a bit per slot (set: in use), searched
- * from slot_cursor, which follows the last slot handed out: a stream of
- * new blocks gets consecutive slots, so that its extents can grow.  A
- * caller that wants one slot in particular (the one after an extent)
- * names it as the hint.
+ * Slots are found in slot_map, a bit per slot (set: in use).  A new
+ * block gets the lowest free slot (slot_low: no slot below it is free),
+ * unless its caller names one (the hint: the slot after the extent the
+ * block joins, so that extents grow in consecutive slots).  Lowest first
+ * keeps the data in as few pages as the dirty data needs: they stay
+ * mapped and in the caches.  A cursor following the last slot handed out,
+ * as before, walked every write through the whole arena, each copy into
+ * memory not touched for a whole lap (page faults on the first lap, cache
+ * and TLB misses after): 64K sequential writes QD1 over the bench's lower
+ * device ran at 0.76x the memory plugin with a cursor, 0.91x lowest
+ * first; with async-max-dirty=512M, 0.55x and 0.91x (fio, the median of
+ * 3 interleaved runs of 6 s, an idle machine).
  */
 
 bool
@@ -93,7 +100,9 @@ slot_mark_used (struct store *s, uint32_t slot)
   s->free_slots--;
 }
 
-/* A free slot at or after FROM, wrapping: there is one (free_slots). */
+/* The first free slot at or after FROM, wrapping: there is one
+ * (free_slots).
+ */
 static uint32_t
 slot_find_free (const struct store *s, uint32_t from)
 {
@@ -125,10 +134,11 @@ slot_alloc (struct store *s, uint32_t hint)
     return NO_SLOT;
   if (hint < s->nslots && !slot_in_use (s, hint))
     slot = hint;
-  else
-    slot = slot_find_free (s, s->slot_cursor);
+  else {
+    slot = slot_find_free (s, s->slot_low);     /* the lowest free one */
+    s->slot_low = slot + 1;
+  }
   slot_mark_used (s, slot);
-  s->slot_cursor = slot + 1 < s->nslots ? slot + 1 : 0;
   return slot;
 }
 
@@ -141,6 +151,8 @@ slot_release (struct store *s, uint32_t slot, uint32_t n)
   for (i = slot; i < slot + n; i++)
     s->slot_map[i / 64] &= ~(1ULL << (i % 64));
   s->free_slots += n;
+  if (slot < s->slot_low)
+    s->slot_low = slot;
 }
 
 struct entry *

@@ -189,7 +189,8 @@ check_tree (struct store *s, struct walk *w, char *why, size_t len)
 }
 
 /* Free memory: the slots in use in slot_map are the data extents' and
- * the reserved ones; the free entry list links entries not in the tree.
+ * the reserved ones, and none below slot_low is free; the free entry
+ * list links entries not in the tree.
  */
 static int
 check_free_lists (struct store *s, uint8_t *slot_owned, uint8_t *in_tree,
@@ -201,6 +202,9 @@ check_free_lists (struct store *s, uint8_t *slot_owned, uint8_t *in_tree,
   for (i = 0; i < s->nslots; i++)
     if (slot_in_use (s, i))
       in_use++;
+    else if (i < s->slot_low)
+      return broken (why, len, "slot %" PRIu32 " is free, below slot_low %"
+                     PRIu32, i, s->slot_low);
   if (in_use != t->data_slots + s->reserved_slots ||
       s->free_slots != s->nslots - in_use)
     return broken (why, len, "slots: %" PRIu64 " in use in slot_map, %"

@@ -372,7 +372,8 @@ struct store {
   /* The arena (store-arena.c).  Data: nslots blocks; slot_map has a bit
    * set for every slot in use (an extent needs consecutive free slots:
    * a free list cannot say whether the slot after an extent is free),
-   * and slot_cursor is where the search for a free one starts.  With a
+   * and no slot below slot_low is free (where the search for the lowest
+   * free one starts; it may be nslots when none is free).  With a
    * store file, the arena is in the file and every entry in the tree has
    * a record there (store-life.c), numbered by its index in the pool;
    * seq numbers them.
@@ -383,7 +384,7 @@ struct store {
   size_t data_bytes;
   uint64_t *slot_map;
   size_t slot_map_bytes;
-  uint32_t nslots, free_slots, slot_cursor;
+  uint32_t nslots, free_slots, slot_low;
   /* Entry pool, likewise. */
   struct entry *pool;
   size_t pool_bytes;
