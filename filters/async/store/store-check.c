@@ -277,28 +277,51 @@ check_dirty_list (struct store *s, uint8_t *in_tree, const struct tally *t,
   return 0;
 }
 
-/* Blocks a writer copies without the lock are data blocks it took into
- * WRITEBACK: no client may change them until the copy is done.
+/* Slot pins (store-impl.h).  Pins are taken only under the lock, which
+ * we hold, but released without it: a pin seen here may be gone a moment
+ * later, never the other way.  So: a slot no data entry of the tree owns
+ * (free, or reserved) has no pin; PIN_WRITE only on a slot of a data
+ * entry, never with a read pin; a WRITEBACK or WRITTEN entry with a
+ * write-pinned slot has REDIRTY (its older content is being written, the
+ * newer must be too); and write_pins, read before the slots (a release
+ * clears the slot first), is no less than the write-pinned slots seen.
  */
 static int
-check_copies (struct store *s, char *why, size_t len)
+check_pins (struct store *s, const uint8_t *slot_owned, char *why,
+            size_t len)
 {
-  uint64_t blk;
-  int i;
+  uint32_t write_pins = __atomic_load_n (&s->write_pins, __ATOMIC_SEQ_CST);
+  uint64_t seen = 0;
+  struct entry *e;
+  uint32_t k;
 
-  for (i = 0; i < COPIES_MAX; i++) {
-    if (!s->copies[i].used)
-      continue;
-    for (blk = s->copies[i].b0; blk < s->copies[i].b1; blk++) {
-      struct entry *e = tree_find_from (s, blk);
+  for (k = 0; k < s->nslots; k++) {
+    uint16_t pin = __atomic_load_n (&s->pins[k], __ATOMIC_SEQ_CST);
 
-      if (!entry_contains (e, blk) || e->kind != STORE_DATA ||
-          e->state != ST_WRITEBACK)
-        return broken (why, len, "block %" PRIu64 " is being copied for a "
-                       "write-back but is not a data block in WRITEBACK",
-                       blk);
-    }
+    if (pin && !slot_owned[k])
+      return broken (why, len, "slot %" PRIu32 " is pinned (%#x) but no "
+                     "data entry owns it", k, pin);
+    if ((pin & PIN_WRITE) && pin != PIN_WRITE)
+      return broken (why, len, "slot %" PRIu32 " is pinned for writing "
+                     "and reading (%#x)", k, pin);
+    if (pin & PIN_WRITE)
+      seen++;
   }
+  if (seen > write_pins)
+    return broken (why, len, "%" PRIu64 " slots are write-pinned, "
+                   "write_pins says %" PRIu32, seen, write_pins);
+  if (seen == 0)
+    return 0;
+  for (e = tree_min (s); e; e = tree_next (s, e))
+    if (e->kind == STORE_DATA && e->state != ST_DIRTY &&
+        !(e->flags & EF_REDIRTY)) {
+      for (k = e->slot; k < e->slot + entry_blocks (e); k++)
+        if (__atomic_load_n (&s->pins[k], __ATOMIC_SEQ_CST) & PIN_WRITE)
+          return broken (why, len, "%s entry at block %" PRIu64 " has a "
+                         "write-pinned slot but no REDIRTY",
+                         e->state == ST_WRITEBACK ? "WRITEBACK" : "WRITTEN",
+                         (uint64_t) e->blk);
+    }
   return 0;
 }
 
@@ -355,7 +378,7 @@ store_check_locked (struct store *s, char *why, size_t len)
                 s->st.bytes_in_flight);
     goto out;
   }
-  r = check_copies (s, why, len);
+  r = check_pins (s, slot_owned, why, len);
   if (r == -1)
     goto out;
 

@@ -6,7 +6,8 @@
  * What happens to a write, top to bottom: store_write walks the request
  * block by block (write_bytes); for each block it asks the tree what is
  * there (tree_find_from, store-index.c) and then either updates a data
- * block in place (data_put -> entry_modified), or creates one
+ * block in place (overwrite_pin -> entry_modified, then overwrite_copy
+ * without the lock: slot pins, store-impl.h), or creates one
  * (entry_insert_block), or reads the block first (write_rmw), or cuts it
  * out of a zeroed range (entry_split_for_block), or sends it through to
  * the lower device (through_flush).  Every change of an entry's state
@@ -27,77 +28,155 @@
  * Reads.
  */
 
-struct gaps {
-  struct gap {
+/* A piece of a read: bytes [offset, offset+len) of the device, from the
+ * lower device (a gap in the store), zeros (a zero/trim range), or
+ * copied from SRC in the data slots [slot, slot+nslots), which the read
+ * holds read-pinned.
+ */
+enum piece_from { FROM_LOWER, FROM_ZEROS, FROM_SLOTS };
+struct pieces {
+  struct piece {
     uint64_t offset;
     uint32_t len;
+    enum piece_from from;
+    const char *src;
+    uint32_t slot, nslots;
   } stack[32], *v;
   size_t n, cap;
 };
 
 static int
-gaps_push (struct gaps *g, uint64_t offset, uint64_t len)
+pieces_push (struct pieces *p, struct piece piece)
 {
-  if (g->n == g->cap) {
-    struct gap *v = malloc (2 * g->cap * sizeof *v);
+  if (p->n == p->cap) {
+    struct piece *v = malloc (2 * p->cap * sizeof *v);
 
     if (v == NULL)
       return -1;
-    memcpy (v, g->v, g->n * sizeof *v);
-    if (g->v != g->stack)
-      free (g->v);
-    g->v = v;
-    g->cap *= 2;
+    memcpy (v, p->v, p->n * sizeof *v);
+    if (p->v != p->stack)
+      free (p->v);
+    p->v = v;
+    p->cap *= 2;
   }
-  g->v[g->n++] = (struct gap) { offset, len };
+  p->v[p->n++] = piece;
   return 0;
 }
 
-int
-store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
-            const struct store_io *io, int *err)
+/* Release the read pins of P's pieces. */
+static void
+pieces_unpin (struct store *s, const struct pieces *p)
 {
-  struct gaps gaps = { .n = 0, .cap = 32 };
-  uint64_t pos = offset, end = offset + count;
-  struct entry *e;
   size_t i;
-  int r = 0;
 
-  gaps.v = gaps.stack;
-  STORE_LOCK (s);
+  for (i = 0; i < p->n; i++)
+    if (p->v[i].from == FROM_SLOTS)
+      pins_drop (s, p->v[i].slot, p->v[i].nslots, false);
+}
+
+/* Under the lock, the pieces of [OFFSET, END): the data blocks in it
+ * read-pinned, none write-pinned.  Returns 0, -1 without memory (nothing
+ * pinned), or 1 after waiting for a write pin (nothing pinned, the lock
+ * was dropped: look again).
+ */
+static int
+read_pieces (struct store *s, struct pieces *p, uint64_t offset,
+             uint64_t end)
+{
+  uint64_t pos = offset;
+  struct entry *e;
+
+  p->n = 0;
   for (e = tree_find_from (s, offset / STORE_BLOCK_SIZE);
-       e && e->blk * STORE_BLOCK_SIZE < end && r == 0;
+       e && e->blk * STORE_BLOCK_SIZE < end;
        e = tree_next (s, e)) {
     uint64_t e_start = e->blk * STORE_BLOCK_SIZE;
     uint64_t e_end = e_start + blocks_len (s, e->blk, entry_blocks (e));
     uint64_t from = pos > e_start ? pos : e_start;
     uint64_t to = end < e_end ? end : e_end;
+    struct piece piece = { .offset = from, .len = to - from,
+                           .from = FROM_ZEROS };
 
-    if (e_start > pos)
-      r = gaps_push (&gaps, pos, e_start - pos);
-    if (e->kind == STORE_DATA)
-      memcpy ((char *) buf + (from - offset),
-              slot_data (s, e->slot) + (from - e_start), to - from);
-    else
-      memset ((char *) buf + (from - offset), 0, to - from);
+    if (e_start > pos &&
+        pieces_push (p, (struct piece) { .offset = pos,
+                                         .len = e_start - pos,
+                                         .from = FROM_LOWER }) == -1)
+      goto nomem;
+    if (e->kind == STORE_DATA) {
+      piece.from = FROM_SLOTS;
+      piece.src = slot_data (s, e->slot) + (from - e_start);
+      piece.slot = e->slot + (from - e_start) / STORE_BLOCK_SIZE;
+      piece.nslots = (to - 1 - e_start) / STORE_BLOCK_SIZE -
+        (from - e_start) / STORE_BLOCK_SIZE + 1;
+      if (slots_pinned (s, piece.slot, piece.nslots, PIN_WRITE)) {
+        /* A client copies into it: wait for that, holding no pin. */
+        pieces_unpin (s, p);
+        pins_wake (s);
+        pins_wait (s, piece.slot, piece.nslots, PIN_WRITE);
+        return 1;
+      }
+    }
+    if (pieces_push (p, piece) == -1)
+      goto nomem;
+    if (piece.from == FROM_SLOTS)
+      pins_take (s, piece.slot, piece.nslots, false);
     pos = to;
   }
-  if (pos < end && r == 0)
-    r = gaps_push (&gaps, pos, end - pos);
+  if (pos < end &&
+      pieces_push (p, (struct piece) { .offset = pos, .len = end - pos,
+                                       .from = FROM_LOWER }) == -1)
+    goto nomem;
+  return 0;
+
+ nomem:
+  pieces_unpin (s, p);
+  pins_wake (s);
+  return -1;
+}
+
+/* Reads take the lock only to find the pieces and pin the data blocks;
+ * the copies out of the slots are made without it.
+ */
+int
+store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
+            const struct store_io *io, int *err)
+{
+  struct pieces p = { .n = 0, .cap = 32 };
+  uint64_t end = offset + count;
+  size_t i;
+  int r;
+
+  p.v = p.stack;
+  STORE_LOCK (s);
+  while ((r = read_pieces (s, &p, offset, end)) == 1)
+    ;
   STORE_DEBUG_CHECK (s);
   STORE_UNLOCK (s);
   if (r == -1)
     *err = ENOMEM;
+  else {
+    for (i = 0; i < p.n; i++) {
+      char *dst = (char *) buf + (p.v[i].offset - offset);
+
+      if (p.v[i].from == FROM_SLOTS)
+        memcpy (dst, p.v[i].src, p.v[i].len);
+      else if (p.v[i].from == FROM_ZEROS)
+        memset (dst, 0, p.v[i].len);
+    }
+    pieces_unpin (s, &p);
+    pins_released (s);
+  }
 
   /* Blocks the store did not hold were clean when we looked: the lower
    * device has everything acknowledged before this read started, and
    * whatever changes them now is a write concurrent with this read.
    */
-  for (i = 0; i < gaps.n && r == 0; i++)
-    r = io->read (io->opaque, (char *) buf + (gaps.v[i].offset - offset),
-                  gaps.v[i].len, gaps.v[i].offset, err);
-  if (gaps.v != gaps.stack)
-    free (gaps.v);
+  for (i = 0; i < p.n && r == 0; i++)
+    if (p.v[i].from == FROM_LOWER)
+      r = io->read (io->opaque, (char *) buf + (p.v[i].offset - offset),
+                    p.v[i].len, p.v[i].offset, err);
+  if (p.v != p.stack)
+    free (p.v);
   return r;
 }
 
@@ -106,7 +185,8 @@ store_read (struct store *s, void *buf, uint32_t count, uint64_t offset,
  */
 
 /* Put LEN bytes of SRC (NULL: zeros) at byte FROM of block BLK of data
- * entry E, in place: a rewritten block keeps its slot.
+ * entry E, in place and under the lock: a zero of a block being written
+ * back (range_op), which no one has pinned.
  */
 static void
 data_put (struct store *s, struct entry *e, uint64_t blk, uint32_t from,
@@ -114,14 +194,77 @@ data_put (struct store *s, struct entry *e, uint64_t blk, uint32_t from,
 {
   char *dst = block_data (s, e, blk) + from;
 
-  /* A writer copying it without the lock must be waited for. */
-  assert (e->state != ST_WRITEBACK || !block_being_copied (s, blk));
+  assert (!slots_pinned (s, e->slot + (uint32_t) (blk - e->blk), 1,
+                         PIN_ANY));
   if (src)
     memcpy (dst, src, len);
   else
     memset (dst, 0, len);
   record_touch (s, e, blk);
   entry_modified (s, e);
+}
+
+/* An overwrite of blocks of a data entry, whose slots [slot, slot+nslots)
+ * the client holds write-pinned: LEN bytes of SRC (NULL: zeros) go to DST
+ * without the lock (overwrite_pin and overwrite_copy).
+ */
+struct overwrite {
+  char *dst;
+  const char *src;
+  uint32_t len;
+  uint32_t slot, nslots;
+};
+
+/* Overwrite in place the bytes [POS, END) of the request (SRC: their
+ * data, or NULL: zeros) that data entry E holds, from block BLK: pin
+ * their slots for writing and do the bookkeeping now; the copy is *O's,
+ * to be made after the lock is dropped.  Returns the bytes it covers, or
+ * 0 after waiting (a slot was pinned, or a commit waits for the write
+ * pins): the lock was dropped, look again.
+ */
+static uint32_t
+overwrite_pin (struct store *s, struct entry *e, uint64_t blk, uint64_t pos,
+               uint64_t end, const char *src, struct overwrite *o)
+{
+  uint64_t e_end = e->blk * STORE_BLOCK_SIZE +
+    blocks_len (s, e->blk, entry_blocks (e));
+  uint64_t to = end < e_end ? end : e_end;
+  uint64_t b, last = (to - 1) / STORE_BLOCK_SIZE;
+  uint32_t slot = e->slot + (uint32_t) (blk - e->blk);
+  uint32_t n = last - blk + 1;
+
+  if (s->pins_closed) {
+    STORE_WAIT (s, &s->unpinned);
+    return 0;
+  }
+  if (slots_pinned (s, slot, n, PIN_ANY)) {
+    pins_wait (s, slot, n, PIN_ANY);
+    return 0;
+  }
+  pins_take (s, slot, n, true);
+  for (b = blk; b <= last; b++)
+    record_touch (s, e, b);
+  entry_modified (s, e);
+  *o = (struct overwrite) {
+    .dst = block_data (s, e, blk) + pos % STORE_BLOCK_SIZE,
+    .src = src, .len = to - pos, .slot = slot, .nslots = n
+  };
+  return to - pos;
+}
+
+/* Without the lock: make overwrite O's copy and release its pins. */
+static void
+overwrite_copy (struct store *s, struct overwrite *o)
+{
+  if (o->nslots == 0)
+    return;
+  if (o->src)
+    memcpy (o->dst, o->src, o->len);
+  else
+    memset (o->dst, 0, o->len);
+  pins_drop (s, o->slot, o->nslots, true);
+  pins_released (s);
+  o->nslots = 0;
 }
 
 /* Register client-path lower I/O of blocks [B0, B1): a read-modify-write
@@ -279,6 +422,7 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
    * block (and nothing else happened since): it ends at this block.
    */
   struct entry *left = NULL;
+  struct overwrite over = { .nslots = 0 };
   int r = 0;
 
   STORE_LOCK (s);
@@ -335,12 +479,18 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
     }
 
     if (e->kind == STORE_DATA) {
-      if (e->state == ST_WRITEBACK && block_being_copied (s, blk)) {
-        wait_for_copy (s);
-        continue;
+      /* An overwrite: the copy is made without the lock.  The last
+       * piece of the request is copied after the end (one acquisition);
+       * one in the middle at once.
+       */
+      uint32_t n = overwrite_pin (s, e, blk, pos, end, src, &over);
+
+      pos += n;
+      if (n > 0 && pos < end) {
+        STORE_UNLOCK (s);
+        overwrite_copy (s, &over);
+        STORE_LOCK (s);
       }
-      data_put (s, e, blk, from, src, len);
-      pos += len;
       continue;
     }
 
@@ -368,6 +518,7 @@ write_bytes (struct store *s, const char *buf, uint32_t count,
   }
   STORE_DEBUG_CHECK (s);
   STORE_UNLOCK (s);
+  overwrite_copy (s, &over);
   return r;
 }
 
@@ -406,22 +557,36 @@ range_op (struct store *s, enum store_kind kind, uint64_t b0, uint64_t b1,
           wait_changed (s, false);
           continue;
         }
-        /* Being written back: zero in place; trim leaves it (a trim may
-         * leave data as it was).
+        /* Being written back: zero in place, under the lock, once no
+         * one copies into or out of it; trim leaves it (a trim may leave
+         * data as it was).
          */
-        if (kind == STORE_ZERO && block_being_copied (s, pos)) {
-          wait_for_copy (s);
-          continue;
-        }
-        if (kind == STORE_ZERO)
+        if (kind == STORE_ZERO) {
+          uint32_t slot = e->slot + (uint32_t) (pos - e->blk);
+
+          if (slots_pinned (s, slot, 1, PIN_ANY)) {
+            pins_wait (s, slot, 1, PIN_ANY);
+            continue;
+          }
           data_put (s, e, pos, 0, NULL, STORE_BLOCK_SIZE);
+        }
         pos++;
         continue;
       }
 
-      /* A DIRTY entry: cut [pos, b1) out of it.  We hold a count of its
+      /* A DIRTY entry: cut [pos, b1) out of it, once no one copies
+       * into or out of the slots that frees.  We hold a count of its
        * epoch for the part cut: it becomes (or joins) the carry.
        */
+      if (e->kind == STORE_DATA) {
+        uint64_t cut_end = entry_end (e) < b1 ? entry_end (e) : b1;
+        uint32_t slot = e->slot + (uint32_t) (pos - e->blk);
+
+        if (slots_pinned (s, slot, cut_end - pos, PIN_ANY)) {
+          pins_wait (s, slot, cut_end - pos, PIN_ANY);
+          continue;
+        }
+      }
       if (!entry_cut (s, e, pos, b1, &epoch)) {
         wait_changed (s, true);
         continue;

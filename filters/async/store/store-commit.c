@@ -8,7 +8,11 @@
  * pages changed since the last commit are written to the next journal
  * transaction (memory speed: the lock is held as long as a copy of them
  * takes); without it, one fdatasync, then the pages go to their place.
- * Writes never wait for a commit, only flushes do.
+ * Before the first step the leader waits for the clients copying into
+ * slots without the lock (pins_wait_writes, store-life.c), so that it
+ * takes no page half copied; an overwrite that begins meanwhile waits
+ * for that short wait and the copy of the pages, nothing longer.  Writes
+ * never wait for the fdatasync, only flushes do.
  *
  * Commits are numbered; commit_started is the last one begun, and it
  * took every change made before it began.  A caller arriving now needs
@@ -17,8 +21,8 @@
  * fdatasync runs, every flush that arrives waits for one more commit,
  * and that one commit covers all of them.
  *
- * It calls the store file (layer 0) only; it is in layer 4 with the other
- * client paths (store-impl.h).
+ * It calls the store file (layer 0) and the slot pins (layer 2) only;
+ * it is in layer 4 with the other client paths (store-impl.h).
  */
 
 #include <config.h>
@@ -45,6 +49,11 @@ store_commit (struct store *s, int *err)
       continue;
     }
     s->committing = true;
+    /* The pages are taken between two operations: after every client
+     * copy into a slot that began (slot pins, store-impl.h), before the
+     * next.  Flushes that arrive meanwhile share this commit.
+     */
+    pins_wait_writes (s);
     gen = ++s->commit_started;
     r = storefile_commit_begin (s->file);
     e = errno;

@@ -36,23 +36,28 @@
  * reaches the store through store.h only, and the unit tests link it
  * alone.
  *
- * Locks.  The lock order is: removal, then lock.
+ * Locks.  The lock order is: removal, then lock; a slot pin is never
+ * waited for while holding one, and a thread holding a pin takes no lock
+ * until it has released it (it copies, then releases).
  * - s->lock (a mutex) guards every field of struct store below it, every
  *   entry, slot_map, the entry free list and the store file's records.
  *   Every function declared in this header is called with s->lock held
- *   (some drop and retake it while they wait, as they say).
+ *   (some drop and retake it while they wait, as they say), except the
+ *   pin releases, which say so.
  * - s->removal (a rwlock, writers preferred): an entry leaves the tree as
  *   clean only in store_flush_end, which holds it for writing; a
  *   read-modify-write holds it for reading across its lower read, so it
  *   never merges a lower block that a writeback was changing underneath
  *   it.  Never wait for memory while holding it: the flusher needs it to
  *   free memory.
- * - The data in a slot is touched without s->lock only by a
- *   read-modify-write filling the slot it has reserved (no entry refers
- *   to it yet), and read by a writer copying a batch it took (s->copies
- *   lists the blocks): a client that would change one of those blocks
- *   waits until the copy is done (block_being_copied), so the copy never
- *   races a write.
+ * - Slot pins (s->pins, below and store-life.c) guard the data in a slot
+ *   while it is copied without s->lock: a client overwriting a block of
+ *   a data entry (write pin, exclusive), a client reading one, a writer
+ *   copying a batch it took (read pins, shared).  Everything else that
+ *   touches a slot's data does it under s->lock, after finding the slot
+ *   unpinned when it must be (a zero in place, a cut, a removal), or
+ *   while no entry refers to the slot (a new block, a read-modify-write
+ *   filling the slot it has reserved).
  *
  * Invariants, all under s->lock (store_check verifies the ones marked *):
  * - * The tree is a red-black tree by first block (its rules are at the
@@ -60,7 +65,8 @@
  * - * Entries in the tree never overlap and each covers whole blocks inside
  *   the device; a data entry covers 1 to extent_max blocks and owns as
  *   many consecutive slots, in use in slot_map, that no other entry owns.
- * - A data entry's slots hold its blocks' current content (all of it).
+ * - A data entry's slots hold its blocks' current content (all of it),
+ *   but for a slot pinned for writing: its overwrite is being copied.
  * - Two DIRTY data entries that the merge rule (store-life.c) allows to
  *   be one become one when a client writes next to them; those that
  *   become mergeable otherwise (a failed write, a redirty) stay apart
@@ -93,13 +99,13 @@
  *   blocks through, async mode merges partial blocks.
  */
 
-/* Taking the data copies out of s->lock: a design (issue #22 item 2), not
- * implemented yet.  What follows is the plan, its lock order and its
- * invariants, and the measurements that decided to leave it for now.
+/* Slot pins: the data copies of the client path out of s->lock (issue
+ * #22 item 2).  What was measured before, what they are, their lock order
+ * and their invariants.
  *
- * Measured (ABD_STORE_LOCK_STATS=1, storelock.h; fio ioengine=nbd over
- * the memory plugin, release build, 2 cores shared with other test runs,
- * load 9 to 20, so the waits are noisy; 10-15 s per run):
+ * Measured before (ABD_STORE_LOCK_STATS=1, storelock.h; fio ioengine=nbd
+ * over the memory plugin, release build, 2 cores shared with other test
+ * runs, load 9 to 20, so the waits are noisy; 10-15 s per run):
  *   workload           write_bytes hold   writers' pick hold   lock held
  *   4K randwrite QD16  2.4-6.5 us mean    4-10 us mean         14-25% wall
  *     (256M region, or 16M: overwrites of dirty blocks; over a 1 ms
@@ -108,68 +114,73 @@
  *   4K randread QD16   store_read 1.0 us, 0.15% contended (no writers)
  * 4-10% of client acquisitions find the lock taken, and then wait 0.5 to
  * 4 ms on average: a holder preempted or a sleeper's wake-up on an
- * oversubscribed machine, not the microseconds anyone holds it.  The
- * writers' pick (up to PICK_SCAN_MAX tree_next descents) holds the lock
- * as long as all client writes together in the 4K rows.  A 4K memcpy
- * costs 0.4-0.6 us into a hot 16M arena and 1-7 us into a cold 256M one,
- * a 64K one about 8 us: the copy is 15-25% of a 4K overwrite's hold and
- * 60-70% of a 64K write's.  An upper bound on what any scheme below can
- * gain (the copies simply moved out of the lock, unsafely, in a scratch
- * build) cut the time the lock is held from 24 to 13% of wall (QD16) and
- * from 15 to 4.5% (64K) but gained no throughput that the noise did not
- * swamp (QD16 4K: 21.2k/6.9k IOPS before, 10.2k/15.3k after; 64K:
- * 9.3k/11.2k before, 5.3k/9.6k after): on this machine CPU, not the lock,
- * is the limit.  Measure again on a quiet machine with more cores before
- * paying for the complexity below.  Two cheaper tries did not help here
- * either: an adaptive mutex (PTHREAD_MUTEX_ADAPTIVE_NP: spinning takes
- * the CPU the holder needs; QD16 fell to 13.5k/7.8k IOPS), and the
- * writers' pick scanning with a tree iterator instead of tree_next
- * (mean pick hold 8.3-9.0 us against 7.9-9.1 us, in the noise).  Fewer
- * nbdkit threads (-t 2) cut the mean wait of a contended acquisition
- * from 1.2 to 0.3 ms: the waits are queueing on two cores.
+ * oversubscribed machine, not the microseconds anyone holds it.  A 4K
+ * memcpy costs 0.4-0.6 us into a hot 16M arena and 1-7 us into a cold
+ * 256M one, a 64K one about 8 us: the copy is 15-25% of a 4K overwrite's
+ * hold and 60-70% of a 64K write's.  An upper bound (the copies simply
+ * moved out of the lock, unsafely, in a scratch build) cut the time the
+ * lock is held from 24 to 13% of wall (QD16) and from 15 to 4.5% (64K)
+ * but gained no throughput that the noise did not swamp: on this machine
+ * CPU, not the lock, is the limit.  An adaptive mutex and a pick that
+ * scans with a tree iterator did not help either; fewer nbdkit threads
+ * (-t 2) cut the mean wait of a contended acquisition from 1.2 to 0.3 ms:
+ * the waits are queueing on two cores.
  *
- * The plan: slot pins.  (Finer locks were considered: a striped lock per
- * block range held across a copy is a lock slept on while held, every
- * reshaping under s->lock would have to take the stripes of the slots it
- * frees, and a client would revalidate its entry after taking a stripe;
- * read-copy-update would defer freeing entries and slots and still need
- * per-block exclusion for writes.  Pins do the same with one counter per
- * slot and no new lock.)
+ * Why pins.  A striped lock per block range held across a copy is a lock
+ * slept on while held, every reshaping under s->lock would have to take
+ * the stripes of the slots it frees, and a client would revalidate its
+ * entry after taking a stripe; read-copy-update would defer freeing
+ * entries and slots and still need per-block exclusion for writes.  Pins
+ * do the same with one counter per slot and no new lock.
+ *
+ * What they are (store-life.c has the functions):
  * - s->pins[slot] (uint16_t, 2 bytes a 4 KiB slot): PIN_WRITE (0x8000)
  *   for one client copying into the slot, else the number of copies out
  *   of it (client reads, a writer's batch).  Pins are taken only under
- *   s->lock, and released without it by an atomic decrement (release
- *   order: after the memcpy); a releaser that then sees s->pin_waiters
- *   non-zero takes s->lock and broadcasts s->unpinned.  A waiter counts
- *   itself in pin_waiters and looks at the pin again under s->lock before
- *   it sleeps on s->unpinned, so no wake-up is lost.
- * - Overwrite (data_put): under the lock, find the entry; a pinned block
- *   is waited for (and the tree looked at again); else set PIN_WRITE on
- *   the run of the request's blocks in this entry (all or none: nobody
- *   waits while holding a pin, so pins cannot deadlock) and do all the
- *   bookkeeping now: record_touch, entry_modified (REDIRTY with
- *   redirty_epoch = epoch_cur for a WRITEBACK or WRITTEN entry).  Drop
- *   the lock, copy, release.  One lock acquisition, as today.
- * - Read (store_read): a read pin on every data slot it copies, taken
- *   with the gaps under the lock; copy and release without it.  A read
- *   waits only for a write pin on the same block.
- * - The writers: entry_take skips an entry with a write-pinned slot (the
- *   pick goes on past it and sets s->pin_skipped, so that the release
- *   wakes a writer), since its content is being replaced; a writer's copy
- *   out of the slots of its batch is a read pin on each (replacing
- *   s->copies, block_being_copied and wait_for_copy).
- * - Who frees a slot waits for its pins: entry_cut (range_op) waits and
- *   looks again; store_flush_end waits before it removes a WRITTEN entry
- *   with a read pin (the readers need neither s->removal nor anything the
- *   flusher holds, so this cannot deadlock).  Merges and extents move no
- *   data, a read-modify-write's reserved slot and a new block's slot are
- *   in no entry yet: pins, being per slot, survive every change of shape.
- * - A durable store file: storefile_commit_begin copies the noted pages
- *   under the lock as "a state between two operations"; it waits until
- *   no slot is write-pinned (s->write_pins), and new write pins wait while
- *   it copies.  A tmpfs file: the record already names the slot (the
- *   entry is in the tree); a crash during the copy tears a block whose
- *   write was not acknowledged, as today and as a disk may.
+ *   s->lock (pins_take, after slots_pinned), and released without it by
+ *   an atomic decrement after the copy (pins_drop); the releaser then
+ *   reads s->pin_waiters and s->pin_skipped, and only if one is set takes
+ *   s->lock (pins_released: broadcast s->unpinned, wake a writer).  A
+ *   waiter (pins_wait) counts itself in pin_waiters and looks at the pin
+ *   again under s->lock before it sleeps on s->unpinned; all of these are
+ *   sequentially consistent, so one of the two sees the other and no
+ *   wake-up is lost.  A write pin's slot is released before write_pins
+ *   counts it off.
+ * - Overwrite (write_bytes -> overwrite_pin, store-client.c): under the
+ *   lock, the request's blocks in one data entry; if any of their slots
+ *   is pinned, wait (holding none) and look at the tree again; else
+ *   PIN_WRITE on all of them and all the bookkeeping now: record_touch,
+ *   entry_modified (REDIRTY with redirty_epoch = epoch_cur for a
+ *   WRITEBACK or WRITTEN entry).  The copy (overwrite_copy) is made after
+ *   the lock is dropped: at the end of the request when it is its last
+ *   piece (one acquisition, as before), at once otherwise.
+ * - Read (store_read -> read_pieces): a read pin on every data slot it
+ *   copies, taken with the gaps under the lock; the copies (and zero
+ *   fills) after it is dropped, then the release, then the lower reads
+ *   of the gaps.  A read waits only for a write pin, releasing the pins
+ *   it took first.
+ * - The writers: run_at (store-writeback.c) never takes an entry with a
+ *   write-pinned slot (entry_write_pinned; a write-pinned first entry is
+ *   skipped and sets s->pin_skipped, so that the release wakes a writer;
+ *   pick looks again within 1 ms in any case), since its content is being
+ *   replaced; a writer's copy out of its batch holds a read pin on each
+ *   slot (the slot lists in s->copies; with none free, it copies under
+ *   the lock).
+ * - Who frees or changes a slot under the lock waits for its pins:
+ *   range_op before entry_cut (the slots cut) and before zeroing in
+ *   place a block being written back; store_flush_end before it removes a
+ *   WRITTEN entry (only read pins are possible there: see the invariants;
+ *   readers need neither s->removal nor anything the flusher holds).
+ *   Merges and extents move no data, a read-modify-write's reserved slot
+ *   and a new block's slot are in no entry yet: pins, being per slot,
+ *   survive every change of shape.
+ * - A durable store file: store_commit waits before
+ *   storefile_commit_begin until no slot is write-pinned
+ *   (pins_wait_writes on s->write_pins), with s->pins_closed set so that
+ *   new write pins wait for it; it then copies the pages under the lock,
+ *   where none can be taken.  A tmpfs file: the record already names the
+ *   slot (the entry is in the tree); a crash during the copy tears a block
+ *   whose write was not acknowledged, as before and as a disk may.
  * - Two concurrent overwrites of one block: PIN_WRITE is exclusive, so
  *   the slot ends holding one whole value, the last copied; every read
  *   after both acknowledgements sees it, and so does the lower device: a
@@ -177,10 +188,10 @@
  *   before the last client copy left REDIRTY, so the block is written
  *   again.  Which of two concurrent requests is copied last is not the
  *   order of their acknowledgements (the ack follows the release, as it
- *   follows the unlock today); NBD allows either for concurrent requests.
+ *   followed the unlock); NBD allows either for concurrent requests.
  * - Flushes: a flush received before a request began does not cover it;
  *   one received after its acknowledgement must, and does: an overwrite
- *   of a DIRTY entry leaves the entry's older epoch (the pick skips it
+ *   of a DIRTY entry leaves the entry's older epoch (no writer takes it
  *   until the release, so it is written back whole), a redirty holds
  *   epoch_cur taken at pin time, no newer than the request's own.  A
  *   flush received during the copy also waits for it: conservative.
@@ -188,14 +199,18 @@
  *   reserved slot, the lock dropped and taken again (two acquisitions),
  *   the path of a read-modify-write; the measurements above do not pay
  *   for it in the 4K random rows, where most blocks are new.
- * Lock order with pins: removal, then lock; a pin is never waited for
- * while holding one; a thread holding a pin takes nothing (it copies).
- * New invariants for store_check (with the lock; pins read atomically):
- * a free or reserved slot has no pin; PIN_WRITE only on a slot of a data
- * entry in the tree, never with a read pin; a WRITEBACK or WRITTEN entry
- * with a write-pinned slot has REDIRTY; s->write_pins counts the
- * write-pinned slots.  tests/test-store-concurrent.c is the stress test it must pass
- * (it fails a naive copy outside the lock within seconds: torn reads).
+ * - Readers do not wait for a waiting overwrite: a block read without
+ *   pause by many clients could keep an overwrite of it waiting (read
+ *   pins are shared and short; none was seen).
+ * Invariants of pins (store_check, with the lock; pins are read
+ * atomically and may only disappear meanwhile): a free or reserved slot
+ * has no pin; PIN_WRITE only on a slot of a data entry in the tree, never
+ * with a read pin; a WRITEBACK or WRITTEN entry with a write-pinned slot
+ * has REDIRTY; s->write_pins, read first, is no less than the
+ * write-pinned slots (it equals them between releases: a release clears
+ * the slot, then write_pins, without the lock, so a check can only see
+ * fewer slots).  tests/test-store-concurrent.c is the stress test (a naive
+ * copy outside the lock fails it within seconds: torn reads).
  */
 
 #ifndef ABD_ASYNC_STORE_IMPL_H
@@ -317,15 +332,23 @@ struct lower_op {                 /* s->lower_ops[i]: its index is i */
   bool used;
 };
 
-/* A writer copying the data of blocks [b0, b1), which it took into
- * WRITEBACK, out of their slots without the lock (store-writeback.c).
+/* A writer copying a batch it took into WRITEBACK out of its slots
+ * without the lock (store-writeback.c): the slot of each block, each
+ * read-pinned.  Taken under the lock; USED is cleared without it
+ * (atomically, with release order) once the copy is done.
  */
 #define COPIES_MAX 64
-struct copy_range {
-  uint64_t b0, b1;
-  uint32_t *slots;              /* the slot of each block (batch_blocks) */
+struct copy_list {
+  uint32_t *slots;              /* batch_blocks of them */
   bool used;
 };
+
+/* Slot pins (the design is at the top of this file): s->pins[slot] is
+ * PIN_WRITE while one client copies into the slot, else the number of
+ * copies out of it.
+ */
+#define PIN_WRITE 0x8000
+#define PIN_ANY 0xffff          /* a mask: write or read pins */
 
 /* The store.  The lock order and what each lock guards are at the top of
  * this file.
@@ -396,9 +419,21 @@ struct store {
   bool written_overflow;        /* a range was not recorded: scan all */
 
   struct lower_op lower_ops[LOWER_OPS_MAX];   /* store-client.c */
-  struct copy_range copies[COPIES_MAX];       /* store-writeback.c */
+  struct copy_list copies[COPIES_MAX];        /* store-writeback.c */
   uint32_t *copy_slots;         /* the copies' slot lists, in one block */
-  uint32_t copy_waiters;        /* clients in wait_for_copy */
+
+  /* Slot pins (store-life.c).  pins[] and write_pins are changed under
+   * the lock when taken and atomically without it when released, and
+   * read atomically; pin_waiters and pin_skipped are changed under the
+   * lock and read atomically by releasers.  pins_closed: a commit waits
+   * for the write pins, new ones wait for it.
+   */
+  uint16_t *pins;               /* nslots of them */
+  uint32_t write_pins;          /* write-pinned slots */
+  uint32_t pin_waiters;         /* threads in pins_wait, pins_wait_writes */
+  bool pin_skipped;             /* a writer skipped a write-pinned entry */
+  bool pins_closed;
+  pthread_cond_t unpinned;      /* pins released, or pins_closed cleared */
 
   /* Modes, and who waits (the writers hurry for them). */
   bool sync, draining, stopping;
@@ -583,8 +618,22 @@ bool writer_admitted (struct store *s, bool hurry);
 void writeback_wake (struct store *s);
 bool writeback_more_due (struct store *s);
 void wait_changed (struct store *s, bool for_space);
-bool block_being_copied (struct store *s, uint64_t blk);
-void wait_for_copy (struct store *s);
+/* Slot pins: taken under the lock (pins_take, when slots_pinned says
+ * they may be), released without it (pins_drop, then pins_released
+ * once for all that were dropped; pins_wake instead with the lock held).
+ */
+bool slots_pinned (struct store *s, uint32_t slot, uint32_t n,
+                   uint16_t mask);
+void pins_take (struct store *s, uint32_t slot, uint32_t n, bool write);
+void pins_wait (struct store *s, uint32_t slot, uint32_t n, uint16_t mask);
+void pins_wait_writes (struct store *s);
+void pins_wake (struct store *s);
+bool entry_write_pinned (struct store *s, const struct entry *e);
+/* These two are called with or without the lock (pins_released only
+ * without it).
+ */
+void pins_drop (struct store *s, uint32_t slot, uint32_t n, bool write);
+void pins_released (struct store *s);
 struct entry *dirty_oldest (struct store *s);
 /* Birth: new entries (NULL: no memory now, wait_changed for space),
  * inserted DIRTY; discarded if they never went in.

@@ -162,29 +162,141 @@ wait_changed (struct store *s, bool for_space)
     s->space_waiters--;
 }
 
-/* Is BLK in a batch a writer copies out of its slots without the lock
- * (store-writeback.c)?  A client must not change it meanwhile.
+/*----------------------------------------------------------------------
+ * Slot pins (the design, its lock order and invariants are at the top of
+ * store-impl.h): a client or a writer copies into or out of slots without
+ * the lock, holding a pin on each.  Pins are taken only under the lock,
+ * after slots_pinned said they may be, and released without it, so a
+ * thread that holds the lock and finds a slot unpinned knows that no one
+ * copies it until the lock is dropped.  Nobody waits while holding a pin.
+ *
+ * The release is an atomic decrement (sequentially consistent, after the
+ * copy); the releaser then reads pin_waiters.  A waiter adds itself to
+ * pin_waiters before it looks at the pin a last time, under the lock,
+ * and sleeps on s->unpinned: one of the two sees the other's change, so
+ * either the waiter sees the pin gone or the releaser sees the waiter and
+ * takes the lock to wake it (which it cannot do before the waiter
+ * sleeps, as the waiter holds the lock until then).
+ */
+
+/* Is any slot of [SLOT, SLOT+N) pinned in MASK (PIN_WRITE: for writing;
+ * PIN_ANY: at all)?
  */
 bool
-block_being_copied (struct store *s, uint64_t blk)
+slots_pinned (struct store *s, uint32_t slot, uint32_t n, uint16_t mask)
 {
-  int i;
+  uint32_t i;
 
-  for (i = 0; i < COPIES_MAX; i++)
-    if (s->copies[i].used && s->copies[i].b0 <= blk && blk < s->copies[i].b1)
+  if (mask == PIN_WRITE &&
+      __atomic_load_n (&s->write_pins, __ATOMIC_SEQ_CST) == 0)
+    return false;
+  for (i = slot; i < slot + n; i++)
+    if (__atomic_load_n (&s->pins[i], __ATOMIC_SEQ_CST) & mask)
       return true;
   return false;
 }
 
-/* Wait until a writer has copied a batch out of its slots.  The caller
- * must look at the tree again afterwards.
+/* Pin [SLOT, SLOT+N) for reading, or for writing (WRITE): slots_pinned
+ * said none is pinned for writing, or at all (WRITE), and the lock has
+ * been held since.
  */
 void
-wait_for_copy (struct store *s)
+pins_take (struct store *s, uint32_t slot, uint32_t n, bool write)
 {
-  s->copy_waiters++;
-  STORE_WAIT (s, &s->changed);
-  s->copy_waiters--;
+  uint32_t i;
+
+  for (i = slot; i < slot + n; i++) {
+    uint16_t old = __atomic_fetch_add (&s->pins[i], write ? PIN_WRITE : 1,
+                                       __ATOMIC_SEQ_CST);
+
+    assert (write ? old == 0 : old < PIN_WRITE - 1);
+  }
+  if (write)
+    __atomic_add_fetch (&s->write_pins, n, __ATOMIC_SEQ_CST);
+}
+
+/* Wait until no slot of [SLOT, SLOT+N) is pinned in MASK (once: the lock
+ * is dropped, the caller looks at the tree again afterwards).  The caller
+ * holds no pin.
+ */
+void
+pins_wait (struct store *s, uint32_t slot, uint32_t n, uint16_t mask)
+{
+  __atomic_add_fetch (&s->pin_waiters, 1, __ATOMIC_SEQ_CST);
+  if (slots_pinned (s, slot, n, mask))
+    STORE_WAIT (s, &s->unpinned);
+  __atomic_sub_fetch (&s->pin_waiters, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Wait until no slot is pinned for writing, and keep new write pins from
+ * being taken meanwhile (pins_closed: they wait for this): a durable
+ * store file's commit copies the data under the lock.  The lock is held
+ * on return, so none is taken until the caller drops it.
+ */
+void
+pins_wait_writes (struct store *s)
+{
+  s->pins_closed = true;
+  __atomic_add_fetch (&s->pin_waiters, 1, __ATOMIC_SEQ_CST);
+  while (__atomic_load_n (&s->write_pins, __ATOMIC_SEQ_CST) > 0)
+    STORE_WAIT (s, &s->unpinned);
+  __atomic_sub_fetch (&s->pin_waiters, 1, __ATOMIC_SEQ_CST);
+  s->pins_closed = false;
+  pthread_cond_broadcast (&s->unpinned);
+}
+
+/* With the lock held, after pins were dropped: wake who waits for them
+ * (pins_wait), and a writer if one skipped a write-pinned entry.
+ */
+void
+pins_wake (struct store *s)
+{
+  if (__atomic_load_n (&s->pin_waiters, __ATOMIC_SEQ_CST))
+    pthread_cond_broadcast (&s->unpinned);
+  if (__atomic_load_n (&s->pin_skipped, __ATOMIC_SEQ_CST)) {
+    __atomic_store_n (&s->pin_skipped, false, __ATOMIC_SEQ_CST);
+    writeback_wake (s);
+  }
+}
+
+/* Does a client copy into a slot of E?  Then a writer must not take it:
+ * its content is being replaced.
+ */
+bool
+entry_write_pinned (struct store *s, const struct entry *e)
+{
+  return e->kind == STORE_DATA &&
+    slots_pinned (s, e->slot, entry_blocks (e), PIN_WRITE);
+}
+
+/* Release the pins of [SLOT, SLOT+N), after the copy.  A write pin's
+ * slot is released before write_pins counts it off, so that write_pins
+ * is never less than the write-pinned slots (store_check).
+ */
+void
+pins_drop (struct store *s, uint32_t slot, uint32_t n, bool write)
+{
+  uint32_t i;
+
+  for (i = slot; i < slot + n; i++)
+    __atomic_sub_fetch (&s->pins[i], write ? PIN_WRITE : 1,
+                        __ATOMIC_SEQ_CST);
+  if (write)
+    __atomic_sub_fetch (&s->write_pins, n, __ATOMIC_SEQ_CST);
+}
+
+/* Without the lock, after pins_drop: take the lock only if someone is to
+ * be woken.
+ */
+void
+pins_released (struct store *s)
+{
+  if (__atomic_load_n (&s->pin_waiters, __ATOMIC_SEQ_CST) ||
+      __atomic_load_n (&s->pin_skipped, __ATOMIC_SEQ_CST)) {
+    STORE_LOCK (s);
+    pins_wake (s);
+    STORE_UNLOCK (s);
+  }
 }
 
 /*----------------------------------------------------------------------

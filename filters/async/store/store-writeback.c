@@ -25,8 +25,10 @@
  */
 
 /* The run starting at DIRTY entry E: E and the DIRTY data extents right
- * after it, at most batch_blocks blocks (an extent is never longer).
- * Returns its length in blocks; *LAST is its last entry.
+ * after it, at most batch_blocks blocks (an extent is never longer),
+ * none of them write-pinned (a client copies into it: it is taken after
+ * the copy, whole).  Returns its length in blocks, 0 if E is
+ * write-pinned; *LAST is its last entry.
  */
 static uint32_t
 run_at (struct store *s, struct entry *e, struct entry **last)
@@ -35,11 +37,17 @@ run_at (struct store *s, struct entry *e, struct entry **last)
   uint32_t n = entry_blocks (e);
 
   *last = e;
+  if (entry_write_pinned (s, e)) {
+    /* Skipped: the release wakes a writer (pins_wake). */
+    __atomic_store_n (&s->pin_skipped, true, __ATOMIC_SEQ_CST);
+    return 0;
+  }
   if (e->kind == STORE_DATA) {
     for (f = tree_next (s, e);
          f && n + entry_blocks (f) <= s->batch_blocks &&
            f->blk == entry_end (*last) &&
-           f->kind == STORE_DATA && f->state == ST_DIRTY;
+           f->kind == STORE_DATA && f->state == ST_DIRTY &&
+           !entry_write_pinned (s, f);
          f = tree_next (s, f)) {
       *last = f;
       n += entry_blocks (f);
@@ -49,10 +57,11 @@ run_at (struct store *s, struct entry *e, struct entry **last)
 }
 
 /* Take the run [E, LAST] of N entries into batch B: its entries go from
- * DIRTY to WRITEBACK.  Their data goes into BUF: with a free place in
- * s->copies (*COPY, whose slots[i] is the slot of block i; clients wait
- * to change those blocks meanwhile), store_pick_wait copies it after
- * dropping the lock; otherwise it is copied here.
+ * DIRTY to WRITEBACK.  Their data goes into BUF: with a free list in
+ * s->copies (*COPY, whose slots[i] is the slot of block i, read-pinned:
+ * clients wait to change those blocks meanwhile), store_pick_wait copies
+ * it after dropping the lock; otherwise it is copied here (no slot of the
+ * run is write-pinned, and none can be while the lock is held).
  * A copy of a 256K run held the lock for tens of microseconds, every
  * client waiting.
  */
@@ -66,9 +75,7 @@ take_run (struct store *s, struct store_batch *b, char *buf, int *copy,
   *copy = -1;
   if (e->kind == STORE_DATA)
     for (i = 0; i < COPIES_MAX; i++)
-      if (!s->copies[i].used) {
-        s->copies[i].b0 = e->blk;
-        s->copies[i].b1 = e->blk + n;
+      if (!__atomic_load_n (&s->copies[i].used, __ATOMIC_ACQUIRE)) {
         s->copies[i].used = true;
         *copy = i;
         break;
@@ -85,9 +92,11 @@ take_run (struct store *s, struct store_batch *b, char *buf, int *copy,
 
     next = tree_next (s, f);
     entry_take (s, f);
-    if (f->kind == STORE_DATA && *copy >= 0)
+    if (f->kind == STORE_DATA && *copy >= 0) {
+      pins_take (s, f->slot, nf, false);
       for (j = 0; j < nf; j++)
         s->copies[*copy].slots[i + j] = f->slot + j;
+    }
     else if (f->kind == STORE_DATA)
       memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, f->slot),
               (size_t) nf * STORE_BLOCK_SIZE);
@@ -148,7 +157,8 @@ pick (struct store *s, struct store_batch *b, char *buf, int *copy,
   e = tree_find_from (s, start);
   for (visited = 0; ; visited++) {
     if (visited == PICK_SCAN_MAX) {
-      n = run_at (s, oldest, &last);
+      if ((n = run_at (s, oldest, &last)) == 0)
+        break;
       take_run (s, b, buf, copy, oldest, last, n);
       return true;
     }
@@ -164,6 +174,10 @@ pick (struct store *s, struct store_batch *b, char *buf, int *copy,
       continue;
     }
     n = run_at (s, e, &last);
+    if (n == 0) {               /* write-pinned */
+      e = tree_next (s, e);
+      continue;
+    }
     if (!hurry && n < s->batch_blocks) {
       int32_t run_age = INT32_MIN;
 
@@ -182,7 +196,10 @@ pick (struct store *s, struct store_batch *b, char *buf, int *copy,
     take_run (s, b, buf, copy, e, last, n);
     return true;
   }
-  /* Not reached: the oldest DIRTY entry is due, so is its run. */
+  /* The oldest DIRTY entry is due, so is its run, unless a client is
+   * copying into it (and into every other due one): the release wakes a
+   * writer (pin_skipped); look again soon in any case.
+   */
   *wait_ms = 1;
   return false;
 }
@@ -236,14 +253,15 @@ store_pick_wait (struct store *s, struct store_batch *b, char *buf)
   STORE_DEBUG_CHECK (s);
   STORE_UNLOCK (s);
   if (copy >= 0) {
+    uint32_t *slots = s->copies[copy].slots;
+
     for (i = 0; i < b->nblocks; i++)
-      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE,
-              slot_data (s, s->copies[copy].slots[i]), STORE_BLOCK_SIZE);
-    STORE_LOCK (s);
-    s->copies[copy].used = false;
-    if (s->copy_waiters)                        /* clients waiting to write */
-      pthread_cond_broadcast (&s->changed);
-    STORE_UNLOCK (s);
+      memcpy (buf + (size_t) i * STORE_BLOCK_SIZE, slot_data (s, slots[i]),
+              STORE_BLOCK_SIZE);
+    for (i = 0; i < b->nblocks; i++)
+      pins_drop (s, slots[i], 1, false);
+    __atomic_store_n (&s->copies[copy].used, false, __ATOMIC_RELEASE);
+    pins_released (s);          /* clients waiting to write */
   }
   return ok;
 }
@@ -396,6 +414,23 @@ store_flush_end (struct store *s, uint32_t ticket, bool ok)
 
     for (; e && e->blk < ranges[i].end; e = next) {
       next = tree_next (s, e);
+      if (e->state == ST_WRITTEN && ms_diff (e->gen, ticket) >= 0 &&
+          ok && !(e->flags & EF_REDIRTY) && e->kind == STORE_DATA &&
+          slots_pinned (s, e->slot, entry_blocks (e), PIN_ANY)) {
+        /* It leaves the tree and frees its slots: wait for the reads
+         * copying out of them (they need no lock to finish), then look
+         * at the entry again.  The entries flushed so far may have
+         * emptied epochs: advance them first, as others see the store
+         * while we wait.
+         */
+        uint64_t blk = e->blk;
+
+        epoch_advance (s);
+        pins_wait (s, e->slot, entry_blocks (e), PIN_ANY);
+        now = now_ms ();        /* entries dirtied meanwhile are older */
+        next = tree_find_from (s, blk);
+        continue;
+      }
       if (e->state == ST_WRITTEN && ms_diff (e->gen, ticket) >= 0)
         entry_flushed (s, e, ok, now);
       else if (e->state == ST_WRITTEN)

@@ -304,6 +304,9 @@ store_create (const struct store_params *p, char **errmsg)
     goto oom;
   for (i = 0; i < COPIES_MAX; i++)
     s->copies[i].slots = s->copy_slots + (size_t) i * s->batch_blocks;
+  s->pins = calloc (nslots, sizeof *s->pins);
+  if (s->pins == NULL)
+    goto oom;
 
   if (arena_map (s, p->store_file == NULL, p->lock_memory, errmsg) == -1) {
     store_free (s);
@@ -328,6 +331,7 @@ store_create (const struct store_params *p, char **errmsg)
   pthread_cond_init (&s->work, NULL);
   pthread_cond_init (&s->flush_work, NULL);
   pthread_cond_init (&s->committed, NULL);
+  pthread_cond_init (&s->unpinned, NULL);
   STORE_DEBUG_CHECK (s);
   return s;
 
@@ -342,7 +346,8 @@ uint64_t
 store_memory_bytes (uint32_t nslots, bool store_file)
 {
   uint64_t pool = (uint64_t) nslots * sizeof (struct entry) +
-    (uint64_t) (nslots + 63) / 64 * sizeof (uint64_t);     /* slot_map */
+    (uint64_t) (nslots + 63) / 64 * sizeof (uint64_t) +    /* slot_map */
+    (uint64_t) nslots * sizeof (uint16_t);                  /* pins */
 
   return pool + (store_file ? storefile_size (nslots)
                             : (uint64_t) nslots * STORE_BLOCK_SIZE);
@@ -361,5 +366,6 @@ store_free (struct store *s)
   arena_unmap (s);
   free (s->written);
   free (s->copy_slots);
+  free (s->pins);
   free (s);
 }

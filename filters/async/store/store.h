@@ -32,6 +32,9 @@
  * before it.  An entry that is not DIRTY never changes shape: a client
  * operation that would split a zero/trim range that is being written back
  * waits until that range is done, and extents merge only while DIRTY.
+ * The data of a client overwrite of a block the store holds, of a read of
+ * one, and of a writer's batch is copied without the lock, under a pin on
+ * each slot (store-impl.h); new blocks are copied under it.
  *
  * With a store file (storefile.h) the data arena is a file mapped
  * MAP_SHARED and every entry in the tree has a record there: published
