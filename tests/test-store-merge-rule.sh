@@ -18,8 +18,11 @@ cat "$tmp/ok"
 
 for rule in 1 2 3; do
     caught=
-    # A few seeds: each broken rule must be caught by one of them.
-    for seed in 7 8 9; do
+    # A few seeds: each broken rule must be caught by one of them.  The
+    # writers are threads, so a seed does not decide everything: part 2
+    # (a writer's extent merged) slipped through seeds 7, 8 and 9 once in
+    # a sanitizer build, and was caught by 6 of seeds 7-14 the next time.
+    for seed in 7 8 9 10 11 12 13 14; do
         if ! STORE_BREAK_MERGE=$rule timeout 120 "$prog" --extents "$seed" \
              6000 > "$tmp/broken-$rule" 2>&1; then
             caught=$seed
